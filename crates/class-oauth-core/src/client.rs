@@ -1,0 +1,259 @@
+//! The client configuration: id, secret, endpoints, and how requests authenticate.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+
+use crate::body::DEFAULT_MAX_BODY;
+use crate::environment::Endpoints;
+use crate::secret::{ClientSecret, Nonce, PkceVerifier, State};
+use crate::types::ClientId;
+
+/// A source of random bytes, injected so that the core never reads an RNG itself.
+///
+/// Transports implement it with the operating system's CSPRNG; tests use a closure.
+/// Any `FnMut(&mut [u8])` is an `EntropySource`.
+pub trait EntropySource {
+    /// Fills `dest` with cryptographically secure random bytes.
+    fn fill_bytes(&mut self, dest: &mut [u8]);
+}
+
+impl<F: FnMut(&mut [u8])> EntropySource for F {
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self(dest);
+    }
+}
+
+fn random_token(entropy: &mut dyn EntropySource) -> String {
+    let mut bytes = [0u8; 32];
+    entropy.fill_bytes(&mut bytes);
+    let s = URL_SAFE_NO_PAD.encode(bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    s
+}
+
+impl State {
+    /// A fresh `state`: 32 random bytes (256 bits, RFC 6749 10.10 asks for at least 128),
+    /// base64url-encoded.
+    pub fn generate(entropy: &mut dyn EntropySource) -> Self {
+        Self::new(random_token(entropy))
+    }
+}
+
+impl Nonce {
+    /// A fresh `nonce`: 32 random bytes, base64url-encoded.
+    pub fn generate(entropy: &mut dyn EntropySource) -> Self {
+        Self::new(random_token(entropy))
+    }
+}
+
+impl PkceVerifier {
+    /// A verifier from 32 random octets, base64url-encoded (43 characters, RFC 7636 4.1).
+    #[must_use]
+    pub fn from_entropy(bytes: &[u8; 32]) -> Self {
+        Self::new(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// A fresh verifier drawn from `entropy`.
+    pub fn generate(entropy: &mut dyn EntropySource) -> Self {
+        Self::new(random_token(entropy))
+    }
+
+    /// The S256 challenge: `BASE64URL(SHA256(ASCII(verifier)))` (RFC 7636 4.2).
+    #[must_use]
+    pub fn challenge_s256(&self) -> String {
+        URL_SAFE_NO_PAD.encode(Sha256::digest(self.secret().as_bytes()))
+    }
+}
+
+/// Whether authorization requests carry PKCE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PkceMode {
+    /// Send an S256 challenge (default). Servers that do not know PKCE ignore it.
+    #[default]
+    S256,
+    /// Send none: for a server that rejects unknown parameters. Class does not document
+    /// PKCE, so this switch exists per client.
+    Disabled,
+}
+
+/// A Class OAuth client: its credentials and the endpoints it talks to.
+///
+/// `Debug` never prints the secret.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Client {
+    client_id: ClientId,
+    client_secret: Option<ClientSecret>,
+    endpoints: Endpoints,
+    pkce: PkceMode,
+    max_body: usize,
+    pending_lifetime: Duration,
+}
+
+impl Client {
+    /// A public client (no secret). Use [`Client::with_secret`] for the usual
+    /// confidential Class client.
+    #[must_use]
+    pub fn new(client_id: ClientId, endpoints: Endpoints) -> Self {
+        Self {
+            client_id,
+            client_secret: None,
+            endpoints,
+            pkce: PkceMode::default(),
+            max_body: DEFAULT_MAX_BODY,
+            pending_lifetime: Duration::from_secs(30 * 60),
+        }
+    }
+
+    /// Sets the client secret; token requests then authenticate with HTTP Basic.
+    #[must_use]
+    pub fn with_secret(mut self, secret: ClientSecret) -> Self {
+        self.client_secret = Some(secret);
+        self
+    }
+
+    /// Sets the PKCE mode.
+    #[must_use]
+    pub fn with_pkce(mut self, mode: PkceMode) -> Self {
+        self.pkce = mode;
+        self
+    }
+
+    /// Sets the response body cap the parsers enforce (default 1 MiB).
+    #[must_use]
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// How long a pending authorization stays redeemable (default 30 minutes: long
+    /// enough for a login with MFA, short enough to bound a stolen record).
+    #[must_use]
+    pub fn with_pending_lifetime(mut self, lifetime: Duration) -> Self {
+        self.pending_lifetime = lifetime;
+        self
+    }
+
+    /// Replaces the endpoints (after a discovery refresh, say).
+    #[must_use]
+    pub fn with_endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
+    /// The client id.
+    #[must_use]
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+
+    /// Is a secret configured?
+    #[must_use]
+    pub fn is_confidential(&self) -> bool {
+        self.client_secret.is_some()
+    }
+
+    /// The endpoints.
+    #[must_use]
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The PKCE mode.
+    #[must_use]
+    pub fn pkce(&self) -> PkceMode {
+        self.pkce
+    }
+
+    /// The body cap.
+    #[must_use]
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// The pending-authorization lifetime.
+    #[must_use]
+    pub fn pending_lifetime(&self) -> Duration {
+        self.pending_lifetime
+    }
+
+    /// The `Authorization: Basic` value for client_secret_basic, with id and secret
+    /// form-urlencoded before base64 (RFC 6749 2.3.1). `None` for a public client.
+    pub(crate) fn basic_authorization(&self) -> Option<String> {
+        let secret = self.client_secret.as_ref()?;
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let mut pair = format!("{}:{}", enc(self.client_id.as_str()), enc(secret.secret()));
+        let value = format!("Basic {}", STANDARD.encode(pair.as_bytes()));
+        zeroize::Zeroize::zeroize(&mut pair);
+        Some(value)
+    }
+
+    /// Adds client authentication to a token-endpoint style request: Basic when a
+    /// secret is set, otherwise `client_id` in the form (public client).
+    pub(crate) fn authenticate(
+        &self,
+        builder: http::request::Builder,
+        form: &mut url::form_urlencoded::Serializer<'_, String>,
+    ) -> http::request::Builder {
+        match self.basic_authorization() {
+            Some(value) => builder.header(http::header::AUTHORIZATION, value),
+            None => {
+                form.append_pair("client_id", self.client_id.as_str());
+                builder
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::Environment;
+
+    #[test]
+    fn pkce_rfc7636_appendix_b() {
+        let bytes: [u8; 32] = [
+            116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187, 186, 22, 212, 37, 77, 105, 214,
+            191, 240, 91, 88, 5, 88, 83, 132, 141, 121,
+        ];
+        let v = PkceVerifier::from_entropy(&bytes);
+        assert_eq!(v.secret(), "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
+        assert_eq!(v.challenge_s256(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    }
+
+    #[test]
+    fn basic_auth_form_encodes_first() {
+        let c = Client::new(ClientId::new("<client_id>"), Environment::Production.preset())
+            .with_secret(ClientSecret::new("<client_secret>"));
+        // `<` and `>` are form-encoded before base64 (RFC 6749 2.3.1).
+        let expected = format!("Basic {}", STANDARD.encode("%3Cclient_id%3E:%3Cclient_secret%3E"));
+        assert_eq!(c.basic_authorization().unwrap(), expected);
+        let guid = Client::new(ClientId::new("1eaa3979-9caf-4c6b-bab8-2cbcd549d410"), Environment::Production.preset())
+            .with_secret(ClientSecret::new("s3cr3t"));
+        assert_eq!(
+            guid.basic_authorization().unwrap(),
+            format!("Basic {}", STANDARD.encode("1eaa3979-9caf-4c6b-bab8-2cbcd549d410:s3cr3t"))
+        );
+        assert!(!format!("{guid:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn generated_values_have_256_bits() {
+        let mut counter = 0u8;
+        let mut entropy = |b: &mut [u8]| {
+            for x in b.iter_mut() {
+                counter = counter.wrapping_add(1);
+                *x = counter;
+            }
+        };
+        let s = State::generate(&mut entropy);
+        let n = Nonce::generate(&mut entropy);
+        assert_eq!(s.secret().len(), 43);
+        assert_ne!(s.secret(), n.secret());
+        assert_eq!(URL_SAFE_NO_PAD.decode(s.secret()).unwrap().len(), 32);
+    }
+}

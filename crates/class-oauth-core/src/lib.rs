@@ -1,0 +1,130 @@
+//! # class-oauth-core
+//!
+//! A sans-IO model of the Class (Class Super) OAuth 2.0 / OpenID Connect authorization
+//! server: every request the protocol needs is built as an `http::Request<Vec<u8>>`,
+//! and every response is parsed from an `http::Response<Vec<u8>>`. The crate opens no
+//! socket, reads no clock, no environment variable and no RNG: `now` is an argument and
+//! randomness comes in through an [`EntropySource`]. Drive it with any HTTP client, or
+//! use the ready-made transports `class-oauth-reqwest` (async) and `class-oauth-ureq`
+//! (blocking).
+//!
+//! ## The drive loop: prepare, send with any client, parse
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use class_oauth_core::{Client, ClientId, ClientSecret, Environment, Error};
+//! use class_oauth_core::authorize::AuthorizationRequest;
+//! use class_oauth_core::scope::{AccessSpecifier, Scopes, Target};
+//! use class_oauth_core::token::TokenRequest;
+//! use class_oauth_core::types::RedirectUrl;
+//!
+//! // Any HTTP client will do; this one answers like Class does.
+//! fn send(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+//!     assert_eq!(req.uri(), "https://app.class-pie.com.au/connect/token");
+//!     http::Response::builder()
+//!         .status(200)
+//!         .header("content-type", "application/json;charset=UTF-8")
+//!         .body(br#"{"access_token":"eyJ...","token_type":"bearer","expires_in":899,
+//!                   "refresh_token":"9e0fccdb","scope":"target:b/OAUTH_TEST offline_access fund.read",
+//!                   "BusinessName":"OAuth Test Business","BusinessCode":"OAUTH_TEST"}"#.to_vec())
+//!         .unwrap()
+//! }
+//!
+//! let env = Environment::Pie;
+//! let client = Client::new(ClientId::new("1eaa3979-9caf-4c6b-bab8-2cbcd549d410"), env.preset())
+//!     .with_secret(ClientSecret::new("from-your-secret-store"));
+//!
+//! // 1. Prepare the authorization URL and keep the pending record with the user's session.
+//! let scopes = Scopes::builder()
+//!     .target(Target::AnyBusiness)
+//!     .access(AccessSpecifier::FundRead)
+//!     .offline_access()
+//!     .build()?;
+//! let mut os_rng = |buf: &mut [u8]| buf.fill(7); // use getrandom in real code
+//! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+//! let redirect = RedirectUrl::new("https://partner.example/class-callback")?;
+//! let (url, pending) = AuthorizationRequest::new(&client, redirect, scopes).build(&mut os_rng, now)?;
+//! assert!(url.as_str().starts_with("https://app.class-pie.com.au/connect/authorize?response_type=code"));
+//!
+//! // 2. The browser comes back: check state (and iss), then redeem the code.
+//! let callback = format!("https://partner.example/class-callback?code=1fd827c4&state={}", pending.state.secret());
+//! let code = pending.verify_callback_url(&callback, now)?;
+//! let request = TokenRequest::authorization_code(&pending, code);
+//! let response = send(request.to_http(&client)?);
+//! let tokens = request.parse_response(&client, &response, now)?;
+//!
+//! assert_eq!(tokens.business_code().unwrap().as_str(), "OAUTH_TEST");
+//! assert_eq!(tokens.expires_at, Some(now + Duration::from_secs(899)));
+//! assert_eq!(format!("{:?}", tokens.access_token), "AccessToken([redacted])");
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! ## What is where
+//! - [`environment`]: Production and PIE presets, any issuer, [`Endpoints`].
+//! - [`discovery`]: the discovery request, lenient metadata, a Duende-style
+//!   [`DiscoveryPolicy`](discovery::DiscoveryPolicy), and [`discovery::resolve`], which
+//!   falls back to the preset when Class publishes no document.
+//! - [`client`]: credentials, HTTP Basic (RFC 6749 2.3.1), PKCE, the entropy seam.
+//! - [`scope`]: the Class scope grammar, its rules, and the consent-text catalogue.
+//! - [`authorize`] and [`callback`]: the authorization URL, the pending record, and the
+//!   callback checks (constant-time state, RFC 9207 `iss`, `error=` redirects).
+//! - [`token`]: code, refresh and password grants; the lenient response parser.
+//! - [`userinfo`], [`revocation`], [`api`]: UserInfo with the `sub` check, RFC 7009,
+//!   and Class API calls (vendor `Accept`, `Errors` envelope, 429 waits).
+//! - [`refresh`]: refresh-ahead decisions with a lifetime-clamped margin.
+//! - [`error`]: one error enum; server refusals, malformed responses and policy
+//!   violations kept apart, with `requires_reauthorization()` and `is_transient()`.
+//! - ID-token validation (signatures, key sets, claims) is its own module, added on top
+//!   of [`secret::IdToken`] without changing these types.
+//!
+//! ## Time and randomness
+//! Every function that depends on time takes `now: SystemTime`. Values that need
+//! entropy (state, nonce, PKCE verifier, refresh jitter) draw it from an
+//! [`EntropySource`]; any `FnMut(&mut [u8])` is one. Tests therefore run on a virtual
+//! clock and deterministic bytes. The crate's `clippy.toml` forbids `SystemTime::now`,
+//! `Instant::now` and `thread::sleep`, and an xtask test checks that no runtime, HTTP
+//! client or TLS crate is in its dependency tree.
+//!
+//! ## Secrets
+//! Client secrets, tokens, codes, verifiers, state, nonce and passwords are newtypes in
+//! [`secret`]: `Debug` prints `[redacted]`, there is no `Display`, values are zeroized on
+//! drop and compared in constant time. Error excerpts of response bodies redact token
+//! members even in truncated JSON.
+//!
+//! ## MSRV
+//! Rust 1.85 (edition 2024). MSRV bumps happen only in minor releases and never together
+//! with other changes.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
+pub mod api;
+pub mod authorize;
+mod body;
+pub mod callback;
+pub mod client;
+pub mod discovery;
+pub mod environment;
+pub mod error;
+pub mod headers;
+pub mod refresh;
+pub mod revocation;
+pub mod scope;
+pub mod secret;
+pub mod time;
+pub mod token;
+pub mod types;
+pub mod userinfo;
+
+pub use body::{DEFAULT_MAX_BODY, redacted_excerpt};
+pub use client::{Client, EntropySource, PkceMode};
+pub use environment::{EndpointSource, Endpoints, Environment};
+pub use error::{Error, ErrorCode, ErrorKind, OAuthError};
+pub use secret::{AccessToken, AuthorizationCode, ClientSecret, IdToken, Nonce, Password, PkceVerifier, RefreshToken, State};
+pub use token::{TokenRequest, TokenSet};
+pub use types::{ClientId, IssuerUrl, RedirectUrl, Username};
+
+/// The `http` crate this crate's API uses, re-exported so callers match versions.
+pub use http;
+/// The `url` crate this crate's API uses.
+pub use url;

@@ -1,0 +1,675 @@
+//! The Class scope grammar as types.
+//!
+//! Four families (fact sheet section 8): the OpenID Connect scopes (`openid`, `profile`,
+//! `email`, `address`, `phone`), Class's `class_profile`, `offline_access`, the `target`
+//! value that names the business (or fund) a grant covers, and eight access
+//! specifiers. Anything else is kept verbatim in [`Scope::Other`], so every valid
+//! scope token round-trips exactly: `Scope::parse(s)?.to_string() == s`.
+//!
+//! Rules checked by [`Scopes::validate`] (and so by every request that sends scopes):
+//! - an access specifier needs exactly one `target` value;
+//! - `class_profile` needs `openid`;
+//! - with [`ScopesBuilder::require_refresh_token`], `offline_access` must be present.
+//!
+//! # Fund-level targets are unconfirmed
+//! Class documents `target:b` (the user picks the business at consent) and
+//! `target:b/<BusinessCode>`. The fund-level form is not documented; this crate
+//! assumes `target:f/<BusinessCode>/<FundCode>` ([`Target::Fund`]). If PIE shows
+//! another spelling, use [`Target::Custom`] with the exact token: it is sent verbatim
+//! and still counts as the one target an access specifier needs.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A scope token violates RFC 6749 3.3 or a Class rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeError {
+    /// A scope token is empty or has a character outside RFC 6749's NQCHAR set.
+    #[error("`{0}` is not a valid scope token (RFC 6749 3.3: printable ASCII, no space, quote or backslash)")]
+    InvalidToken(String),
+    /// A business or fund code is empty or contains `/` or whitespace.
+    #[error("`{0}` is not a valid Class business or fund code")]
+    InvalidCode(String),
+    /// Access specifiers were requested without a `target`.
+    #[error("access specifier `{0}` needs a target (add target:b to let the user pick the business, or target:b/<CODE>)")]
+    AccessWithoutTarget(String),
+    /// More than one `target` was requested: a Class grant covers one business.
+    #[error("only one target may be requested (found {0}); a Class grant covers one business, so authorize each business separately")]
+    MultipleTargets(usize),
+    /// `class_profile` without `openid`.
+    #[error("class_profile only takes effect together with openid; add the openid scope")]
+    ClassProfileWithoutOpenId,
+    /// A refresh token was required but `offline_access` is missing.
+    #[error("Class issues a refresh token only when offline_access is requested; add offline_access")]
+    RefreshNeedsOfflineAccess,
+    /// A narrowed scope (refresh) asks for something the grant does not have.
+    #[error("scope `{0}` was not granted; a refresh may only narrow the granted scope")]
+    NotASubset(String),
+}
+
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+macro_rules! code_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks the code: non-empty scope characters, no `/`. Case is preserved.
+            pub fn new(code: impl Into<String>) -> Result<Self, ScopeError> {
+                let code = code.into();
+                if is_scope_token(&code) && !code.contains('/') {
+                    Ok(Self(code))
+                } else {
+                    Err(ScopeError::InvalidCode(code))
+                }
+            }
+
+            /// The code as Class spells it.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ScopeError;
+            fn try_from(s: String) -> Result<Self, ScopeError> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(c: $name) -> Self {
+                c.0
+            }
+        }
+    };
+}
+
+code_type! {
+    /// A Class business code such as `OAUTH_TEST` (case-preserving, opaque).
+    BusinessCode
+}
+code_type! {
+    /// A Class fund code (used only by the unconfirmed fund-level target).
+    FundCode
+}
+
+/// The `target` scope value: which business (or fund) the grant covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Target {
+    /// `target:b`: the user picks the business at consent; the granted scope then
+    /// carries `target:b/<CODE>`.
+    AnyBusiness,
+    /// `target:b/<CODE>`: a named business.
+    Business(BusinessCode),
+    /// `target:f/<BUSINESS>/<FUND>`: fund level. **Unconfirmed syntax** (see module docs).
+    Fund {
+        /// The business holding the fund.
+        business: BusinessCode,
+        /// The fund.
+        fund: FundCode,
+    },
+    /// Any other `target:` token, sent verbatim (for spellings confirmed later).
+    Custom(String),
+}
+
+impl Target {
+    /// A custom target token; it must start with `target:` and be a valid scope token.
+    pub fn custom(token: impl Into<String>) -> Result<Self, ScopeError> {
+        let token = token.into();
+        if token.starts_with("target:") && is_scope_token(&token) {
+            Ok(Self::Custom(token))
+        } else {
+            Err(ScopeError::InvalidToken(token))
+        }
+    }
+
+    /// The business this target names, if any.
+    #[must_use]
+    pub fn business_code(&self) -> Option<&BusinessCode> {
+        match self {
+            Self::Business(c) | Self::Fund { business: c, .. } => Some(c),
+            Self::AnyBusiness | Self::Custom(_) => None,
+        }
+    }
+
+    fn parse(rest: &str, whole: &str) -> Self {
+        let custom = || Self::Custom(whole.to_owned());
+        if rest == "b" {
+            return Self::AnyBusiness;
+        }
+        if let Some(code) = rest.strip_prefix("b/") {
+            return BusinessCode::new(code).map_or_else(|_| custom(), Self::Business);
+        }
+        if let Some(path) = rest.strip_prefix("f/") {
+            if let Some((b, f)) = path.split_once('/') {
+                if let (Ok(business), Ok(fund)) = (BusinessCode::new(b), FundCode::new(f)) {
+                    return Self::Fund { business, fund };
+                }
+            }
+        }
+        custom()
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AnyBusiness => f.write_str("target:b"),
+            Self::Business(c) => write!(f, "target:b/{c}"),
+            Self::Fund { business, fund } => write!(f, "target:f/{business}/{fund}"),
+            Self::Custom(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The eight Class access specifiers (resource permissions), from the portal's
+/// OpenAPI `securitySchemes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum AccessSpecifier {
+    /// `business.fund.list`: list summarised data of funds in the business.
+    BusinessFundList,
+    /// `business.fund.create`: create new funds in the business.
+    BusinessFundCreate,
+    /// `fund.details.read`: view basic fund details.
+    FundDetailsRead,
+    /// `fund.details.maintain`: view and maintain basic fund details.
+    FundDetailsMaintain,
+    /// `fund.member.read`: view member details.
+    FundMemberRead,
+    /// `fund.member.maintain`: view and maintain member details.
+    FundMemberMaintain,
+    /// `fund.read`: view all fund information.
+    FundRead,
+    /// `fund.maintain`: view and maintain all fund information.
+    FundMaintain,
+}
+
+impl AccessSpecifier {
+    /// All eight, in catalogue order.
+    pub const ALL: [Self; 8] = [
+        Self::BusinessFundList,
+        Self::BusinessFundCreate,
+        Self::FundDetailsRead,
+        Self::FundDetailsMaintain,
+        Self::FundMemberRead,
+        Self::FundMemberMaintain,
+        Self::FundRead,
+        Self::FundMaintain,
+    ];
+
+    /// The scope string.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BusinessFundList => "business.fund.list",
+            Self::BusinessFundCreate => "business.fund.create",
+            Self::FundDetailsRead => "fund.details.read",
+            Self::FundDetailsMaintain => "fund.details.maintain",
+            Self::FundMemberRead => "fund.member.read",
+            Self::FundMemberMaintain => "fund.member.maintain",
+            Self::FundRead => "fund.read",
+            Self::FundMaintain => "fund.maintain",
+        }
+    }
+}
+
+/// One scope token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// `openid`: an ID token ("Know your identity").
+    OpenId,
+    /// `profile`: profile claims in UserInfo.
+    Profile,
+    /// `email`: the email claim in the ID token and UserInfo.
+    Email,
+    /// `address`: the address claim in UserInfo.
+    Address,
+    /// `phone`: the phone_number claim in UserInfo.
+    Phone,
+    /// `class_profile`: business and role claims in UserInfo (needs `openid`).
+    ClassProfile,
+    /// `offline_access`: a refresh token.
+    OfflineAccess,
+    /// A `target:` value.
+    Target(Target),
+    /// An access specifier.
+    Access(AccessSpecifier),
+    /// Any other token, kept verbatim.
+    Other(String),
+}
+
+impl Scope {
+    /// Parses one token. Fails only when the token is not an RFC 6749 scope token.
+    pub fn parse(token: &str) -> Result<Self, ScopeError> {
+        if !is_scope_token(token) {
+            return Err(ScopeError::InvalidToken(token.to_owned()));
+        }
+        Ok(match token {
+            "openid" => Self::OpenId,
+            "profile" => Self::Profile,
+            "email" => Self::Email,
+            "address" => Self::Address,
+            "phone" => Self::Phone,
+            "class_profile" => Self::ClassProfile,
+            "offline_access" => Self::OfflineAccess,
+            t => {
+                if let Some(rest) = t.strip_prefix("target:") {
+                    Self::Target(Target::parse(rest, t))
+                } else if let Some(a) = AccessSpecifier::ALL.iter().find(|a| a.as_str() == t) {
+                    Self::Access(*a)
+                } else {
+                    Self::Other(t.to_owned())
+                }
+            }
+        })
+    }
+
+    /// The text Class shows on its consent screen for this scope, when known.
+    #[must_use]
+    pub fn consent_text(&self) -> Option<&'static str> {
+        let s = self.to_string();
+        let key = match self {
+            Self::Target(_) => "target:b",
+            _ => s.as_str(),
+        };
+        CATALOGUE.iter().find(|e| e.scope == key).and_then(|e| e.consent_text)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::OpenId => "openid",
+            Self::Profile => "profile",
+            Self::Email => "email",
+            Self::Address => "address",
+            Self::Phone => "phone",
+            Self::ClassProfile => "class_profile",
+            Self::OfflineAccess => "offline_access",
+            Self::Access(a) => a.as_str(),
+            Self::Target(t) => return t.fmt(f),
+            Self::Other(s) => s,
+        })
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ScopeError;
+    fn from_str(s: &str) -> Result<Self, ScopeError> {
+        Self::parse(s)
+    }
+}
+
+impl From<AccessSpecifier> for Scope {
+    fn from(a: AccessSpecifier) -> Self {
+        Self::Access(a)
+    }
+}
+
+impl From<Target> for Scope {
+    fn from(t: Target) -> Self {
+        Self::Target(t)
+    }
+}
+
+/// An ordered set of scopes, serialised space-delimited (RFC 6749 3.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Scopes(Vec<Scope>);
+
+impl Scopes {
+    /// A builder that checks the Class rules on `build()`.
+    #[must_use]
+    pub fn builder() -> ScopesBuilder {
+        ScopesBuilder::default()
+    }
+
+    /// Collects scopes, dropping repeats (first occurrence wins). No rules are checked.
+    pub fn new(scopes: impl IntoIterator<Item = Scope>) -> Self {
+        let mut out = Self::default();
+        for s in scopes {
+            out.insert(s);
+        }
+        out
+    }
+
+    /// Parses a space-delimited list (any ASCII whitespace separates; repeats dropped).
+    /// No rules are checked: granted scopes are whatever the server says.
+    pub fn parse(s: &str) -> Result<Self, ScopeError> {
+        s.split_ascii_whitespace().map(Scope::parse).collect::<Result<Vec<_>, _>>().map(Self::new)
+    }
+
+    /// Adds a scope unless present; returns whether it was added.
+    pub fn insert(&mut self, scope: Scope) -> bool {
+        if self.0.contains(&scope) {
+            false
+        } else {
+            self.0.push(scope);
+            true
+        }
+    }
+
+    /// Is the scope present?
+    #[must_use]
+    pub fn contains(&self, scope: &Scope) -> bool {
+        self.0.contains(scope)
+    }
+
+    /// The scopes in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> {
+        self.0.iter()
+    }
+
+    /// No scopes?
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of scopes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `target` values.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.0.iter().filter_map(|s| match s {
+            Scope::Target(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The business code a granted `target:b/<CODE>` names (the business the user
+    /// picked when `target:b` was requested).
+    #[must_use]
+    pub fn business_code(&self) -> Option<&BusinessCode> {
+        self.targets().find_map(Target::business_code)
+    }
+
+    /// Checks the Class rules (module docs).
+    pub fn validate(&self) -> Result<(), ScopeError> {
+        let targets = self.targets().count();
+        if let Some(access) = self.0.iter().find(|s| matches!(s, Scope::Access(_))) {
+            if targets == 0 {
+                return Err(ScopeError::AccessWithoutTarget(access.to_string()));
+            }
+        }
+        if targets > 1 {
+            return Err(ScopeError::MultipleTargets(targets));
+        }
+        if self.contains(&Scope::ClassProfile) && !self.contains(&Scope::OpenId) {
+            return Err(ScopeError::ClassProfileWithoutOpenId);
+        }
+        Ok(())
+    }
+
+    /// Fails unless `offline_access` is present (Class's condition for a refresh token).
+    pub fn require_offline_access(&self) -> Result<(), ScopeError> {
+        if self.contains(&Scope::OfflineAccess) {
+            Ok(())
+        } else {
+            Err(ScopeError::RefreshNeedsOfflineAccess)
+        }
+    }
+
+    /// Fails with the first scope of `self` that `granted` lacks.
+    pub fn check_subset_of(&self, granted: &Self) -> Result<(), ScopeError> {
+        match self.0.iter().find(|s| !granted.contains(s)) {
+            Some(s) => Err(ScopeError::NotASubset(s.to_string())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            s.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Scopes {
+    type Err = ScopeError;
+    fn from_str(s: &str) -> Result<Self, ScopeError> {
+        Self::parse(s)
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        Self::new(iter)
+    }
+}
+
+impl<'a> IntoIterator for &'a Scopes {
+    type Item = &'a Scope;
+    type IntoIter = std::slice::Iter<'a, Scope>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl serde::Serialize for Scopes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scopes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Builds a [`Scopes`] and checks the Class rules.
+///
+/// ```
+/// use class_oauth_core::scope::{AccessSpecifier, Scopes, Target};
+/// let scopes = Scopes::builder()
+///     .openid()
+///     .target(Target::AnyBusiness)
+///     .access(AccessSpecifier::FundRead)
+///     .offline_access()
+///     .require_refresh_token()
+///     .build()?;
+/// assert_eq!(scopes.to_string(), "openid target:b fund.read offline_access");
+///
+/// let err = Scopes::builder().access(AccessSpecifier::FundRead).build().unwrap_err();
+/// assert!(err.to_string().contains("needs a target"));
+/// # Ok::<(), class_oauth_core::scope::ScopeError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct ScopesBuilder {
+    scopes: Scopes,
+    require_refresh: bool,
+}
+
+impl ScopesBuilder {
+    /// Adds any scope.
+    pub fn scope(mut self, scope: impl Into<Scope>) -> Self {
+        self.scopes.insert(scope.into());
+        self
+    }
+    /// Adds `openid`.
+    pub fn openid(self) -> Self {
+        self.scope(Scope::OpenId)
+    }
+    /// Adds `profile`.
+    pub fn profile(self) -> Self {
+        self.scope(Scope::Profile)
+    }
+    /// Adds `email`.
+    pub fn email(self) -> Self {
+        self.scope(Scope::Email)
+    }
+    /// Adds `class_profile`.
+    pub fn class_profile(self) -> Self {
+        self.scope(Scope::ClassProfile)
+    }
+    /// Adds `offline_access`.
+    pub fn offline_access(self) -> Self {
+        self.scope(Scope::OfflineAccess)
+    }
+    /// Adds a target.
+    pub fn target(self, target: Target) -> Self {
+        self.scope(Scope::Target(target))
+    }
+    /// Adds an access specifier.
+    pub fn access(self, access: AccessSpecifier) -> Self {
+        self.scope(Scope::Access(access))
+    }
+    /// Makes `build()` fail unless `offline_access` is present.
+    pub fn require_refresh_token(mut self) -> Self {
+        self.require_refresh = true;
+        self
+    }
+    /// Checks the rules and returns the scopes.
+    pub fn build(self) -> Result<Scopes, ScopeError> {
+        self.scopes.validate()?;
+        if self.require_refresh {
+            self.scopes.require_offline_access()?;
+        }
+        Ok(self.scopes)
+    }
+}
+
+/// How sure the project is of a catalogue entry (fact-sheet tags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Confidence {
+    /// Stated in Class documentation.
+    Documented,
+    /// Inferred from documentation; likely but not confirmed.
+    Inferred,
+    /// Not confirmed at all.
+    Unconfirmed,
+}
+
+/// One entry of the scope catalogue.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct ScopeInfo {
+    /// The scope token (or pattern, for targets).
+    pub scope: &'static str,
+    /// The text Class's consent screen shows, when known.
+    pub consent_text: Option<&'static str>,
+    /// What the scope gives.
+    pub description: &'static str,
+    /// A rule that applies to it, if any.
+    pub rule: Option<&'static str>,
+    /// How sure the mapping is.
+    pub confidence: Confidence,
+}
+
+const BASIC_INFO: &str = "Read your basic information, email address, address and business information";
+
+/// The scope catalogue (fact sheet 8.1 to 8.6), for printing and consent previews.
+pub const CATALOGUE: &[ScopeInfo] = &[
+    ScopeInfo { scope: "openid", consent_text: Some("Know your identity"), description: "An ID token identifying the user (confirmed email, MFA performed); used for single sign-on.", rule: None, confidence: Confidence::Inferred },
+    ScopeInfo { scope: "profile", consent_text: Some(BASIC_INFO), description: "Standard profile claims (name, given_name, family_name, ...) in UserInfo.", rule: None, confidence: Confidence::Documented },
+    ScopeInfo { scope: "email", consent_text: Some(BASIC_INFO), description: "The email claim in the ID token and UserInfo.", rule: None, confidence: Confidence::Documented },
+    ScopeInfo { scope: "address", consent_text: Some(BASIC_INFO), description: "The address claim in UserInfo.", rule: None, confidence: Confidence::Documented },
+    ScopeInfo { scope: "phone", consent_text: Some(BASIC_INFO), description: "The phone_number claim in UserInfo.", rule: None, confidence: Confidence::Documented },
+    ScopeInfo { scope: "class_profile", consent_text: Some(BASIC_INFO), description: "business_name, business_code, business_address, business_phone_number and class_role in UserInfo.", rule: Some("needs openid"), confidence: Confidence::Documented },
+    ScopeInfo { scope: "offline_access", consent_text: Some("Access your data while you are not logged into Class"), description: "A refresh token (one-time, rotated, 30 days).", rule: Some("required for a refresh token"), confidence: Confidence::Documented },
+    ScopeInfo { scope: "target:b", consent_text: None, description: "Business-level access; the user picks the business at consent and the granted scope returns target:b/<CODE>.", rule: Some("exactly one target when any access specifier is requested"), confidence: Confidence::Documented },
+    ScopeInfo { scope: "target:b/<CODE>", consent_text: None, description: "Business-level access to the named business.", rule: Some("exactly one target when any access specifier is requested"), confidence: Confidence::Documented },
+    ScopeInfo { scope: "target:f/<BUSINESS>/<FUND>", consent_text: None, description: "Fund-level access to one fund. Syntax unconfirmed; use Target::Custom if Class spells it otherwise.", rule: Some("exactly one target when any access specifier is requested"), confidence: Confidence::Unconfirmed },
+    ScopeInfo { scope: "business.fund.list", consent_text: Some("Read summary fund information"), description: "List summarised data of funds in the business.", rule: Some("needs a target"), confidence: Confidence::Inferred },
+    ScopeInfo { scope: "business.fund.create", consent_text: Some("Create new funds"), description: "Create new funds in the business.", rule: Some("needs a target"), confidence: Confidence::Inferred },
+    ScopeInfo { scope: "fund.details.read", consent_text: Some("Read basic fund information"), description: "View basic fund details.", rule: Some("needs a target"), confidence: Confidence::Inferred },
+    ScopeInfo { scope: "fund.details.maintain", consent_text: None, description: "View and maintain basic fund details (consent text not published).", rule: Some("needs a target"), confidence: Confidence::Unconfirmed },
+    ScopeInfo { scope: "fund.member.read", consent_text: Some("Read member information"), description: "View member details.", rule: Some("needs a target"), confidence: Confidence::Inferred },
+    ScopeInfo { scope: "fund.member.maintain", consent_text: None, description: "View and maintain member details (consent text not published).", rule: Some("needs a target"), confidence: Confidence::Unconfirmed },
+    ScopeInfo { scope: "fund.read", consent_text: Some("Read all fund information"), description: "View all fund information.", rule: Some("needs a target"), confidence: Confidence::Inferred },
+    ScopeInfo { scope: "fund.maintain", consent_text: Some("Read and modify all fund information"), description: "View and maintain all fund information.", rule: Some("needs a target"), confidence: Confidence::Inferred },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_family() {
+        let s = Scopes::parse("openid class_profile target:b/OAUTH_TEST offline_access fund.read custom.x").unwrap();
+        let v: Vec<_> = s.iter().cloned().collect();
+        assert_eq!(v[0], Scope::OpenId);
+        assert_eq!(v[2], Scope::Target(Target::Business(BusinessCode::new("OAUTH_TEST").unwrap())));
+        assert_eq!(v[4], Scope::Access(AccessSpecifier::FundRead));
+        assert_eq!(v[5], Scope::Other("custom.x".into()));
+        assert_eq!(s.business_code().unwrap().as_str(), "OAUTH_TEST");
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn odd_targets_round_trip_as_custom() {
+        for t in ["target:b/", "target:b/a/b", "target:f", "target:f/B", "target:x", "target:"] {
+            let s = Scope::parse(t).unwrap();
+            assert!(matches!(s, Scope::Target(Target::Custom(_))), "{t}: {s:?}");
+            assert_eq!(s.to_string(), t);
+        }
+        let f = Scope::parse("target:f/B1/F2").unwrap();
+        assert!(matches!(f, Scope::Target(Target::Fund { .. })));
+        assert_eq!(f.to_string(), "target:f/B1/F2");
+    }
+
+    #[test]
+    fn rules() {
+        let parse = |s: &str| Scopes::parse(s).unwrap().validate();
+        assert_eq!(parse("fund.read"), Err(ScopeError::AccessWithoutTarget("fund.read".into())));
+        assert_eq!(parse("target:b target:b/X fund.read"), Err(ScopeError::MultipleTargets(2)));
+        assert_eq!(parse("class_profile"), Err(ScopeError::ClassProfileWithoutOpenId));
+        assert!(parse("openid class_profile").is_ok());
+        assert!(parse("target:b").is_ok());
+        assert_eq!(
+            Scopes::builder().openid().require_refresh_token().build(),
+            Err(ScopeError::RefreshNeedsOfflineAccess)
+        );
+        assert!(Scope::parse("a\"b").is_err());
+        assert!(Scope::parse("").is_err());
+    }
+
+    #[test]
+    fn consent_texts() {
+        assert_eq!(Scope::OpenId.consent_text(), Some("Know your identity"));
+        assert_eq!(Scope::Access(AccessSpecifier::FundMaintain).consent_text(), Some("Read and modify all fund information"));
+        assert_eq!(Scope::Access(AccessSpecifier::FundMemberMaintain).consent_text(), None);
+        for a in AccessSpecifier::ALL {
+            assert!(CATALOGUE.iter().any(|e| e.scope == a.as_str()), "{a:?} missing from catalogue");
+        }
+    }
+
+    #[test]
+    fn subset() {
+        let granted = Scopes::parse("target:b/X fund.read offline_access").unwrap();
+        assert!(Scopes::parse("fund.read").unwrap().check_subset_of(&granted).is_ok());
+        assert_eq!(
+            Scopes::parse("fund.maintain").unwrap().check_subset_of(&granted),
+            Err(ScopeError::NotASubset("fund.maintain".into()))
+        );
+    }
+}

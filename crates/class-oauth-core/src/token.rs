@@ -1,0 +1,508 @@
+//! Token requests (authorization_code, refresh_token, password) and the lenient,
+//! exact token-response parser.
+//!
+//! Lenient exactly where Class is inconsistent: `expires_in` as a number or a numeric
+//! string; `token_type` compared case-insensitively (Class sends `bearer`), absent
+//! meaning bearer; unknown members kept (Class's PascalCase `BusinessName` and
+//! `BusinessCode` among them); a missing `scope` meaning the requested scope. Strict
+//! everywhere else: a 200 carrying `error` is an error, an HTML or non-JSON body is a
+//! [`MalformedResponse`](crate::error::MalformedResponse) that keeps the status and a
+//! redacted excerpt, and a wrong JSON type is an error, never "absent".
+
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::authorize::PendingAuthorization;
+use crate::body;
+use crate::client::Client;
+use crate::error::{EndpointKind, Error, InputError, MalformedReason, OAuthError, PolicyViolation, ServerRefusal};
+use crate::headers::{RetryAfter, WwwAuthenticate};
+use crate::scope::{BusinessCode, Scopes};
+use crate::secret::{AccessToken, AuthorizationCode, IdToken, Password, PkceVerifier, RefreshToken};
+use crate::types::{ClientId, IssuerUrl, RedirectUrl, Username};
+
+/// `expires_in` values above this are clamped (golang/oauth2 clamps to `i32::MAX` too).
+pub const MAX_EXPIRES_IN: u64 = i32::MAX as u64;
+
+/// The grant a [`TokenRequest`] asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Grant {
+    /// `authorization_code`: redeem a code from the callback.
+    AuthorizationCode {
+        /// The code.
+        code: AuthorizationCode,
+        /// The redirect URI sent in the authorization request, repeated exactly.
+        redirect_uri: RedirectUrl,
+        /// The PKCE verifier, when a challenge was sent.
+        code_verifier: Option<PkceVerifier>,
+    },
+    /// `refresh_token`: spend a (Class: one-time) refresh token.
+    RefreshToken {
+        /// The most recent refresh token.
+        refresh_token: RefreshToken,
+        /// A narrower scope, or `None` for the granted one.
+        scope: Option<Scopes>,
+    },
+    /// `password`: the legacy resource-owner password grant, for Class customers'
+    /// private clients accessing their own data only. Prefer the code flow.
+    Password {
+        /// Class username.
+        username: Username,
+        /// Password (redacted in `Debug`).
+        password: Password,
+        /// Requested scope.
+        scope: Scopes,
+    },
+}
+
+impl Grant {
+    /// The `grant_type` value.
+    #[must_use]
+    pub fn grant_type(&self) -> &'static str {
+        match self {
+            Self::AuthorizationCode { .. } => "authorization_code",
+            Self::RefreshToken { .. } => "refresh_token",
+            Self::Password { .. } => "password",
+        }
+    }
+}
+
+/// A token-endpoint request. Build it, send [`TokenRequest::to_http`] with any HTTP
+/// client, and hand the response to [`TokenRequest::parse_response`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct TokenRequest {
+    grant: Grant,
+    /// What a response without `scope` was granted.
+    requested_scope: Scopes,
+    /// Kept when a refresh response omits the ID token.
+    previous_id_token: Option<IdToken>,
+    /// For code redemption: the record's client and issuer, checked against the client.
+    bound_to: Option<(ClientId, IssuerUrl)>,
+}
+
+impl TokenRequest {
+    /// Redeems the code of a verified callback (RFC 6749 4.1.3): `redirect_uri` and the
+    /// PKCE verifier come from the pending record.
+    pub fn authorization_code(pending: &PendingAuthorization, code: AuthorizationCode) -> Self {
+        Self {
+            grant: Grant::AuthorizationCode {
+                code,
+                redirect_uri: pending.redirect_uri.clone(),
+                code_verifier: pending.pkce_verifier.clone(),
+            },
+            requested_scope: pending.scopes.clone(),
+            previous_id_token: None,
+            bound_to: Some((pending.client_id.clone(), pending.issuer.clone())),
+        }
+    }
+
+    /// Refreshes a stored token set with its refresh token. Fails when it has none.
+    pub fn refresh(current: &TokenSet) -> Result<Self, Error> {
+        let refresh_token = current.refresh_token.clone().ok_or_else(|| InputError::InvalidValue {
+            field: "refresh_token",
+            detail: "the token set has no refresh token (was offline_access granted?)".into(),
+        })?;
+        Ok(Self {
+            grant: Grant::RefreshToken { refresh_token, scope: None },
+            requested_scope: current.scopes.clone(),
+            previous_id_token: current.id_token.clone(),
+            bound_to: None,
+        })
+    }
+
+    /// Refreshes with a bare refresh token whose granted scope is `granted`.
+    pub fn refresh_token(refresh_token: RefreshToken, granted: Scopes) -> Self {
+        Self {
+            grant: Grant::RefreshToken { refresh_token, scope: None },
+            requested_scope: granted,
+            previous_id_token: None,
+            bound_to: None,
+        }
+    }
+
+    /// Asks a refresh for a narrower scope; it must be a subset of the granted scope
+    /// (Class: "the same or a subset"). Only for refresh requests.
+    pub fn with_narrower_scope(mut self, scope: Scopes) -> Result<Self, Error> {
+        match &mut self.grant {
+            Grant::RefreshToken { scope: s, .. } => {
+                scope.check_subset_of(&self.requested_scope).map_err(InputError::from)?;
+                self.requested_scope = scope.clone();
+                *s = Some(scope);
+                Ok(self)
+            }
+            _ => Err(InputError::InvalidValue { field: "scope", detail: "only a refresh can narrow its scope".into() }
+                .into()),
+        }
+    }
+
+    /// The legacy password grant. Scope rules are checked. Discard the password after
+    /// the call (RFC 6749 4.3.1); this value zeroizes it when dropped.
+    pub fn password(username: Username, password: Password, scope: Scopes) -> Result<Self, Error> {
+        scope.validate().map_err(InputError::from)?;
+        Ok(Self {
+            requested_scope: scope.clone(),
+            grant: Grant::Password { username, password, scope },
+            previous_id_token: None,
+            bound_to: None,
+        })
+    }
+
+    /// The grant.
+    #[must_use]
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// The scope a response without `scope` is taken to grant.
+    #[must_use]
+    pub fn requested_scope(&self) -> &Scopes {
+        &self.requested_scope
+    }
+
+    /// The HTTP request: `POST` to the token endpoint, form body, HTTP Basic client
+    /// authentication (or `client_id` in the body for a public client).
+    pub fn to_http(&self, client: &Client) -> Result<Request<Vec<u8>>, Error> {
+        if let Some((client_id, issuer)) = &self.bound_to {
+            if client_id != client.client_id() {
+                return Err(PolicyViolation::PendingAuthorizationMismatch(
+                    "it was made by another client id".into(),
+                )
+                .into());
+            }
+            if issuer != &client.endpoints().issuer {
+                return Err(PolicyViolation::PendingAuthorizationMismatch(format!(
+                    "it was made for issuer `{issuer}`; redeeming the code elsewhere would leak it"
+                ))
+                .into());
+            }
+        }
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", self.grant.grant_type());
+        match &self.grant {
+            Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
+                form.append_pair("code", code.secret());
+                form.append_pair("redirect_uri", redirect_uri.as_str());
+                if let Some(v) = code_verifier {
+                    form.append_pair("code_verifier", v.secret());
+                }
+            }
+            Grant::RefreshToken { refresh_token, scope } => {
+                form.append_pair("refresh_token", refresh_token.secret());
+                if let Some(s) = scope {
+                    form.append_pair("scope", &s.to_string());
+                }
+            }
+            Grant::Password { username, password, scope } => {
+                form.append_pair("username", username.as_str());
+                form.append_pair("password", password.secret());
+                if !scope.is_empty() {
+                    form.append_pair("scope", &scope.to_string());
+                }
+            }
+        }
+        let builder = Request::builder()
+            .method(Method::POST)
+            .uri(client.endpoints().token_endpoint.as_str())
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded;charset=UTF-8")
+            .header(http::header::ACCEPT, "application/json");
+        let builder = client.authenticate(builder, &mut form);
+        let body = form.finish().into_bytes();
+        builder
+            .body(body)
+            .map_err(|e| InputError::InvalidValue { field: "token request", detail: e.to_string() }.into())
+    }
+
+    /// Parses the token endpoint's response. `now` stamps the absolute expiry.
+    pub fn parse_response(&self, client: &Client, resp: &Response<Vec<u8>>, now: SystemTime) -> Result<TokenSet, Error> {
+        let map = parse_oauth_body(EndpointKind::Token, resp, client.max_body())?;
+        let mut set = TokenSet::from_map(resp, map, &self.requested_scope, now)?;
+        if let Grant::RefreshToken { refresh_token, .. } = &self.grant {
+            // RFC 6749 6: no new refresh token means the old one stays valid.
+            if set.refresh_token.is_none() {
+                set.refresh_token = Some(refresh_token.clone());
+            }
+            if set.id_token.is_none() {
+                set.id_token.clone_from(&self.previous_id_token);
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// Decodes an OAuth JSON body and turns `error` members (on any status, 200 included)
+/// and error statuses into [`Error`]s. On success returns the object.
+pub(crate) fn parse_oauth_body(
+    endpoint: EndpointKind,
+    resp: &Response<Vec<u8>>,
+    max_body: usize,
+) -> Result<Map<String, Value>, Error> {
+    let status = resp.status();
+    let www = WwwAuthenticate::from_headers(resp.headers());
+    let decoded = body::object(endpoint, resp, max_body);
+    let map = match decoded {
+        Ok(map) => map,
+        Err(e) => {
+            // A 401 with a challenge but no JSON body is still a refusal (RFC 6749 5.2).
+            if status == StatusCode::UNAUTHORIZED {
+                if let Some(w) = www {
+                    let code = w.error().unwrap_or("invalid_client").to_owned();
+                    return Err(refusal(endpoint, resp, OAuthError::new(code), Some(w)));
+                }
+            }
+            return Err(e);
+        }
+    };
+    if let Some(err) = map.get("error") {
+        let Some(code) = err.as_str() else {
+            return Err(body::malformed(
+                endpoint,
+                resp,
+                MalformedReason::InvalidField { field: "error", detail: format!("expected a string, found {}", body::json_type(err)) },
+            ));
+        };
+        let text = |k: &str| map.get(k).and_then(Value::as_str).map(|s| crate::error::truncate(s, 1000).to_owned());
+        let error = OAuthError { code: code.into(), description: text("error_description"), uri: text("error_uri") };
+        return Err(refusal(endpoint, resp, error, www));
+    }
+    if !body::is_success(status) {
+        return Err(body::malformed(endpoint, resp, MalformedReason::UnexpectedStatus));
+    }
+    Ok(map)
+}
+
+fn refusal(endpoint: EndpointKind, resp: &Response<Vec<u8>>, error: OAuthError, www: Option<WwwAuthenticate>) -> Error {
+    Error::ServerRefused(Box::new(ServerRefusal {
+        endpoint,
+        status: Some(resp.status()),
+        error,
+        www_authenticate: www,
+        retry_after: RetryAfter::from_headers(resp.headers()),
+    }))
+}
+
+/// A validated token response, with an absolute expiry. Serialisable for stores (the
+/// secrets are written in clear: encrypt at rest).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// `token_type` as sent (always bearer, compared case-insensitively).
+    pub token_type: String,
+    /// The refresh token: the new one, or the one spent when the server sent none.
+    pub refresh_token: Option<RefreshToken>,
+    /// The raw ID token (validate before trusting its claims).
+    pub id_token: Option<IdToken>,
+    /// The granted scope (or the requested one when the response omitted `scope`).
+    pub scopes: Scopes,
+    /// Did the response carry `scope`? `false` means [`TokenSet::scopes`] is the request.
+    pub scope_in_response: bool,
+    /// When the response was received (the `now` passed in).
+    #[serde(with = "crate::time::unix_seconds")]
+    pub received_at: SystemTime,
+    /// `expires_in` as sent (clamped), in seconds.
+    pub expires_in: Option<u64>,
+    /// `received_at + expires_in`.
+    #[serde(with = "crate::time::unix_seconds_opt")]
+    pub expires_at: Option<SystemTime>,
+    /// Every member not modelled above, as sent (Class's `BusinessName`, `BusinessCode`).
+    pub extra: Map<String, Value>,
+}
+
+impl TokenSet {
+    fn from_map(
+        resp: &Response<Vec<u8>>,
+        mut map: Map<String, Value>,
+        requested: &Scopes,
+        now: SystemTime,
+    ) -> Result<Self, Error> {
+        let bad = |field: &'static str, detail: String| {
+            body::malformed(EndpointKind::Token, resp, MalformedReason::InvalidField { field, detail })
+        };
+        let take_string = |field: &'static str, map: &mut Map<String, Value>| -> Result<Option<String>, Error> {
+            match map.remove(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(bad(field, format!("expected a string, found {}", body::json_type(&other)))),
+            }
+        };
+        let access_token = take_string("access_token", &mut map)?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| body::malformed(EndpointKind::Token, resp, MalformedReason::MissingField("access_token")))?;
+        let token_type = take_string("token_type", &mut map)?.unwrap_or_else(|| "bearer".to_owned());
+        if !token_type.eq_ignore_ascii_case("bearer") {
+            return Err(body::malformed(EndpointKind::Token, resp, MalformedReason::UnsupportedTokenType(token_type)));
+        }
+        let refresh_token = take_string("refresh_token", &mut map)?.filter(|s| !s.is_empty());
+        let id_token = take_string("id_token", &mut map)?.filter(|s| !s.is_empty());
+        let scope_text = take_string("scope", &mut map)?;
+        let expires_in = match map.remove("expires_in") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_expires_in(&v).map_err(|d| bad("expires_in", d))?),
+        };
+        let (scopes, scope_in_response) = match scope_text {
+            Some(s) => (Scopes::parse(&s).map_err(|e| bad("scope", e.to_string()))?, true),
+            None => (requested.clone(), false),
+        };
+        Ok(Self {
+            access_token: AccessToken::new(access_token),
+            token_type,
+            refresh_token: refresh_token.map(RefreshToken::new),
+            id_token: id_token.map(IdToken::new),
+            scopes,
+            scope_in_response,
+            received_at: now,
+            expires_in,
+            expires_at: expires_in.map(|s| crate::time::add(now, Duration::from_secs(s))),
+            extra: map,
+        })
+    }
+
+    /// The business this grant covers: the code in the granted `target:b/<CODE>`, else
+    /// Class's `BusinessCode` member.
+    #[must_use]
+    pub fn business_code(&self) -> Option<BusinessCode> {
+        self.scopes.business_code().cloned().or_else(|| {
+            self.extra.get("BusinessCode").and_then(Value::as_str).and_then(|s| BusinessCode::new(s).ok())
+        })
+    }
+
+    /// Class's `BusinessName` member, when sent.
+    #[must_use]
+    pub fn business_name(&self) -> Option<&str> {
+        self.extra.get("BusinessName").and_then(Value::as_str)
+    }
+
+    /// The lifetime the server gave the access token.
+    #[must_use]
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.expires_in.map(Duration::from_secs)
+    }
+
+    /// Is the access token past its expiry at `now`? `false` when the expiry is unknown.
+    #[must_use]
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|t| now >= t)
+    }
+}
+
+fn parse_expires_in(v: &Value) -> Result<u64, String> {
+    let clamp = |f: f64| -> Result<u64, String> {
+        if !f.is_finite() || f < 0.0 {
+            return Err("must be a non-negative number of seconds".into());
+        }
+        // Truncation is intended: fractional seconds are dropped; values clamp.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok((f.min(MAX_EXPIRES_IN as f64)) as u64)
+    };
+    match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(u) => Ok(u.min(MAX_EXPIRES_IN)),
+            None => clamp(n.as_f64().unwrap_or(-1.0)),
+        },
+        Value::String(s) => {
+            let t = s.trim();
+            match t.parse::<u64>() {
+                Ok(u) => Ok(u.min(MAX_EXPIRES_IN)),
+                Err(_) => match t.parse::<f64>() {
+                    Ok(f) => clamp(f),
+                    Err(_) => Err(format!("`{}` is not a number of seconds", crate::error::truncate(t, 40))),
+                },
+            }
+        }
+        other => Err(format!("expected a number, found {}", body::json_type(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::Environment;
+    use crate::error::ErrorCode;
+    use crate::secret::ClientSecret;
+
+    fn client() -> Client {
+        Client::new(ClientId::new("cid"), Environment::Production.preset()).with_secret(ClientSecret::new("sec"))
+    }
+
+    fn json(status: u16, body: &str) -> Response<Vec<u8>> {
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json;charset=UTF-8")
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    }
+
+    fn password_request() -> TokenRequest {
+        TokenRequest::password(Username::new("u"), Password::new("p@ss word"), Scopes::parse("target:b/X fund.read").unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn password_request_shape() {
+        let req = password_request().to_http(&client()).unwrap();
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.uri(), "https://app.class.com.au/connect/token");
+        assert!(req.headers()["authorization"].to_str().unwrap().starts_with("Basic "));
+        let body = String::from_utf8(req.body().clone()).unwrap();
+        assert_eq!(body, "grant_type=password&username=u&password=p%40ss+word&scope=target%3Ab%2FX+fund.read");
+        assert!(!format!("{:?}", password_request()).contains("p@ss"));
+    }
+
+    #[test]
+    fn class_quirks() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let r = json(200, r#"{"access_token":"at","token_type":"bearer","expires_in":"899","BusinessName":"OAuth Test Business","BusinessCode":"OAUTH_TEST"}"#);
+        let t = password_request().parse_response(&client(), &r, now).unwrap();
+        assert_eq!(t.expires_at, Some(now + Duration::from_secs(899)));
+        assert!(!t.scope_in_response);
+        assert_eq!(t.scopes.to_string(), "target:b/X fund.read");
+        assert_eq!(t.business_name(), Some("OAuth Test Business"));
+        assert_eq!(t.business_code().unwrap().as_str(), "X");
+        let r = json(200, r#"{"access_token":"at","token_type":"Bearer","expires_in":899.7,"scope":"target:b/OAUTH_TEST fund.read"}"#);
+        let t = password_request().parse_response(&client(), &r, now).unwrap();
+        assert_eq!(t.expires_in, Some(899));
+        assert_eq!(t.business_code().unwrap().as_str(), "OAUTH_TEST");
+    }
+
+    #[test]
+    fn errors() {
+        let now = SystemTime::UNIX_EPOCH;
+        let parse = |r: Response<Vec<u8>>| password_request().parse_response(&client(), &r, now).unwrap_err();
+        let e = parse(json(200, r#"{"error":"invalid_grant","error_description":"used"}"#));
+        assert_eq!(e.code(), Some(&ErrorCode::InvalidGrant));
+        assert_eq!(e.status(), Some(StatusCode::OK));
+        let e = parse(json(200, r#"{"access_token":"at","expires_in":"soon"}"#));
+        assert!(matches!(e, Error::MalformedResponse(ref m) if matches!(m.reason, MalformedReason::InvalidField { field: "expires_in", .. })));
+        let e = parse(json(200, r#"{"access_token":"at","token_type":"mac"}"#));
+        assert!(matches!(e, Error::MalformedResponse(ref m) if matches!(m.reason, MalformedReason::UnsupportedTokenType(_))));
+        let e = parse(json(200, r#"{"access_token":42}"#));
+        assert!(matches!(e, Error::MalformedResponse(_)));
+        let html = Response::builder().status(502).header("content-type", "text/html").body(b"<html>502</html>".to_vec()).unwrap();
+        let e = parse(html);
+        assert!(e.is_transient());
+        assert!(!e.requires_reauthorization());
+        let unauth = Response::builder().status(401).header("www-authenticate", "Basic realm=\"class\"").body(Vec::new()).unwrap();
+        assert_eq!(parse(unauth).code(), Some(&ErrorCode::InvalidClient));
+    }
+
+    #[test]
+    fn refresh_keeps_previous_refresh_token_and_narrows_scope() {
+        let now = SystemTime::UNIX_EPOCH;
+        let first = password_request()
+            .parse_response(&client(), &json(200, r#"{"access_token":"a1","refresh_token":"r1","expires_in":899}"#), now)
+            .unwrap();
+        let req = TokenRequest::refresh(&first).unwrap();
+        let body = String::from_utf8(req.to_http(&client()).unwrap().into_body()).unwrap();
+        assert_eq!(body, "grant_type=refresh_token&refresh_token=r1");
+        let second = req.parse_response(&client(), &json(200, r#"{"access_token":"a2","expires_in":899}"#), now).unwrap();
+        assert_eq!(second.refresh_token.unwrap().secret(), "r1");
+        let narrow = TokenRequest::refresh(&first).unwrap().with_narrower_scope(Scopes::parse("fund.read").unwrap()).unwrap();
+        assert!(String::from_utf8(narrow.to_http(&client()).unwrap().into_body()).unwrap().ends_with("&scope=fund.read"));
+        assert!(TokenRequest::refresh(&first).unwrap().with_narrower_scope(Scopes::parse("fund.maintain").unwrap()).is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! UserInfo (OIDC Core 5.3): the Bearer request and the claims, with Class's
+//! `class_profile` claims and `class_role` split from its comma list.
+//!
+//! Class serves UserInfo on its API host (`/api/1.0/u/connect/userinfo`). Only `sub` is
+//! guaranteed. When the ID token's `sub` is known, a response with another `sub` is
+//! rejected (OIDC Core 5.3.2).
+
+use http::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::body;
+use crate::client::Client;
+use crate::error::{EndpointKind, Error, InputError, MalformedReason, OAuthError, PolicyViolation, ServerRefusal};
+use crate::headers::{RetryAfter, WwwAuthenticate};
+use crate::secret::AccessToken;
+
+/// The UserInfo request: `GET` with `Authorization: Bearer` (never the query string).
+pub fn request(client: &Client, access_token: &AccessToken) -> Result<Request<Vec<u8>>, Error> {
+    let url = client
+        .endpoints()
+        .userinfo_endpoint
+        .as_ref()
+        .ok_or(InputError::MissingEndpoint(EndpointKind::UserInfo))?;
+    Request::builder()
+        .method(Method::GET)
+        .uri(url.as_str())
+        .header(http::header::AUTHORIZATION, format!("Bearer {}", access_token.secret()))
+        .header(http::header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .map_err(|e| InputError::InvalidValue { field: "userinfo request", detail: e.to_string() }.into())
+}
+
+/// A postal address claim (OIDC Core 5.1.1); also Class's `business_address`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Address {
+    /// `formatted`.
+    #[serde(default)]
+    pub formatted: Option<String>,
+    /// `street_address`.
+    #[serde(default)]
+    pub street_address: Option<String>,
+    /// `locality`.
+    #[serde(default)]
+    pub locality: Option<String>,
+    /// `region`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `postal_code`.
+    #[serde(default)]
+    pub postal_code: Option<String>,
+    /// `country`.
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+/// The UserInfo claims.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct UserInfo {
+    /// `sub`, the only claim Class guarantees.
+    pub sub: String,
+    /// `name`.
+    pub name: Option<String>,
+    /// `given_name`.
+    pub given_name: Option<String>,
+    /// `middle_name`.
+    pub middle_name: Option<String>,
+    /// `family_name`.
+    pub family_name: Option<String>,
+    /// `gender`.
+    pub gender: Option<String>,
+    /// `email`.
+    pub email: Option<String>,
+    /// `email_verified` (a boolean, or the strings "true"/"false").
+    pub email_verified: Option<bool>,
+    /// `phone_number`.
+    pub phone_number: Option<String>,
+    /// `address`.
+    pub address: Option<Address>,
+    /// `business_name` (class_profile).
+    pub business_name: Option<String>,
+    /// `business_code` (class_profile).
+    pub business_code: Option<String>,
+    /// `business_address` (class_profile).
+    pub business_address: Option<Address>,
+    /// `business_phone_number` (class_profile).
+    pub business_phone_number: Option<String>,
+    /// `class_role` split at commas and trimmed (Class sends one comma-delimited string).
+    pub class_role: Vec<String>,
+    /// Every other claim.
+    pub extra: Map<String, Value>,
+}
+
+impl UserInfo {
+    fn from_map(resp: &Response<Vec<u8>>, mut map: Map<String, Value>) -> Result<Self, Error> {
+        let bad = |field: &'static str, detail: String| {
+            body::malformed(EndpointKind::UserInfo, resp, MalformedReason::InvalidField { field, detail })
+        };
+        let string = |field: &'static str, map: &mut Map<String, Value>| match map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(bad(field, format!("expected a string, found {}", body::json_type(&v)))),
+        };
+        let sub = string("sub", &mut map)?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| body::malformed(EndpointKind::UserInfo, resp, MalformedReason::MissingField("sub")))?;
+        let address = |field: &'static str, map: &mut Map<String, Value>| match map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v @ Value::Object(_)) => serde_json::from_value::<Address>(v).map(Some).map_err(|e| bad(field, e.to_string())),
+            Some(v) => Err(bad(field, format!("expected an object, found {}", body::json_type(&v)))),
+        };
+        let addr = address("address", &mut map)?;
+        let business_address = address("business_address", &mut map)?;
+        let email_verified = match map.remove("email_verified") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(b),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+            Some(v) => return Err(bad("email_verified", format!("expected a boolean, found {}", body::json_type(&v)))),
+        };
+        let class_role = match map.remove("class_role") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(|s| s.trim().to_owned()).collect(),
+            Some(v) => return Err(bad("class_role", format!("expected a string, found {}", body::json_type(&v)))),
+        };
+        Ok(Self {
+            sub,
+            name: string("name", &mut map)?,
+            given_name: string("given_name", &mut map)?,
+            middle_name: string("middle_name", &mut map)?,
+            family_name: string("family_name", &mut map)?,
+            gender: string("gender", &mut map)?,
+            email: string("email", &mut map)?,
+            email_verified,
+            phone_number: string("phone_number", &mut map)?,
+            address: addr,
+            business_name: string("business_name", &mut map)?,
+            business_code: string("business_code", &mut map)?,
+            business_address,
+            business_phone_number: string("business_phone_number", &mut map)?,
+            class_role,
+            extra: map,
+        })
+    }
+}
+
+/// Parses a UserInfo response. With `expected_sub` (the validated ID token's `sub`), a
+/// different `sub` is a [`PolicyViolation::SubjectMismatch`].
+pub fn parse_response(client: &Client, resp: &Response<Vec<u8>>, expected_sub: Option<&str>) -> Result<UserInfo, Error> {
+    let status = resp.status();
+    if !status.is_success() {
+        if let Some(w) = WwwAuthenticate::from_headers(resp.headers()) {
+            if let Some(code) = w.error().map(str::to_owned) {
+                return Err(Error::ServerRefused(Box::new(ServerRefusal {
+                    endpoint: EndpointKind::UserInfo,
+                    status: Some(status),
+                    error: OAuthError {
+                        code: code.into(),
+                        description: w.param("error_description").map(str::to_owned),
+                        uri: w.param("error_uri").map(str::to_owned),
+                    },
+                    retry_after: RetryAfter::from_headers(resp.headers()),
+                    www_authenticate: Some(w),
+                })));
+            }
+        }
+        // Class's API host may answer with its Errors envelope.
+        if let Ok(map) = body::object(EndpointKind::UserInfo, resp, client.max_body()) {
+            if map.contains_key("Errors") || (status == StatusCode::UNAUTHORIZED && !map.contains_key("error")) {
+                return Err(crate::api::refusal(resp, crate::api::errors_of(&map).unwrap_or_default()));
+            }
+        }
+    }
+    let map = crate::token::parse_oauth_body(EndpointKind::UserInfo, resp, client.max_body())?;
+    let info = UserInfo::from_map(resp, map)?;
+    if let Some(expected) = expected_sub {
+        if info.sub != expected {
+            return Err(PolicyViolation::SubjectMismatch {
+                expected: expected.to_owned(),
+                found: crate::error::truncate(&info.sub, 200).to_owned(),
+            }
+            .into());
+        }
+    }
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::Environment;
+    use crate::types::ClientId;
+
+    fn client() -> Client {
+        Client::new(ClientId::new("cid"), Environment::Production.preset())
+    }
+
+    fn json(status: u16, body: &str) -> Response<Vec<u8>> {
+        Response::builder().status(status).header("content-type", "application/json").body(body.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn request_is_bearer_get() {
+        let r = request(&client(), &AccessToken::new("at")).unwrap();
+        assert_eq!(r.uri(), "https://api.class.com.au/api/1.0/u/connect/userinfo");
+        assert_eq!(r.headers()["authorization"], "Bearer at");
+        assert!(r.uri().query().is_none());
+    }
+
+    #[test]
+    fn class_profile_claims() {
+        let r = json(200, r#"{"sub":"u1","business_code":"OAUTH_TEST","class_role":"Administrator, Access Controller, adviser","email_verified":"true","address":{"locality":"Sydney"},"zz":1}"#);
+        let u = parse_response(&client(), &r, Some("u1")).unwrap();
+        assert_eq!(u.class_role, ["Administrator", "Access Controller", "adviser"]);
+        assert_eq!(u.email_verified, Some(true));
+        assert_eq!(u.address.unwrap().locality.as_deref(), Some("Sydney"));
+        assert_eq!(u.extra["zz"], 1);
+    }
+
+    #[test]
+    fn rejections() {
+        let r = json(200, r#"{"sub":"u1invalid"}"#);
+        assert!(matches!(parse_response(&client(), &r, Some("u1")), Err(Error::PolicyViolation(PolicyViolation::SubjectMismatch { .. }))));
+        assert!(matches!(parse_response(&client(), &json(200, r#"{"name":"x"}"#), None), Err(Error::MalformedResponse(_))));
+        assert!(matches!(parse_response(&client(), &json(200, r#"{"sub":5}"#), None), Err(Error::MalformedResponse(_))));
+        let unauth = Response::builder()
+            .status(401)
+            .header("www-authenticate", r#"Bearer error="invalid_token", error_description="expired""#)
+            .body(Vec::new())
+            .unwrap();
+        let e = parse_response(&client(), &unauth, None).unwrap_err();
+        assert_eq!(e.code().map(|c| c.as_str()), Some("invalid_token"));
+        let envelope = json(401, r#"{"Errors":[{"Code":"API_NOT_AUTHORISED","Message":"Not authorised"}]}"#);
+        let e = parse_response(&client(), &envelope, None).unwrap_err();
+        assert!(matches!(e, Error::ApiRefused(ref r) if r.errors[0].code == "API_NOT_AUTHORISED"), "{e:?}");
+    }
+}
