@@ -45,7 +45,7 @@ impl CallbackParams {
         }
         let url = Url::parse(callback.trim()).map_err(|e| malformed(format!("not a URL: {e}")))?;
         let mut params = Self::from_query(url.query().unwrap_or(""))?;
-        let mut base = url.clone();
+        let mut base = url;
         base.set_query(None);
         base.set_fragment(None);
         params.base_url = Some(base.to_string());

@@ -538,16 +538,16 @@ impl Error {
     /// or an interaction-required code from the authorization endpoint.
     #[must_use]
     pub fn requires_reauthorization(&self) -> bool {
-        match self.code() {
-            Some(ErrorCode::InvalidGrant) => true,
+        matches!(
+            self.code(),
             Some(
-                ErrorCode::LoginRequired
-                | ErrorCode::ConsentRequired
-                | ErrorCode::InteractionRequired
-                | ErrorCode::AccountSelectionRequired,
-            ) => true,
-            _ => false,
-        }
+                ErrorCode::InvalidGrant
+                    | ErrorCode::LoginRequired
+                    | ErrorCode::ConsentRequired
+                    | ErrorCode::InteractionRequired
+                    | ErrorCode::AccountSelectionRequired,
+            )
+        )
     }
 
     /// True when the same request may succeed later: 5xx, 429, `server_error`,

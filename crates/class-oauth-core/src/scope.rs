@@ -335,7 +335,6 @@ pub struct Scopes(Vec<Scope>);
 
 impl Scopes {
     /// A builder that checks the Class rules on `build()`.
-    #[must_use]
     pub fn builder() -> ScopesBuilder {
         ScopesBuilder::default()
     }

@@ -12,7 +12,7 @@ pub fn to_unix(t: SystemTime) -> u64 {
 /// The time `secs` seconds after the Unix epoch (saturating far in the future).
 #[must_use]
 pub fn from_unix(secs: u64) -> SystemTime {
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs)).unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 64))
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs)).unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 64))
 }
 
 /// `t + d`, saturating instead of panicking on overflow.

@@ -90,7 +90,7 @@ impl IssuerUrl {
             return Err(InputError::InvalidUrl { field: "issuer", detail: "a query is not allowed".into() });
         }
         // Lower-case scheme and host, keep the path exactly (minus one trailing slash).
-        let path = url.path().strip_suffix('/').unwrap_or(url.path());
+        let path = url.path().strip_suffix('/').unwrap_or_else(|| url.path());
         let mut text = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
         if let Some(port) = url.port() {
             text.push_str(&format!(":{port}"));

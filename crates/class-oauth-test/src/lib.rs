@@ -1,0 +1,486 @@
+//! Test support for class-oauth (not published): the conformance fixtures under
+//! `fixtures/` and a runner that plays one fixture through the core with any `send`
+//! function.
+//!
+//! A fixture is one JSON file describing an operation (`password`, `authorization_code`,
+//! `refresh`, `discovery`, `userinfo`, `revoke`, `api`), the request the library must
+//! send, the canned response, and the expected outcome. The core replays it in memory
+//! (`send` returns the canned response); transports mount the same response on a mock
+//! server and pass a `send` that goes over the network. Both produce an outcome value
+//! that [`check_outcome`] compares with the fixture's expectation, so any divergence
+//! between layers shows up as a failed case. The schema is in `docs/conformance.md`.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use class_oauth_core::authorize::{AuthorizationRequest, Prompt, ResponseMode};
+use class_oauth_core::callback::CallbackParams;
+use class_oauth_core::discovery::{self, DiscoveryInput, DiscoveryPolicy};
+use class_oauth_core::revocation::RevocationRequest;
+use class_oauth_core::scope::Scopes;
+use class_oauth_core::token::TokenRequest;
+use class_oauth_core::{
+    AccessToken, Client, ClientId, ClientSecret, Endpoints, Environment, Error, IssuerUrl, Password, PkceMode,
+    RedirectUrl, RefreshToken, TokenSet, Username, api, userinfo,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// The fixed `now` of every fixture: 2023-11-14T22:13:20Z.
+pub const NOW_UNIX: u64 = 1_700_000_000;
+/// The client id every fixture uses.
+pub const CLIENT_ID: &str = "1eaa3979-9caf-4c6b-bab8-2cbcd549d410";
+/// The client secret every fixture uses (confidential clients).
+pub const CLIENT_SECRET: &str = "fixture-client-secret";
+
+/// `now` as a `SystemTime`.
+#[must_use]
+pub fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW_UNIX)
+}
+
+/// One conformance case.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    /// What the case shows.
+    pub description: String,
+    /// The spec section or Class behaviour it comes from.
+    #[serde(default)]
+    pub spec: Option<String>,
+    /// The operation.
+    pub operation: String,
+    /// Operation parameters.
+    #[serde(default)]
+    pub input: Map<String, Value>,
+    /// Client settings: `public` (no secret), `pkce` (default true), endpoint paths.
+    #[serde(default)]
+    pub client: Map<String, Value>,
+    /// The request the library must send; `null` when it must send none.
+    #[serde(default)]
+    pub expect_request: Option<ExpectRequest>,
+    /// The canned response.
+    #[serde(default)]
+    pub response: Option<CannedResponse>,
+    /// The expected outcome: `{"ok": {...}}` or `{"error": {...}}`.
+    pub expect: Value,
+    /// Faults only a real transport can show (`"timeout"`, `"reset"`); the in-memory
+    /// core replay skips these cases.
+    #[serde(default)]
+    pub transport_fault: Option<String>,
+}
+
+/// What the outgoing request must look like.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path (no query).
+    pub path: String,
+    /// Headers that must be present with these exact values (names lower-case).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Headers that must be absent.
+    #[serde(default)]
+    pub headers_absent: Vec<String>,
+    /// Form fields that must be present with these exact values.
+    #[serde(default)]
+    pub form: BTreeMap<String, String>,
+    /// Form fields that must be absent.
+    #[serde(default)]
+    pub form_absent: Vec<String>,
+}
+
+/// The canned response.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CannedResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A JSON body (serialised compactly; `{issuer}` in strings is substituted).
+    #[serde(default)]
+    pub json: Option<Value>,
+    /// A text body (`{issuer}` substituted).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Repeat `body` this many times (oversized bodies).
+    #[serde(default)]
+    pub repeat: Option<usize>,
+    /// Delay before answering, in milliseconds (transports only).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+}
+
+impl CannedResponse {
+    /// The body bytes with `{issuer}` replaced.
+    #[must_use]
+    pub fn body_bytes(&self, issuer: &str) -> Vec<u8> {
+        let text = match (&self.json, &self.body) {
+            (Some(v), _) => serde_json::to_string(v).expect("JSON values serialise"),
+            (None, Some(b)) => b.clone(),
+            (None, None) => String::new(),
+        };
+        let text = text.replace("{issuer}", issuer);
+        match self.repeat {
+            Some(n) => text.repeat(n).into_bytes(),
+            None => text.into_bytes(),
+        }
+    }
+
+    /// As an `http::Response`.
+    #[must_use]
+    pub fn to_http(&self, issuer: &str) -> http::Response<Vec<u8>> {
+        let mut b = http::Response::builder().status(self.status);
+        for (k, v) in &self.headers {
+            b = b.header(k.as_str(), v.replace("{issuer}", issuer));
+        }
+        b.body(self.body_bytes(issuer)).expect("fixture responses are valid")
+    }
+}
+
+/// The repository's `fixtures/` directory.
+#[must_use]
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// Every fixture, sorted by name (`area/file` without `.json`).
+///
+/// # Panics
+/// When a file does not parse: a broken fixture is a test failure.
+#[must_use]
+pub fn load_all() -> Vec<(String, Fixture)> {
+    let root = fixtures_dir();
+    let mut out = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("readable dir entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).expect("readable fixture");
+                let fixture: Fixture =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let name = path.strip_prefix(&root).expect("under root").with_extension("");
+                out.push((name.to_string_lossy().replace('\\', "/"), fixture));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Deterministic bytes for state, nonce and PKCE (the fixtures never depend on them).
+pub fn entropy() -> impl FnMut(&mut [u8]) {
+    let mut n: u8 = 0;
+    move |buf: &mut [u8]| {
+        for b in buf.iter_mut() {
+            n = n.wrapping_mul(31).wrapping_add(17);
+            *b = n;
+        }
+    }
+}
+
+fn str_of<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    m.get(k).and_then(Value::as_str)
+}
+
+/// Builds the client a fixture asks for, against `issuer` (the mock server's base URL).
+///
+/// # Panics
+/// On an invalid fixture.
+#[must_use]
+pub fn client_for(fixture: &Fixture, issuer: &str) -> Client {
+    let issuer_url = IssuerUrl::new(issuer).expect("valid issuer");
+    let env = Environment::Custom(issuer_url.clone());
+    let mut endpoints: Endpoints = env.preset();
+    if let Some(p) = str_of(&fixture.client, "revocation_path") {
+        endpoints.revocation_endpoint = Some(issuer_url.join(p));
+    }
+    if fixture.client.get("iss_parameter_supported") == Some(&Value::Bool(true)) {
+        endpoints.authorization_response_iss_parameter_supported = true;
+    }
+    let mut client = Client::new(ClientId::new(CLIENT_ID), endpoints);
+    if fixture.client.get("public") != Some(&Value::Bool(true)) {
+        client = client.with_secret(ClientSecret::new(CLIENT_SECRET));
+    }
+    if fixture.client.get("pkce") == Some(&Value::Bool(false)) {
+        client = client.with_pkce(PkceMode::Disabled);
+    }
+    client
+}
+
+/// The outcome of an error, normalised for comparison across layers.
+#[must_use]
+pub fn error_outcome(e: &Error) -> Value {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!(e.kind().as_str()));
+    if let Some(c) = e.code() {
+        m.insert("code".into(), json!(c.as_str()));
+    }
+    if let Some(s) = e.status() {
+        m.insert("status".into(), json!(s.as_u16()));
+    }
+    m.insert("transient".into(), json!(e.is_transient()));
+    m.insert("reauth".into(), json!(e.requires_reauthorization()));
+    if let Some(r) = e.retry_after() {
+        m.insert("retry_after_secs".into(), json!(r.delay_from(now()).as_secs()));
+    }
+    if let Error::MalformedResponse(mr) = e {
+        m.insert("reason".into(), json!(format!("{:?}", mr.reason).split(['(', ' ', '{']).next().unwrap_or("")));
+    }
+    if let Error::PolicyViolation(p) = e {
+        m.insert("reason".into(), json!(format!("{p:?}").split(['(', ' ', '{']).next().unwrap_or("")));
+    }
+    json!({ "error": m, "display": e.to_string() })
+}
+
+fn token_outcome(t: &TokenSet) -> Value {
+    json!({"ok": {
+        "access_token": t.access_token.secret(),
+        "refresh_token": t.refresh_token.as_ref().map(RefreshToken::secret),
+        "token_type": t.token_type,
+        "expires_in": t.expires_in,
+        "expires_at": t.expires_at.map(class_oauth_core::time::to_unix),
+        "scope": t.scopes.to_string(),
+        "scope_in_response": t.scope_in_response,
+        "business_code": t.business_code().map(|c| c.as_str().to_owned()),
+        "business_name": t.business_name(),
+        "id_token_present": t.id_token.is_some(),
+    }})
+}
+
+fn scopes(input: &Map<String, Value>, key: &str) -> Scopes {
+    Scopes::parse(str_of(input, key).unwrap_or("")).expect("fixture scopes parse")
+}
+
+/// Plays a fixture through the core. `send` carries the request to the server and
+/// returns its response, or a transport error message (reported as kind `transport`).
+///
+/// Returns the outcome and how many requests were sent.
+pub fn run(
+    fixture: &Fixture,
+    issuer: &str,
+    mut send: impl FnMut(http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, String>,
+) -> (Value, usize) {
+    let client = client_for(fixture, issuer);
+    let input = &fixture.input;
+    let mut sent = 0usize;
+    let mut send = |req: http::Request<Vec<u8>>| {
+        sent += 1;
+        send(req)
+    };
+    macro_rules! try_core {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return (error_outcome(&e), sent),
+            }
+        };
+    }
+    macro_rules! exchange {
+        ($req:expr) => {
+            match send($req) {
+                Ok(r) => r,
+                Err(msg) => return (json!({"error": {"kind": "transport"}, "display": msg}), sent),
+            }
+        };
+    }
+    let outcome = match fixture.operation.as_str() {
+        "password" => {
+            let req = try_core!(TokenRequest::password(
+                Username::new(str_of(input, "username").unwrap_or("user")),
+                Password::new(str_of(input, "password").unwrap_or("pass")),
+                scopes(input, "scope"),
+            ));
+            let resp = exchange!(try_core!(req.to_http(&client)));
+            token_outcome(&try_core!(req.parse_response(&client, &resp, now())))
+        }
+        "refresh" => {
+            let rt = RefreshToken::new(str_of(input, "refresh_token").unwrap_or("rt-old"));
+            let mut req = TokenRequest::refresh_token(rt, scopes(input, "granted_scope"));
+            if let Some(n) = str_of(input, "narrow_scope") {
+                req = try_core!(req.with_narrower_scope(Scopes::parse(n).expect("scope")));
+            }
+            let resp = exchange!(try_core!(req.to_http(&client)));
+            token_outcome(&try_core!(req.parse_response(&client, &resp, now())))
+        }
+        "authorization_code" => {
+            let redirect = RedirectUrl::new(str_of(input, "redirect_uri").unwrap_or("https://partner.example/cb"))
+                .expect("redirect");
+            let mut ar = AuthorizationRequest::new(&client, redirect, scopes(input, "scope"));
+            if let Some(p) = str_of(input, "prompt") {
+                ar = ar.prompt(Prompt::parse(p).expect("prompt"));
+            }
+            if str_of(input, "response_mode") == Some("form_post") {
+                ar = ar.response_mode(ResponseMode::FormPost);
+            }
+            let (_url, pending) = try_core!(ar.build(&mut entropy(), now()));
+            let query = str_of(input, "callback")
+                .unwrap_or("code=fixture-code&state={state}")
+                .replace("{state}", pending.state.secret())
+                .replace("{issuer_encoded}", &encode(issuer));
+            let params = try_core!(CallbackParams::from_query(&query));
+            let code = try_core!(pending.verify_callback(&params, now()));
+            let req = TokenRequest::authorization_code(&pending, code);
+            let resp = exchange!(try_core!(req.to_http(&client)));
+            token_outcome(&try_core!(req.parse_response(&client, &resp, now())))
+        }
+        "discovery" => {
+            let issuer_url = IssuerUrl::new(issuer).expect("issuer");
+            let env = Environment::Custom(issuer_url.clone());
+            let mut policy = DiscoveryPolicy::default();
+            if input.get("require_key_set") == Some(&Value::Bool(false)) {
+                policy = policy.without_key_set_requirement();
+            }
+            let resp = exchange!(discovery::request(&issuer_url));
+            let e = try_core!(discovery::resolve(&env, DiscoveryInput::Response(&resp), &policy));
+            let path = |u: &class_oauth_core::url::Url| u.path().to_owned();
+            json!({"ok": {
+                "source": serde_json::to_value(e.source).expect("serialisable"),
+                "authorization_path": path(&e.authorization_endpoint),
+                "token_path": path(&e.token_endpoint),
+                "userinfo_path": e.userinfo_endpoint.as_ref().map(path),
+                "jwks_path": e.jwks_uri.as_ref().map(path),
+                "revocation_path": e.revocation_endpoint.as_ref().map(path),
+            }})
+        }
+        "userinfo" => {
+            let at = AccessToken::new(str_of(input, "access_token").unwrap_or("at"));
+            let resp = exchange!(try_core!(userinfo::request(&client, &at)));
+            let u = try_core!(userinfo::parse_response(&client, &resp, str_of(input, "expected_sub")));
+            json!({"ok": {"sub": u.sub, "email": u.email, "business_code": u.business_code, "class_role": u.class_role, "name": u.name}})
+        }
+        "revoke" => {
+            let token = str_of(input, "token").unwrap_or("rt");
+            let req = if str_of(input, "hint") == Some("access_token") {
+                RevocationRequest::AccessToken(AccessToken::new(token))
+            } else {
+                RevocationRequest::RefreshToken(RefreshToken::new(token))
+            };
+            let resp = exchange!(try_core!(req.to_http(&client)));
+            try_core!(req.parse_response(&client, &resp));
+            json!({"ok": {}})
+        }
+        "api" => {
+            let at = AccessToken::new(str_of(input, "access_token").unwrap_or("at"));
+            let base = client.endpoints().api_base.clone().expect("custom environments have an API base");
+            let req = try_core!(api::ApiRequest::get(&base, str_of(input, "path").unwrap_or("")));
+            let resp = exchange!(try_core!(req.to_http(&at)));
+            let r = try_core!(api::parse_response(&resp, client.max_body()));
+            json!({"ok": {"status": r.status.as_u16(), "data": r.data, "remaining": r.rate_limit.remaining}})
+        }
+        other => panic!("unknown fixture operation `{other}`"),
+    };
+    (outcome, sent)
+}
+
+fn encode(s: &str) -> String {
+    class_oauth_core::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Checks that `outcome` matches `expect`: the same top-level key (`ok` / `error`) and
+/// every field named in the expectation equal. Fields not named are not compared.
+pub fn check_outcome(expect: &Value, outcome: &Value) -> Result<(), String> {
+    let (Some(exp), Some(out)) = (expect.as_object(), outcome.as_object()) else {
+        return Err("expectation and outcome must be objects".into());
+    };
+    for (key, want) in exp {
+        let Some(got) = out.get(key) else {
+            return Err(format!("expected `{key}`, got {}", short(outcome)));
+        };
+        let (Some(want), Some(got)) = (want.as_object(), got.as_object()) else {
+            return Err(format!("`{key}` must be an object"));
+        };
+        for (field, w) in want {
+            let g = got.get(field).unwrap_or(&Value::Null);
+            if g != w {
+                return Err(format!("{key}.{field}: expected {w}, got {g} ({})", short(outcome)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 400 { format!("{}...", &s[..400]) } else { s }
+}
+
+/// Checks a request against the fixture's expectation. `base_path` is the issuer's
+/// path (empty for a bare host).
+pub fn check_request(expect: &ExpectRequest, req: &http::Request<Vec<u8>>) -> Result<(), String> {
+    if req.method().as_str() != expect.method {
+        return Err(format!("method: expected {}, got {}", expect.method, req.method()));
+    }
+    if req.uri().path() != expect.path {
+        return Err(format!("path: expected {}, got {}", expect.path, req.uri().path()));
+    }
+    for (name, value) in &expect.headers {
+        let got = req.headers().get(name.as_str()).and_then(|v| v.to_str().ok());
+        if got != Some(value.as_str()) {
+            return Err(format!("header {name}: expected {value:?}, got {got:?}"));
+        }
+    }
+    for name in &expect.headers_absent {
+        if req.headers().contains_key(name.as_str()) {
+            return Err(format!("header {name} must be absent"));
+        }
+    }
+    let form: Vec<(String, String)> = class_oauth_core::url::form_urlencoded::parse(req.body()).into_owned().collect();
+    for (name, value) in &expect.form {
+        let got: Vec<_> = form.iter().filter(|(k, _)| k == name).collect();
+        if got.len() != 1 || got[0].1 != *value {
+            return Err(format!("form {name}: expected {value:?} once, got {got:?}"));
+        }
+    }
+    for name in &expect.form_absent {
+        if form.iter().any(|(k, _)| k == name) {
+            return Err(format!("form field {name} must be absent"));
+        }
+    }
+    let mut names: Vec<_> = form.iter().map(|(k, _)| k).collect();
+    let total = names.len();
+    names.sort();
+    names.dedup();
+    if names.len() != total {
+        return Err("a form field is repeated".into());
+    }
+    Ok(())
+}
+
+/// Replays a fixture in memory through the core: checks the request (or that none was
+/// sent) and the outcome. Returns `Ok(None)` for transport-only cases.
+pub fn replay_core(fixture: &Fixture) -> Result<Option<Value>, String> {
+    if fixture.transport_fault.is_some() {
+        return Ok(None);
+    }
+    let issuer = "https://class.test";
+    let mut request_error = None;
+    let (outcome, sent) = run(fixture, issuer, |req| {
+        if let Some(exp) = &fixture.expect_request {
+            if let Err(e) = check_request(exp, &req) {
+                request_error.get_or_insert(e);
+            }
+        }
+        let resp = fixture.response.as_ref().ok_or("fixture has no response")?;
+        Ok(resp.to_http(issuer))
+    });
+    if let Some(e) = request_error {
+        return Err(format!("request: {e}"));
+    }
+    let expected_sent = usize::from(fixture.expect_request.is_some());
+    if sent != expected_sent {
+        return Err(format!("expected {expected_sent} request(s), the core sent {sent}"));
+    }
+    check_outcome(&fixture.expect, &outcome)?;
+    Ok(Some(outcome))
+}
