@@ -1,1 +1,130 @@
-fn main() {}
+//! Project automation. Run `cargo xtask help`.
+//!
+//! Every CI job calls one of these subcommands, so a local run matches CI exactly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod tidy;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  ci      everything CI checks: fmt, lint, test, doc (the README's test command)
+  test    cargo test --workspace (unit, integration, property, fixture replay, doc tests, tidy)
+  lint    cargo clippy --workspace --all-targets -D warnings
+  fmt     cargo fmt --all --check
+  doc     cargo doc --workspace --no-deps with warnings denied
+  msrv    cargo check --locked --lib on the MSRV toolchain (rust-version in Cargo.toml)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("test") => test(),
+        Some("lint") => lint(),
+        Some("fmt") => fmt(),
+        Some("doc") => doc(),
+        Some("msrv") => msrv(),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root, from this crate's manifest directory.
+pub(crate) fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(project_root());
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result<(), String> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {status}"))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    fmt()?;
+    lint()?;
+    test()?;
+    doc()
+}
+
+fn test() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--locked"]);
+    run(cmd)
+}
+
+fn lint() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(cmd)
+}
+
+fn fmt() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["fmt", "--all", "--", "--check"]);
+    run(cmd)
+}
+
+fn doc() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(cmd)
+}
+
+fn msrv() -> Result<(), String> {
+    let manifest =
+        std::fs::read_to_string(project_root().join("Cargo.toml")).map_err(|e| e.to_string())?;
+    let version = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .ok_or("no rust-version in Cargo.toml")?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(project_root())
+        .arg(format!("+{version}"))
+        .args([
+            "check",
+            "--locked",
+            "--lib",
+            "--workspace",
+            "--all-features",
+        ]);
+    run(cmd)
+}

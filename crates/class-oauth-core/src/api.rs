@@ -44,10 +44,19 @@ impl ApiRequest {
     /// `https://api.class.com.au/api/1.0`.
     pub fn new(method: Method, api_base: &Url, path: &str) -> Result<Self, Error> {
         let base = api_base.as_str().trim_end_matches('/');
-        let url = Url::parse(&format!("{base}/{}", path.trim_start_matches('/')))
-            .map_err(|e| InputError::InvalidUrl { field: "api path", detail: e.to_string() })?;
+        let url = Url::parse(&format!("{base}/{}", path.trim_start_matches('/'))).map_err(|e| {
+            InputError::InvalidUrl {
+                field: "api path",
+                detail: e.to_string(),
+            }
+        })?;
         crate::types::check_secure("api url", &url)?;
-        Ok(Self { method, url, body: None, action_version: 1 })
+        Ok(Self {
+            method,
+            url,
+            body: None,
+            action_version: 1,
+        })
     }
 
     /// A GET request.
@@ -78,13 +87,27 @@ impl ApiRequest {
         let mut b = Request::builder()
             .method(self.method.clone())
             .uri(self.url.as_str())
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", access_token.secret()))
-            .header(http::header::ACCEPT, format!("application/vnd.superip.action.v{}+json", self.action_version));
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", access_token.secret()),
+            )
+            .header(
+                http::header::ACCEPT,
+                format!(
+                    "application/vnd.superip.action.v{}+json",
+                    self.action_version
+                ),
+            );
         if self.body.is_some() {
             b = b.header(http::header::CONTENT_TYPE, "application/json");
         }
-        b.body(self.body.clone().unwrap_or_default())
-            .map_err(|e| InputError::InvalidValue { field: "api request", detail: e.to_string() }.into())
+        b.body(self.body.clone().unwrap_or_default()).map_err(|e| {
+            InputError::InvalidValue {
+                field: "api request",
+                detail: e.to_string(),
+            }
+            .into()
+        })
     }
 }
 
@@ -102,10 +125,17 @@ impl RateLimit {
     /// Reads the headers (absent or unparseable values are `None`).
     #[must_use]
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
-        let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<f64>().ok());
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<f64>().ok())
+        };
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped first
         Self {
-            remaining: num(REMAINING_HEADER).filter(|n| *n >= 0.0).map(|n| n.min(f64::from(u32::MAX)) as u32),
+            remaining: num(REMAINING_HEADER)
+                .filter(|n| *n >= 0.0)
+                .map(|n| n.min(f64::from(u32::MAX)) as u32),
             reset_after: num(RESET_AFTER_HEADER)
                 .filter(|n| n.is_finite() && *n >= 0.0)
                 .map(|n| Duration::from_secs_f64(n.min(86_400.0))),
@@ -167,14 +197,25 @@ impl ApiRefusal {
 
 impl fmt::Display for ApiRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the Class API refused the call (HTTP {})", self.status.as_u16())?;
+        write!(
+            f,
+            "the Class API refused the call (HTTP {})",
+            self.status.as_u16()
+        )?;
         for e in self.errors.iter().take(3) {
-            write!(f, "; {}: {}", crate::error::truncate(&e.code, 60), crate::error::truncate(&e.message, 200))?;
+            write!(
+                f,
+                "; {}: {}",
+                crate::error::truncate(&e.code, 60),
+                crate::error::truncate(&e.message, 200)
+            )?;
         }
         if let Some(w) = self.wait() {
             write!(f, "; retry after {}s", w.as_secs())?;
         } else if self.status == StatusCode::NOT_FOUND {
-            f.write_str("; check that the business in the path is the one the token was granted for")?;
+            f.write_str(
+                "; check that the business in the path is the one the token was granted for",
+            )?;
         }
         Ok(())
     }
@@ -194,20 +235,30 @@ pub struct ApiResponse {
 
 pub(crate) fn errors_of(map: &serde_json::Map<String, Value>) -> Option<Vec<ApiErrorItem>> {
     let field = |o: &serde_json::Map<String, Value>, upper: &str, lower: &str| {
-        o.get(upper).or_else(|| o.get(lower)).and_then(Value::as_str).unwrap_or_default().to_owned()
+        o.get(upper)
+            .or_else(|| o.get(lower))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
     };
     if let Some(Value::Array(items)) = map.get("Errors").or_else(|| map.get("errors")) {
         return Some(
             items
                 .iter()
                 .filter_map(Value::as_object)
-                .map(|o| ApiErrorItem { code: field(o, "Code", "code"), message: field(o, "Message", "message") })
+                .map(|o| ApiErrorItem {
+                    code: field(o, "Code", "code"),
+                    message: field(o, "Message", "message"),
+                })
                 .collect(),
         );
     }
     // The lower-case `ErrorResponse {code, message}` variant of one spec.
     if map.contains_key("code") && map.contains_key("message") {
-        return Some(vec![ApiErrorItem { code: field(map, "Code", "code"), message: field(map, "Message", "message") }]);
+        return Some(vec![ApiErrorItem {
+            code: field(map, "Code", "code"),
+            message: field(map, "Message", "message"),
+        }]);
     }
     None
 }
@@ -249,7 +300,10 @@ pub fn parse_response(resp: &Response<Vec<u8>>, max_body: usize) -> Result<ApiRe
         return match body::object(EndpointKind::Api, resp, max_body) {
             Ok(map) => Err(refusal(resp, errors_of(&map).unwrap_or_default())),
             // A 429 or 401 with an unexpected body is still a refusal with its headers.
-            Err(_) if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::UNAUTHORIZED => {
+            Err(_)
+                if status == StatusCode::TOO_MANY_REQUESTS
+                    || status == StatusCode::UNAUTHORIZED =>
+            {
                 Err(refusal(resp, Vec::new()))
             }
             Err(e) => Err(e),
@@ -257,16 +311,36 @@ pub fn parse_response(resp: &Response<Vec<u8>>, max_body: usize) -> Result<ApiRe
     }
     let rate_limit = RateLimit::from_headers(resp.headers());
     if resp.body().iter().all(u8::is_ascii_whitespace) {
-        return Ok(ApiResponse { status, data: Value::Null, rate_limit });
+        return Ok(ApiResponse {
+            status,
+            data: Value::Null,
+            rate_limit,
+        });
     }
     if resp.body().len() > max_body {
-        return Err(body::malformed(EndpointKind::Api, resp, MalformedReason::BodyTooLarge { limit: max_body }));
+        return Err(body::malformed(
+            EndpointKind::Api,
+            resp,
+            MalformedReason::BodyTooLarge { limit: max_body },
+        ));
     }
     let value: Value = match body::format_of(resp) {
         body::BodyFormat::Json => serde_json::from_slice(resp.body()).map_err(|e| {
-            body::malformed(EndpointKind::Api, resp, MalformedReason::InvalidJson { detail: body::json_error_detail(&e) })
+            body::malformed(
+                EndpointKind::Api,
+                resp,
+                MalformedReason::InvalidJson {
+                    detail: body::json_error_detail(&e),
+                },
+            )
         })?,
-        _ => return Err(body::malformed(EndpointKind::Api, resp, MalformedReason::UnexpectedContentType)),
+        _ => {
+            return Err(body::malformed(
+                EndpointKind::Api,
+                resp,
+                MalformedReason::UnexpectedContentType,
+            ));
+        }
     };
     if let Value::Object(map) = &value {
         if let Some(errors) = errors_of(map) {
@@ -274,11 +348,19 @@ pub fn parse_response(resp: &Response<Vec<u8>>, max_body: usize) -> Result<ApiRe
                 return Err(refusal(resp, errors));
             }
             if map.contains_key("Data") || map.contains_key("Errors") {
-                return Ok(ApiResponse { status, data: map.get("Data").cloned().unwrap_or(Value::Null), rate_limit });
+                return Ok(ApiResponse {
+                    status,
+                    data: map.get("Data").cloned().unwrap_or(Value::Null),
+                    rate_limit,
+                });
             }
         }
     }
-    Ok(ApiResponse { status, data: value, rate_limit })
+    Ok(ApiResponse {
+        status,
+        data: value,
+        rate_limit,
+    })
 }
 
 #[cfg(test)]
@@ -296,29 +378,85 @@ mod tests {
     #[test]
     fn request_headers() {
         let base = Url::parse("https://api.class.com.au/api/1.0").unwrap();
-        let r = ApiRequest::get(&base, "/b/OAUTH_TEST/fund/list").unwrap().to_http(&AccessToken::new("at")).unwrap();
-        assert_eq!(r.uri(), "https://api.class.com.au/api/1.0/b/OAUTH_TEST/fund/list");
+        let r = ApiRequest::get(&base, "/b/OAUTH_TEST/fund/list")
+            .unwrap()
+            .to_http(&AccessToken::new("at"))
+            .unwrap();
+        assert_eq!(
+            r.uri(),
+            "https://api.class.com.au/api/1.0/b/OAUTH_TEST/fund/list"
+        );
         assert_eq!(r.headers()["accept"], ACCEPT_V1_JSON);
         assert_eq!(r.headers()["authorization"], "Bearer at");
     }
 
     #[test]
     fn envelope_and_rate_limit() {
-        let ok = parse_response(&resp(200, &[("content-type", "application/json"), (REMAINING_HEADER, "499")], r#"{"Errors":[],"Data":{"Funds":[]}}"#), 1 << 20).unwrap();
+        let ok = parse_response(
+            &resp(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    (REMAINING_HEADER, "499"),
+                ],
+                r#"{"Errors":[],"Data":{"Funds":[]}}"#,
+            ),
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(ok.data["Funds"], serde_json::json!([]));
         assert_eq!(ok.rate_limit.remaining, Some(499));
-        let limited = parse_response(&resp(429, &[(RESET_AFTER_HEADER, "42"), (REMAINING_HEADER, "0")], ""), 1 << 20).unwrap_err();
-        assert_eq!(limited.retry_after(), Some(&RetryAfter::Delay(Duration::from_secs(42))));
+        let limited = parse_response(
+            &resp(
+                429,
+                &[(RESET_AFTER_HEADER, "42"), (REMAINING_HEADER, "0")],
+                "",
+            ),
+            1 << 20,
+        )
+        .unwrap_err();
+        assert_eq!(
+            limited.retry_after(),
+            Some(&RetryAfter::Delay(Duration::from_secs(42)))
+        );
         assert!(limited.is_transient());
-        let Error::ApiRefused(r) = limited else { panic!() };
+        let Error::ApiRefused(r) = limited else {
+            panic!()
+        };
         assert_eq!(r.wait(), Some(Duration::from_secs(42)));
-        let both = parse_response(&resp(429, &[(RESET_AFTER_HEADER, "5"), ("retry-after", "30")], ""), 1 << 20).unwrap_err();
-        assert_eq!(both.retry_after(), Some(&RetryAfter::Delay(Duration::from_secs(30))));
+        let both = parse_response(
+            &resp(429, &[(RESET_AFTER_HEADER, "5"), ("retry-after", "30")], ""),
+            1 << 20,
+        )
+        .unwrap_err();
+        assert_eq!(
+            both.retry_after(),
+            Some(&RetryAfter::Delay(Duration::from_secs(30)))
+        );
         let bare = parse_response(&resp(429, &[], "<html>slow down</html>"), 1 << 20).unwrap_err();
-        assert_eq!(bare.retry_after(), Some(&RetryAfter::Delay(DEFAULT_RATE_LIMIT_WAIT)));
-        let nf = parse_response(&resp(404, &[("content-type", "application/json")], r#"{"Errors":[{"Code":"API_NOT_FOUND","Message":"Resource not available"}]}"#), 1 << 20).unwrap_err();
+        assert_eq!(
+            bare.retry_after(),
+            Some(&RetryAfter::Delay(DEFAULT_RATE_LIMIT_WAIT))
+        );
+        let nf = parse_response(
+            &resp(
+                404,
+                &[("content-type", "application/json")],
+                r#"{"Errors":[{"Code":"API_NOT_FOUND","Message":"Resource not available"}]}"#,
+            ),
+            1 << 20,
+        )
+        .unwrap_err();
         assert!(nf.to_string().contains("API_NOT_FOUND"));
-        let html = parse_response(&resp(502, &[("content-type", "text/html")], "<html>bad gateway</html>"), 1 << 20).unwrap_err();
+        let html = parse_response(
+            &resp(
+                502,
+                &[("content-type", "text/html")],
+                "<html>bad gateway</html>",
+            ),
+            1 << 20,
+        )
+        .unwrap_err();
         assert!(matches!(html, Error::MalformedResponse(_)));
     }
 }

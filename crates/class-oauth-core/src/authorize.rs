@@ -52,7 +52,10 @@ impl Prompt {
             }
         }
         if v.is_empty() {
-            return Err(InputError::InvalidValue { field: "prompt", detail: "no value".into() });
+            return Err(InputError::InvalidValue {
+                field: "prompt",
+                detail: "no value".into(),
+            });
         }
         if v.len() > 1 && v.contains(&PromptValue::None) {
             return Err(InputError::PromptNoneNotAlone);
@@ -69,7 +72,10 @@ impl Prompt {
                 "login" => Ok(PromptValue::Login),
                 "consent" => Ok(PromptValue::Consent),
                 "select_account" => Ok(PromptValue::SelectAccount),
-                other => Err(InputError::InvalidValue { field: "prompt", detail: format!("unknown value `{other}`") }),
+                other => Err(InputError::InvalidValue {
+                    field: "prompt",
+                    detail: format!("unknown value `{other}`"),
+                }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(values)
@@ -235,9 +241,14 @@ impl<'a> AuthorizationRequest<'a> {
     }
 
     /// Builds the URL to send the browser to, and the record to keep until the callback.
-    pub fn build(self, entropy: &mut dyn EntropySource, now: SystemTime) -> Result<(Url, PendingAuthorization), Error> {
+    pub fn build(
+        self,
+        entropy: &mut dyn EntropySource,
+        now: SystemTime,
+    ) -> Result<(Url, PendingAuthorization), Error> {
         self.scopes.validate().map_err(InputError::from)?;
-        if self.max_age == Some(Duration::ZERO) && self.prompt.as_ref().is_some_and(Prompt::is_none) {
+        if self.max_age == Some(Duration::ZERO) && self.prompt.as_ref().is_some_and(Prompt::is_none)
+        {
             return Err(InputError::InvalidValue {
                 field: "max_age",
                 detail: "max_age=0 contradicts prompt=none".into(),
@@ -262,7 +273,10 @@ impl<'a> AuthorizationRequest<'a> {
         }
 
         let state = State::generate(entropy);
-        let nonce = self.scopes.contains(&Scope::OpenId).then(|| Nonce::generate(entropy));
+        let nonce = self
+            .scopes
+            .contains(&Scope::OpenId)
+            .then(|| Nonce::generate(entropy));
         let verifier = match self.client.pkce() {
             PkceMode::S256 => Some(PkceVerifier::generate(entropy)),
             PkceMode::Disabled => None,
@@ -282,7 +296,8 @@ impl<'a> AuthorizationRequest<'a> {
                 q.append_pair("nonce", n.secret());
             }
             if let Some(v) = &verifier {
-                q.append_pair("code_challenge", &v.challenge_s256()).append_pair("code_challenge_method", "S256");
+                q.append_pair("code_challenge", &v.challenge_s256())
+                    .append_pair("code_challenge_method", "S256");
             }
             if let Some(p) = &self.prompt {
                 q.append_pair("prompt", &p.to_string());
@@ -307,7 +322,10 @@ impl<'a> AuthorizationRequest<'a> {
             pkce_verifier: verifier,
             redirect_uri: self.redirect_uri,
             issuer: self.client.endpoints().issuer.clone(),
-            iss_required: self.client.endpoints().authorization_response_iss_parameter_supported,
+            iss_required: self
+                .client
+                .endpoints()
+                .authorization_response_iss_parameter_supported,
             client_id: self.client.client_id().clone(),
             scopes: self.scopes,
             max_age: self.max_age.map(|d| d.as_secs()),
@@ -346,8 +364,14 @@ mod tests {
             .unwrap();
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("redirect_uri"), Some("https://partner.example/cb?tenant=7"));
-        assert_eq!(get("scope"), Some("openid target:b fund.read offline_access"));
+        assert_eq!(
+            get("redirect_uri"),
+            Some("https://partner.example/cb?tenant=7")
+        );
+        assert_eq!(
+            get("scope"),
+            Some("openid target:b fund.read offline_access")
+        );
         assert_eq!(get("state"), Some(pending.state.secret()));
         assert_eq!(get("nonce"), Some(pending.nonce.as_ref().unwrap().secret()));
         assert_eq!(get("code_challenge_method"), Some("S256"));
@@ -361,18 +385,29 @@ mod tests {
 
     #[test]
     fn refuses_bad_input() {
-        let client = Client::new(ClientId::new("cid"), Environment::Production.preset()).with_pkce(PkceMode::Disabled);
+        let client = Client::new(ClientId::new("cid"), Environment::Production.preset())
+            .with_pkce(PkceMode::Disabled);
         let redirect = RedirectUrl::new("https://partner.example/cb").unwrap();
-        let err = AuthorizationRequest::new(&client, redirect.clone(), Scopes::parse("fund.read").unwrap())
-            .build(&mut entropy(), SystemTime::UNIX_EPOCH)
-            .unwrap_err();
+        let err = AuthorizationRequest::new(
+            &client,
+            redirect.clone(),
+            Scopes::parse("fund.read").unwrap(),
+        )
+        .build(&mut entropy(), SystemTime::UNIX_EPOCH)
+        .unwrap_err();
         assert!(matches!(err, Error::InvalidInput(InputError::Scope(_))));
         let err = AuthorizationRequest::new(&client, redirect.clone(), Scopes::default())
             .extra_param("state", "x")
             .build(&mut entropy(), SystemTime::UNIX_EPOCH)
             .unwrap_err();
-        assert_eq!(err, Error::InvalidInput(InputError::ReservedParameter("state".into())));
-        assert_eq!(Prompt::parse("none login"), Err(InputError::PromptNoneNotAlone));
+        assert_eq!(
+            err,
+            Error::InvalidInput(InputError::ReservedParameter("state".into()))
+        );
+        assert_eq!(
+            Prompt::parse("none login"),
+            Err(InputError::PromptNoneNotAlone)
+        );
         let (url, p) = AuthorizationRequest::new(&client, redirect, Scopes::default())
             .build(&mut entropy(), SystemTime::UNIX_EPOCH)
             .unwrap();

@@ -35,7 +35,9 @@ pub(crate) enum BodyFormat {
 }
 
 pub(crate) fn content_type(resp: &Response<Vec<u8>>) -> Option<&str> {
-    resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+    resp.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Classifies the body by `Content-Type`, falling back to sniffing when the header is
@@ -54,8 +56,15 @@ pub(crate) fn format_of(resp: &Response<Vec<u8>>) -> BodyFormat {
             }
         }
         Some(ct) => {
-            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+            {
                 BodyFormat::Json
             } else if mime == "application/x-www-form-urlencoded" {
                 BodyFormat::Form
@@ -91,7 +100,11 @@ pub(crate) fn object(
     max_body: usize,
 ) -> Result<Map<String, Value>, Error> {
     if resp.body().len() > max_body {
-        return Err(malformed(endpoint, resp, MalformedReason::BodyTooLarge { limit: max_body }));
+        return Err(malformed(
+            endpoint,
+            resp,
+            MalformedReason::BodyTooLarge { limit: max_body },
+        ));
     }
     if resp.body().iter().all(u8::is_ascii_whitespace) {
         return Err(malformed(endpoint, resp, MalformedReason::EmptyBody));
@@ -102,12 +115,16 @@ pub(crate) fn object(
             Ok(other) => Err(malformed(
                 endpoint,
                 resp,
-                MalformedReason::InvalidJson { detail: format!("expected an object, found {}", json_type(&other)) },
+                MalformedReason::InvalidJson {
+                    detail: format!("expected an object, found {}", json_type(&other)),
+                },
             )),
             Err(e) => Err(malformed(
                 endpoint,
                 resp,
-                MalformedReason::InvalidJson { detail: json_error_detail(&e) },
+                MalformedReason::InvalidJson {
+                    detail: json_error_detail(&e),
+                },
             )),
         },
         BodyFormat::Form => {
@@ -117,7 +134,11 @@ pub(crate) fn object(
             }
             Ok(map)
         }
-        BodyFormat::Other => Err(malformed(endpoint, resp, MalformedReason::UnexpectedContentType)),
+        BodyFormat::Other => Err(malformed(
+            endpoint,
+            resp,
+            MalformedReason::UnexpectedContentType,
+        )),
     }
 }
 
@@ -203,7 +224,10 @@ fn sensitive_at(text: &str, i: usize) -> Option<(usize, usize, usize)> {
     }
     for name in SENSITIVE {
         let after = &rest[name_start..];
-        if !after.get(..name.len()).is_some_and(|p| p.eq_ignore_ascii_case(name)) {
+        if !after
+            .get(..name.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(name))
+        {
             continue;
         }
         let mut j = name_start + name.len();
@@ -213,7 +237,9 @@ fn sensitive_at(text: &str, i: usize) -> Option<(usize, usize, usize)> {
             }
             j += 1;
             let after_key = rest[j..].trim_start();
-            let Some(after_colon) = after_key.strip_prefix(':') else { continue };
+            let Some(after_colon) = after_key.strip_prefix(':') else {
+                continue;
+            };
             let after_colon_trim = after_colon.trim_start();
             let value_start = rest.len() - after_colon_trim.len();
             if let Some(v) = after_colon_trim.strip_prefix('"') {
@@ -229,7 +255,9 @@ fn sensitive_at(text: &str, i: usize) -> Option<(usize, usize, usize)> {
         }
         if rest[j..].starts_with('=') {
             let vs = j + 1;
-            let end = rest[vs..].find(['&', ' ', '\n']).map_or(rest.len(), |e| vs + e);
+            let end = rest[vs..]
+                .find(['&', ' ', '\n'])
+                .map_or(rest.len(), |e| vs + e);
             return Some((i + j, i + vs, i + end));
         }
     }
@@ -254,7 +282,9 @@ mod tests {
 
     #[test]
     fn excerpt_redacts_json_form_and_truncated_values() {
-        let e = redacted_excerpt(br#"{"access_token":"SECRETA","token_type":"bearer","refresh_token" : "SECRETB"}"#);
+        let e = redacted_excerpt(
+            br#"{"access_token":"SECRETA","token_type":"bearer","refresh_token" : "SECRETB"}"#,
+        );
         assert!(!e.contains("SECRET"), "{e}");
         assert!(e.contains("token_type"));
         let e = redacted_excerpt(br#"{"access_token":"SECRETC..."#);

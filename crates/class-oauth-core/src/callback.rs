@@ -91,7 +91,11 @@ impl CallbackParams {
             code: code.map(AuthorizationCode::new),
             state: state.map(State::new),
             iss,
-            error: error.map(|code| OAuthError { code: code.into(), description, uri }),
+            error: error.map(|code| OAuthError {
+                code: code.into(),
+                description,
+                uri,
+            }),
             base_url: None,
         })
     }
@@ -100,7 +104,11 @@ impl CallbackParams {
 impl PendingAuthorization {
     /// Checks a callback URL against this record (also that it arrived at the redirect
     /// URI's path) and returns the authorization code.
-    pub fn verify_callback_url(&self, callback: &str, now: SystemTime) -> Result<AuthorizationCode, Error> {
+    pub fn verify_callback_url(
+        &self,
+        callback: &str,
+        now: SystemTime,
+    ) -> Result<AuthorizationCode, Error> {
         let params = CallbackParams::from_url(callback)?;
         if let Some(base) = &params.base_url {
             let mut expected = self.redirect_uri.url().clone();
@@ -117,7 +125,11 @@ impl PendingAuthorization {
     }
 
     /// Checks callback parameters against this record and returns the authorization code.
-    pub fn verify_callback(&self, params: &CallbackParams, now: SystemTime) -> Result<AuthorizationCode, Error> {
+    pub fn verify_callback(
+        &self,
+        params: &CallbackParams,
+        now: SystemTime,
+    ) -> Result<AuthorizationCode, Error> {
         if now > self.expires_at {
             return Err(PolicyViolation::PendingAuthorizationExpired.into());
         }
@@ -169,18 +181,33 @@ mod tests {
     fn pending() -> PendingAuthorization {
         let client = Client::new(ClientId::new("cid"), Environment::Production.preset());
         let mut e = |b: &mut [u8]| b.fill(3);
-        AuthorizationRequest::new(&client, RedirectUrl::new("https://p.example/cb?t=1").unwrap(), Scopes::default())
-            .build(&mut e, SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .1
+        AuthorizationRequest::new(
+            &client,
+            RedirectUrl::new("https://p.example/cb?t=1").unwrap(),
+            Scopes::default(),
+        )
+        .build(&mut e, SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .1
     }
 
     #[test]
     fn good_callback_yields_code() {
         let p = pending();
-        let url = format!("https://p.example/cb?t=1&code=abc&state={}", p.state.secret());
-        assert_eq!(p.verify_callback_url(&url, SystemTime::UNIX_EPOCH).unwrap().secret(), "abc");
-        let form = format!("code=abc&state={}&iss=https%3A%2F%2Fapp.class.com.au", p.state.secret());
+        let url = format!(
+            "https://p.example/cb?t=1&code=abc&state={}",
+            p.state.secret()
+        );
+        assert_eq!(
+            p.verify_callback_url(&url, SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .secret(),
+            "abc"
+        );
+        let form = format!(
+            "code=abc&state={}&iss=https%3A%2F%2Fapp.class.com.au",
+            p.state.secret()
+        );
         let params = CallbackParams::from_form_post(form.as_bytes()).unwrap();
         assert!(p.verify_callback(&params, SystemTime::UNIX_EPOCH).is_ok());
     }
@@ -189,23 +216,40 @@ mod tests {
     fn every_rejection() {
         let p = pending();
         let now = SystemTime::UNIX_EPOCH;
-        let check = |q: String| p.verify_callback(&CallbackParams::from_query(&q).unwrap(), now).unwrap_err();
-        assert_eq!(check("code=a".into()), Error::PolicyViolation(PolicyViolation::MissingState));
-        assert_eq!(check("code=a&state=nope".into()), Error::PolicyViolation(PolicyViolation::StateMismatch));
+        let check = |q: String| {
+            p.verify_callback(&CallbackParams::from_query(&q).unwrap(), now)
+                .unwrap_err()
+        };
+        assert_eq!(
+            check("code=a".into()),
+            Error::PolicyViolation(PolicyViolation::MissingState)
+        );
+        assert_eq!(
+            check("code=a&state=nope".into()),
+            Error::PolicyViolation(PolicyViolation::StateMismatch)
+        );
         let s = p.state.secret().to_owned();
         assert!(matches!(
             check(format!("code=a&state={s}&iss=https%3A%2F%2Fevil.example")),
             Error::PolicyViolation(PolicyViolation::IssuerMismatch { .. })
         ));
-        let denied = check(format!("error=access_denied&error_description=User+said+no&state={s}"));
+        let denied = check(format!(
+            "error=access_denied&error_description=User+said+no&state={s}"
+        ));
         assert_eq!(denied.code(), Some(&ErrorCode::AccessDenied));
         let login = check(format!("error=login_required&state={s}"));
         assert!(login.requires_reauthorization());
-        assert!(matches!(check(format!("state={s}")), Error::PolicyViolation(PolicyViolation::MalformedCallback(_))));
+        assert!(matches!(
+            check(format!("state={s}")),
+            Error::PolicyViolation(PolicyViolation::MalformedCallback(_))
+        ));
         assert!(CallbackParams::from_query("code=a&code=b").is_err());
         let late = p.expires_at + Duration::from_secs(1);
         let ok = CallbackParams::from_query(&format!("code=a&state={s}")).unwrap();
-        assert_eq!(p.verify_callback(&ok, late).unwrap_err(), Error::PolicyViolation(PolicyViolation::PendingAuthorizationExpired));
+        assert_eq!(
+            p.verify_callback(&ok, late).unwrap_err(),
+            Error::PolicyViolation(PolicyViolation::PendingAuthorizationExpired)
+        );
         let wrong_path = format!("https://p.example/other?code=a&state={s}");
         assert!(matches!(
             p.verify_callback_url(&wrong_path, now).unwrap_err(),
@@ -213,6 +257,9 @@ mod tests {
         ));
         let mut strict = p.clone();
         strict.iss_required = true;
-        assert_eq!(strict.verify_callback(&ok, now).unwrap_err(), Error::PolicyViolation(PolicyViolation::MissingIssuer));
+        assert_eq!(
+            strict.verify_callback(&ok, now).unwrap_err(),
+            Error::PolicyViolation(PolicyViolation::MissingIssuer)
+        );
     }
 }

@@ -217,26 +217,41 @@ mod tests {
     #[test]
     fn pkce_rfc7636_appendix_b() {
         let bytes: [u8; 32] = [
-            116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187, 186, 22, 212, 37, 77, 105, 214,
-            191, 240, 91, 88, 5, 88, 83, 132, 141, 121,
+            116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187, 186, 22, 212,
+            37, 77, 105, 214, 191, 240, 91, 88, 5, 88, 83, 132, 141, 121,
         ];
         let v = PkceVerifier::from_entropy(&bytes);
         assert_eq!(v.secret(), "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
-        assert_eq!(v.challenge_s256(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            v.challenge_s256(),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
     }
 
     #[test]
     fn basic_auth_form_encodes_first() {
-        let c = Client::new(ClientId::new("<client_id>"), Environment::Production.preset())
-            .with_secret(ClientSecret::new("<client_secret>"));
+        let c = Client::new(
+            ClientId::new("<client_id>"),
+            Environment::Production.preset(),
+        )
+        .with_secret(ClientSecret::new("<client_secret>"));
         // `<` and `>` are form-encoded before base64 (RFC 6749 2.3.1).
-        let expected = format!("Basic {}", STANDARD.encode("%3Cclient_id%3E:%3Cclient_secret%3E"));
+        let expected = format!(
+            "Basic {}",
+            STANDARD.encode("%3Cclient_id%3E:%3Cclient_secret%3E")
+        );
         assert_eq!(c.basic_authorization().unwrap(), expected);
-        let guid = Client::new(ClientId::new("1eaa3979-9caf-4c6b-bab8-2cbcd549d410"), Environment::Production.preset())
-            .with_secret(ClientSecret::new("s3cr3t"));
+        let guid = Client::new(
+            ClientId::new("1eaa3979-9caf-4c6b-bab8-2cbcd549d410"),
+            Environment::Production.preset(),
+        )
+        .with_secret(ClientSecret::new("s3cr3t"));
         assert_eq!(
             guid.basic_authorization().unwrap(),
-            format!("Basic {}", STANDARD.encode("1eaa3979-9caf-4c6b-bab8-2cbcd549d410:s3cr3t"))
+            format!(
+                "Basic {}",
+                STANDARD.encode("1eaa3979-9caf-4c6b-bab8-2cbcd549d410:s3cr3t")
+            )
         );
         assert!(!format!("{guid:?}").contains("s3cr3t"));
     }

@@ -165,9 +165,15 @@ impl DiscoveryPolicy {
 
     fn check_url(&self, issuer: &IssuerUrl, field: &'static str, raw: &str) -> Result<Url, Error> {
         let url = Url::parse(raw).map_err(|e| {
-            Error::from(crate::error::InputError::InvalidUrl { field, detail: format!("discovery {field}: {e}") })
+            Error::from(crate::error::InputError::InvalidUrl {
+                field,
+                detail: format!("discovery {field}: {e}"),
+            })
         })?;
-        let insecure = || PolicyViolation::InsecureUrl { field: field.to_owned(), url: raw.to_owned() };
+        let insecure = || PolicyViolation::InsecureUrl {
+            field: field.to_owned(),
+            url: raw.to_owned(),
+        };
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&url) || !self.require_https => {}
@@ -177,14 +183,19 @@ impl DiscoveryPolicy {
         if self.validate_endpoints {
             let iss = issuer.url();
             let same_origin = url.scheme() == iss.scheme()
-                && url.host_str().map(str::to_ascii_lowercase) == iss.host_str().map(str::to_ascii_lowercase)
+                && url.host_str().map(str::to_ascii_lowercase)
+                    == iss.host_str().map(str::to_ascii_lowercase)
                 && url.port_or_known_default() == iss.port_or_known_default();
             let allowed = self
                 .additional_endpoint_bases
                 .iter()
                 .any(|base| url.as_str().starts_with(base.as_str()));
             if !same_origin && !allowed {
-                return Err(PolicyViolation::EndpointOffAuthority { field: field.to_owned(), url: raw.to_owned() }.into());
+                return Err(PolicyViolation::EndpointOffAuthority {
+                    field: field.to_owned(),
+                    url: raw.to_owned(),
+                }
+                .into());
             }
         }
         Ok(url)
@@ -206,7 +217,9 @@ impl DiscoveryPolicy {
             .into());
         }
         let opt = |field: &'static str, v: &Option<String>| -> Result<Option<Url>, Error> {
-            v.as_deref().map(|raw| self.check_url(issuer, field, raw)).transpose()
+            v.as_deref()
+                .map(|raw| self.check_url(issuer, field, raw))
+                .transpose()
         };
         let authorization = opt("authorization_endpoint", &metadata.authorization_endpoint)?;
         let token = opt("token_endpoint", &metadata.token_endpoint)?;
@@ -220,7 +233,8 @@ impl DiscoveryPolicy {
         }
         Ok(Endpoints {
             issuer: issuer.clone(),
-            authorization_endpoint: authorization.unwrap_or_else(|| fallback.authorization_endpoint.clone()),
+            authorization_endpoint: authorization
+                .unwrap_or_else(|| fallback.authorization_endpoint.clone()),
             token_endpoint: token.unwrap_or_else(|| fallback.token_endpoint.clone()),
             userinfo_endpoint: userinfo.or_else(|| fallback.userinfo_endpoint.clone()),
             revocation_endpoint: revocation,
@@ -230,16 +244,25 @@ impl DiscoveryPolicy {
                 .authorization_response_iss_parameter_supported
                 .unwrap_or(false),
             code_challenge_methods_supported: metadata.code_challenge_methods_supported.clone(),
-            id_token_signing_alg_values_supported: metadata.id_token_signing_alg_values_supported.clone(),
+            id_token_signing_alg_values_supported: metadata
+                .id_token_signing_alg_values_supported
+                .clone(),
             source: EndpointSource::Discovery,
         })
     }
 }
 
 /// Parses a discovery response body (status 200 expected) into metadata.
-pub fn parse_metadata(resp: &Response<Vec<u8>>, max_body: usize) -> Result<ProviderMetadata, Error> {
+pub fn parse_metadata(
+    resp: &Response<Vec<u8>>,
+    max_body: usize,
+) -> Result<ProviderMetadata, Error> {
     if !resp.status().is_success() {
-        return Err(body::malformed(EndpointKind::Discovery, resp, MalformedReason::UnexpectedStatus));
+        return Err(body::malformed(
+            EndpointKind::Discovery,
+            resp,
+            MalformedReason::UnexpectedStatus,
+        ));
     }
     let map = body::object(EndpointKind::Discovery, resp, max_body)?;
     serde_json::from_value::<ProviderMetadata>(Value::Object(map)).map_err(|e| {
@@ -247,7 +270,9 @@ pub fn parse_metadata(resp: &Response<Vec<u8>>, max_body: usize) -> Result<Provi
         let reason = if detail.contains("missing field `issuer`") {
             MalformedReason::MissingField("issuer")
         } else {
-            MalformedReason::InvalidJson { detail: crate::error::truncate(&detail, 200).to_owned() }
+            MalformedReason::InvalidJson {
+                detail: crate::error::truncate(&detail, 200).to_owned(),
+            }
         };
         body::malformed(EndpointKind::Discovery, resp, reason)
     })
@@ -278,14 +303,21 @@ pub enum DiscoveryInput<'a> {
 /// assert_eq!(endpoints.token_endpoint.as_str(), "https://app.class.com.au/connect/token");
 /// # Ok::<(), class_oauth_core::Error>(())
 /// ```
-pub fn resolve(env: &Environment, input: DiscoveryInput<'_>, policy: &DiscoveryPolicy) -> Result<Endpoints, Error> {
+pub fn resolve(
+    env: &Environment,
+    input: DiscoveryInput<'_>,
+    policy: &DiscoveryPolicy,
+) -> Result<Endpoints, Error> {
     let preset = env.preset();
     let resp = match input {
         DiscoveryInput::NotFetched => return Ok(preset),
         DiscoveryInput::Response(r) => r,
     };
     if matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
-        return Ok(Endpoints { source: EndpointSource::PresetNoDiscovery, ..preset });
+        return Ok(Endpoints {
+            source: EndpointSource::PresetNoDiscovery,
+            ..preset
+        });
     }
     let metadata = parse_metadata(resp, policy.max_body)?;
     policy.validate(&metadata, &env.issuer(), &preset)
@@ -306,7 +338,10 @@ mod tests {
     #[test]
     fn url_appends_well_known() {
         let i = IssuerUrl::new("https://idp.example/tenant").unwrap();
-        assert_eq!(discovery_url(&i).as_str(), "https://idp.example/tenant/.well-known/openid-configuration");
+        assert_eq!(
+            discovery_url(&i).as_str(),
+            "https://idp.example/tenant/.well-known/openid-configuration"
+        );
         assert_eq!(request(&i).method(), Method::GET);
     }
 
@@ -336,34 +371,97 @@ mod tests {
             "token_endpoint": "https://evil.example/connect/token",
             "jwks_uri": "https://app.class.com.au/jwks"
         });
-        let err = resolve(&env, DiscoveryInput::Response(&doc(base.clone())), &env.discovery_policy()).unwrap_err();
-        assert!(matches!(err, Error::PolicyViolation(PolicyViolation::EndpointOffAuthority { .. })), "{err:?}");
+        let err = resolve(
+            &env,
+            DiscoveryInput::Response(&doc(base.clone())),
+            &env.discovery_policy(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::PolicyViolation(PolicyViolation::EndpointOffAuthority { .. })
+            ),
+            "{err:?}"
+        );
         let relaxed = env.discovery_policy().danger_allow_any_endpoint_host();
         assert!(resolve(&env, DiscoveryInput::Response(&doc(base)), &relaxed).is_ok());
 
         let mismatch = serde_json::json!({"issuer": "https://app.class.com.auINVALID", "jwks_uri": "https://app.class.com.au/jwks"});
-        let err = resolve(&env, DiscoveryInput::Response(&doc(mismatch)), &env.discovery_policy()).unwrap_err();
-        assert!(matches!(err, Error::PolicyViolation(PolicyViolation::DiscoveryIssuerMismatch { .. })));
+        let err = resolve(
+            &env,
+            DiscoveryInput::Response(&doc(mismatch)),
+            &env.discovery_policy(),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::PolicyViolation(PolicyViolation::DiscoveryIssuerMismatch { .. })
+        ));
 
         let no_keys = serde_json::json!({"issuer": "https://app.class.com.au"});
-        let err = resolve(&env, DiscoveryInput::Response(&doc(no_keys.clone())), &env.discovery_policy()).unwrap_err();
+        let err = resolve(
+            &env,
+            DiscoveryInput::Response(&doc(no_keys.clone())),
+            &env.discovery_policy(),
+        )
+        .unwrap_err();
         assert_eq!(err, Error::PolicyViolation(PolicyViolation::MissingKeySet));
-        let ok = resolve(&env, DiscoveryInput::Response(&doc(no_keys)), &env.discovery_policy().without_key_set_requirement()).unwrap();
-        assert_eq!(ok.token_endpoint.as_str(), "https://app.class.com.au/connect/token");
+        let ok = resolve(
+            &env,
+            DiscoveryInput::Response(&doc(no_keys)),
+            &env.discovery_policy().without_key_set_requirement(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.token_endpoint.as_str(),
+            "https://app.class.com.au/connect/token"
+        );
 
         let http = serde_json::json!({"issuer": "https://app.class.com.au", "jwks_uri": "http://app.class.com.au/jwks"});
-        let err = resolve(&env, DiscoveryInput::Response(&doc(http)), &env.discovery_policy()).unwrap_err();
-        assert!(matches!(err, Error::PolicyViolation(PolicyViolation::InsecureUrl { .. })));
+        let err = resolve(
+            &env,
+            DiscoveryInput::Response(&doc(http)),
+            &env.discovery_policy(),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::PolicyViolation(PolicyViolation::InsecureUrl { .. })
+        ));
     }
 
     #[test]
     fn absent_document_falls_back_and_errors_do_not() {
         let env = Environment::Pie;
         let gone = Response::builder().status(410).body(Vec::new()).unwrap();
-        assert_eq!(resolve(&env, DiscoveryInput::Response(&gone), &env.discovery_policy()).unwrap().source, EndpointSource::PresetNoDiscovery);
-        assert_eq!(resolve(&env, DiscoveryInput::NotFetched, &env.discovery_policy()).unwrap().source, EndpointSource::Preset);
-        let bad = Response::builder().status(502).header("content-type", "text/html").body(b"<html>bad gateway</html>".to_vec()).unwrap();
-        let err = resolve(&env, DiscoveryInput::Response(&bad), &env.discovery_policy()).unwrap_err();
+        assert_eq!(
+            resolve(
+                &env,
+                DiscoveryInput::Response(&gone),
+                &env.discovery_policy()
+            )
+            .unwrap()
+            .source,
+            EndpointSource::PresetNoDiscovery
+        );
+        assert_eq!(
+            resolve(&env, DiscoveryInput::NotFetched, &env.discovery_policy())
+                .unwrap()
+                .source,
+            EndpointSource::Preset
+        );
+        let bad = Response::builder()
+            .status(502)
+            .header("content-type", "text/html")
+            .body(b"<html>bad gateway</html>".to_vec())
+            .unwrap();
+        let err = resolve(
+            &env,
+            DiscoveryInput::Response(&bad),
+            &env.discovery_policy(),
+        )
+        .unwrap_err();
         assert!(err.is_transient());
     }
 }

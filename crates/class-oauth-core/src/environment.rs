@@ -111,8 +111,14 @@ impl Environment {
     #[must_use]
     pub fn discovery_policy(&self) -> DiscoveryPolicy {
         let extra: &[&str] = match self {
-            Self::Production => &["https://api.class.com.au/", "https://apigateway.class.com.au/"],
-            Self::Pie => &["https://api.class-pie.com.au/", "https://apigateway.class-pie.com.au/"],
+            Self::Production => &[
+                "https://api.class.com.au/",
+                "https://apigateway.class.com.au/",
+            ],
+            Self::Pie => &[
+                "https://api.class-pie.com.au/",
+                "https://apigateway.class-pie.com.au/",
+            ],
             Self::Custom(_) => &[],
         };
         extra.iter().fold(DiscoveryPolicy::default(), |p, base| {
@@ -192,7 +198,11 @@ pub struct Endpoints {
 
 impl Endpoints {
     /// An explicit endpoint set. URLs must be `https` (or `http` on loopback).
-    pub fn new(issuer: IssuerUrl, authorization_endpoint: Url, token_endpoint: Url) -> Result<Self, InputError> {
+    pub fn new(
+        issuer: IssuerUrl,
+        authorization_endpoint: Url,
+        token_endpoint: Url,
+    ) -> Result<Self, InputError> {
         check_secure("authorization_endpoint", &authorization_endpoint)?;
         check_secure("token_endpoint", &token_endpoint)?;
         Ok(Self {
@@ -241,7 +251,9 @@ impl Endpoints {
     /// Does the provider advertise PKCE S256? `None` when it does not say.
     #[must_use]
     pub fn supports_pkce_s256(&self) -> Option<bool> {
-        self.code_challenge_methods_supported.as_ref().map(|m| m.iter().any(|x| x == "S256"))
+        self.code_challenge_methods_supported
+            .as_ref()
+            .map(|m| m.iter().any(|x| x == "S256"))
     }
 }
 
@@ -252,17 +264,36 @@ mod tests {
     #[test]
     fn presets() {
         let p = Environment::Production.preset();
-        assert_eq!(p.authorization_endpoint.as_str(), "https://app.class.com.au/connect/authorize");
-        assert_eq!(p.token_endpoint.as_str(), "https://app.class.com.au/connect/token");
+        assert_eq!(
+            p.authorization_endpoint.as_str(),
+            "https://app.class.com.au/connect/authorize"
+        );
+        assert_eq!(
+            p.token_endpoint.as_str(),
+            "https://app.class.com.au/connect/token"
+        );
         assert_eq!(
             p.userinfo_endpoint.unwrap().as_str(),
             "https://api.class.com.au/api/1.0/u/connect/userinfo"
         );
         let pie = Environment::parse("PIE").unwrap().preset();
-        assert_eq!(pie.token_endpoint.as_str(), "https://app.class-pie.com.au/connect/token");
+        assert_eq!(
+            pie.token_endpoint.as_str(),
+            "https://app.class-pie.com.au/connect/token"
+        );
         let c = Environment::parse("http://127.0.0.1:9999/").unwrap();
-        assert_eq!(c.preset().token_endpoint.as_str(), "http://127.0.0.1:9999/connect/token");
+        assert_eq!(
+            c.preset().token_endpoint.as_str(),
+            "http://127.0.0.1:9999/connect/token"
+        );
         assert!(Environment::parse("http://evil.example").is_err());
-        assert!(Endpoints::new(c.issuer(), "http://x.example/a".parse().unwrap(), "https://x/t".parse().unwrap()).is_err());
+        assert!(
+            Endpoints::new(
+                c.issuer(),
+                "http://x.example/a".parse().unwrap(),
+                "https://x/t".parse().unwrap()
+            )
+            .is_err()
+        );
     }
 }

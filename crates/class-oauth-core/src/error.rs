@@ -156,7 +156,11 @@ impl OAuthError {
     /// An error with only a code.
     #[must_use]
     pub fn new(code: impl Into<ErrorCode>) -> Self {
-        Self { code: code.into(), description: None, uri: None }
+        Self {
+            code: code.into(),
+            description: None,
+            uri: None,
+        }
     }
 }
 
@@ -279,9 +283,15 @@ impl fmt::Display for MalformedReason {
             Self::UnexpectedContentType => f.write_str("the content type is not JSON"),
             Self::InvalidJson { detail } => write!(f, "the body is not a JSON object ({detail})"),
             Self::MissingField(name) => write!(f, "required member `{name}` is missing"),
-            Self::InvalidField { field, detail } => write!(f, "member `{field}` is invalid: {detail}"),
-            Self::UnexpectedStatus => f.write_str("the status is not a success and the body is no OAuth error"),
-            Self::UnsupportedTokenType(t) => write!(f, "token_type `{}` is not bearer", truncate(t, 40)),
+            Self::InvalidField { field, detail } => {
+                write!(f, "member `{field}` is invalid: {detail}")
+            }
+            Self::UnexpectedStatus => {
+                f.write_str("the status is not a success and the body is no OAuth error")
+            }
+            Self::UnsupportedTokenType(t) => {
+                write!(f, "token_type `{}` is not bearer", truncate(t, 40))
+            }
         }
     }
 }
@@ -333,10 +343,14 @@ pub enum PolicyViolation {
     #[error("the callback has no state parameter; it was not started by this client")]
     MissingState,
     /// The callback's `state` differs from the pending authorization's.
-    #[error("the callback's state does not match the pending authorization (possible CSRF or a mixed-up session)")]
+    #[error(
+        "the callback's state does not match the pending authorization (possible CSRF or a mixed-up session)"
+    )]
     StateMismatch,
     /// RFC 9207: the callback's `iss` differs from the expected issuer.
-    #[error("the callback's iss `{found}` is not the expected issuer `{expected}` (possible mix-up attack)")]
+    #[error(
+        "the callback's iss `{found}` is not the expected issuer `{expected}` (possible mix-up attack)"
+    )]
     IssuerMismatch {
         /// The issuer the pending authorization was made for.
         expected: String,
@@ -344,7 +358,9 @@ pub enum PolicyViolation {
         found: String,
     },
     /// RFC 9207: the provider promises `iss` but the callback has none.
-    #[error("the callback has no iss parameter although the provider advertises authorization_response_iss_parameter_supported")]
+    #[error(
+        "the callback has no iss parameter although the provider advertises authorization_response_iss_parameter_supported"
+    )]
     MissingIssuer,
     /// The callback is syntactically unusable.
     #[error("the callback is malformed: {0}")]
@@ -383,7 +399,9 @@ pub enum PolicyViolation {
     #[error("the discovery document has no jwks_uri and the policy requires a key set")]
     MissingKeySet,
     /// A UserInfo response's `sub` differs from the ID token's.
-    #[error("the UserInfo sub `{found}` is not the ID token's sub `{expected}`; the response must not be used")]
+    #[error(
+        "the UserInfo sub `{found}` is not the ID token's sub `{expected}`; the response must not be used"
+    )]
     SubjectMismatch {
         /// The ID token's `sub`.
         expected: String,
@@ -561,8 +579,10 @@ impl Error {
             |s: StatusCode| s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS;
         match self {
             Self::ServerRefused(r) => {
-                matches!(r.error.code, ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable)
-                    || r.status.is_some_and(status_transient)
+                matches!(
+                    r.error.code,
+                    ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable
+                ) || r.status.is_some_and(status_transient)
             }
             Self::ApiRefused(r) => status_transient(r.status),
             Self::MalformedResponse(m) => status_transient(m.status),
@@ -586,7 +606,10 @@ mod tests {
     fn error_codes_round_trip() {
         for code in KNOWN_ERROR_CODES {
             let parsed = ErrorCode::from(*code);
-            assert!(!matches!(parsed, ErrorCode::Other(_)), "{code} should be named");
+            assert!(
+                !matches!(parsed, ErrorCode::Other(_)),
+                "{code} should be named"
+            );
             assert_eq!(parsed.as_str(), *code);
         }
         let unknown = ErrorCode::from("class_specific_thing");
@@ -610,6 +633,9 @@ mod tests {
         assert!(!refusal("invalid_client", 401).requires_reauthorization());
         assert!(refusal("temporarily_unavailable", 400).is_transient());
         assert!(refusal("invalid_request", 503).is_transient());
-        assert_eq!(refusal("invalid_client", 401).kind().as_str(), "server_refused");
+        assert_eq!(
+            refusal("invalid_client", 401).kind().as_str(),
+            "server_refused"
+        );
     }
 }

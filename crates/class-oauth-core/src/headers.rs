@@ -68,7 +68,11 @@ impl WwwAuthenticate {
         let mut params = Vec::new();
         while !rest.is_empty() {
             let Some(eq) = rest.find('=') else { break };
-            let name = rest[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
+            let name = rest[..eq]
+                .trim()
+                .trim_start_matches(',')
+                .trim()
+                .to_ascii_lowercase();
             rest = rest[eq + 1..].trim_start();
             let value;
             if let Some(stripped) = rest.strip_prefix('"') {
@@ -101,14 +105,21 @@ impl WwwAuthenticate {
                 params.push((name, value));
             }
         }
-        Self { raw, scheme: scheme.to_owned(), params }
+        Self {
+            raw,
+            scheme: scheme.to_owned(),
+            params,
+        }
     }
 
     /// The value of a parameter (name compared case-insensitively).
     #[must_use]
     pub fn param(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The RFC 6750 `error` parameter (`invalid_token`, `insufficient_scope`, ...).
@@ -131,7 +142,10 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(RetryAfter::parse("120"), Some(RetryAfter::Delay(Duration::from_secs(120))));
+        assert_eq!(
+            RetryAfter::parse("120"),
+            Some(RetryAfter::Delay(Duration::from_secs(120)))
+        );
         let at = RetryAfter::parse("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_767);
         assert_eq!(at.delay_from(now), Duration::from_secs(10));
@@ -147,7 +161,10 @@ mod tests {
         assert_eq!(w.scheme, "Bearer");
         assert_eq!(w.param("realm"), Some("class"));
         assert_eq!(w.error(), Some("invalid_token"));
-        assert_eq!(w.param("ERROR_DESCRIPTION"), Some("The access token \"x\" expired"));
+        assert_eq!(
+            w.param("ERROR_DESCRIPTION"),
+            Some("The access token \"x\" expired")
+        );
         let basic = WwwAuthenticate::parse("Basic realm=api");
         assert_eq!(basic.scheme, "Basic");
         assert_eq!(basic.param("realm"), Some("api"));

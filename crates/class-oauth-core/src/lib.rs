@@ -120,7 +120,10 @@ pub use body::{DEFAULT_MAX_BODY, redacted_excerpt};
 pub use client::{Client, EntropySource, PkceMode};
 pub use environment::{EndpointSource, Endpoints, Environment};
 pub use error::{Error, ErrorCode, ErrorKind, OAuthError};
-pub use secret::{AccessToken, AuthorizationCode, ClientSecret, IdToken, Nonce, Password, PkceVerifier, RefreshToken, State};
+pub use secret::{
+    AccessToken, AuthorizationCode, ClientSecret, IdToken, Nonce, Password, PkceVerifier,
+    RefreshToken, State,
+};
 pub use token::{TokenRequest, TokenSet};
 pub use types::{ClientId, IssuerUrl, RedirectUrl, Username};
 

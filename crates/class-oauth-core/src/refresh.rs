@@ -93,14 +93,22 @@ impl RefreshPolicy {
     /// The access token's expiry: `expires_at`, or `received_at + assumed_lifetime`.
     #[must_use]
     pub fn expires_at(&self, tokens: &TokenSet) -> SystemTime {
-        tokens.expires_at.unwrap_or_else(|| crate::time::add(tokens.received_at, self.assumed_lifetime))
+        tokens
+            .expires_at
+            .unwrap_or_else(|| crate::time::add(tokens.received_at, self.assumed_lifetime))
     }
 
     /// When to refresh this token set. Draws 4 bytes from `entropy` only when jitter is
     /// configured; compute it once per token set and keep it.
-    pub fn refresh_at(&self, tokens: &TokenSet, entropy: Option<&mut dyn EntropySource>) -> SystemTime {
+    pub fn refresh_at(
+        &self,
+        tokens: &TokenSet,
+        entropy: Option<&mut dyn EntropySource>,
+    ) -> SystemTime {
         let expires_at = self.expires_at(tokens);
-        let lifetime = expires_at.duration_since(tokens.received_at).unwrap_or(Duration::ZERO);
+        let lifetime = expires_at
+            .duration_since(tokens.received_at)
+            .unwrap_or(Duration::ZERO);
         let fraction = self.max_margin_fraction.clamp(0.0, 1.0);
         let cap = lifetime.mul_f64(fraction);
         let margin = self.margin.min(cap);
@@ -117,20 +125,39 @@ impl RefreshPolicy {
 
     /// Decides what to do at `now`, given a refresh time from [`RefreshPolicy::refresh_at`].
     #[must_use]
-    pub fn decide_at(&self, tokens: &TokenSet, refresh_at: SystemTime, now: SystemTime) -> RefreshDecision {
+    pub fn decide_at(
+        &self,
+        tokens: &TokenSet,
+        refresh_at: SystemTime,
+        now: SystemTime,
+    ) -> RefreshDecision {
         let expires_at = self.expires_at(tokens);
         if now < refresh_at {
-            return RefreshDecision::Use { refresh_at, expires_at };
+            return RefreshDecision::Use {
+                refresh_at,
+                expires_at,
+            };
         }
         let expired = now >= expires_at;
         let rt_dead = self
             .refresh_token_lifetime
             .is_some_and(|l| now >= crate::time::add(tokens.received_at, l));
         match (&tokens.refresh_token, rt_dead) {
-            (Some(_), false) => RefreshDecision::Refresh { expired, expires_at },
-            (Some(_), true) if !expired => RefreshDecision::Use { refresh_at: expires_at, expires_at },
-            (Some(_), true) => RefreshDecision::Reauthorize(ReauthorizationReason::RefreshTokenExpired),
-            (None, _) if !expired => RefreshDecision::Use { refresh_at: expires_at, expires_at },
+            (Some(_), false) => RefreshDecision::Refresh {
+                expired,
+                expires_at,
+            },
+            (Some(_), true) if !expired => RefreshDecision::Use {
+                refresh_at: expires_at,
+                expires_at,
+            },
+            (Some(_), true) => {
+                RefreshDecision::Reauthorize(ReauthorizationReason::RefreshTokenExpired)
+            }
+            (None, _) if !expired => RefreshDecision::Use {
+                refresh_at: expires_at,
+                expires_at,
+            },
             (None, _) => RefreshDecision::Reauthorize(ReauthorizationReason::NoRefreshToken),
         }
     }
@@ -168,11 +195,20 @@ mod tests {
     fn class_token_refreshes_a_minute_early() {
         let t = tokens(Some(899), true);
         let p = RefreshPolicy::default();
-        assert_eq!(p.refresh_at(&t, None), t.received_at + Duration::from_secs(839));
-        assert!(matches!(p.decide(&t, t.received_at), RefreshDecision::Use { .. }));
+        assert_eq!(
+            p.refresh_at(&t, None),
+            t.received_at + Duration::from_secs(839)
+        );
+        assert!(matches!(
+            p.decide(&t, t.received_at),
+            RefreshDecision::Use { .. }
+        ));
         assert_eq!(
             p.decide(&t, t.received_at + Duration::from_secs(840)),
-            RefreshDecision::Refresh { expired: false, expires_at: t.received_at + Duration::from_secs(899) }
+            RefreshDecision::Refresh {
+                expired: false,
+                expires_at: t.received_at + Duration::from_secs(899)
+            }
         );
     }
 
@@ -181,9 +217,18 @@ mod tests {
         for life in [0u64, 1, 2, 30, 59, 60, 61, 119] {
             let t = tokens(Some(life), true);
             let at = RefreshPolicy::default().refresh_at(&t, None);
-            assert!(at >= t.received_at + Duration::from_secs(life) / 2, "life {life}");
+            assert!(
+                at >= t.received_at + Duration::from_secs(life) / 2,
+                "life {life}"
+            );
             if life > 0 {
-                assert!(matches!(RefreshPolicy::default().decide(&t, t.received_at), RefreshDecision::Use { .. }), "life {life}");
+                assert!(
+                    matches!(
+                        RefreshPolicy::default().decide(&t, t.received_at),
+                        RefreshDecision::Use { .. }
+                    ),
+                    "life {life}"
+                );
             }
         }
     }
@@ -202,7 +247,10 @@ mod tests {
     fn no_refresh_token_means_reauthorize_after_expiry() {
         let t = tokens(None, false);
         let p = RefreshPolicy::default();
-        assert!(matches!(p.decide(&t, t.received_at + Duration::from_secs(850)), RefreshDecision::Use { .. }));
+        assert!(matches!(
+            p.decide(&t, t.received_at + Duration::from_secs(850)),
+            RefreshDecision::Use { .. }
+        ));
         assert_eq!(
             p.decide(&t, t.received_at + Duration::from_secs(899)),
             RefreshDecision::Reauthorize(ReauthorizationReason::NoRefreshToken)

@@ -34,16 +34,24 @@ impl RevocationRequest {
             Self::AccessToken(t) => (t.secret(), "access_token"),
         };
         let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("token", token).append_pair("token_type_hint", hint);
+        form.append_pair("token", token)
+            .append_pair("token_type_hint", hint);
         let builder = Request::builder()
             .method(Method::POST)
             .uri(url.as_str())
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded;charset=UTF-8")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=UTF-8",
+            )
             .header(http::header::ACCEPT, "application/json");
         let builder = client.authenticate(builder, &mut form);
-        builder
-            .body(form.finish().into_bytes())
-            .map_err(|e| InputError::InvalidValue { field: "revocation request", detail: e.to_string() }.into())
+        builder.body(form.finish().into_bytes()).map_err(|e| {
+            InputError::InvalidValue {
+                field: "revocation request",
+                detail: e.to_string(),
+            }
+            .into()
+        })
     }
 
     /// Parses the response: any 200 is success (RFC 7009 2.2: also for unknown tokens;
@@ -53,7 +61,8 @@ impl RevocationRequest {
         if resp.status() == http::StatusCode::OK {
             return Ok(());
         }
-        crate::token::parse_oauth_body(EndpointKind::Revocation, resp, client.max_body()).map(|_| ())
+        crate::token::parse_oauth_body(EndpointKind::Revocation, resp, client.max_body())
+            .map(|_| ())
     }
 }
 
@@ -66,18 +75,33 @@ mod tests {
 
     #[test]
     fn needs_an_endpoint_then_posts_form() {
-        let c = Client::new(ClientId::new("cid"), Environment::Production.preset()).with_secret(ClientSecret::new("s"));
+        let c = Client::new(ClientId::new("cid"), Environment::Production.preset())
+            .with_secret(ClientSecret::new("s"));
         let req = RevocationRequest::RefreshToken(RefreshToken::new("rt"));
-        assert_eq!(req.to_http(&c).unwrap_err(), Error::InvalidInput(InputError::MissingEndpoint(EndpointKind::Revocation)));
+        assert_eq!(
+            req.to_http(&c).unwrap_err(),
+            Error::InvalidInput(InputError::MissingEndpoint(EndpointKind::Revocation))
+        );
         let mut e = Environment::Production.preset();
-        e.revocation_endpoint = Some("https://app.class.com.au/connect/revocation".parse().unwrap());
+        e.revocation_endpoint = Some(
+            "https://app.class.com.au/connect/revocation"
+                .parse()
+                .unwrap(),
+        );
         let c = c.with_endpoints(e);
         let http = req.to_http(&c).unwrap();
         assert_eq!(http.body(), b"token=rt&token_type_hint=refresh_token");
         assert!(http.headers().contains_key("authorization"));
-        let ok = Response::builder().status(200).body(b"garbage".to_vec()).unwrap();
+        let ok = Response::builder()
+            .status(200)
+            .body(b"garbage".to_vec())
+            .unwrap();
         assert!(req.parse_response(&c, &ok).is_ok());
-        let unavailable = Response::builder().status(503).header("retry-after", "3").body(Vec::new()).unwrap();
+        let unavailable = Response::builder()
+            .status(503)
+            .header("retry-after", "3")
+            .body(Vec::new())
+            .unwrap();
         let err = req.parse_response(&c, &unavailable).unwrap_err();
         assert!(err.is_transient());
         assert!(err.retry_after().is_some());

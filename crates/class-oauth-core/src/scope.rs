@@ -26,22 +26,30 @@ use std::str::FromStr;
 #[non_exhaustive]
 pub enum ScopeError {
     /// A scope token is empty or has a character outside RFC 6749's NQCHAR set.
-    #[error("`{0}` is not a valid scope token (RFC 6749 3.3: printable ASCII, no space, quote or backslash)")]
+    #[error(
+        "`{0}` is not a valid scope token (RFC 6749 3.3: printable ASCII, no space, quote or backslash)"
+    )]
     InvalidToken(String),
     /// A business or fund code is empty or contains `/` or whitespace.
     #[error("`{0}` is not a valid Class business or fund code")]
     InvalidCode(String),
     /// Access specifiers were requested without a `target`.
-    #[error("access specifier `{0}` needs a target (add target:b to let the user pick the business, or target:b/<CODE>)")]
+    #[error(
+        "access specifier `{0}` needs a target (add target:b to let the user pick the business, or target:b/<CODE>)"
+    )]
     AccessWithoutTarget(String),
     /// More than one `target` was requested: a Class grant covers one business.
-    #[error("only one target may be requested (found {0}); a Class grant covers one business, so authorize each business separately")]
+    #[error(
+        "only one target may be requested (found {0}); a Class grant covers one business, so authorize each business separately"
+    )]
     MultipleTargets(usize),
     /// `class_profile` without `openid`.
     #[error("class_profile only takes effect together with openid; add the openid scope")]
     ClassProfileWithoutOpenId,
     /// A refresh token was required but `offline_access` is missing.
-    #[error("Class issues a refresh token only when offline_access is requested; add offline_access")]
+    #[error(
+        "Class issues a refresh token only when offline_access is requested; add offline_access"
+    )]
     RefreshNeedsOfflineAccess,
     /// A narrowed scope (refresh) asks for something the grant does not have.
     #[error("scope `{0}` was not granted; a refresh may only narrow the granted scope")]
@@ -49,7 +57,9 @@ pub enum ScopeError {
 }
 
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 macro_rules! code_type {
@@ -289,7 +299,10 @@ impl Scope {
             Self::Target(_) => "target:b",
             _ => s.as_str(),
         };
-        CATALOGUE.iter().find(|e| e.scope == key).and_then(|e| e.consent_text)
+        CATALOGUE
+            .iter()
+            .find(|e| e.scope == key)
+            .and_then(|e| e.consent_text)
     }
 }
 
@@ -351,7 +364,10 @@ impl Scopes {
     /// Parses a space-delimited list (any ASCII whitespace separates; repeats dropped).
     /// No rules are checked: granted scopes are whatever the server says.
     pub fn parse(s: &str) -> Result<Self, ScopeError> {
-        s.split_ascii_whitespace().map(Scope::parse).collect::<Result<Vec<_>, _>>().map(Self::new)
+        s.split_ascii_whitespace()
+            .map(Scope::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::new)
     }
 
     /// Adds a scope unless present; returns whether it was added.
@@ -584,28 +600,137 @@ pub struct ScopeInfo {
     pub confidence: Confidence,
 }
 
-const BASIC_INFO: &str = "Read your basic information, email address, address and business information";
+const BASIC_INFO: &str =
+    "Read your basic information, email address, address and business information";
 
 /// The scope catalogue (fact sheet 8.1 to 8.6), for printing and consent previews.
 pub const CATALOGUE: &[ScopeInfo] = &[
-    ScopeInfo { scope: "openid", consent_text: Some("Know your identity"), description: "An ID token identifying the user (confirmed email, MFA performed); used for single sign-on.", rule: None, confidence: Confidence::Inferred },
-    ScopeInfo { scope: "profile", consent_text: Some(BASIC_INFO), description: "Standard profile claims (name, given_name, family_name, ...) in UserInfo.", rule: None, confidence: Confidence::Documented },
-    ScopeInfo { scope: "email", consent_text: Some(BASIC_INFO), description: "The email claim in the ID token and UserInfo.", rule: None, confidence: Confidence::Documented },
-    ScopeInfo { scope: "address", consent_text: Some(BASIC_INFO), description: "The address claim in UserInfo.", rule: None, confidence: Confidence::Documented },
-    ScopeInfo { scope: "phone", consent_text: Some(BASIC_INFO), description: "The phone_number claim in UserInfo.", rule: None, confidence: Confidence::Documented },
-    ScopeInfo { scope: "class_profile", consent_text: Some(BASIC_INFO), description: "business_name, business_code, business_address, business_phone_number and class_role in UserInfo.", rule: Some("needs openid"), confidence: Confidence::Documented },
-    ScopeInfo { scope: "offline_access", consent_text: Some("Access your data while you are not logged into Class"), description: "A refresh token (one-time, rotated, 30 days).", rule: Some("required for a refresh token"), confidence: Confidence::Documented },
-    ScopeInfo { scope: "target:b", consent_text: None, description: "Business-level access; the user picks the business at consent and the granted scope returns target:b/<CODE>.", rule: Some("exactly one target when any access specifier is requested"), confidence: Confidence::Documented },
-    ScopeInfo { scope: "target:b/<CODE>", consent_text: None, description: "Business-level access to the named business.", rule: Some("exactly one target when any access specifier is requested"), confidence: Confidence::Documented },
-    ScopeInfo { scope: "target:f/<BUSINESS>/<FUND>", consent_text: None, description: "Fund-level access to one fund. Syntax unconfirmed; use Target::Custom if Class spells it otherwise.", rule: Some("exactly one target when any access specifier is requested"), confidence: Confidence::Unconfirmed },
-    ScopeInfo { scope: "business.fund.list", consent_text: Some("Read summary fund information"), description: "List summarised data of funds in the business.", rule: Some("needs a target"), confidence: Confidence::Inferred },
-    ScopeInfo { scope: "business.fund.create", consent_text: Some("Create new funds"), description: "Create new funds in the business.", rule: Some("needs a target"), confidence: Confidence::Inferred },
-    ScopeInfo { scope: "fund.details.read", consent_text: Some("Read basic fund information"), description: "View basic fund details.", rule: Some("needs a target"), confidence: Confidence::Inferred },
-    ScopeInfo { scope: "fund.details.maintain", consent_text: None, description: "View and maintain basic fund details (consent text not published).", rule: Some("needs a target"), confidence: Confidence::Unconfirmed },
-    ScopeInfo { scope: "fund.member.read", consent_text: Some("Read member information"), description: "View member details.", rule: Some("needs a target"), confidence: Confidence::Inferred },
-    ScopeInfo { scope: "fund.member.maintain", consent_text: None, description: "View and maintain member details (consent text not published).", rule: Some("needs a target"), confidence: Confidence::Unconfirmed },
-    ScopeInfo { scope: "fund.read", consent_text: Some("Read all fund information"), description: "View all fund information.", rule: Some("needs a target"), confidence: Confidence::Inferred },
-    ScopeInfo { scope: "fund.maintain", consent_text: Some("Read and modify all fund information"), description: "View and maintain all fund information.", rule: Some("needs a target"), confidence: Confidence::Inferred },
+    ScopeInfo {
+        scope: "openid",
+        consent_text: Some("Know your identity"),
+        description: "An ID token identifying the user (confirmed email, MFA performed); used for single sign-on.",
+        rule: None,
+        confidence: Confidence::Inferred,
+    },
+    ScopeInfo {
+        scope: "profile",
+        consent_text: Some(BASIC_INFO),
+        description: "Standard profile claims (name, given_name, family_name, ...) in UserInfo.",
+        rule: None,
+        confidence: Confidence::Documented,
+    },
+    ScopeInfo {
+        scope: "email",
+        consent_text: Some(BASIC_INFO),
+        description: "The email claim in the ID token and UserInfo.",
+        rule: None,
+        confidence: Confidence::Documented,
+    },
+    ScopeInfo {
+        scope: "address",
+        consent_text: Some(BASIC_INFO),
+        description: "The address claim in UserInfo.",
+        rule: None,
+        confidence: Confidence::Documented,
+    },
+    ScopeInfo {
+        scope: "phone",
+        consent_text: Some(BASIC_INFO),
+        description: "The phone_number claim in UserInfo.",
+        rule: None,
+        confidence: Confidence::Documented,
+    },
+    ScopeInfo {
+        scope: "class_profile",
+        consent_text: Some(BASIC_INFO),
+        description: "business_name, business_code, business_address, business_phone_number and class_role in UserInfo.",
+        rule: Some("needs openid"),
+        confidence: Confidence::Documented,
+    },
+    ScopeInfo {
+        scope: "offline_access",
+        consent_text: Some("Access your data while you are not logged into Class"),
+        description: "A refresh token (one-time, rotated, 30 days).",
+        rule: Some("required for a refresh token"),
+        confidence: Confidence::Documented,
+    },
+    ScopeInfo {
+        scope: "target:b",
+        consent_text: None,
+        description: "Business-level access; the user picks the business at consent and the granted scope returns target:b/<CODE>.",
+        rule: Some("exactly one target when any access specifier is requested"),
+        confidence: Confidence::Documented,
+    },
+    ScopeInfo {
+        scope: "target:b/<CODE>",
+        consent_text: None,
+        description: "Business-level access to the named business.",
+        rule: Some("exactly one target when any access specifier is requested"),
+        confidence: Confidence::Documented,
+    },
+    ScopeInfo {
+        scope: "target:f/<BUSINESS>/<FUND>",
+        consent_text: None,
+        description: "Fund-level access to one fund. Syntax unconfirmed; use Target::Custom if Class spells it otherwise.",
+        rule: Some("exactly one target when any access specifier is requested"),
+        confidence: Confidence::Unconfirmed,
+    },
+    ScopeInfo {
+        scope: "business.fund.list",
+        consent_text: Some("Read summary fund information"),
+        description: "List summarised data of funds in the business.",
+        rule: Some("needs a target"),
+        confidence: Confidence::Inferred,
+    },
+    ScopeInfo {
+        scope: "business.fund.create",
+        consent_text: Some("Create new funds"),
+        description: "Create new funds in the business.",
+        rule: Some("needs a target"),
+        confidence: Confidence::Inferred,
+    },
+    ScopeInfo {
+        scope: "fund.details.read",
+        consent_text: Some("Read basic fund information"),
+        description: "View basic fund details.",
+        rule: Some("needs a target"),
+        confidence: Confidence::Inferred,
+    },
+    ScopeInfo {
+        scope: "fund.details.maintain",
+        consent_text: None,
+        description: "View and maintain basic fund details (consent text not published).",
+        rule: Some("needs a target"),
+        confidence: Confidence::Unconfirmed,
+    },
+    ScopeInfo {
+        scope: "fund.member.read",
+        consent_text: Some("Read member information"),
+        description: "View member details.",
+        rule: Some("needs a target"),
+        confidence: Confidence::Inferred,
+    },
+    ScopeInfo {
+        scope: "fund.member.maintain",
+        consent_text: None,
+        description: "View and maintain member details (consent text not published).",
+        rule: Some("needs a target"),
+        confidence: Confidence::Unconfirmed,
+    },
+    ScopeInfo {
+        scope: "fund.read",
+        consent_text: Some("Read all fund information"),
+        description: "View all fund information.",
+        rule: Some("needs a target"),
+        confidence: Confidence::Inferred,
+    },
+    ScopeInfo {
+        scope: "fund.maintain",
+        consent_text: Some("Read and modify all fund information"),
+        description: "View and maintain all fund information.",
+        rule: Some("needs a target"),
+        confidence: Confidence::Inferred,
+    },
 ];
 
 #[cfg(test)]
@@ -614,10 +739,16 @@ mod tests {
 
     #[test]
     fn parses_every_family() {
-        let s = Scopes::parse("openid class_profile target:b/OAUTH_TEST offline_access fund.read custom.x").unwrap();
+        let s = Scopes::parse(
+            "openid class_profile target:b/OAUTH_TEST offline_access fund.read custom.x",
+        )
+        .unwrap();
         let v: Vec<_> = s.iter().cloned().collect();
         assert_eq!(v[0], Scope::OpenId);
-        assert_eq!(v[2], Scope::Target(Target::Business(BusinessCode::new("OAUTH_TEST").unwrap())));
+        assert_eq!(
+            v[2],
+            Scope::Target(Target::Business(BusinessCode::new("OAUTH_TEST").unwrap()))
+        );
         assert_eq!(v[4], Scope::Access(AccessSpecifier::FundRead));
         assert_eq!(v[5], Scope::Other("custom.x".into()));
         assert_eq!(s.business_code().unwrap().as_str(), "OAUTH_TEST");
@@ -626,7 +757,14 @@ mod tests {
 
     #[test]
     fn odd_targets_round_trip_as_custom() {
-        for t in ["target:b/", "target:b/a/b", "target:f", "target:f/B", "target:x", "target:"] {
+        for t in [
+            "target:b/",
+            "target:b/a/b",
+            "target:f",
+            "target:f/B",
+            "target:x",
+            "target:",
+        ] {
             let s = Scope::parse(t).unwrap();
             assert!(matches!(s, Scope::Target(Target::Custom(_))), "{t}: {s:?}");
             assert_eq!(s.to_string(), t);
@@ -639,9 +777,18 @@ mod tests {
     #[test]
     fn rules() {
         let parse = |s: &str| Scopes::parse(s).unwrap().validate();
-        assert_eq!(parse("fund.read"), Err(ScopeError::AccessWithoutTarget("fund.read".into())));
-        assert_eq!(parse("target:b target:b/X fund.read"), Err(ScopeError::MultipleTargets(2)));
-        assert_eq!(parse("class_profile"), Err(ScopeError::ClassProfileWithoutOpenId));
+        assert_eq!(
+            parse("fund.read"),
+            Err(ScopeError::AccessWithoutTarget("fund.read".into()))
+        );
+        assert_eq!(
+            parse("target:b target:b/X fund.read"),
+            Err(ScopeError::MultipleTargets(2))
+        );
+        assert_eq!(
+            parse("class_profile"),
+            Err(ScopeError::ClassProfileWithoutOpenId)
+        );
         assert!(parse("openid class_profile").is_ok());
         assert!(parse("target:b").is_ok());
         assert_eq!(
@@ -655,19 +802,35 @@ mod tests {
     #[test]
     fn consent_texts() {
         assert_eq!(Scope::OpenId.consent_text(), Some("Know your identity"));
-        assert_eq!(Scope::Access(AccessSpecifier::FundMaintain).consent_text(), Some("Read and modify all fund information"));
-        assert_eq!(Scope::Access(AccessSpecifier::FundMemberMaintain).consent_text(), None);
+        assert_eq!(
+            Scope::Access(AccessSpecifier::FundMaintain).consent_text(),
+            Some("Read and modify all fund information")
+        );
+        assert_eq!(
+            Scope::Access(AccessSpecifier::FundMemberMaintain).consent_text(),
+            None
+        );
         for a in AccessSpecifier::ALL {
-            assert!(CATALOGUE.iter().any(|e| e.scope == a.as_str()), "{a:?} missing from catalogue");
+            assert!(
+                CATALOGUE.iter().any(|e| e.scope == a.as_str()),
+                "{a:?} missing from catalogue"
+            );
         }
     }
 
     #[test]
     fn subset() {
         let granted = Scopes::parse("target:b/X fund.read offline_access").unwrap();
-        assert!(Scopes::parse("fund.read").unwrap().check_subset_of(&granted).is_ok());
+        assert!(
+            Scopes::parse("fund.read")
+                .unwrap()
+                .check_subset_of(&granted)
+                .is_ok()
+        );
         assert_eq!(
-            Scopes::parse("fund.maintain").unwrap().check_subset_of(&granted),
+            Scopes::parse("fund.maintain")
+                .unwrap()
+                .check_subset_of(&granted),
             Err(ScopeError::NotASubset("fund.maintain".into()))
         );
     }

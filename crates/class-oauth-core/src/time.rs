@@ -12,7 +12,9 @@ pub fn to_unix(t: SystemTime) -> u64 {
 /// The time `secs` seconds after the Unix epoch (saturating far in the future).
 #[must_use]
 pub fn from_unix(secs: u64) -> SystemTime {
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs)).unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 64))
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 64))
 }
 
 /// `t + d`, saturating instead of panicking on overflow.
@@ -41,7 +43,10 @@ pub mod unix_seconds_opt {
     use std::time::SystemTime;
 
     /// Serialises as Unix seconds or null.
-    pub fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.serialize_some(&super::to_unix(*t)),
             None => s.serialize_none(),
@@ -49,7 +54,9 @@ pub mod unix_seconds_opt {
     }
 
     /// Deserialises from Unix seconds or null.
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
         <Option<u64> as serde::Deserialize>::deserialize(d).map(|o| o.map(super::from_unix))
     }
 }

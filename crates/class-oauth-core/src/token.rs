@@ -17,10 +17,14 @@ use serde_json::{Map, Value};
 use crate::authorize::PendingAuthorization;
 use crate::body;
 use crate::client::Client;
-use crate::error::{EndpointKind, Error, InputError, MalformedReason, OAuthError, PolicyViolation, ServerRefusal};
+use crate::error::{
+    EndpointKind, Error, InputError, MalformedReason, OAuthError, PolicyViolation, ServerRefusal,
+};
 use crate::headers::{RetryAfter, WwwAuthenticate};
 use crate::scope::{BusinessCode, Scopes};
-use crate::secret::{AccessToken, AuthorizationCode, IdToken, Password, PkceVerifier, RefreshToken};
+use crate::secret::{
+    AccessToken, AuthorizationCode, IdToken, Password, PkceVerifier, RefreshToken,
+};
 use crate::types::{ClientId, IssuerUrl, RedirectUrl, Username};
 
 /// `expires_in` values above this are clamped (golang/oauth2 clamps to `i32::MAX` too).
@@ -102,12 +106,20 @@ impl TokenRequest {
 
     /// Refreshes a stored token set with its refresh token. Fails when it has none.
     pub fn refresh(current: &TokenSet) -> Result<Self, Error> {
-        let refresh_token = current.refresh_token.clone().ok_or_else(|| InputError::InvalidValue {
-            field: "refresh_token",
-            detail: "the token set has no refresh token (was offline_access granted?)".into(),
-        })?;
+        let refresh_token =
+            current
+                .refresh_token
+                .clone()
+                .ok_or_else(|| InputError::InvalidValue {
+                    field: "refresh_token",
+                    detail: "the token set has no refresh token (was offline_access granted?)"
+                        .into(),
+                })?;
         Ok(Self {
-            grant: Grant::RefreshToken { refresh_token, scope: None },
+            grant: Grant::RefreshToken {
+                refresh_token,
+                scope: None,
+            },
             requested_scope: current.scopes.clone(),
             previous_id_token: current.id_token.clone(),
             bound_to: None,
@@ -117,7 +129,10 @@ impl TokenRequest {
     /// Refreshes with a bare refresh token whose granted scope is `granted`.
     pub fn refresh_token(refresh_token: RefreshToken, granted: Scopes) -> Self {
         Self {
-            grant: Grant::RefreshToken { refresh_token, scope: None },
+            grant: Grant::RefreshToken {
+                refresh_token,
+                scope: None,
+            },
             requested_scope: granted,
             previous_id_token: None,
             bound_to: None,
@@ -129,13 +144,18 @@ impl TokenRequest {
     pub fn with_narrower_scope(mut self, scope: Scopes) -> Result<Self, Error> {
         match &mut self.grant {
             Grant::RefreshToken { scope: s, .. } => {
-                scope.check_subset_of(&self.requested_scope).map_err(InputError::from)?;
+                scope
+                    .check_subset_of(&self.requested_scope)
+                    .map_err(InputError::from)?;
                 self.requested_scope = scope.clone();
                 *s = Some(scope);
                 Ok(self)
             }
-            _ => Err(InputError::InvalidValue { field: "scope", detail: "only a refresh can narrow its scope".into() }
-                .into()),
+            _ => Err(InputError::InvalidValue {
+                field: "scope",
+                detail: "only a refresh can narrow its scope".into(),
+            }
+            .into()),
         }
     }
 
@@ -145,7 +165,11 @@ impl TokenRequest {
         scope.validate().map_err(InputError::from)?;
         Ok(Self {
             requested_scope: scope.clone(),
-            grant: Grant::Password { username, password, scope },
+            grant: Grant::Password {
+                username,
+                password,
+                scope,
+            },
             previous_id_token: None,
             bound_to: None,
         })
@@ -183,20 +207,31 @@ impl TokenRequest {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", self.grant.grant_type());
         match &self.grant {
-            Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
+            Grant::AuthorizationCode {
+                code,
+                redirect_uri,
+                code_verifier,
+            } => {
                 form.append_pair("code", code.secret());
                 form.append_pair("redirect_uri", redirect_uri.as_str());
                 if let Some(v) = code_verifier {
                     form.append_pair("code_verifier", v.secret());
                 }
             }
-            Grant::RefreshToken { refresh_token, scope } => {
+            Grant::RefreshToken {
+                refresh_token,
+                scope,
+            } => {
                 form.append_pair("refresh_token", refresh_token.secret());
                 if let Some(s) = scope {
                     form.append_pair("scope", &s.to_string());
                 }
             }
-            Grant::Password { username, password, scope } => {
+            Grant::Password {
+                username,
+                password,
+                scope,
+            } => {
                 form.append_pair("username", username.as_str());
                 form.append_pair("password", password.secret());
                 if !scope.is_empty() {
@@ -207,17 +242,29 @@ impl TokenRequest {
         let builder = Request::builder()
             .method(Method::POST)
             .uri(client.endpoints().token_endpoint.as_str())
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded;charset=UTF-8")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=UTF-8",
+            )
             .header(http::header::ACCEPT, "application/json");
         let builder = client.authenticate(builder, &mut form);
         let body = form.finish().into_bytes();
-        builder
-            .body(body)
-            .map_err(|e| InputError::InvalidValue { field: "token request", detail: e.to_string() }.into())
+        builder.body(body).map_err(|e| {
+            InputError::InvalidValue {
+                field: "token request",
+                detail: e.to_string(),
+            }
+            .into()
+        })
     }
 
     /// Parses the token endpoint's response. `now` stamps the absolute expiry.
-    pub fn parse_response(&self, client: &Client, resp: &Response<Vec<u8>>, now: SystemTime) -> Result<TokenSet, Error> {
+    pub fn parse_response(
+        &self,
+        client: &Client,
+        resp: &Response<Vec<u8>>,
+        now: SystemTime,
+    ) -> Result<TokenSet, Error> {
         let map = parse_oauth_body(EndpointKind::Token, resp, client.max_body())?;
         let mut set = TokenSet::from_map(resp, map, &self.requested_scope, now)?;
         if let Grant::RefreshToken { refresh_token, .. } = &self.grant {
@@ -261,20 +308,40 @@ pub(crate) fn parse_oauth_body(
             return Err(body::malformed(
                 endpoint,
                 resp,
-                MalformedReason::InvalidField { field: "error", detail: format!("expected a string, found {}", body::json_type(err)) },
+                MalformedReason::InvalidField {
+                    field: "error",
+                    detail: format!("expected a string, found {}", body::json_type(err)),
+                },
             ));
         };
-        let text = |k: &str| map.get(k).and_then(Value::as_str).map(|s| crate::error::truncate(s, 1000).to_owned());
-        let error = OAuthError { code: code.into(), description: text("error_description"), uri: text("error_uri") };
+        let text = |k: &str| {
+            map.get(k)
+                .and_then(Value::as_str)
+                .map(|s| crate::error::truncate(s, 1000).to_owned())
+        };
+        let error = OAuthError {
+            code: code.into(),
+            description: text("error_description"),
+            uri: text("error_uri"),
+        };
         return Err(refusal(endpoint, resp, error, www));
     }
     if !body::is_success(status) {
-        return Err(body::malformed(endpoint, resp, MalformedReason::UnexpectedStatus));
+        return Err(body::malformed(
+            endpoint,
+            resp,
+            MalformedReason::UnexpectedStatus,
+        ));
     }
     Ok(map)
 }
 
-fn refusal(endpoint: EndpointKind, resp: &Response<Vec<u8>>, error: OAuthError, www: Option<WwwAuthenticate>) -> Error {
+fn refusal(
+    endpoint: EndpointKind,
+    resp: &Response<Vec<u8>>,
+    error: OAuthError,
+    www: Option<WwwAuthenticate>,
+) -> Error {
     Error::ServerRefused(Box::new(ServerRefusal {
         endpoint,
         status: Some(resp.status()),
@@ -321,21 +388,40 @@ impl TokenSet {
         now: SystemTime,
     ) -> Result<Self, Error> {
         let bad = |field: &'static str, detail: String| {
-            body::malformed(EndpointKind::Token, resp, MalformedReason::InvalidField { field, detail })
+            body::malformed(
+                EndpointKind::Token,
+                resp,
+                MalformedReason::InvalidField { field, detail },
+            )
         };
-        let take_string = |field: &'static str, map: &mut Map<String, Value>| -> Result<Option<String>, Error> {
-            match map.remove(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s)),
-                Some(other) => Err(bad(field, format!("expected a string, found {}", body::json_type(&other)))),
-            }
-        };
+        let take_string =
+            |field: &'static str, map: &mut Map<String, Value>| -> Result<Option<String>, Error> {
+                match map.remove(field) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s)),
+                    Some(other) => Err(bad(
+                        field,
+                        format!("expected a string, found {}", body::json_type(&other)),
+                    )),
+                }
+            };
         let access_token = take_string("access_token", &mut map)?
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| body::malformed(EndpointKind::Token, resp, MalformedReason::MissingField("access_token")))?;
-        let token_type = take_string("token_type", &mut map)?.unwrap_or_else(|| "bearer".to_owned());
+            .ok_or_else(|| {
+                body::malformed(
+                    EndpointKind::Token,
+                    resp,
+                    MalformedReason::MissingField("access_token"),
+                )
+            })?;
+        let token_type =
+            take_string("token_type", &mut map)?.unwrap_or_else(|| "bearer".to_owned());
         if !token_type.eq_ignore_ascii_case("bearer") {
-            return Err(body::malformed(EndpointKind::Token, resp, MalformedReason::UnsupportedTokenType(token_type)));
+            return Err(body::malformed(
+                EndpointKind::Token,
+                resp,
+                MalformedReason::UnsupportedTokenType(token_type),
+            ));
         }
         let refresh_token = take_string("refresh_token", &mut map)?.filter(|s| !s.is_empty());
         let id_token = take_string("id_token", &mut map)?.filter(|s| !s.is_empty());
@@ -345,7 +431,10 @@ impl TokenSet {
             Some(v) => Some(parse_expires_in(&v).map_err(|d| bad("expires_in", d))?),
         };
         let (scopes, scope_in_response) = match scope_text {
-            Some(s) => (Scopes::parse(&s).map_err(|e| bad("scope", e.to_string()))?, true),
+            Some(s) => (
+                Scopes::parse(&s).map_err(|e| bad("scope", e.to_string()))?,
+                true,
+            ),
             None => (requested.clone(), false),
         };
         Ok(Self {
@@ -367,7 +456,10 @@ impl TokenSet {
     #[must_use]
     pub fn business_code(&self) -> Option<BusinessCode> {
         self.scopes.business_code().cloned().or_else(|| {
-            self.extra.get("BusinessCode").and_then(Value::as_str).and_then(|s| BusinessCode::new(s).ok())
+            self.extra
+                .get("BusinessCode")
+                .and_then(Value::as_str)
+                .and_then(|s| BusinessCode::new(s).ok())
         })
     }
 
@@ -410,11 +502,17 @@ fn parse_expires_in(v: &Value) -> Result<u64, String> {
                 Ok(u) => Ok(u.min(MAX_EXPIRES_IN)),
                 Err(_) => match t.parse::<f64>() {
                     Ok(f) => clamp(f),
-                    Err(_) => Err(format!("`{}` is not a number of seconds", crate::error::truncate(t, 40))),
+                    Err(_) => Err(format!(
+                        "`{}` is not a number of seconds",
+                        crate::error::truncate(t, 40)
+                    )),
                 },
             }
         }
-        other => Err(format!("expected a number, found {}", body::json_type(other))),
+        other => Err(format!(
+            "expected a number, found {}",
+            body::json_type(other)
+        )),
     }
 }
 
@@ -426,7 +524,8 @@ mod tests {
     use crate::secret::ClientSecret;
 
     fn client() -> Client {
-        Client::new(ClientId::new("cid"), Environment::Production.preset()).with_secret(ClientSecret::new("sec"))
+        Client::new(ClientId::new("cid"), Environment::Production.preset())
+            .with_secret(ClientSecret::new("sec"))
     }
 
     fn json(status: u16, body: &str) -> Response<Vec<u8>> {
@@ -438,8 +537,12 @@ mod tests {
     }
 
     fn password_request() -> TokenRequest {
-        TokenRequest::password(Username::new("u"), Password::new("p@ss word"), Scopes::parse("target:b/X fund.read").unwrap())
-            .unwrap()
+        TokenRequest::password(
+            Username::new("u"),
+            Password::new("p@ss word"),
+            Scopes::parse("target:b/X fund.read").unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -447,24 +550,42 @@ mod tests {
         let req = password_request().to_http(&client()).unwrap();
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.uri(), "https://app.class.com.au/connect/token");
-        assert!(req.headers()["authorization"].to_str().unwrap().starts_with("Basic "));
+        assert!(
+            req.headers()["authorization"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic ")
+        );
         let body = String::from_utf8(req.body().clone()).unwrap();
-        assert_eq!(body, "grant_type=password&username=u&password=p%40ss+word&scope=target%3Ab%2FX+fund.read");
+        assert_eq!(
+            body,
+            "grant_type=password&username=u&password=p%40ss+word&scope=target%3Ab%2FX+fund.read"
+        );
         assert!(!format!("{:?}", password_request()).contains("p@ss"));
     }
 
     #[test]
     fn class_quirks() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let r = json(200, r#"{"access_token":"at","token_type":"bearer","expires_in":"899","BusinessName":"OAuth Test Business","BusinessCode":"OAUTH_TEST"}"#);
-        let t = password_request().parse_response(&client(), &r, now).unwrap();
+        let r = json(
+            200,
+            r#"{"access_token":"at","token_type":"bearer","expires_in":"899","BusinessName":"OAuth Test Business","BusinessCode":"OAUTH_TEST"}"#,
+        );
+        let t = password_request()
+            .parse_response(&client(), &r, now)
+            .unwrap();
         assert_eq!(t.expires_at, Some(now + Duration::from_secs(899)));
         assert!(!t.scope_in_response);
         assert_eq!(t.scopes.to_string(), "target:b/X fund.read");
         assert_eq!(t.business_name(), Some("OAuth Test Business"));
         assert_eq!(t.business_code().unwrap().as_str(), "X");
-        let r = json(200, r#"{"access_token":"at","token_type":"Bearer","expires_in":899.7,"scope":"target:b/OAUTH_TEST fund.read"}"#);
-        let t = password_request().parse_response(&client(), &r, now).unwrap();
+        let r = json(
+            200,
+            r#"{"access_token":"at","token_type":"Bearer","expires_in":899.7,"scope":"target:b/OAUTH_TEST fund.read"}"#,
+        );
+        let t = password_request()
+            .parse_response(&client(), &r, now)
+            .unwrap();
         assert_eq!(t.expires_in, Some(899));
         assert_eq!(t.business_code().unwrap().as_str(), "OAUTH_TEST");
     }
@@ -472,21 +593,40 @@ mod tests {
     #[test]
     fn errors() {
         let now = SystemTime::UNIX_EPOCH;
-        let parse = |r: Response<Vec<u8>>| password_request().parse_response(&client(), &r, now).unwrap_err();
-        let e = parse(json(200, r#"{"error":"invalid_grant","error_description":"used"}"#));
+        let parse = |r: Response<Vec<u8>>| {
+            password_request()
+                .parse_response(&client(), &r, now)
+                .unwrap_err()
+        };
+        let e = parse(json(
+            200,
+            r#"{"error":"invalid_grant","error_description":"used"}"#,
+        ));
         assert_eq!(e.code(), Some(&ErrorCode::InvalidGrant));
         assert_eq!(e.status(), Some(StatusCode::OK));
         let e = parse(json(200, r#"{"access_token":"at","expires_in":"soon"}"#));
-        assert!(matches!(e, Error::MalformedResponse(ref m) if matches!(m.reason, MalformedReason::InvalidField { field: "expires_in", .. })));
+        assert!(
+            matches!(e, Error::MalformedResponse(ref m) if matches!(m.reason, MalformedReason::InvalidField { field: "expires_in", .. }))
+        );
         let e = parse(json(200, r#"{"access_token":"at","token_type":"mac"}"#));
-        assert!(matches!(e, Error::MalformedResponse(ref m) if matches!(m.reason, MalformedReason::UnsupportedTokenType(_))));
+        assert!(
+            matches!(e, Error::MalformedResponse(ref m) if matches!(m.reason, MalformedReason::UnsupportedTokenType(_)))
+        );
         let e = parse(json(200, r#"{"access_token":42}"#));
         assert!(matches!(e, Error::MalformedResponse(_)));
-        let html = Response::builder().status(502).header("content-type", "text/html").body(b"<html>502</html>".to_vec()).unwrap();
+        let html = Response::builder()
+            .status(502)
+            .header("content-type", "text/html")
+            .body(b"<html>502</html>".to_vec())
+            .unwrap();
         let e = parse(html);
         assert!(e.is_transient());
         assert!(!e.requires_reauthorization());
-        let unauth = Response::builder().status(401).header("www-authenticate", "Basic realm=\"class\"").body(Vec::new()).unwrap();
+        let unauth = Response::builder()
+            .status(401)
+            .header("www-authenticate", "Basic realm=\"class\"")
+            .body(Vec::new())
+            .unwrap();
         assert_eq!(parse(unauth).code(), Some(&ErrorCode::InvalidClient));
     }
 
@@ -494,15 +634,40 @@ mod tests {
     fn refresh_keeps_previous_refresh_token_and_narrows_scope() {
         let now = SystemTime::UNIX_EPOCH;
         let first = password_request()
-            .parse_response(&client(), &json(200, r#"{"access_token":"a1","refresh_token":"r1","expires_in":899}"#), now)
+            .parse_response(
+                &client(),
+                &json(
+                    200,
+                    r#"{"access_token":"a1","refresh_token":"r1","expires_in":899}"#,
+                ),
+                now,
+            )
             .unwrap();
         let req = TokenRequest::refresh(&first).unwrap();
         let body = String::from_utf8(req.to_http(&client()).unwrap().into_body()).unwrap();
         assert_eq!(body, "grant_type=refresh_token&refresh_token=r1");
-        let second = req.parse_response(&client(), &json(200, r#"{"access_token":"a2","expires_in":899}"#), now).unwrap();
+        let second = req
+            .parse_response(
+                &client(),
+                &json(200, r#"{"access_token":"a2","expires_in":899}"#),
+                now,
+            )
+            .unwrap();
         assert_eq!(second.refresh_token.unwrap().secret(), "r1");
-        let narrow = TokenRequest::refresh(&first).unwrap().with_narrower_scope(Scopes::parse("fund.read").unwrap()).unwrap();
-        assert!(String::from_utf8(narrow.to_http(&client()).unwrap().into_body()).unwrap().ends_with("&scope=fund.read"));
-        assert!(TokenRequest::refresh(&first).unwrap().with_narrower_scope(Scopes::parse("fund.maintain").unwrap()).is_err());
+        let narrow = TokenRequest::refresh(&first)
+            .unwrap()
+            .with_narrower_scope(Scopes::parse("fund.read").unwrap())
+            .unwrap();
+        assert!(
+            String::from_utf8(narrow.to_http(&client()).unwrap().into_body())
+                .unwrap()
+                .ends_with("&scope=fund.read")
+        );
+        assert!(
+            TokenRequest::refresh(&first)
+                .unwrap()
+                .with_narrower_scope(Scopes::parse("fund.maintain").unwrap())
+                .is_err()
+        );
     }
 }

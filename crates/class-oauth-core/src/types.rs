@@ -7,7 +7,9 @@ use url::Url;
 use crate::error::InputError;
 
 /// The OAuth client identifier Class issues (a GUID in practice; treated as opaque).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ClientId(String);
 
@@ -44,7 +46,10 @@ pub fn is_loopback(url: &Url) -> bool {
 
 /// Parses a URL that must be `https`, or `http` on a loopback host.
 pub(crate) fn parse_secure_url(field: &'static str, s: &str) -> Result<Url, InputError> {
-    let url = Url::parse(s).map_err(|e| InputError::InvalidUrl { field, detail: e.to_string() })?;
+    let url = Url::parse(s).map_err(|e| InputError::InvalidUrl {
+        field,
+        detail: e.to_string(),
+    })?;
     check_secure(field, &url)?;
     Ok(url)
 }
@@ -56,15 +61,23 @@ pub(crate) fn check_secure(field: &'static str, url: &Url) -> Result<(), InputEr
         other => {
             return Err(InputError::InvalidUrl {
                 field,
-                detail: format!("scheme `{other}` is not https (http is allowed only on loopback hosts)"),
+                detail: format!(
+                    "scheme `{other}` is not https (http is allowed only on loopback hosts)"
+                ),
             });
         }
     }
     if url.fragment().is_some() {
-        return Err(InputError::InvalidUrl { field, detail: "a fragment is not allowed".into() });
+        return Err(InputError::InvalidUrl {
+            field,
+            detail: "a fragment is not allowed".into(),
+        });
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(InputError::InvalidUrl { field, detail: "credentials in the URL are not allowed".into() });
+        return Err(InputError::InvalidUrl {
+            field,
+            detail: "credentials in the URL are not allowed".into(),
+        });
     }
     Ok(())
 }
@@ -87,7 +100,10 @@ impl IssuerUrl {
         let trimmed = issuer.trim();
         let url = parse_secure_url("issuer", trimmed)?;
         if url.query().is_some() {
-            return Err(InputError::InvalidUrl { field: "issuer", detail: "a query is not allowed".into() });
+            return Err(InputError::InvalidUrl {
+                field: "issuer",
+                detail: "a query is not allowed".into(),
+            });
         }
         // Lower-case scheme and host, keep the path exactly (minus one trailing slash).
         let path = url.path().strip_suffix('/').unwrap_or_else(|| url.path());
@@ -153,8 +169,10 @@ impl RedirectUrl {
     /// a private-use scheme such as `com.example.app:/cb` is accepted too (RFC 8252 7.1).
     /// No fragment.
     pub fn new(uri: &str) -> Result<Self, InputError> {
-        let url = Url::parse(uri)
-            .map_err(|e| InputError::InvalidUrl { field: "redirect_uri", detail: e.to_string() })?;
+        let url = Url::parse(uri).map_err(|e| InputError::InvalidUrl {
+            field: "redirect_uri",
+            detail: e.to_string(),
+        })?;
         match url.scheme() {
             "https" | "http" => check_secure("redirect_uri", &url)?,
             s if s.contains('.') => {
@@ -175,7 +193,10 @@ impl RedirectUrl {
             }
         }
         // Keep the caller's exact spelling: Class compares it byte for byte.
-        Ok(Self { text: uri.to_owned(), url })
+        Ok(Self {
+            text: uri.to_owned(),
+            url,
+        })
     }
 
     /// The URI exactly as configured.
@@ -235,13 +256,19 @@ mod tests {
     fn issuer_normalises_scheme_host_and_trailing_slash() {
         let i = IssuerUrl::new("HTTPS://App.Class.com.au/").unwrap();
         assert_eq!(i.as_str(), "https://app.class.com.au");
-        assert_eq!(i.join("connect/token").as_str(), "https://app.class.com.au/connect/token");
+        assert_eq!(
+            i.join("connect/token").as_str(),
+            "https://app.class.com.au/connect/token"
+        );
         let p = IssuerUrl::new("https://idp.example/tenant/Abc").unwrap();
         assert_eq!(p.as_str(), "https://idp.example/tenant/Abc");
         assert_eq!(p.join("/x").as_str(), "https://idp.example/tenant/Abc/x");
         assert!(IssuerUrl::new("http://app.class.com.au").is_err());
         assert!(IssuerUrl::new("http://127.0.0.1:8080").is_ok());
-        assert_eq!(IssuerUrl::new("http://[::1]:9/").unwrap().as_str(), "http://[::1]:9");
+        assert_eq!(
+            IssuerUrl::new("http://[::1]:9/").unwrap().as_str(),
+            "http://[::1]:9"
+        );
         assert!(IssuerUrl::new("https://a/?x=1").is_err());
     }
 

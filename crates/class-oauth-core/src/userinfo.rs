@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::body;
 use crate::client::Client;
-use crate::error::{EndpointKind, Error, InputError, MalformedReason, OAuthError, PolicyViolation, ServerRefusal};
+use crate::error::{
+    EndpointKind, Error, InputError, MalformedReason, OAuthError, PolicyViolation, ServerRefusal,
+};
 use crate::headers::{RetryAfter, WwwAuthenticate};
 use crate::secret::AccessToken;
 
@@ -24,10 +26,19 @@ pub fn request(client: &Client, access_token: &AccessToken) -> Result<Request<Ve
     Request::builder()
         .method(Method::GET)
         .uri(url.as_str())
-        .header(http::header::AUTHORIZATION, format!("Bearer {}", access_token.secret()))
+        .header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", access_token.secret()),
+        )
         .header(http::header::ACCEPT, "application/json")
         .body(Vec::new())
-        .map_err(|e| InputError::InvalidValue { field: "userinfo request", detail: e.to_string() }.into())
+        .map_err(|e| {
+            InputError::InvalidValue {
+                field: "userinfo request",
+                detail: e.to_string(),
+            }
+            .into()
+        })
 }
 
 /// A postal address claim (OIDC Core 5.1.1); also Class's `business_address`.
@@ -95,20 +106,38 @@ pub struct UserInfo {
 impl UserInfo {
     fn from_map(resp: &Response<Vec<u8>>, mut map: Map<String, Value>) -> Result<Self, Error> {
         let bad = |field: &'static str, detail: String| {
-            body::malformed(EndpointKind::UserInfo, resp, MalformedReason::InvalidField { field, detail })
+            body::malformed(
+                EndpointKind::UserInfo,
+                resp,
+                MalformedReason::InvalidField { field, detail },
+            )
         };
         let string = |field: &'static str, map: &mut Map<String, Value>| match map.remove(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(bad(field, format!("expected a string, found {}", body::json_type(&v)))),
+            Some(v) => Err(bad(
+                field,
+                format!("expected a string, found {}", body::json_type(&v)),
+            )),
         };
         let sub = string("sub", &mut map)?
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| body::malformed(EndpointKind::UserInfo, resp, MalformedReason::MissingField("sub")))?;
+            .ok_or_else(|| {
+                body::malformed(
+                    EndpointKind::UserInfo,
+                    resp,
+                    MalformedReason::MissingField("sub"),
+                )
+            })?;
         let address = |field: &'static str, map: &mut Map<String, Value>| match map.remove(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(v @ Value::Object(_)) => serde_json::from_value::<Address>(v).map(Some).map_err(|e| bad(field, e.to_string())),
-            Some(v) => Err(bad(field, format!("expected an object, found {}", body::json_type(&v)))),
+            Some(v @ Value::Object(_)) => serde_json::from_value::<Address>(v)
+                .map(Some)
+                .map_err(|e| bad(field, e.to_string())),
+            Some(v) => Err(bad(
+                field,
+                format!("expected an object, found {}", body::json_type(&v)),
+            )),
         };
         let addr = address("address", &mut map)?;
         let business_address = address("business_address", &mut map)?;
@@ -117,13 +146,32 @@ impl UserInfo {
             Some(Value::Bool(b)) => Some(b),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
-            Some(v) => return Err(bad("email_verified", format!("expected a boolean, found {}", body::json_type(&v)))),
+            Some(v) => {
+                return Err(bad(
+                    "email_verified",
+                    format!("expected a boolean, found {}", body::json_type(&v)),
+                ));
+            }
         };
         let class_role = match map.remove("class_role") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => s.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect(),
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(|s| s.trim().to_owned()).collect(),
-            Some(v) => return Err(bad("class_role", format!("expected a string, found {}", body::json_type(&v)))),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|s| s.trim().to_owned())
+                .collect(),
+            Some(v) => {
+                return Err(bad(
+                    "class_role",
+                    format!("expected a string, found {}", body::json_type(&v)),
+                ));
+            }
         };
         Ok(Self {
             sub,
@@ -148,7 +196,11 @@ impl UserInfo {
 
 /// Parses a UserInfo response. With `expected_sub` (the validated ID token's `sub`), a
 /// different `sub` is a [`PolicyViolation::SubjectMismatch`].
-pub fn parse_response(client: &Client, resp: &Response<Vec<u8>>, expected_sub: Option<&str>) -> Result<UserInfo, Error> {
+pub fn parse_response(
+    client: &Client,
+    resp: &Response<Vec<u8>>,
+    expected_sub: Option<&str>,
+) -> Result<UserInfo, Error> {
     let status = resp.status();
     if !status.is_success() {
         if let Some(w) = WwwAuthenticate::from_headers(resp.headers()) {
@@ -168,8 +220,13 @@ pub fn parse_response(client: &Client, resp: &Response<Vec<u8>>, expected_sub: O
         }
         // Class's API host may answer with its Errors envelope.
         if let Ok(map) = body::object(EndpointKind::UserInfo, resp, client.max_body()) {
-            if map.contains_key("Errors") || (status == StatusCode::UNAUTHORIZED && !map.contains_key("error")) {
-                return Err(crate::api::refusal(resp, crate::api::errors_of(&map).unwrap_or_default()));
+            if map.contains_key("Errors")
+                || (status == StatusCode::UNAUTHORIZED && !map.contains_key("error"))
+            {
+                return Err(crate::api::refusal(
+                    resp,
+                    crate::api::errors_of(&map).unwrap_or_default(),
+                ));
             }
         }
     }
@@ -198,22 +255,35 @@ mod tests {
     }
 
     fn json(status: u16, body: &str) -> Response<Vec<u8>> {
-        Response::builder().status(status).header("content-type", "application/json").body(body.as_bytes().to_vec()).unwrap()
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(body.as_bytes().to_vec())
+            .unwrap()
     }
 
     #[test]
     fn request_is_bearer_get() {
         let r = request(&client(), &AccessToken::new("at")).unwrap();
-        assert_eq!(r.uri(), "https://api.class.com.au/api/1.0/u/connect/userinfo");
+        assert_eq!(
+            r.uri(),
+            "https://api.class.com.au/api/1.0/u/connect/userinfo"
+        );
         assert_eq!(r.headers()["authorization"], "Bearer at");
         assert!(r.uri().query().is_none());
     }
 
     #[test]
     fn class_profile_claims() {
-        let r = json(200, r#"{"sub":"u1","business_code":"OAUTH_TEST","class_role":"Administrator, Access Controller, adviser","email_verified":"true","address":{"locality":"Sydney"},"zz":1}"#);
+        let r = json(
+            200,
+            r#"{"sub":"u1","business_code":"OAUTH_TEST","class_role":"Administrator, Access Controller, adviser","email_verified":"true","address":{"locality":"Sydney"},"zz":1}"#,
+        );
         let u = parse_response(&client(), &r, Some("u1")).unwrap();
-        assert_eq!(u.class_role, ["Administrator", "Access Controller", "adviser"]);
+        assert_eq!(
+            u.class_role,
+            ["Administrator", "Access Controller", "adviser"]
+        );
         assert_eq!(u.email_verified, Some(true));
         assert_eq!(u.address.unwrap().locality.as_deref(), Some("Sydney"));
         assert_eq!(u.extra["zz"], 1);
@@ -222,18 +292,38 @@ mod tests {
     #[test]
     fn rejections() {
         let r = json(200, r#"{"sub":"u1invalid"}"#);
-        assert!(matches!(parse_response(&client(), &r, Some("u1")), Err(Error::PolicyViolation(PolicyViolation::SubjectMismatch { .. }))));
-        assert!(matches!(parse_response(&client(), &json(200, r#"{"name":"x"}"#), None), Err(Error::MalformedResponse(_))));
-        assert!(matches!(parse_response(&client(), &json(200, r#"{"sub":5}"#), None), Err(Error::MalformedResponse(_))));
+        assert!(matches!(
+            parse_response(&client(), &r, Some("u1")),
+            Err(Error::PolicyViolation(
+                PolicyViolation::SubjectMismatch { .. }
+            ))
+        ));
+        assert!(matches!(
+            parse_response(&client(), &json(200, r#"{"name":"x"}"#), None),
+            Err(Error::MalformedResponse(_))
+        ));
+        assert!(matches!(
+            parse_response(&client(), &json(200, r#"{"sub":5}"#), None),
+            Err(Error::MalformedResponse(_))
+        ));
         let unauth = Response::builder()
             .status(401)
-            .header("www-authenticate", r#"Bearer error="invalid_token", error_description="expired""#)
+            .header(
+                "www-authenticate",
+                r#"Bearer error="invalid_token", error_description="expired""#,
+            )
             .body(Vec::new())
             .unwrap();
         let e = parse_response(&client(), &unauth, None).unwrap_err();
         assert_eq!(e.code().map(|c| c.as_str()), Some("invalid_token"));
-        let envelope = json(401, r#"{"Errors":[{"Code":"API_NOT_AUTHORISED","Message":"Not authorised"}]}"#);
+        let envelope = json(
+            401,
+            r#"{"Errors":[{"Code":"API_NOT_AUTHORISED","Message":"Not authorised"}]}"#,
+        );
         let e = parse_response(&client(), &envelope, None).unwrap_err();
-        assert!(matches!(e, Error::ApiRefused(ref r) if r.errors[0].code == "API_NOT_AUTHORISED"), "{e:?}");
+        assert!(
+            matches!(e, Error::ApiRefused(ref r) if r.errors[0].code == "API_NOT_AUTHORISED"),
+            "{e:?}"
+        );
     }
 }

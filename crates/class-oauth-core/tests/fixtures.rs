@@ -8,7 +8,11 @@ use class_oauth_test::{load_all, replay_core};
 #[test]
 fn every_fixture_replays_through_the_core() {
     let fixtures = load_all();
-    assert!(fixtures.len() >= 60, "expected the full corpus, found {}", fixtures.len());
+    assert!(
+        fixtures.len() >= 60,
+        "expected the full corpus, found {}",
+        fixtures.len()
+    );
     let mut failures = Vec::new();
     let mut replayed = 0;
     for (name, fixture) in &fixtures {
@@ -18,18 +22,37 @@ fn every_fixture_replays_through_the_core() {
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
-    assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), fixtures.len(), failures.join("\n"));
-    assert!(replayed >= 55, "only {replayed} fixtures replayed in memory");
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        fixtures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        replayed >= 55,
+        "only {replayed} fixtures replayed in memory"
+    );
 }
 
 #[test]
 fn error_outcomes_never_contain_secrets() {
     for (name, fixture) in load_all() {
-        let Ok(Some(outcome)) = replay_core(&fixture) else { continue };
+        let Ok(Some(outcome)) = replay_core(&fixture) else {
+            continue;
+        };
         if outcome.get("error").is_some() {
             let display = outcome["display"].as_str().unwrap_or_default();
-            for secret in ["SECRET-PARTIAL-TOKEN", class_oauth_test::CLIENT_SECRET, "Samplepwd", "rt-spent"] {
-                assert!(!display.contains(secret), "{name}: error text leaks {secret}: {display}");
+            for secret in [
+                "SECRET-PARTIAL-TOKEN",
+                class_oauth_test::CLIENT_SECRET,
+                "Samplepwd",
+                "rt-spent",
+            ] {
+                assert!(
+                    !display.contains(secret),
+                    "{name}: error text leaks {secret}: {display}"
+                );
             }
         }
     }
@@ -48,6 +71,11 @@ fn harness_detects_a_wrong_expectation() {
         .into_iter()
         .find(|(n, _)| n == "token/rfc6749-4.3-password-success")
         .expect("fixture exists");
-    fixture.expect_request.as_mut().unwrap().form.insert("username".into(), "other".into());
+    fixture
+        .expect_request
+        .as_mut()
+        .unwrap()
+        .form
+        .insert("username".into(), "other".into());
     assert!(replay_core(&fixture).unwrap_err().starts_with("request:"));
 }

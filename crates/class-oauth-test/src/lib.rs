@@ -23,8 +23,8 @@ use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
 use class_oauth_core::token::TokenRequest;
 use class_oauth_core::{
-    AccessToken, Client, ClientId, ClientSecret, Endpoints, Environment, Error, IssuerUrl, Password, PkceMode,
-    RedirectUrl, RefreshToken, TokenSet, Username, api, userinfo,
+    AccessToken, Client, ClientId, ClientSecret, Endpoints, Environment, Error, IssuerUrl,
+    Password, PkceMode, RedirectUrl, RefreshToken, TokenSet, Username, api, userinfo,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -141,7 +141,8 @@ impl CannedResponse {
         for (k, v) in &self.headers {
             b = b.header(k.as_str(), v.replace("{issuer}", issuer));
         }
-        b.body(self.body_bytes(issuer)).expect("fixture responses are valid")
+        b.body(self.body_bytes(issuer))
+            .expect("fixture responses are valid")
     }
 }
 
@@ -167,9 +168,12 @@ pub fn load_all() -> Vec<(String, Fixture)> {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "json") {
                 let text = std::fs::read_to_string(&path).expect("readable fixture");
-                let fixture: Fixture =
-                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                let name = path.strip_prefix(&root).expect("under root").with_extension("");
+                let fixture: Fixture = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let name = path
+                    .strip_prefix(&root)
+                    .expect("under root")
+                    .with_extension("");
                 out.push((name.to_string_lossy().replace('\\', "/"), fixture));
             }
         }
@@ -232,13 +236,27 @@ pub fn error_outcome(e: &Error) -> Value {
     m.insert("transient".into(), json!(e.is_transient()));
     m.insert("reauth".into(), json!(e.requires_reauthorization()));
     if let Some(r) = e.retry_after() {
-        m.insert("retry_after_secs".into(), json!(r.delay_from(now()).as_secs()));
+        m.insert(
+            "retry_after_secs".into(),
+            json!(r.delay_from(now()).as_secs()),
+        );
     }
     if let Error::MalformedResponse(mr) = e {
-        m.insert("reason".into(), json!(format!("{:?}", mr.reason).split(['(', ' ', '{']).next().unwrap_or("")));
+        m.insert(
+            "reason".into(),
+            json!(
+                format!("{:?}", mr.reason)
+                    .split(['(', ' ', '{'])
+                    .next()
+                    .unwrap_or("")
+            ),
+        );
     }
     if let Error::PolicyViolation(p) = e {
-        m.insert("reason".into(), json!(format!("{p:?}").split(['(', ' ', '{']).next().unwrap_or("")));
+        m.insert(
+            "reason".into(),
+            json!(format!("{p:?}").split(['(', ' ', '{']).next().unwrap_or("")),
+        );
     }
     json!({ "error": m, "display": e.to_string() })
 }
@@ -314,8 +332,10 @@ pub fn run(
             token_outcome(&try_core!(req.parse_response(&client, &resp, now())))
         }
         "authorization_code" => {
-            let redirect = RedirectUrl::new(str_of(input, "redirect_uri").unwrap_or("https://partner.example/cb"))
-                .expect("redirect");
+            let redirect = RedirectUrl::new(
+                str_of(input, "redirect_uri").unwrap_or("https://partner.example/cb"),
+            )
+            .expect("redirect");
             let mut ar = AuthorizationRequest::new(&client, redirect, scopes(input, "scope"));
             if let Some(p) = str_of(input, "prompt") {
                 ar = ar.prompt(Prompt::parse(p).expect("prompt"));
@@ -342,7 +362,11 @@ pub fn run(
                 policy = policy.without_key_set_requirement();
             }
             let resp = exchange!(discovery::request(&issuer_url));
-            let e = try_core!(discovery::resolve(&env, DiscoveryInput::Response(&resp), &policy));
+            let e = try_core!(discovery::resolve(
+                &env,
+                DiscoveryInput::Response(&resp),
+                &policy
+            ));
             let path = |u: &class_oauth_core::url::Url| u.path().to_owned();
             json!({"ok": {
                 "source": serde_json::to_value(e.source).expect("serialisable"),
@@ -356,7 +380,11 @@ pub fn run(
         "userinfo" => {
             let at = AccessToken::new(str_of(input, "access_token").unwrap_or("at"));
             let resp = exchange!(try_core!(userinfo::request(&client, &at)));
-            let u = try_core!(userinfo::parse_response(&client, &resp, str_of(input, "expected_sub")));
+            let u = try_core!(userinfo::parse_response(
+                &client,
+                &resp,
+                str_of(input, "expected_sub")
+            ));
             json!({"ok": {"sub": u.sub, "email": u.email, "business_code": u.business_code, "class_role": u.class_role, "name": u.name}})
         }
         "revoke" => {
@@ -372,8 +400,15 @@ pub fn run(
         }
         "api" => {
             let at = AccessToken::new(str_of(input, "access_token").unwrap_or("at"));
-            let base = client.endpoints().api_base.clone().expect("custom environments have an API base");
-            let req = try_core!(api::ApiRequest::get(&base, str_of(input, "path").unwrap_or("")));
+            let base = client
+                .endpoints()
+                .api_base
+                .clone()
+                .expect("custom environments have an API base");
+            let req = try_core!(api::ApiRequest::get(
+                &base,
+                str_of(input, "path").unwrap_or("")
+            ));
             let resp = exchange!(try_core!(req.to_http(&at)));
             let r = try_core!(api::parse_response(&resp, client.max_body()));
             json!({"ok": {"status": r.status.as_u16(), "data": r.data, "remaining": r.rate_limit.remaining}})
@@ -403,7 +438,10 @@ pub fn check_outcome(expect: &Value, outcome: &Value) -> Result<(), String> {
         for (field, w) in want {
             let g = got.get(field).unwrap_or(&Value::Null);
             if g != w {
-                return Err(format!("{key}.{field}: expected {w}, got {g} ({})", short(outcome)));
+                return Err(format!(
+                    "{key}.{field}: expected {w}, got {g} ({})",
+                    short(outcome)
+                ));
             }
         }
     }
@@ -412,20 +450,35 @@ pub fn check_outcome(expect: &Value, outcome: &Value) -> Result<(), String> {
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 400 { format!("{}...", &s[..400]) } else { s }
+    if s.len() > 400 {
+        format!("{}...", &s[..400])
+    } else {
+        s
+    }
 }
 
 /// Checks a request against the fixture's expectation. `base_path` is the issuer's
 /// path (empty for a bare host).
 pub fn check_request(expect: &ExpectRequest, req: &http::Request<Vec<u8>>) -> Result<(), String> {
     if req.method().as_str() != expect.method {
-        return Err(format!("method: expected {}, got {}", expect.method, req.method()));
+        return Err(format!(
+            "method: expected {}, got {}",
+            expect.method,
+            req.method()
+        ));
     }
     if req.uri().path() != expect.path {
-        return Err(format!("path: expected {}, got {}", expect.path, req.uri().path()));
+        return Err(format!(
+            "path: expected {}, got {}",
+            expect.path,
+            req.uri().path()
+        ));
     }
     for (name, value) in &expect.headers {
-        let got = req.headers().get(name.as_str()).and_then(|v| v.to_str().ok());
+        let got = req
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok());
         if got != Some(value.as_str()) {
             return Err(format!("header {name}: expected {value:?}, got {got:?}"));
         }
@@ -435,7 +488,9 @@ pub fn check_request(expect: &ExpectRequest, req: &http::Request<Vec<u8>>) -> Re
             return Err(format!("header {name} must be absent"));
         }
     }
-    let form: Vec<(String, String)> = class_oauth_core::url::form_urlencoded::parse(req.body()).into_owned().collect();
+    let form: Vec<(String, String)> = class_oauth_core::url::form_urlencoded::parse(req.body())
+        .into_owned()
+        .collect();
     for (name, value) in &expect.form {
         let got: Vec<_> = form.iter().filter(|(k, _)| k == name).collect();
         if got.len() != 1 || got[0].1 != *value {
@@ -479,7 +534,9 @@ pub fn replay_core(fixture: &Fixture) -> Result<Option<Value>, String> {
     }
     let expected_sent = usize::from(fixture.expect_request.is_some());
     if sent != expected_sent {
-        return Err(format!("expected {expected_sent} request(s), the core sent {sent}"));
+        return Err(format!(
+            "expected {expected_sent} request(s), the core sent {sent}"
+        ));
     }
     check_outcome(&fixture.expect, &outcome)?;
     Ok(Some(outcome))

@@ -1,0 +1,198 @@
+//! Tidy rules as tests: `cargo test` enforces the architecture invariants.
+
+#![cfg(test)]
+
+use std::process::Command;
+
+use crate::project_root;
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(project_root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn crates() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(project_root().join("crates"))
+        .expect("crates/ exists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Crates that must never be in the core's normal dependency tree.
+const FORBIDDEN_IN_CORE: &[&str] = &[
+    "tokio",
+    "hyper",
+    "reqwest",
+    "ureq",
+    "rustls",
+    "native-tls",
+    "openssl",
+    "async-std",
+    "mio",
+    "socket2",
+    "getrandom",
+    "rand",
+];
+
+#[test]
+fn core_dependency_tree_has_no_io_runtime_http_client_tls_or_rng() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(project_root())
+        .args([
+            "tree",
+            "-p",
+            "class-oauth-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+            "--locked",
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        names.contains(&"class-oauth-core") && names.contains(&"http"),
+        "unexpected tree output:\n{tree}"
+    );
+    for bad in FORBIDDEN_IN_CORE {
+        assert!(
+            !names.contains(bad),
+            "class-oauth-core depends on `{bad}`:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn core_never_reads_clock_env_or_rng() {
+    let clippy = read("crates/class-oauth-core/clippy.toml");
+    for m in [
+        "std::time::Instant::now",
+        "std::time::SystemTime::now",
+        "std::thread::sleep",
+    ] {
+        assert!(clippy.contains(m), "clippy.toml must disallow {m}");
+    }
+    // Belt and braces: clippy only runs under `cargo xtask lint`; this runs under test.
+    let src = project_root().join("crates/class-oauth-core/src");
+    for entry in std::fs::read_dir(&src).expect("src") {
+        let path = entry.expect("entry").path();
+        let source = std::fs::read_to_string(&path).expect("source");
+        // Comments may name what is forbidden; code may not.
+        let text: String = source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needle in [
+            "SystemTime::now",
+            "Instant::now",
+            "std::env::var",
+            "std::net::",
+            "std::fs::",
+            "thread::sleep",
+        ] {
+            assert!(
+                !text.contains(needle),
+                "{} mentions {needle}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_crate_uses_workspace_lints_and_metadata() {
+    for krate in crates() {
+        let manifest = read(&format!("crates/{krate}/Cargo.toml"));
+        assert!(
+            manifest.contains("[lints]\nworkspace = true"),
+            "{krate}: add `[lints] workspace = true`"
+        );
+        assert!(
+            manifest.contains("edition.workspace = true"),
+            "{krate}: inherit the edition"
+        );
+        assert!(
+            manifest.contains(&format!("name = \"{krate}\"")),
+            "{krate}: folder name must equal crate name"
+        );
+        assert!(
+            manifest.contains("description = "),
+            "{krate}: add a description"
+        );
+    }
+}
+
+#[test]
+fn architecture_doc_names_every_crate() {
+    let doc = read("docs/ARCHITECTURE.md");
+    for krate in crates() {
+        assert!(
+            doc.contains(&format!("`{krate}`")),
+            "docs/ARCHITECTURE.md does not describe `{krate}`"
+        );
+    }
+    assert!(
+        doc.contains("Architecture Invariant"),
+        "keep the invariants visible"
+    );
+}
+
+#[test]
+fn readme_test_command_is_what_ci_runs() {
+    let readme = read("README.md");
+    let ci = read(".ci/run");
+    assert!(
+        readme.contains("cargo xtask ci"),
+        "README must give the test command"
+    );
+    assert!(
+        ci.contains("cargo xtask ci"),
+        ".ci/run must call the README's test command"
+    );
+}
+
+#[test]
+fn fixtures_are_named_and_described() {
+    let root = project_root().join("fixtures");
+    let mut count = 0;
+    for area in std::fs::read_dir(&root).expect("fixtures/") {
+        let area = area.expect("entry").path();
+        assert!(
+            area.is_dir(),
+            "{}: fixtures live in one folder per area",
+            area.display()
+        );
+        for f in std::fs::read_dir(&area).expect("area") {
+            let path = f.expect("entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.ends_with(".json")
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c)),
+                "{name}: lower-case kebab names ending in .json"
+            );
+            let text = std::fs::read_to_string(&path).expect("fixture");
+            assert!(
+                text.contains("\"description\""),
+                "{name}: describe the case"
+            );
+            count += 1;
+        }
+    }
+    assert!(count > 0);
+}
