@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use sha2::{Digest, Sha256};
 
 use crate::body::DEFAULT_MAX_BODY;
 use crate::environment::Endpoints;
@@ -64,7 +63,10 @@ impl PkceVerifier {
     /// The S256 challenge: `BASE64URL(SHA256(ASCII(verifier)))` (RFC 7636 4.2).
     #[must_use]
     pub fn challenge_s256(&self) -> String {
-        URL_SAFE_NO_PAD.encode(Sha256::digest(self.secret().as_bytes()))
+        URL_SAFE_NO_PAD.encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            self.secret().as_bytes(),
+        ))
     }
 }
 

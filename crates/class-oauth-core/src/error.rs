@@ -463,6 +463,9 @@ pub enum Error {
     /// The request could not be built from the caller's input.
     #[error("invalid input: {0}")]
     InvalidInput(#[from] InputError),
+    /// An ID token failed validation.
+    #[error("ID token rejected: {0}")]
+    IdTokenRejected(#[from] crate::id_token::IdTokenError),
 }
 
 impl From<ScopeError> for Error {
@@ -485,6 +488,8 @@ pub enum ErrorKind {
     PolicyViolation,
     /// [`Error::InvalidInput`]
     InvalidInput,
+    /// [`Error::IdTokenRejected`]
+    IdTokenRejected,
 }
 
 impl ErrorKind {
@@ -497,6 +502,7 @@ impl ErrorKind {
             Self::MalformedResponse => "malformed_response",
             Self::PolicyViolation => "policy_violation",
             Self::InvalidInput => "invalid_input",
+            Self::IdTokenRejected => "id_token_rejected",
         }
     }
 }
@@ -511,6 +517,7 @@ impl Error {
             Self::MalformedResponse(_) => ErrorKind::MalformedResponse,
             Self::PolicyViolation(_) => ErrorKind::PolicyViolation,
             Self::InvalidInput(_) => ErrorKind::InvalidInput,
+            Self::IdTokenRejected(_) => ErrorKind::IdTokenRejected,
         }
     }
 
@@ -536,7 +543,7 @@ impl Error {
             Self::ServerRefused(r) => r.status,
             Self::ApiRefused(r) => Some(r.status),
             Self::MalformedResponse(m) => Some(m.status),
-            Self::PolicyViolation(_) | Self::InvalidInput(_) => None,
+            Self::PolicyViolation(_) | Self::InvalidInput(_) | Self::IdTokenRejected(_) => None,
         }
     }
 
@@ -547,7 +554,7 @@ impl Error {
             Self::ServerRefused(r) => r.retry_after.as_ref(),
             Self::ApiRefused(r) => r.retry_after.as_ref(),
             Self::MalformedResponse(m) => m.retry_after.as_ref(),
-            Self::PolicyViolation(_) | Self::InvalidInput(_) => None,
+            Self::PolicyViolation(_) | Self::InvalidInput(_) | Self::IdTokenRejected(_) => None,
         }
     }
 
@@ -586,7 +593,7 @@ impl Error {
             }
             Self::ApiRefused(r) => status_transient(r.status),
             Self::MalformedResponse(m) => status_transient(m.status),
-            Self::PolicyViolation(_) | Self::InvalidInput(_) => false,
+            Self::PolicyViolation(_) | Self::InvalidInput(_) | Self::IdTokenRejected(_) => false,
         }
     }
 }

@@ -74,8 +74,9 @@
 //! - [`refresh`]: refresh-ahead decisions with a lifetime-clamped margin.
 //! - [`error`]: one error enum; server refusals, malformed responses and policy
 //!   violations kept apart, with `requires_reauthorization()` and `is_transient()`.
-//! - ID-token validation (signatures, key sets, claims) is its own module, added on top
-//!   of [`secret::IdToken`] without changing these types.
+//! - [`id_token`], [`jose`], [`jwks`]: ID-token validation (OIDC Core 3.1.3.7, 12.2)
+//!   with signatures verified by `ring`, strict JWS parsing, key sets and a sans-IO
+//!   key-set cache (refetch on unknown `kid` at most once per cooldown).
 //!
 //! ## Time and randomness
 //! Every function that depends on time takes `now: SystemTime`. Values that need
@@ -107,6 +108,9 @@ pub mod discovery;
 pub mod environment;
 pub mod error;
 pub mod headers;
+pub mod id_token;
+pub mod jose;
+pub mod jwks;
 pub mod refresh;
 pub mod revocation;
 pub mod scope;

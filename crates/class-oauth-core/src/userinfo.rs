@@ -104,6 +104,20 @@ pub struct UserInfo {
 }
 
 impl UserInfo {
+    /// Checks that this response is about the user of a validated ID token (OIDC Core
+    /// 5.3.2); when it is not, the response must not be used.
+    pub fn check_subject(&self, id_token: &crate::id_token::IdTokenClaims) -> Result<(), Error> {
+        if self.sub == id_token.sub {
+            Ok(())
+        } else {
+            Err(PolicyViolation::SubjectMismatch {
+                expected: id_token.sub.clone(),
+                found: crate::error::truncate(&self.sub, 200).to_owned(),
+            }
+            .into())
+        }
+    }
+
     fn from_map(resp: &Response<Vec<u8>>, mut map: Map<String, Value>) -> Result<Self, Error> {
         let bad = |field: &'static str, detail: String| {
             body::malformed(

@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod jwt;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

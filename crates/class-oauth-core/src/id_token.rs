@@ -1,0 +1,657 @@
+//! ID-token validation: OpenID Connect Core 3.1.3.7 and 12.2, sans-IO.
+//!
+//! # The checks, in order, and what changes them
+//! | # | check | fails with | configured by |
+//! |---|---|---|---|
+//! | 1 | at most 64 KiB, exactly three parts, strict base64url, JSON objects | `TooLarge`, `Malformed` | - |
+//! | 2 | `alg` is on the allow-list (never `none`; HS* only with a client secret set on purpose) | `AlgorithmNone`, `AlgorithmNotAllowed` | [`IdTokenValidator::with_algorithms`], [`IdTokenValidator::for_endpoints`] (discovery's list ∩ supported), [`IdTokenValidator::danger_allow_hmac_with_client_secret`] |
+//! | 3 | claim types are strict (an `exp` that is a string is an error, never "absent") | `InvalidClaim`, `MissingClaim` | - |
+//! | 4 | `iss` equals the issuer exactly | `IssuerMismatch` | the issuer given to the validator |
+//! | 5 | `aud` contains the client id; not empty; extra audiences only if trusted or `azp` is the client; `azp`, when present, is the client | `AudienceMismatch`, `UntrustedAudience`, `AzpMismatch` | [`IdTokenValidator::trust_audience`] |
+//! | 6 | `exp`, `iat` (required) and `nbf` (when present) against `now` with leeway | `Expired`, `IssuedInFuture`, `NotYetValid` | [`IdTokenValidator::with_leeway`] (default 60 s, capped at 5 min) |
+//! | 7 | `nonce` equals the one sent, when one was sent | `NonceMissing`, `NonceMismatch` | [`Expectations::nonce`] |
+//! | 8 | `auth_time` within `max_age` when `max_age` was requested | `AuthTimeMissing`, `AuthenticationTooOld` | [`Expectations::max_age`] |
+//! | 9 | refreshed token: same `iss` and `sub`, `nonce` only if equal to the original's, same `auth_time` | `RefreshIssuerChanged`, `RefreshSubjectChanged`, `RefreshNonceMismatch`, `RefreshAuthTimeChanged` | [`Expectations::refreshed_from`] |
+//! | 10 | a key from the issuer's key set: by `kid`, or the only fitting key | `UnknownKid` (driver may refetch once per cooldown), `NoMatchingKey`, `AmbiguousKey`, `NoKeySet` | - |
+//! | 11 | the signature | `BadSignature` | - |
+//! | 12 | `at_hash`, when present | `AtHashMismatch` | [`Expectations::access_token`] |
+//!
+//! The claim checks (3 to 9) run before key selection, so a junk or expired token never
+//! makes the driver refetch the key set; only a well-formed, otherwise acceptable token
+//! whose `kid` is unknown does. Keys in the token header (`jwk`, `jku`, `x5u`, `x5c`)
+//! are never used.
+//!
+//! # Driving it with a key-set cache
+//! ```text
+//! if let Some(_) = cache.needs_fetch(now) { send cache.request(); cache.handle_response(now, &resp) }
+//! match validator.validate(token, cache.keys(), now, &expect) {
+//!     Err(e) if e.wants_key_refresh() && cache.may_refetch_for_unknown_kid(now) => {
+//!         send cache.request(); cache.handle_response(now, &resp); validate once more
+//!     }
+//!     other => other,
+//! }
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::authorize::PendingAuthorization;
+use crate::environment::Endpoints;
+use crate::jose::{Algorithm, Jws};
+use crate::jwks::JwkSet;
+use crate::secret::{AccessToken, ClientSecret, IdToken, Nonce, constant_time_eq};
+use crate::types::{ClientId, IssuerUrl};
+
+/// Default clock leeway.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Largest leeway accepted (FAPI rejects tokens expired more than 5 minutes ago).
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// Why an ID token was rejected. The messages say which check failed and never contain
+/// the token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdTokenError {
+    /// Larger than the cap.
+    #[error("the ID token is larger than {limit} bytes")]
+    TooLarge {
+        /// The cap.
+        limit: usize,
+    },
+    /// Not a well-formed compact JWS.
+    #[error("the ID token is malformed: {0}")]
+    Malformed(String),
+    /// `alg` is `none`: an unsigned token.
+    #[error("the ID token is unsigned (alg none); unsigned ID tokens are never accepted")]
+    AlgorithmNone,
+    /// `alg` is not on the allow-list.
+    #[error(
+        "the ID token is signed with {0}, which is not on the allowed list; configure the algorithm Class uses"
+    )]
+    AlgorithmNotAllowed(String),
+    /// A required claim is absent.
+    #[error("the ID token has no `{0}` claim")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or value.
+    #[error("the ID token's `{claim}` claim is invalid: {detail}")]
+    InvalidClaim {
+        /// The claim.
+        claim: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// `iss` is not the issuer.
+    #[error("the ID token was issued by `{found}`, not by the expected issuer `{expected}`")]
+    IssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The token's `iss`.
+        found: String,
+    },
+    /// `aud` does not contain the client id (or is empty).
+    #[error("the ID token is not meant for this client (aud does not contain the client id)")]
+    AudienceMismatch,
+    /// `aud` has audiences that are not trusted and `azp` is not the client.
+    #[error("the ID token is also meant for untrusted audiences and its azp is not this client")]
+    UntrustedAudience,
+    /// `azp` is present and not the client id.
+    #[error("the ID token's azp is another client")]
+    AzpMismatch,
+    /// `exp` is in the past (beyond the leeway).
+    #[error(
+        "the ID token expired at {exp} (now {now}, leeway {leeway_secs} s); check the server's and this machine's clocks"
+    )]
+    Expired {
+        /// `exp` (Unix seconds).
+        exp: u64,
+        /// `now` (Unix seconds).
+        now: u64,
+        /// Leeway in seconds.
+        leeway_secs: u64,
+    },
+    /// `iat` is in the future (beyond the leeway).
+    #[error("the ID token was issued in the future (iat {iat}, now {now}); check the clocks")]
+    IssuedInFuture {
+        /// `iat`.
+        iat: u64,
+        /// `now`.
+        now: u64,
+    },
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("the ID token is not valid before {nbf} (now {now})")]
+    NotYetValid {
+        /// `nbf`.
+        nbf: u64,
+        /// `now`.
+        now: u64,
+    },
+    /// A nonce was sent but the token has none.
+    #[error(
+        "the ID token has no nonce although one was sent; it may be replayed from another login"
+    )]
+    NonceMissing,
+    /// The nonce differs from the one sent.
+    #[error("the ID token's nonce is not the one sent with this login (possible replay)")]
+    NonceMismatch,
+    /// `max_age` was requested but `auth_time` is absent.
+    #[error("max_age was requested but the ID token has no auth_time")]
+    AuthTimeMissing,
+    /// The authentication is older than `max_age`.
+    #[error(
+        "the user authenticated at {auth_time}, longer ago than the requested max_age of {max_age_secs} s"
+    )]
+    AuthenticationTooOld {
+        /// `auth_time`.
+        auth_time: u64,
+        /// `max_age` in seconds.
+        max_age_secs: u64,
+    },
+    /// Refreshed token: another issuer.
+    #[error("the refreshed ID token has another issuer than the original")]
+    RefreshIssuerChanged,
+    /// Refreshed token: another subject (OIDC Core 12.2).
+    #[error(
+        "the refreshed ID token is about another user: sub mismatch, expected `{expected}`, got `{found}`"
+    )]
+    RefreshSubjectChanged {
+        /// Original `sub`.
+        expected: String,
+        /// New `sub`.
+        found: String,
+    },
+    /// Refreshed token: a nonce that is not the original's.
+    #[error("the refreshed ID token carries a nonce that is not the original's")]
+    RefreshNonceMismatch,
+    /// Refreshed token: another `auth_time`.
+    #[error("the refreshed ID token's auth_time differs from the original's")]
+    RefreshAuthTimeChanged,
+    /// No key set is available.
+    #[error(
+        "no key set is available to verify the ID token (the provider advertises no jwks_uri, or it could not be fetched)"
+    )]
+    NoKeySet,
+    /// The header names a `kid` the key set does not have.
+    #[error("the ID token was signed with key `{0}`, which is not in the issuer's key set")]
+    UnknownKid(String),
+    /// No key fits the algorithm (and `kid`).
+    #[error("no key in the issuer's key set fits {alg}{}", kid.as_ref().map(|k| format!(" with kid `{k}`")).unwrap_or_default())]
+    NoMatchingKey {
+        /// The algorithm.
+        alg: &'static str,
+        /// The `kid`, when sent.
+        kid: Option<String>,
+    },
+    /// No `kid` and several keys fit.
+    #[error("the ID token names no kid and several keys fit; the provider must send kid")]
+    AmbiguousKey,
+    /// The signature does not verify.
+    #[error("the ID token's signature does not verify with the issuer's key")]
+    BadSignature,
+    /// `at_hash` does not match the access token.
+    #[error("the ID token's at_hash does not match the access token it came with")]
+    AtHashMismatch,
+}
+
+impl IdTokenError {
+    /// True for [`IdTokenError::UnknownKid`]: a refetch of the key set (at most once per
+    /// cooldown) may find the key after a rotation.
+    #[must_use]
+    pub fn wants_key_refresh(&self) -> bool {
+        matches!(self, Self::UnknownKid(_) | Self::NoKeySet)
+    }
+}
+
+/// The claims of a validated ID token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct IdTokenClaims {
+    /// `iss`.
+    pub iss: String,
+    /// `sub`: the user's stable identifier at Class.
+    pub sub: String,
+    /// `aud`, as a list.
+    pub aud: Vec<String>,
+    /// `exp` (Unix seconds).
+    pub exp: u64,
+    /// `iat` (Unix seconds).
+    pub iat: u64,
+    /// `nbf`.
+    pub nbf: Option<u64>,
+    /// `auth_time`.
+    pub auth_time: Option<u64>,
+    /// `nonce`.
+    pub nonce: Option<String>,
+    /// `azp`.
+    pub azp: Option<String>,
+    /// `at_hash`.
+    pub at_hash: Option<String>,
+    /// `acr`.
+    pub acr: Option<String>,
+    /// `amr`.
+    pub amr: Option<Vec<String>>,
+    /// `email` (Class: with the email scope).
+    pub email: Option<String>,
+    /// `email_verified`.
+    pub email_verified: Option<bool>,
+    /// Every other claim.
+    pub extra: Map<String, Value>,
+}
+
+fn numeric_date(
+    claims: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<u64>, IdTokenError> {
+    match claims.remove(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                return Ok(Some(u));
+            }
+            match n.as_f64() {
+                // Truncation intended: NumericDate may carry fractions.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Some(f) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
+                _ => Err(IdTokenError::InvalidClaim {
+                    claim: name,
+                    detail: "not a non-negative time in seconds".into(),
+                }),
+            }
+        }
+        Some(other) => Err(IdTokenError::InvalidClaim {
+            claim: name,
+            detail: format!(
+                "expected a number, found {}",
+                crate::body::json_type(&other)
+            ),
+        }),
+    }
+}
+
+fn string_claim(
+    claims: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, IdTokenError> {
+    match claims.remove(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(IdTokenError::InvalidClaim {
+            claim: name,
+            detail: format!(
+                "expected a string, found {}",
+                crate::body::json_type(&other)
+            ),
+        }),
+    }
+}
+
+impl IdTokenClaims {
+    /// Parses claims with strict types.
+    pub fn from_json(mut claims: Map<String, Value>) -> Result<Self, IdTokenError> {
+        let iss = string_claim(&mut claims, "iss")?.ok_or(IdTokenError::MissingClaim("iss"))?;
+        let sub = string_claim(&mut claims, "sub")?
+            .filter(|s| !s.is_empty())
+            .ok_or(IdTokenError::MissingClaim("sub"))?;
+        let aud = match claims.remove("aud") {
+            None => return Err(IdTokenError::MissingClaim("aud")),
+            Some(Value::String(s)) => vec![s],
+            Some(Value::Array(items)) => {
+                if items.is_empty() {
+                    return Err(IdTokenError::InvalidClaim {
+                        claim: "aud",
+                        detail: "an empty list".into(),
+                    });
+                }
+                items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s),
+                        _ => Err(IdTokenError::InvalidClaim {
+                            claim: "aud",
+                            detail: "a list with a non-string".into(),
+                        }),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            Some(_) => {
+                return Err(IdTokenError::InvalidClaim {
+                    claim: "aud",
+                    detail: "neither a string nor a list".into(),
+                });
+            }
+        };
+        let exp = numeric_date(&mut claims, "exp")?.ok_or(IdTokenError::MissingClaim("exp"))?;
+        let iat = numeric_date(&mut claims, "iat")?.ok_or(IdTokenError::MissingClaim("iat"))?;
+        let nbf = numeric_date(&mut claims, "nbf")?;
+        let auth_time = numeric_date(&mut claims, "auth_time")?;
+        let nonce = string_claim(&mut claims, "nonce")?;
+        let azp = string_claim(&mut claims, "azp")?;
+        let at_hash = string_claim(&mut claims, "at_hash")?;
+        let acr = string_claim(&mut claims, "acr")?;
+        let amr = match claims.remove("amr") {
+            None => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+            Some(_) => {
+                return Err(IdTokenError::InvalidClaim {
+                    claim: "amr",
+                    detail: "not a list".into(),
+                });
+            }
+        };
+        let email = string_claim(&mut claims, "email")?;
+        let email_verified = match claims.remove("email_verified") {
+            None => None,
+            Some(Value::Bool(b)) => Some(b),
+            Some(_) => {
+                return Err(IdTokenError::InvalidClaim {
+                    claim: "email_verified",
+                    detail: "not a boolean".into(),
+                });
+            }
+        };
+        Ok(Self {
+            iss,
+            sub,
+            aud,
+            exp,
+            iat,
+            nbf,
+            auth_time,
+            nonce,
+            azp,
+            at_hash,
+            acr,
+            amr,
+            email,
+            email_verified,
+            extra: claims,
+        })
+    }
+}
+
+/// What the caller expects of this particular token.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct Expectations<'a> {
+    /// The nonce sent in the authorization request.
+    pub nonce: Option<&'a Nonce>,
+    /// The access token issued with the ID token (for `at_hash`).
+    pub access_token: Option<&'a AccessToken>,
+    /// `max_age` sent in the authorization request.
+    pub max_age: Option<Duration>,
+    /// For a token from a refresh: the original token's claims.
+    pub refreshed_from: Option<&'a IdTokenClaims>,
+}
+
+impl<'a> Expectations<'a> {
+    /// Expectations for the token of a code exchange: the pending record's nonce and
+    /// `max_age`.
+    #[must_use]
+    pub fn for_pending(pending: &'a PendingAuthorization) -> Self {
+        Self {
+            nonce: pending.nonce.as_ref(),
+            max_age: pending.max_age.map(Duration::from_secs),
+            ..Self::default()
+        }
+    }
+
+    /// Expectations for the token of a refresh.
+    #[must_use]
+    pub fn for_refresh(original: &'a IdTokenClaims) -> Self {
+        Self {
+            refreshed_from: Some(original),
+            ..Self::default()
+        }
+    }
+
+    /// Adds the access token for the `at_hash` check.
+    #[must_use]
+    pub fn with_access_token(mut self, token: &'a AccessToken) -> Self {
+        self.access_token = Some(token);
+        self
+    }
+
+    /// Sets the nonce.
+    #[must_use]
+    pub fn with_nonce(mut self, nonce: &'a Nonce) -> Self {
+        self.nonce = Some(nonce);
+        self
+    }
+}
+
+/// Validates ID tokens for one client of one issuer.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct IdTokenValidator {
+    issuer: IssuerUrl,
+    client_id: ClientId,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    trusted_audiences: Vec<String>,
+    hmac_secret: Option<ClientSecret>,
+}
+
+impl IdTokenValidator {
+    /// A validator with the defaults: RS256 only, 60 s leeway.
+    #[must_use]
+    pub fn new(issuer: IssuerUrl, client_id: ClientId) -> Self {
+        Self {
+            issuer,
+            client_id,
+            algorithms: vec![Algorithm::RS256],
+            leeway: DEFAULT_LEEWAY,
+            trusted_audiences: Vec::new(),
+            hmac_secret: None,
+        }
+    }
+
+    /// A validator for a client's endpoints: algorithms from discovery's
+    /// `id_token_signing_alg_values_supported` intersected with the asymmetric ones this
+    /// library verifies; RS256 when discovery says nothing.
+    #[must_use]
+    pub fn for_endpoints(endpoints: &Endpoints, client_id: ClientId) -> Self {
+        let mut v = Self::new(endpoints.issuer.clone(), client_id);
+        if let Some(advertised) = &endpoints.id_token_signing_alg_values_supported {
+            v.algorithms = advertised
+                .iter()
+                .filter_map(|a| Algorithm::parse(a))
+                .filter(|a| !a.is_hmac())
+                .collect();
+        }
+        v
+    }
+
+    /// Sets the allowed algorithms (HS* are ignored here; see
+    /// [`IdTokenValidator::danger_allow_hmac_with_client_secret`]).
+    #[must_use]
+    pub fn with_algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().filter(|a| !a.is_hmac()).collect();
+        self
+    }
+
+    /// Sets the clock leeway for `exp`, `iat`, `nbf` and `auth_time`; capped at 5 minutes.
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway.min(MAX_LEEWAY);
+        self
+    }
+
+    /// Trusts an extra audience (another client of the same partner, say).
+    #[must_use]
+    pub fn trust_audience(mut self, audience: impl Into<String>) -> Self {
+        self.trusted_audiences.push(audience.into());
+        self
+    }
+
+    /// Accepts HS256/384/512 tokens keyed with the client secret (OIDC Core 10.1). Only
+    /// for a provider known to sign that way: anyone holding the secret can mint tokens.
+    #[must_use]
+    pub fn danger_allow_hmac_with_client_secret(
+        mut self,
+        secret: ClientSecret,
+        algorithms: &[Algorithm],
+    ) -> Self {
+        self.hmac_secret = Some(secret);
+        self.algorithms
+            .extend(algorithms.iter().copied().filter(|a| a.is_hmac()));
+        self
+    }
+
+    /// The leeway in force.
+    #[must_use]
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    /// The allowed algorithms.
+    #[must_use]
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// Validates `token` with the key set `keys` at `now`. See the module docs for the
+    /// order of checks.
+    pub fn validate(
+        &self,
+        token: &IdToken,
+        keys: Option<&JwkSet>,
+        now: SystemTime,
+        expect: &Expectations<'_>,
+    ) -> Result<IdTokenClaims, IdTokenError> {
+        let raw = token.secret();
+        let jws = Jws::parse(raw)?;
+        if jws.header.alg.eq_ignore_ascii_case("none") {
+            return Err(IdTokenError::AlgorithmNone);
+        }
+        let alg = Algorithm::parse(&jws.header.alg)
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or_else(|| {
+                IdTokenError::AlgorithmNotAllowed(
+                    crate::error::truncate(&jws.header.alg, 20).to_owned(),
+                )
+            })?;
+        if alg.is_hmac() && self.hmac_secret.is_none() {
+            return Err(IdTokenError::AlgorithmNotAllowed(alg.as_str().to_owned()));
+        }
+        let claims = IdTokenClaims::from_json(crate::jose::json_object(&jws.payload, "payload")?)?;
+        self.check_claims(&claims, now, expect)?;
+
+        let message = jws.signing_input(raw);
+        match (&self.hmac_secret, alg.is_hmac()) {
+            (Some(secret), true) => {
+                crate::jose::verify_hmac(alg, secret.secret().as_bytes(), message, jws.signature())?
+            }
+            _ => {
+                let keys = keys.ok_or(IdTokenError::NoKeySet)?;
+                let key = keys.select(jws.header.kid.as_deref(), alg)?;
+                crate::jose::verify(alg, &key.key, message, jws.signature())?;
+            }
+        }
+
+        if let (Some(at_hash), Some(at)) = (&claims.at_hash, expect.access_token) {
+            let digest = ring::digest::digest(alg.digest(), at.secret().as_bytes());
+            let half = &digest.as_ref()[..digest.as_ref().len() / 2];
+            if !constant_time_eq(URL_SAFE_NO_PAD.encode(half).as_bytes(), at_hash.as_bytes()) {
+                return Err(IdTokenError::AtHashMismatch);
+            }
+        }
+        Ok(claims)
+    }
+
+    fn check_claims(
+        &self,
+        c: &IdTokenClaims,
+        now: SystemTime,
+        expect: &Expectations<'_>,
+    ) -> Result<(), IdTokenError> {
+        if c.iss != self.issuer.as_str() {
+            return Err(IdTokenError::IssuerMismatch {
+                expected: self.issuer.as_str().to_owned(),
+                found: crate::error::truncate(&c.iss, 200).to_owned(),
+            });
+        }
+        let client = self.client_id.as_str();
+        if !c.aud.iter().any(|a| a == client) {
+            return Err(IdTokenError::AudienceMismatch);
+        }
+        if c.azp.as_deref().is_some_and(|azp| azp != client) {
+            return Err(IdTokenError::AzpMismatch);
+        }
+        let untrusted_extra = c
+            .aud
+            .iter()
+            .any(|a| a != client && !self.trusted_audiences.contains(a));
+        if untrusted_extra && c.azp.as_deref() != Some(client) {
+            return Err(IdTokenError::UntrustedAudience);
+        }
+        let now_s = crate::time::to_unix(now);
+        let leeway = self.leeway.as_secs();
+        if now_s > c.exp.saturating_add(leeway) {
+            return Err(IdTokenError::Expired {
+                exp: c.exp,
+                now: now_s,
+                leeway_secs: leeway,
+            });
+        }
+        if c.iat > now_s.saturating_add(leeway) {
+            return Err(IdTokenError::IssuedInFuture {
+                iat: c.iat,
+                now: now_s,
+            });
+        }
+        if let Some(nbf) = c.nbf {
+            if nbf > now_s.saturating_add(leeway) {
+                return Err(IdTokenError::NotYetValid { nbf, now: now_s });
+            }
+        }
+        if let Some(sent) = expect.nonce {
+            match &c.nonce {
+                None => return Err(IdTokenError::NonceMissing),
+                Some(n) if !constant_time_eq(n.as_bytes(), sent.secret().as_bytes()) => {
+                    return Err(IdTokenError::NonceMismatch);
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(max_age) = expect.max_age {
+            let auth_time = c.auth_time.ok_or(IdTokenError::AuthTimeMissing)?;
+            if now_s
+                > auth_time
+                    .saturating_add(max_age.as_secs())
+                    .saturating_add(leeway)
+            {
+                return Err(IdTokenError::AuthenticationTooOld {
+                    auth_time,
+                    max_age_secs: max_age.as_secs(),
+                });
+            }
+        }
+        if let Some(orig) = expect.refreshed_from {
+            if c.iss != orig.iss {
+                return Err(IdTokenError::RefreshIssuerChanged);
+            }
+            if c.sub != orig.sub {
+                return Err(IdTokenError::RefreshSubjectChanged {
+                    expected: orig.sub.clone(),
+                    found: crate::error::truncate(&c.sub, 200).to_owned(),
+                });
+            }
+            if c.nonce.is_some() && c.nonce != orig.nonce {
+                return Err(IdTokenError::RefreshNonceMismatch);
+            }
+            if let (Some(a), Some(b)) = (c.auth_time, orig.auth_time) {
+                if a != b {
+                    return Err(IdTokenError::RefreshAuthTimeChanged);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,482 @@
+//! Key sets (JWKS, RFC 7517) and a sans-IO key-set cache.
+//!
+//! Parsing keeps RSA keys and EC P-256/P-384 keys; keys whose `use` is not `sig`,
+//! symmetric keys, and keys that do not decode are skipped (and counted). Selection is
+//! by `kid`; without a `kid`, only when exactly one key fits the algorithm.
+//!
+//! [`KeySetCache`] tells its driver when to fetch: when it holds no keys, when they are
+//! older than `max_age`, and after an unknown `kid`, but never more than once per
+//! `cooldown` (60 s by default, as openid-client does). A failed refetch keeps the last
+//! good set. The cache exports to, and imports from, a serialisable snapshot for
+//! serverless callers.
+
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Request, Response};
+use serde_json::Value;
+use url::Url;
+
+use crate::body;
+use crate::error::{EndpointKind, Error, MalformedReason};
+use crate::id_token::IdTokenError;
+use crate::jose::{Algorithm, b64};
+
+/// An elliptic curve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Curve {
+    /// NIST P-256.
+    P256,
+    /// NIST P-384.
+    P384,
+}
+
+/// A verification key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublicKey {
+    /// RSA modulus and exponent, big-endian.
+    Rsa {
+        /// Modulus.
+        n: Vec<u8>,
+        /// Public exponent.
+        e: Vec<u8>,
+    },
+    /// An EC point, uncompressed (`0x04 || x || y`).
+    Ec {
+        /// The curve.
+        curve: Curve,
+        /// The point.
+        point: Vec<u8>,
+    },
+}
+
+/// One usable key of a key set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Jwk {
+    /// `kid`.
+    pub kid: Option<String>,
+    /// `alg`, when the key names one.
+    pub alg: Option<String>,
+    /// The key material.
+    pub key: PublicKey,
+}
+
+impl Jwk {
+    fn fits(&self, alg: Algorithm) -> bool {
+        let kind_fits = match (&self.key, alg) {
+            (PublicKey::Rsa { .. }, a) => {
+                matches!(
+                    a,
+                    Algorithm::RS256
+                        | Algorithm::RS384
+                        | Algorithm::RS512
+                        | Algorithm::PS256
+                        | Algorithm::PS384
+                        | Algorithm::PS512
+                )
+            }
+            (
+                PublicKey::Ec {
+                    curve: Curve::P256, ..
+                },
+                Algorithm::ES256,
+            ) => true,
+            (
+                PublicKey::Ec {
+                    curve: Curve::P384, ..
+                },
+                Algorithm::ES384,
+            ) => true,
+            _ => false,
+        };
+        kind_fits && self.alg.as_deref().is_none_or(|a| a == alg.as_str())
+    }
+
+    fn parse(v: &Value) -> Option<Self> {
+        let o = v.as_object()?;
+        let s = |k: &str| o.get(k).and_then(Value::as_str);
+        if s("use").is_some_and(|u| u != "sig") {
+            return None;
+        }
+        if let Some(Value::Array(ops)) = o.get("key_ops") {
+            if !ops.iter().any(|x| x.as_str() == Some("verify")) {
+                return None;
+            }
+        }
+        let key = match s("kty")? {
+            "RSA" => {
+                let n = b64(s("n")?, "modulus").ok()?;
+                let e = b64(s("e")?, "exponent").ok()?;
+                if n.is_empty() || e.is_empty() {
+                    return None;
+                }
+                PublicKey::Rsa { n, e }
+            }
+            "EC" => {
+                let (curve, len) = match s("crv")? {
+                    "P-256" => (Curve::P256, 32),
+                    "P-384" => (Curve::P384, 48),
+                    _ => return None,
+                };
+                let x = b64(s("x")?, "x").ok()?;
+                let y = b64(s("y")?, "y").ok()?;
+                if x.len() != len || y.len() != len {
+                    return None;
+                }
+                let mut point = Vec::with_capacity(1 + 2 * len);
+                point.push(0x04);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                PublicKey::Ec { curve, point }
+            }
+            _ => return None,
+        };
+        Some(Self {
+            kid: s("kid").map(str::to_owned),
+            alg: s("alg").map(str::to_owned),
+            key,
+        })
+    }
+}
+
+/// A parsed key set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JwkSet {
+    /// The usable signing keys.
+    pub keys: Vec<Jwk>,
+    /// How many entries were skipped (not `sig`, symmetric, unsupported, undecodable).
+    pub skipped: usize,
+}
+
+impl JwkSet {
+    /// Parses a JWKS document: a JSON object with a `keys` array.
+    pub fn parse(bytes: &[u8]) -> Result<Self, IdTokenError> {
+        let doc = crate::jose::json_object(bytes, "key set")?;
+        let Some(Value::Array(items)) = doc.get("keys") else {
+            return Err(IdTokenError::Malformed(
+                "the key set has no keys array".into(),
+            ));
+        };
+        let mut set = Self::default();
+        for item in items.iter().take(1000) {
+            match Jwk::parse(item) {
+                Some(k) => set.keys.push(k),
+                None => set.skipped += 1,
+            }
+        }
+        Ok(set)
+    }
+
+    /// Selects the key for a token: by `kid` when the header has one; otherwise the only
+    /// key that fits the algorithm.
+    pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&Jwk, IdTokenError> {
+        match kid {
+            Some(kid) => {
+                let mut with_kid = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid))
+                    .peekable();
+                if with_kid.peek().is_none() {
+                    return Err(IdTokenError::UnknownKid(kid.to_owned()));
+                }
+                with_kid
+                    .find(|k| k.fits(alg))
+                    .ok_or_else(|| IdTokenError::NoMatchingKey {
+                        alg: alg.as_str(),
+                        kid: Some(kid.to_owned()),
+                    })
+            }
+            None => {
+                let mut fitting = self.keys.iter().filter(|k| k.fits(alg));
+                match (fitting.next(), fitting.next()) {
+                    (Some(k), None) => Ok(k),
+                    (None, _) => Err(IdTokenError::NoMatchingKey {
+                        alg: alg.as_str(),
+                        kid: None,
+                    }),
+                    (Some(_), Some(_)) => Err(IdTokenError::AmbiguousKey),
+                }
+            }
+        }
+    }
+}
+
+/// Why the cache wants a fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchReason {
+    /// No key set yet.
+    Empty,
+    /// The set is older than `max_age`.
+    Stale,
+    /// A token named a `kid` the set does not have.
+    UnknownKid,
+}
+
+/// A serialisable snapshot of a [`KeySetCache`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct KeySetSnapshot {
+    /// The key-set URL.
+    pub jwks_uri: String,
+    /// The last good document, as received.
+    pub jwks: String,
+    /// When it was fetched (Unix seconds).
+    #[serde(with = "crate::time::unix_seconds")]
+    pub fetched_at: SystemTime,
+}
+
+/// The key-set cache policy as a state machine. It does no I/O: the driver asks
+/// [`KeySetCache::needs_fetch`], sends [`KeySetCache::request`], and feeds the outcome
+/// back with [`KeySetCache::handle_response`] or [`KeySetCache::handle_failure`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct KeySetCache {
+    jwks_uri: Url,
+    keys: Option<JwkSet>,
+    raw: Option<String>,
+    fetched_at: Option<SystemTime>,
+    last_attempt: Option<SystemTime>,
+    /// Refetch when the set is older than this (default 10 minutes).
+    pub max_age: Duration,
+    /// At most one fetch per this interval (default 60 s).
+    pub cooldown: Duration,
+    /// Body cap.
+    pub max_body: usize,
+}
+
+impl KeySetCache {
+    /// An empty cache for `jwks_uri`.
+    #[must_use]
+    pub fn new(jwks_uri: Url) -> Self {
+        Self {
+            jwks_uri,
+            keys: None,
+            raw: None,
+            fetched_at: None,
+            last_attempt: None,
+            max_age: Duration::from_secs(600),
+            cooldown: Duration::from_secs(60),
+            max_body: body::DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// The key-set URL.
+    #[must_use]
+    pub fn jwks_uri(&self) -> &Url {
+        &self.jwks_uri
+    }
+
+    /// The fetch request.
+    #[must_use]
+    pub fn request(&self) -> Request<Vec<u8>> {
+        Request::builder()
+            .method(Method::GET)
+            .uri(self.jwks_uri.as_str())
+            .header(
+                http::header::ACCEPT,
+                "application/json, application/jwk-set+json",
+            )
+            .body(Vec::new())
+            .expect("a parsed URL is a valid URI")
+    }
+
+    fn cooled_down(&self, now: SystemTime) -> bool {
+        self.last_attempt
+            .is_none_or(|t| now >= crate::time::add(t, self.cooldown))
+    }
+
+    /// Should the driver fetch now, before validating? (Empty or stale, and not within
+    /// the cooldown of the last attempt.)
+    #[must_use]
+    pub fn needs_fetch(&self, now: SystemTime) -> Option<FetchReason> {
+        if !self.cooled_down(now) {
+            return None;
+        }
+        match self.fetched_at {
+            None => Some(FetchReason::Empty),
+            Some(t) if now >= crate::time::add(t, self.max_age) => Some(FetchReason::Stale),
+            Some(_) => None,
+        }
+    }
+
+    /// After a token named an unknown `kid`: may the driver refetch now? At most once
+    /// per cooldown, so random `kid`s cannot force a fetch storm.
+    #[must_use]
+    pub fn may_refetch_for_unknown_kid(&self, now: SystemTime) -> bool {
+        self.cooled_down(now)
+    }
+
+    /// Feeds a fetch response. On success the set is replaced; on failure the last good
+    /// set stays and the error is returned.
+    pub fn handle_response(
+        &mut self,
+        now: SystemTime,
+        resp: &Response<Vec<u8>>,
+    ) -> Result<&JwkSet, Error> {
+        self.last_attempt = Some(now);
+        if !resp.status().is_success() {
+            return Err(body::malformed(
+                EndpointKind::Jwks,
+                resp,
+                MalformedReason::UnexpectedStatus,
+            ));
+        }
+        let map = body::object(EndpointKind::Jwks, resp, self.max_body)?;
+        let raw = Value::Object(map).to_string();
+        let set = JwkSet::parse(raw.as_bytes()).map_err(|e| {
+            body::malformed(
+                EndpointKind::Jwks,
+                resp,
+                MalformedReason::InvalidJson {
+                    detail: e.to_string(),
+                },
+            )
+        })?;
+        self.keys = Some(set);
+        self.raw = Some(raw);
+        self.fetched_at = Some(now);
+        Ok(self.keys.as_ref().expect("just set"))
+    }
+
+    /// Records a failed fetch (transport error). The last good set stays.
+    pub fn handle_failure(&mut self, now: SystemTime) {
+        self.last_attempt = Some(now);
+    }
+
+    /// The current key set, if any (possibly stale: serving it beats failing).
+    #[must_use]
+    pub fn keys(&self) -> Option<&JwkSet> {
+        self.keys.as_ref()
+    }
+
+    /// When the current set was fetched.
+    #[must_use]
+    pub fn fetched_at(&self) -> Option<SystemTime> {
+        self.fetched_at
+    }
+
+    /// Exports the last good set.
+    #[must_use]
+    pub fn export(&self) -> Option<KeySetSnapshot> {
+        Some(KeySetSnapshot {
+            jwks_uri: self.jwks_uri.to_string(),
+            jwks: self.raw.clone()?,
+            fetched_at: self.fetched_at?,
+        })
+    }
+
+    /// Rebuilds a cache from a snapshot (its age counts from the original fetch).
+    pub fn import(snapshot: &KeySetSnapshot) -> Result<Self, IdTokenError> {
+        let jwks_uri = Url::parse(&snapshot.jwks_uri)
+            .map_err(|e| IdTokenError::Malformed(format!("snapshot URL: {e}")))?;
+        let mut cache = Self::new(jwks_uri);
+        cache.keys = Some(JwkSet::parse(snapshot.jwks.as_bytes())?);
+        cache.raw = Some(snapshot.jwks.clone());
+        cache.fetched_at = Some(snapshot.fetched_at);
+        Ok(cache)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+
+    fn doc(keys: &[Value]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap()
+    }
+
+    fn rsa(kid: Option<&str>, usage: Option<&str>) -> Value {
+        let mut v = serde_json::json!({"kty": "RSA", "n": RSA_N, "e": "AQAB"});
+        if let Some(k) = kid {
+            v["kid"] = k.into();
+        }
+        if let Some(u) = usage {
+            v["use"] = u.into();
+        }
+        v
+    }
+
+    #[test]
+    fn parse_skips_non_signing_and_symmetric_keys() {
+        let set = JwkSet::parse(&doc(&[
+            rsa(Some("a"), Some("sig")),
+            rsa(Some("b"), Some("enc")),
+            serde_json::json!({"kty": "oct", "k": "AAAA"}),
+            serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}),
+        ]))
+        .unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert_eq!(set.skipped, 3);
+        assert!(JwkSet::parse(b"{}").is_err());
+        assert!(JwkSet::parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn selection_rules() {
+        let one = JwkSet::parse(&doc(&[rsa(None, None)])).unwrap();
+        assert!(one.select(None, Algorithm::RS256).is_ok());
+        assert!(matches!(
+            one.select(None, Algorithm::ES256),
+            Err(IdTokenError::NoMatchingKey { .. })
+        ));
+        assert!(matches!(
+            one.select(Some("x"), Algorithm::RS256),
+            Err(IdTokenError::UnknownKid(_))
+        ));
+        let two = JwkSet::parse(&doc(&[rsa(Some("a"), None), rsa(Some("b"), None)])).unwrap();
+        assert_eq!(
+            two.select(None, Algorithm::RS256).unwrap_err(),
+            IdTokenError::AmbiguousKey
+        );
+        assert_eq!(
+            two.select(Some("b"), Algorithm::RS256)
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some("b")
+        );
+        let mut restricted = rsa(Some("c"), None);
+        restricted["alg"] = "PS256".into();
+        let r = JwkSet::parse(&doc(&[restricted])).unwrap();
+        assert!(r.select(Some("c"), Algorithm::RS256).is_err());
+        assert!(r.select(Some("c"), Algorithm::PS256).is_ok());
+    }
+
+    #[test]
+    fn cache_policy() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut c = KeySetCache::new(Url::parse("https://idp.example/jwks").unwrap());
+        assert_eq!(c.needs_fetch(t0), Some(FetchReason::Empty));
+        let ok = Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(doc(&[rsa(Some("a"), None)]))
+            .unwrap();
+        c.handle_response(t0, &ok).unwrap();
+        assert_eq!(c.needs_fetch(t0), None);
+        assert!(!c.may_refetch_for_unknown_kid(t0 + Duration::from_secs(59)));
+        assert!(c.may_refetch_for_unknown_kid(t0 + Duration::from_secs(60)));
+        let later = t0 + Duration::from_secs(601);
+        assert_eq!(c.needs_fetch(later), Some(FetchReason::Stale));
+        let bad = Response::builder().status(503).body(Vec::new()).unwrap();
+        assert!(c.handle_response(later, &bad).is_err());
+        assert_eq!(c.keys().unwrap().keys.len(), 1, "last good set kept");
+        assert_eq!(
+            c.needs_fetch(later + Duration::from_secs(10)),
+            None,
+            "cooldown after a failed attempt"
+        );
+        let snap = c.export().unwrap();
+        let json = serde_json::to_string(&snap).unwrap();
+        let back = KeySetCache::import(&serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(back.keys(), c.keys());
+        assert_eq!(back.fetched_at(), Some(t0));
+    }
+}
