@@ -16,6 +16,7 @@ cargo xtask <command>
   fmt     cargo fmt --all --check
   doc     cargo doc --workspace --no-deps with warnings denied
   msrv    cargo check --locked --lib on the MSRV toolchain (rust-version in Cargo.toml)
+  bench   the benchmark table (release build; BENCH_ROUNDS=n to change the rounds)
 ";
 
 fn main() -> ExitCode {
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Some("fmt") => fmt(),
         Some("doc") => doc(),
         Some("msrv") => msrv(),
+        Some("bench") => bench(),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -105,6 +107,12 @@ fn doc() -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings");
+    run(cmd)
+}
+
+fn bench() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--locked", "-p", "class-oauth-bench"]);
     run(cmd)
 }
 

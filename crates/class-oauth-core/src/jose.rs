@@ -348,7 +348,10 @@ mod tests {
             "padding is not base64url"
         );
         // A JWS payload is any bytes; the claims parser requires the object.
-        assert_eq!(Jws::parse("eyJhbGciOiJSUzI1NiJ9.W10.AA").unwrap().payload, b"[]");
+        assert_eq!(
+            Jws::parse("eyJhbGciOiJSUzI1NiJ9.W10.AA").unwrap().payload,
+            b"[]"
+        );
         let ok = Jws::parse("eyJhbGciOiJSUzI1NiJ9.e30.AA").unwrap();
         assert_eq!(ok.header.alg, "RS256");
         assert_eq!(
