@@ -10,12 +10,13 @@ mod tidy;
 const HELP: &str = "\
 cargo xtask <command>
 
-  ci      everything CI checks: fmt, lint, test, doc (the README's test command)
+  ci      everything CI checks: fmt, lint, test, conformance, doc (the README's test command)
   test    cargo test --workspace (unit, integration, property, fixture replay, doc tests, tidy)
   lint    cargo clippy --workspace --all-targets -D warnings
   fmt     cargo fmt --all --check
   doc     cargo doc --workspace --no-deps with warnings denied
   msrv    cargo check --locked --lib on the MSRV toolchain (rust-version in Cargo.toml)
+  conformance  every fixture through core, async and blocking transports; prints the matrix
   bench   the benchmark table (release build; BENCH_ROUNDS=n to change the rounds)
 ";
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Some("doc") => doc(),
         Some("msrv") => msrv(),
         Some("bench") => bench(),
+        Some("conformance") => conformance(),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -74,7 +76,20 @@ fn ci() -> Result<(), String> {
     fmt()?;
     lint()?;
     test()?;
+    conformance()?;
     doc()
+}
+
+fn conformance() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--locked",
+        "-p",
+        "class-oauth-conformance",
+    ]);
+    run(cmd)
 }
 
 fn test() -> Result<(), String> {

@@ -292,6 +292,7 @@ pub(crate) fn refusal(resp: &Response<Vec<u8>>, errors: Vec<ApiErrorItem>) -> Er
 /// whose envelope carries errors; [`Error::MalformedResponse`] for a body that is
 /// neither.
 pub fn parse_response(resp: &Response<Vec<u8>>, max_body: usize) -> Result<ApiResponse, Error> {
+    body::reject_redirect(EndpointKind::Api, resp)?;
     let status = resp.status();
     if !status.is_success() {
         if resp.body().iter().all(u8::is_ascii_whitespace) {

@@ -92,13 +92,34 @@ pub(crate) fn malformed(
     }))
 }
 
+/// A 3xx is an error of its own: redirects are never followed.
+pub(crate) fn reject_redirect(
+    endpoint: EndpointKind,
+    resp: &Response<Vec<u8>>,
+) -> Result<(), Error> {
+    if !resp.status().is_redirection() {
+        return Ok(());
+    }
+    let location = resp
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| crate::error::truncate(l.split(['?', '#']).next().unwrap_or(""), 200).to_owned());
+    Err(malformed(
+        endpoint,
+        resp,
+        MalformedReason::Redirect { location },
+    ))
+}
+
 /// Decodes the body as a JSON object (or a form body, turned into an object of
-/// strings). Checks size and emptiness first.
+/// strings). Checks for a redirect, size and emptiness first.
 pub(crate) fn object(
     endpoint: EndpointKind,
     resp: &Response<Vec<u8>>,
     max_body: usize,
 ) -> Result<Map<String, Value>, Error> {
+    reject_redirect(endpoint, resp)?;
     if resp.body().len() > max_body {
         return Err(malformed(
             endpoint,

@@ -271,6 +271,11 @@ pub enum MalformedReason {
     },
     /// The status is neither success nor a parseable error.
     UnexpectedStatus,
+    /// A 3xx: redirects are never followed (they would leak credentials or enable SSRF).
+    Redirect {
+        /// Where it pointed (scheme, host and path only; the query is dropped).
+        location: Option<String>,
+    },
     /// `token_type` is not `bearer`; RFC 6749 7.1 forbids using such a token.
     UnsupportedTokenType(String),
 }
@@ -289,6 +294,14 @@ impl fmt::Display for MalformedReason {
             Self::UnexpectedStatus => {
                 f.write_str("the status is not a success and the body is no OAuth error")
             }
+            Self::Redirect { location } => write!(
+                f,
+                "the server redirected{}; redirects are never followed, so check the configured endpoint URL",
+                location
+                    .as_deref()
+                    .map(|l| format!(" to {l}"))
+                    .unwrap_or_default()
+            ),
             Self::UnsupportedTokenType(t) => {
                 write!(f, "token_type `{}` is not bearer", truncate(t, 40))
             }

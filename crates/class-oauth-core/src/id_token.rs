@@ -23,7 +23,6 @@
 //!
 //! # Driving it with a key-set cache
 //! ```text
-//! if let Some(_) = cache.needs_fetch(now) { send cache.request(); cache.handle_response(now, &resp) }
 //! match validator.validate(token, cache.keys(), now, &expect) {
 //!     Err(e) if e.wants_key_refresh() && cache.may_refetch_for_unknown_kid(now) => {
 //!         send cache.request(); cache.handle_response(now, &resp); validate once more

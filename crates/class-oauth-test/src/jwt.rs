@@ -169,3 +169,47 @@ pub fn unsigned(claims: &Value) -> String {
         b64(claims.to_string().as_bytes())
     )
 }
+
+impl TestKey {
+    /// A fresh P-256 key in PKCS#8, to rebuild the same key with [`TestKey::ec_from_pkcs8`].
+    #[must_use]
+    pub fn ec_pkcs8() -> Vec<u8> {
+        EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &SystemRandom::new(),
+        )
+        .expect("keygen")
+        .as_ref()
+        .to_vec()
+    }
+
+    /// A P-256 key from PKCS#8, `kid` "key-ec".
+    #[must_use]
+    pub fn ec_from_pkcs8(pk8: &[u8]) -> Self {
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pk8,
+            &SystemRandom::new(),
+        )
+        .expect("key");
+        Self {
+            kid: Some("key-ec".into()),
+            kind: Kind::Ec(pair),
+        }
+    }
+}
+
+/// XOR every signature byte with 0x5A, as the OpenID conformance suite does.
+#[must_use]
+pub fn corrupt_signature(token: &str) -> String {
+    let Some((input, sig)) = token.rsplit_once('.') else {
+        return token.to_owned();
+    };
+    let bytes: Vec<u8> = URL_SAFE_NO_PAD
+        .decode(sig)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| b ^ 0x5A)
+        .collect();
+    format!("{input}.{}", b64(&bytes))
+}

@@ -18,15 +18,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use class_oauth_core::authorize::{AuthorizationRequest, Prompt, ResponseMode};
-use class_oauth_core::callback::CallbackParams;
+use class_oauth_core::authorize::{Prompt, ResponseMode};
 use class_oauth_core::discovery::{self, DiscoveryInput, DiscoveryPolicy};
+use class_oauth_core::flow::{
+    DriveError, Exchange, Flow, OnFailure, Step, TokenFlow, ValidatedTokens, drive_blocking,
+};
+use class_oauth_core::jwks::KeySetCache;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
+use class_oauth_core::session::{AuthorizeOptions, Callback, ClientConfig};
 use class_oauth_core::token::TokenRequest;
 use class_oauth_core::{
     AccessToken, Client, ClientId, ClientSecret, Endpoints, Environment, Error, IssuerUrl,
-    Password, PkceMode, RedirectUrl, RefreshToken, TokenSet, Username, api, userinfo,
+    Password, PkceMode, RedirectUrl, RefreshToken, Username,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -73,6 +77,38 @@ pub struct Fixture {
     /// core replay skips these cases.
     #[serde(default)]
     pub transport_fault: Option<String>,
+    /// Responses for other paths (the key set, say), keyed by path.
+    #[serde(default)]
+    pub other_responses: BTreeMap<String, CannedResponse>,
+    /// How many requests the library must send in all (default: 1 with
+    /// `expect_request`, else 0). After a rejection, no follow-up request may be made.
+    #[serde(default)]
+    pub expect_request_count: Option<usize>,
+}
+
+/// An ID token the harness signs at run time (its `iss` depends on the server address).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdTokenSpec {
+    /// Signing key: `a`, `b` (RSA) or `ec`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `RS256` (default), `PS256`, `ES256`, `HS256` (client secret) or `none`.
+    #[serde(default)]
+    pub alg: Option<String>,
+    /// Omit the `kid` header.
+    #[serde(default)]
+    pub no_kid: bool,
+    /// Extra header members.
+    #[serde(default)]
+    pub header: Value,
+    /// Claims; `{issuer}`, `{client_id}`, `{now}` and `{nonce}` are substituted, and
+    /// `null` removes a default claim.
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    /// XOR every signature byte with 0x5A.
+    #[serde(default)]
+    pub corrupt_signature: bool,
 }
 
 /// What the outgoing request must look like.
@@ -118,16 +154,99 @@ pub struct CannedResponse {
     /// Delay before answering, in milliseconds (transports only).
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    /// An ID token to sign and add to the JSON body as `id_token`.
+    #[serde(default)]
+    pub id_token: Option<IdTokenSpec>,
+    /// Serve a key set with these test keys (`a`, `b`, `ec`) as the JSON body.
+    #[serde(default)]
+    pub jwks: Option<Vec<String>>,
+}
+
+fn test_key(name: &str) -> jwt::TestKey {
+    match name {
+        "b" => jwt::TestKey::rsa_b(),
+        "ec" => ec_key(),
+        _ => jwt::TestKey::rsa_a(),
+    }
+}
+
+/// One P-256 key per process, so a key set and the tokens it verifies agree.
+fn ec_key() -> jwt::TestKey {
+    static PK8: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    jwt::TestKey::ec_from_pkcs8(PK8.get_or_init(jwt::TestKey::ec_pkcs8))
+}
+
+impl IdTokenSpec {
+    /// Signs the token for `issuer`. The nonce placeholder takes the harness's
+    /// deterministic nonce.
+    #[must_use]
+    pub fn sign(&self, issuer: &str, nonce: Option<&str>) -> String {
+        let mut claims = json!({"iss": issuer, "sub": "user-123", "aud": CLIENT_ID, "exp": NOW_UNIX + 300, "iat": NOW_UNIX - 10});
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
+        }
+        for (k, v) in &self.claims {
+            let v = match v {
+                Value::String(s) => {
+                    let s = s
+                        .replace("{issuer}", issuer)
+                        .replace("{client_id}", CLIENT_ID)
+                        .replace("{nonce}", nonce.unwrap_or(""));
+                    match s.parse::<u64>() {
+                        Ok(n) if s.starts_with(char::is_numeric) && k != "sub" && k != "nonce" => {
+                            json!(n)
+                        }
+                        _ => json!(s),
+                    }
+                }
+                other => other.clone(),
+            };
+            if v.is_null() {
+                claims.as_object_mut().expect("object").remove(k);
+            } else {
+                claims[k] = v;
+            }
+        }
+        let alg = self.alg.as_deref().unwrap_or("RS256");
+        let token = match alg {
+            "none" => jwt::unsigned(&claims),
+            "HS256" => jwt::sign_hs256(CLIENT_SECRET.as_bytes(), &claims),
+            _ => {
+                let mut key = test_key(self.key.as_deref().unwrap_or("a"));
+                if self.no_kid {
+                    key = key.with_kid(None);
+                }
+                key.sign(alg, &claims, &self.header)
+            }
+        };
+        if self.corrupt_signature {
+            jwt::corrupt_signature(&token)
+        } else {
+            token
+        }
+    }
 }
 
 impl CannedResponse {
-    /// The body bytes with `{issuer}` replaced.
+    /// The body bytes with `{issuer}` replaced (and any ID token or key set added).
     #[must_use]
     pub fn body_bytes(&self, issuer: &str) -> Vec<u8> {
         let text = match (&self.json, &self.body) {
-            (Some(v), _) => serde_json::to_string(v).expect("JSON values serialise"),
+            (Some(v), _) => {
+                let mut v = v.clone();
+                if let Some(spec) = &self.id_token {
+                    v["id_token"] = json!(spec.sign(issuer, Some(&harness_nonce())));
+                }
+                serde_json::to_string(&v).expect("JSON values serialise")
+            }
             (None, Some(b)) => b.clone(),
-            (None, None) => String::new(),
+            (None, None) => match &self.jwks {
+                Some(names) => {
+                    let keys: Vec<jwt::TestKey> = names.iter().map(|n| test_key(n)).collect();
+                    jwt::jwks(&keys.iter().collect::<Vec<_>>()).to_string()
+                }
+                None => String::new(),
+            },
         };
         let text = text.replace("{issuer}", issuer);
         match self.repeat {
@@ -263,7 +382,8 @@ pub fn error_outcome(e: &Error) -> Value {
     json!({ "error": m, "display": e.to_string() })
 }
 
-fn token_outcome(t: &TokenSet) -> Value {
+fn token_outcome(v: &ValidatedTokens) -> Value {
+    let t = &v.tokens;
     json!({"ok": {
         "access_token": t.access_token.secret(),
         "refresh_token": t.refresh_token.as_ref().map(RefreshToken::secret),
@@ -275,6 +395,7 @@ fn token_outcome(t: &TokenSet) -> Value {
         "business_code": t.business_code().map(|c| c.as_str().to_owned()),
         "business_name": t.business_name(),
         "id_token_present": t.id_token.is_some(),
+        "id_token_sub": v.id_claims.as_ref().map(|c| c.sub.clone()),
     }})
 }
 
@@ -282,79 +403,191 @@ fn scopes(input: &Map<String, Value>, key: &str) -> Scopes {
     Scopes::parse(str_of(input, key).unwrap_or("")).expect("fixture scopes parse")
 }
 
-/// Plays a fixture through the core. `send` carries the request to the server and
-/// returns its response, or a transport error message (reported as kind `transport`).
+/// The nonce the harness's deterministic entropy produces for the authorization request
+/// (state is drawn first, then the nonce).
+#[must_use]
+pub fn harness_nonce() -> String {
+    let mut e = entropy();
+    let _state = class_oauth_core::State::generate(&mut e);
+    class_oauth_core::Nonce::generate(&mut e)
+        .secret()
+        .to_owned()
+}
+
+/// A flow whose output is the normalised outcome value.
+pub type OutcomeFlow = Box<dyn Flow<Output = Value> + Send>;
+
+struct MapFlow<F, G> {
+    inner: F,
+    map: Option<G>,
+}
+
+impl<F: Flow, G: FnOnce(F::Output) -> Value> Flow for MapFlow<F, G> {
+    type Output = Value;
+    fn poll(&mut self, now: SystemTime) -> Step<Value> {
+        match self.inner.poll(now) {
+            Step::Done(Ok(v)) => match self.map.take() {
+                Some(m) => Step::Done(Ok(m(v))),
+                None => Step::Done(Ok(Value::Null)),
+            },
+            Step::Done(Err(e)) => Step::Done(Err(e)),
+            Step::Send(r) => Step::Send(r),
+            Step::Wait(d) => Step::Wait(d),
+            _ => Step::Done(Ok(json!({"error": {"kind": "unknown_step"}}))),
+        }
+    }
+    fn handle_response(&mut self, now: SystemTime, response: http::Response<Vec<u8>>) {
+        self.inner.handle_response(now, response);
+    }
+    fn handle_transport_failure(&mut self, now: SystemTime) -> OnFailure {
+        self.inner.handle_transport_failure(now)
+    }
+}
+
+fn boxed<F, G>(inner: F, map: G) -> OutcomeFlow
+where
+    F: Flow + Send + 'static,
+    G: FnOnce(F::Output) -> Value + Send + 'static,
+{
+    Box::new(MapFlow {
+        inner,
+        map: Some(map),
+    })
+}
+
+/// Builds the client configuration and endpoints a fixture asks for, against `issuer`.
 ///
-/// Returns the outcome and how many requests were sent.
-pub fn run(
-    fixture: &Fixture,
-    issuer: &str,
-    mut send: impl FnMut(http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, String>,
-) -> (Value, usize) {
+/// # Panics
+/// On an invalid fixture.
+#[must_use]
+pub fn config_for(fixture: &Fixture, issuer: &str) -> (ClientConfig, Endpoints) {
     let client = client_for(fixture, issuer);
+    let mut endpoints = client.endpoints().clone();
+    let issuer_url = IssuerUrl::new(issuer).expect("valid issuer");
+    if let Some(p) = str_of(&fixture.client, "jwks_path") {
+        endpoints.jwks_uri = Some(issuer_url.join(p));
+    }
+    if let Some(Value::Array(algs)) = fixture.client.get("id_token_algorithms") {
+        endpoints.id_token_signing_alg_values_supported = Some(
+            algs.iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect(),
+        );
+    }
+    let secret = (fixture.client.get("public") != Some(&Value::Bool(true)))
+        .then(|| ClientSecret::new(CLIENT_SECRET));
+    let mut config = ClientConfig::new(ClientId::new(CLIENT_ID), secret);
+    config.pkce = client.pkce();
+    if let (Some(uri), Some(Value::Array(seed))) =
+        (&endpoints.jwks_uri, fixture.client.get("jwks_seed"))
+    {
+        let names: Vec<String> = seed
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let age = fixture
+            .client
+            .get("jwks_seed_age_secs")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let body = CannedResponse {
+            status: 200,
+            jwks: Some(names),
+            ..CannedResponse::default()
+        };
+        let mut cache = KeySetCache::new(uri.clone());
+        let resp = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(body.body_bytes(issuer))
+            .expect("response");
+        let seeded_at = now() - Duration::from_secs(age);
+        cache
+            .handle_response(seeded_at, &resp)
+            .expect("seed key set");
+        config.set_keys(cache);
+    }
+    (config, endpoints)
+}
+
+/// Prepares a fixture: the flow to drive, or (for failures before any request, such as a
+/// rejected callback) the outcome at once.
+///
+/// # Panics
+/// On an invalid fixture.
+pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
+    let (config, endpoints) = config_for(fixture, issuer);
     let input = &fixture.input;
-    let mut sent = 0usize;
-    let mut send = |req: http::Request<Vec<u8>>| {
-        sent += 1;
-        send(req)
-    };
-    macro_rules! try_core {
-        ($e:expr) => {
-            match $e {
-                Ok(v) => v,
-                Err(e) => return (error_outcome(&e), sent),
-            }
-        };
-    }
-    macro_rules! exchange {
-        ($req:expr) => {
-            match send($req) {
-                Ok(r) => r,
-                Err(msg) => return (json!({"error": {"kind": "transport"}, "display": msg}), sent),
-            }
-        };
-    }
-    let outcome = match fixture.operation.as_str() {
+    let fail = |e: Error| error_outcome(&e);
+    Ok(match fixture.operation.as_str() {
         "password" => {
-            let req = try_core!(TokenRequest::password(
-                Username::new(str_of(input, "username").unwrap_or("user")),
-                Password::new(str_of(input, "password").unwrap_or("pass")),
-                scopes(input, "scope"),
-            ));
-            let resp = exchange!(try_core!(req.to_http(&client)));
-            token_outcome(&try_core!(req.parse_response(&client, &resp, now())))
+            let flow = config
+                .password_flow(
+                    &endpoints,
+                    Username::new(str_of(input, "username").unwrap_or("user")),
+                    Password::new(str_of(input, "password").unwrap_or("pass")),
+                    scopes(input, "scope"),
+                )
+                .map_err(fail)?;
+            boxed(flow, |v| token_outcome(&v))
         }
         "refresh" => {
+            let client = config.client(&endpoints);
             let rt = RefreshToken::new(str_of(input, "refresh_token").unwrap_or("rt-old"));
             let mut req = TokenRequest::refresh_token(rt, scopes(input, "granted_scope"));
             if let Some(n) = str_of(input, "narrow_scope") {
-                req = try_core!(req.with_narrower_scope(Scopes::parse(n).expect("scope")));
+                req = req
+                    .with_narrower_scope(Scopes::parse(n).expect("scope"))
+                    .map_err(fail)?;
             }
-            let resp = exchange!(try_core!(req.to_http(&client)));
-            token_outcome(&try_core!(req.parse_response(&client, &resp, now())))
+            let flow = TokenFlow::new(&client, req).with_id_token_validation(
+                config.validator(&endpoints),
+                config.keys(&endpoints),
+                None,
+            );
+            boxed(flow, |v| token_outcome(&v))
         }
         "authorization_code" => {
             let redirect = RedirectUrl::new(
                 str_of(input, "redirect_uri").unwrap_or("https://partner.example/cb"),
             )
             .expect("redirect");
-            let mut ar = AuthorizationRequest::new(&client, redirect, scopes(input, "scope"));
-            if let Some(p) = str_of(input, "prompt") {
-                ar = ar.prompt(Prompt::parse(p).expect("prompt"));
-            }
+            let mut options = AuthorizeOptions::default();
+            options.prompt = str_of(input, "prompt").map(|p| Prompt::parse(p).expect("prompt"));
             if str_of(input, "response_mode") == Some("form_post") {
-                ar = ar.response_mode(ResponseMode::FormPost);
+                options.response_mode = Some(ResponseMode::FormPost);
             }
-            let (_url, pending) = try_core!(ar.build(&mut entropy(), now()));
+            options.max_age = input
+                .get("max_age")
+                .and_then(Value::as_u64)
+                .map(Duration::from_secs);
+            let (_url, pending) = config
+                .authorization(
+                    &endpoints,
+                    redirect,
+                    scopes(input, "scope"),
+                    options,
+                    &mut entropy(),
+                    now(),
+                )
+                .map_err(fail)?;
             let query = str_of(input, "callback")
                 .unwrap_or("code=fixture-code&state={state}")
                 .replace("{state}", pending.state.secret())
                 .replace("{issuer_encoded}", &encode(issuer));
-            let params = try_core!(CallbackParams::from_query(&query));
-            let code = try_core!(pending.verify_callback(&params, now()));
-            let req = TokenRequest::authorization_code(&pending, code);
-            let resp = exchange!(try_core!(req.to_http(&client)));
-            token_outcome(&try_core!(req.parse_response(&client, &resp, now())))
+            let url = format!(
+                "{}{}{query}",
+                pending.redirect_uri,
+                if pending.redirect_uri.as_str().contains('?') {
+                    "&"
+                } else {
+                    "?"
+                }
+            );
+            let flow = config
+                .callback_flow(&endpoints, &pending, Callback::Url(&url), now())
+                .map_err(fail)?;
+            boxed(flow, |v| token_outcome(&v))
         }
         "discovery" => {
             let issuer_url = IssuerUrl::new(issuer).expect("issuer");
@@ -363,31 +596,27 @@ pub fn run(
             if input.get("require_key_set") == Some(&Value::Bool(false)) {
                 policy = policy.without_key_set_requirement();
             }
-            let resp = exchange!(discovery::request(&issuer_url));
-            let e = try_core!(discovery::resolve(
-                &env,
-                DiscoveryInput::Response(&resp),
-                &policy
-            ));
-            let path = |u: &class_oauth_core::url::Url| u.path().to_owned();
-            json!({"ok": {
-                "source": serde_json::to_value(e.source).expect("serialisable"),
-                "authorization_path": path(&e.authorization_endpoint),
-                "token_path": path(&e.token_endpoint),
-                "userinfo_path": e.userinfo_endpoint.as_ref().map(path),
-                "jwks_path": e.jwks_uri.as_ref().map(path),
-                "revocation_path": e.revocation_endpoint.as_ref().map(path),
-            }})
+            let flow = Exchange::new(Ok(discovery::request(&issuer_url)), move |resp, _| {
+                discovery::resolve(&env, DiscoveryInput::Response(resp), &policy)
+            });
+            boxed(flow, |e| {
+                let path = |u: &class_oauth_core::url::Url| u.path().to_owned();
+                json!({"ok": {
+                    "source": serde_json::to_value(e.source).expect("serialisable"),
+                    "authorization_path": path(&e.authorization_endpoint),
+                    "token_path": path(&e.token_endpoint),
+                    "userinfo_path": e.userinfo_endpoint.as_ref().map(path),
+                    "jwks_path": e.jwks_uri.as_ref().map(path),
+                    "revocation_path": e.revocation_endpoint.as_ref().map(path),
+                }})
+            })
         }
         "userinfo" => {
             let at = AccessToken::new(str_of(input, "access_token").unwrap_or("at"));
-            let resp = exchange!(try_core!(userinfo::request(&client, &at)));
-            let u = try_core!(userinfo::parse_response(
-                &client,
-                &resp,
-                str_of(input, "expected_sub")
-            ));
-            json!({"ok": {"sub": u.sub, "email": u.email, "business_code": u.business_code, "class_role": u.class_role, "name": u.name}})
+            boxed(
+                config.userinfo_flow(&endpoints, &at, str_of(input, "expected_sub")),
+                |u| json!({"ok": {"sub": u.sub, "email": u.email, "business_code": u.business_code, "class_role": u.class_role, "name": u.name}}),
+            )
         }
         "revoke" => {
             let token = str_of(input, "token").unwrap_or("rt");
@@ -396,32 +625,67 @@ pub fn run(
             } else {
                 RevocationRequest::RefreshToken(RefreshToken::new(token))
             };
-            let resp = exchange!(try_core!(req.to_http(&client)));
-            try_core!(req.parse_response(&client, &resp));
-            json!({"ok": {}})
+            boxed(config.revoke_flow(&endpoints, req), |()| json!({"ok": {}}))
         }
         "api" => {
             let at = AccessToken::new(str_of(input, "access_token").unwrap_or("at"));
-            let base = client
-                .endpoints()
-                .api_base
-                .clone()
-                .expect("custom environments have an API base");
-            let req = try_core!(api::ApiRequest::get(
-                &base,
-                str_of(input, "path").unwrap_or("")
-            ));
-            let resp = exchange!(try_core!(req.to_http(&at)));
-            let r = try_core!(api::parse_response(&resp, client.max_body()));
-            json!({"ok": {"status": r.status.as_u16(), "data": r.data, "remaining": r.rate_limit.remaining}})
+            let mut config = config;
+            if let Some(w) = input.get("max_wait_secs").and_then(Value::as_u64) {
+                config.max_rate_limit_wait = Duration::from_secs(w);
+            }
+            let flow = config
+                .api_get_flow(&endpoints, &at, str_of(input, "path").unwrap_or(""))
+                .map_err(fail)?;
+            boxed(
+                flow,
+                |r| json!({"ok": {"status": r.status.as_u16(), "data": r.data, "remaining": r.rate_limit.remaining}}),
+            )
         }
         other => panic!("unknown fixture operation `{other}`"),
-    };
-    (outcome, sent)
+    })
 }
 
 fn encode(s: &str) -> String {
     class_oauth_core::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The outcome value of a driver error.
+#[must_use]
+pub fn drive_error_outcome(e: &DriveError) -> Value {
+    match e {
+        DriveError::Protocol(p) => error_outcome(p),
+        DriveError::Transport(t) => {
+            json!({"error": {"kind": "transport", "transport_kind": t.kind.as_str()}, "display": t.to_string()})
+        }
+        _ => json!({"error": {"kind": "unknown"}}),
+    }
+}
+
+/// The canned response for a request path: the main response for the expected path,
+/// else one of `other_responses`, else a 404.
+#[must_use]
+pub fn route(fixture: &Fixture, path: &str, issuer: &str) -> http::Response<Vec<u8>> {
+    let main = fixture.expect_request.as_ref().map(|e| e.path.as_str());
+    let canned = if main == Some(path) {
+        fixture.response.as_ref()
+    } else {
+        fixture.other_responses.get(path)
+    };
+    match canned {
+        Some(c) => c.to_http(issuer),
+        None => http::Response::builder()
+            .status(404)
+            .body(Vec::new())
+            .expect("response"),
+    }
+}
+
+/// The number of requests the library must send.
+#[must_use]
+pub fn expected_request_count(fixture: &Fixture) -> usize {
+    fixture
+        .expect_request_count
+        .unwrap_or_else(|| usize::from(fixture.expect_request.is_some()))
 }
 
 /// Checks that `outcome` matches `expect`: the same top-level key (`ok` / `error`) and
@@ -515,29 +779,48 @@ pub fn check_request(expect: &ExpectRequest, req: &http::Request<Vec<u8>>) -> Re
 }
 
 /// Replays a fixture in memory through the core: checks the request (or that none was
-/// sent) and the outcome. Returns `Ok(None)` for transport-only cases.
+/// sent), the number of requests, and the outcome. Returns `Ok(None)` for
+/// transport-only cases.
 pub fn replay_core(fixture: &Fixture) -> Result<Option<Value>, String> {
     if fixture.transport_fault.is_some() {
         return Ok(None);
     }
     let issuer = "https://class.test";
     let mut request_error = None;
-    let (outcome, sent) = run(fixture, issuer, |req| {
-        if let Some(exp) = &fixture.expect_request {
-            if let Err(e) = check_request(exp, &req) {
-                request_error.get_or_insert(e);
+    let mut sent = 0usize;
+    let outcome = match prepare(fixture, issuer) {
+        Err(outcome) => outcome,
+        Ok(flow) => {
+            let result = drive_blocking(
+                flow,
+                now,
+                |req| {
+                    sent += 1;
+                    if let Some(exp) = &fixture.expect_request {
+                        if req.uri().path() == exp.path {
+                            if let Err(e) = check_request(exp, &req) {
+                                request_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                    Ok(route(fixture, req.uri().path(), issuer))
+                },
+                |_| {},
+            );
+            match result {
+                Ok(v) => v,
+                Err(e) => drive_error_outcome(&e),
             }
         }
-        let resp = fixture.response.as_ref().ok_or("fixture has no response")?;
-        Ok(resp.to_http(issuer))
-    });
+    };
     if let Some(e) = request_error {
         return Err(format!("request: {e}"));
     }
-    let expected_sent = usize::from(fixture.expect_request.is_some());
-    if sent != expected_sent {
+    let expected = expected_request_count(fixture);
+    if sent != expected {
         return Err(format!(
-            "expected {expected_sent} request(s), the core sent {sent}"
+            "expected {expected} request(s), the core sent {sent} (outcome {})",
+            short(&outcome)
         ));
     }
     check_outcome(&fixture.expect, &outcome)?;

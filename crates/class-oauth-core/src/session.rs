@@ -1,0 +1,277 @@
+//! Client configuration shared by the transports' high-level clients: credentials,
+//! PKCE, ID-token settings, and the per-issuer key-set cache. Everything a call needs is
+//! derived here from the resolved endpoints, so the transports hold no protocol logic.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::client::{Client, PkceMode};
+use crate::environment::Endpoints;
+use crate::flow::SharedKeySet;
+use crate::id_token::{DEFAULT_LEEWAY, IdTokenValidator};
+use crate::jose::Algorithm;
+use crate::jwks::KeySetCache;
+use crate::secret::ClientSecret;
+use crate::types::ClientId;
+
+/// How a high-level client authenticates and validates.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The client id.
+    pub client_id: ClientId,
+    /// The client secret (HTTP Basic); `None` for a public client.
+    pub client_secret: Option<ClientSecret>,
+    /// PKCE mode for authorization requests.
+    pub pkce: PkceMode,
+    /// ID-token algorithms; `None` means discovery's list, or RS256.
+    pub id_token_algorithms: Option<Vec<Algorithm>>,
+    /// ID-token clock leeway (capped at 5 minutes by the validator).
+    pub leeway: Duration,
+    /// Response body cap.
+    pub max_body: usize,
+    /// Longest 429 wait the API helper sits out before retrying once.
+    pub max_rate_limit_wait: Duration,
+    keys: Arc<Mutex<Option<SharedKeySet>>>,
+}
+
+impl ClientConfig {
+    /// A configuration with defaults: PKCE S256, RS256 (or discovery's list), 60 s
+    /// leeway, 1 MiB bodies, 60 s maximum rate-limit wait.
+    #[must_use]
+    pub fn new(client_id: ClientId, client_secret: Option<ClientSecret>) -> Self {
+        Self {
+            client_id,
+            client_secret,
+            pkce: PkceMode::default(),
+            id_token_algorithms: None,
+            leeway: DEFAULT_LEEWAY,
+            max_body: crate::body::DEFAULT_MAX_BODY,
+            max_rate_limit_wait: Duration::from_secs(60),
+            keys: Arc::default(),
+        }
+    }
+
+    /// The core client for `endpoints`.
+    #[must_use]
+    pub fn client(&self, endpoints: &Endpoints) -> Client {
+        let mut c = Client::new(self.client_id.clone(), endpoints.clone())
+            .with_pkce(self.pkce)
+            .with_max_body(self.max_body);
+        if let Some(s) = &self.client_secret {
+            c = c.with_secret(s.clone());
+        }
+        c
+    }
+
+    /// The ID-token validator for `endpoints`.
+    #[must_use]
+    pub fn validator(&self, endpoints: &Endpoints) -> IdTokenValidator {
+        let mut v = IdTokenValidator::for_endpoints(endpoints, self.client_id.clone())
+            .with_leeway(self.leeway);
+        if let Some(algs) = &self.id_token_algorithms {
+            v = v.with_algorithms(algs.iter().copied());
+        }
+        v
+    }
+
+    /// The key-set cache for `endpoints.jwks_uri`, shared by every call of this client
+    /// (replaced when the URI changes). `None` when the provider advertises no key set.
+    #[must_use]
+    pub fn keys(&self, endpoints: &Endpoints) -> Option<SharedKeySet> {
+        let uri = endpoints.jwks_uri.as_ref()?;
+        let mut slot = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let same = slot
+            .as_ref()
+            .is_some_and(|k| k.lock().unwrap_or_else(PoisonError::into_inner).jwks_uri() == uri);
+        if !same {
+            let mut cache = KeySetCache::new(uri.clone());
+            cache.max_body = self.max_body;
+            *slot = Some(Arc::new(Mutex::new(cache)));
+        }
+        slot.clone()
+    }
+
+    /// Seeds the key-set cache (serverless callers restoring an exported snapshot, or tests).
+    pub fn set_keys(&self, cache: KeySetCache) {
+        *self.keys.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new(Mutex::new(cache)));
+    }
+}
+
+/// Options of an authorization request.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct AuthorizeOptions {
+    /// `prompt`.
+    pub prompt: Option<crate::authorize::Prompt>,
+    /// `login_hint`.
+    pub login_hint: Option<String>,
+    /// `response_mode`.
+    pub response_mode: Option<crate::authorize::ResponseMode>,
+    /// `max_age`.
+    pub max_age: Option<Duration>,
+}
+
+/// The flows of each use case, built from the resolved endpoints. Both transports'
+/// high-level clients are "resolve endpoints, build the flow here, drive it".
+impl ClientConfig {
+    /// The legacy password grant; any ID token is validated.
+    pub fn password_flow(
+        &self,
+        endpoints: &Endpoints,
+        username: crate::types::Username,
+        password: crate::secret::Password,
+        scopes: crate::scope::Scopes,
+    ) -> Result<crate::flow::TokenFlow, crate::Error> {
+        let request = crate::token::TokenRequest::password(username, password, scopes)?;
+        Ok(
+            crate::flow::TokenFlow::new(&self.client(endpoints), request).with_id_token_validation(
+                self.validator(endpoints),
+                self.keys(endpoints),
+                None,
+            ),
+        )
+    }
+
+    /// The authorization URL and pending record.
+    pub fn authorization(
+        &self,
+        endpoints: &Endpoints,
+        redirect_uri: crate::types::RedirectUrl,
+        scopes: crate::scope::Scopes,
+        options: AuthorizeOptions,
+        entropy: &mut dyn crate::client::EntropySource,
+        now: std::time::SystemTime,
+    ) -> Result<(url::Url, crate::authorize::PendingAuthorization), crate::Error> {
+        let client = self.client(endpoints);
+        let mut req = crate::authorize::AuthorizationRequest::new(&client, redirect_uri, scopes);
+        if let Some(p) = options.prompt {
+            req = req.prompt(p);
+        }
+        if let Some(h) = options.login_hint {
+            req = req.login_hint(h);
+        }
+        if let Some(m) = options.response_mode {
+            req = req.response_mode(m);
+        }
+        if let Some(a) = options.max_age {
+            req = req.max_age(a);
+        }
+        req.build(entropy, now)
+    }
+
+    /// Checks a callback (URL, or `form_post` body when `form_post` is set) against the
+    /// pending record, then the code redemption with ID-token validation.
+    pub fn callback_flow(
+        &self,
+        endpoints: &Endpoints,
+        pending: &crate::authorize::PendingAuthorization,
+        callback: Callback<'_>,
+        now: std::time::SystemTime,
+    ) -> Result<crate::flow::TokenFlow, crate::Error> {
+        let code = match callback {
+            Callback::Url(url) => pending.verify_callback_url(url, now)?,
+            Callback::FormPost(body) => pending
+                .verify_callback(&crate::callback::CallbackParams::from_form_post(body)?, now)?,
+        };
+        Ok(crate::flow::TokenFlow::authorization_code(
+            &self.client(endpoints),
+            pending,
+            code,
+            self.validator(endpoints),
+            self.keys(endpoints),
+        ))
+    }
+
+    /// A refresh; a new ID token is checked against `original` (OIDC Core 12.2).
+    pub fn refresh_flow(
+        &self,
+        endpoints: &Endpoints,
+        tokens: &crate::token::TokenSet,
+        original: Option<&crate::id_token::IdTokenClaims>,
+    ) -> Result<crate::flow::TokenFlow, crate::Error> {
+        let request = crate::token::TokenRequest::refresh(tokens)?;
+        Ok(
+            crate::flow::TokenFlow::new(&self.client(endpoints), request).with_id_token_validation(
+                self.validator(endpoints),
+                self.keys(endpoints),
+                original.cloned(),
+            ),
+        )
+    }
+
+    /// UserInfo, with the `sub` check when `expected_sub` is given.
+    #[must_use]
+    pub fn userinfo_flow(
+        &self,
+        endpoints: &Endpoints,
+        access_token: &crate::secret::AccessToken,
+        expected_sub: Option<&str>,
+    ) -> crate::flow::Exchange<crate::userinfo::UserInfo> {
+        let client = self.client(endpoints);
+        let request = crate::userinfo::request(&client, access_token);
+        let expected = expected_sub.map(str::to_owned);
+        crate::flow::Exchange::new(request, move |resp, _| {
+            crate::userinfo::parse_response(&client, resp, expected.as_deref())
+        })
+    }
+
+    /// Revocation (RFC 7009).
+    #[must_use]
+    pub fn revoke_flow(
+        &self,
+        endpoints: &Endpoints,
+        request: crate::revocation::RevocationRequest,
+    ) -> crate::flow::Exchange<()> {
+        let client = self.client(endpoints);
+        let http = request.to_http(&client);
+        crate::flow::Exchange::new(http, move |resp, _| request.parse_response(&client, resp))
+    }
+
+    /// A Class API call (one 429 waited out).
+    #[must_use]
+    pub fn api_flow(
+        &self,
+        endpoints: &Endpoints,
+        access_token: &crate::secret::AccessToken,
+        request: crate::api::ApiRequest,
+    ) -> crate::flow::ApiFlow {
+        crate::flow::ApiFlow::new(
+            &self.client(endpoints),
+            request,
+            access_token.clone(),
+            self.max_rate_limit_wait,
+        )
+    }
+
+    /// A `GET` below the API base.
+    pub fn api_get_flow(
+        &self,
+        endpoints: &Endpoints,
+        access_token: &crate::secret::AccessToken,
+        path: &str,
+    ) -> Result<crate::flow::ApiFlow, crate::Error> {
+        let base = endpoints
+            .api_base
+            .as_ref()
+            .ok_or(crate::error::InputError::MissingEndpoint(
+                crate::error::EndpointKind::Api,
+            ))?;
+        Ok(self.api_flow(
+            endpoints,
+            access_token,
+            crate::api::ApiRequest::get(base, path)?,
+        ))
+    }
+}
+
+/// How the authorization response arrived.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Callback<'a> {
+    /// The full callback URL (query response mode).
+    Url(&'a str),
+    /// A `form_post` body.
+    FormPost(&'a [u8]),
+}

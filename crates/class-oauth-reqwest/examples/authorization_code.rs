@@ -1,0 +1,56 @@
+//! The authorization-code flow end to end: print the URL, paste the callback URL the
+//! browser lands on, get validated tokens, call UserInfo with the `sub` check.
+//!
+//! ```sh
+//! CLASS_OAUTH_ENV=pie CLASS_CLIENT_ID=... CLASS_CLIENT_SECRET=... \
+//!   CLASS_REDIRECT_URI=https://your.app/class-callback cargo run -p class-oauth-reqwest --example authorization_code
+//! ```
+
+use std::io::BufRead;
+
+use class_oauth_core::scope::{AccessSpecifier, Scopes, Target};
+use class_oauth_core::{ClientId, ClientSecret, Environment, RedirectUrl};
+use class_oauth_reqwest::{AuthorizeOptions, Callback, ClassClient};
+
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("set {name}"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let env = Environment::parse(&var("CLASS_OAUTH_ENV").unwrap_or_else(|_| "pie".into()))?;
+    let client = ClassClient::builder(env, ClientId::new(var("CLASS_CLIENT_ID")?))
+        .secret(ClientSecret::new(var("CLASS_CLIENT_SECRET")?))
+        .build()?;
+    let scopes = Scopes::builder()
+        .openid()
+        .class_profile()
+        .target(Target::AnyBusiness)
+        .access(AccessSpecifier::FundRead)
+        .offline_access()
+        .build()?;
+    let (url, pending) = client
+        .start_authorization(
+            RedirectUrl::new(&var("CLASS_REDIRECT_URI")?)?,
+            scopes,
+            AuthorizeOptions::default(),
+        )
+        .await?;
+    println!("Open this URL, consent, and paste the URL the browser is sent back to:\n{url}");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let granted = client
+        .finish_authorization(&pending, Callback::Url(line.trim()))
+        .await?;
+    let sub = granted.id_claims.as_ref().map(|c| c.sub.clone());
+    println!(
+        "business {:?}, user {:?}",
+        granted.tokens.business_code(),
+        sub
+    );
+    let me = client
+        .userinfo(&granted.tokens.access_token, sub.as_deref())
+        .await?;
+    println!("userinfo: {} roles {:?}", me.sub, me.class_role);
+    Ok(())
+}
