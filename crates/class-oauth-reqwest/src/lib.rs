@@ -58,6 +58,11 @@ pub use class_oauth_core::flow::{DriveError, TransportError, TransportErrorKind}
 pub use class_oauth_core::session::{AuthorizeOptions, Callback};
 pub use reqwest;
 
+mod manager;
+pub use class_oauth_store::procedure::{ManagerError, TokenEvent};
+pub use class_oauth_store::{StoredGrant, TenantKey};
+pub use manager::{EventHook, TokenManager};
+
 /// Timeouts and limits of the transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -600,5 +605,12 @@ mod tests {
         assert_send(&client.refresh(&tokens, None));
         assert_send(&client.userinfo(&AccessToken::new("a"), None));
         assert_send(&client.api_get(&AccessToken::new("a"), "x"));
+        let manager = TokenManager::new(
+            client,
+            class_oauth_store::asynch::Blocking::new(class_oauth_store::MemoryStore::new()),
+        );
+        let key = TenantKey::new(&ClientId::new("c"), "t");
+        assert_send(&manager.access_token(&key));
+        assert_send(&manager.api_get(&key, "x"));
     }
 }

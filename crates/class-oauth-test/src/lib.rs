@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod jwt;
+pub mod onetime;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -600,7 +601,7 @@ pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
                 discovery::resolve(&env, DiscoveryInput::Response(resp), &policy)
             });
             boxed(flow, |e| {
-                let path = |u: &class_oauth_core::url::Url| u.path().to_owned();
+                let path = |u: &url::Url| u.path().to_owned();
                 json!({"ok": {
                     "source": serde_json::to_value(e.source).expect("serialisable"),
                     "authorization_path": path(&e.authorization_endpoint),
@@ -646,7 +647,7 @@ pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
 }
 
 fn encode(s: &str) -> String {
-    class_oauth_core::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The outcome value of a driver error.
@@ -754,7 +755,7 @@ pub fn check_request(expect: &ExpectRequest, req: &http::Request<Vec<u8>>) -> Re
             return Err(format!("header {name} must be absent"));
         }
     }
-    let form: Vec<(String, String)> = class_oauth_core::url::form_urlencoded::parse(req.body())
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(req.body())
         .into_owned()
         .collect();
     for (name, value) in &expect.form {

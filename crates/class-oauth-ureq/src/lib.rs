@@ -53,6 +53,11 @@ pub use class_oauth_core::flow::{DriveError, TransportError, TransportErrorKind}
 pub use class_oauth_core::session::{AuthorizeOptions, Callback};
 pub use ureq;
 
+mod manager;
+pub use class_oauth_store::procedure::{ManagerError, TokenEvent};
+pub use class_oauth_store::{StoredGrant, TenantKey};
+pub use manager::{EventHook, TokenManager};
+
 /// Timeouts and limits of the transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
