@@ -231,6 +231,19 @@ impl DriveError {
     }
 }
 
+/// A URI as it may appear in logs: scheme, host, port and path; never the query (which
+/// could carry a code or a token) or userinfo.
+#[must_use]
+pub fn loggable_uri(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority()
+            .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or("")),
+        uri.path()
+    )
+}
+
 /// Drives a flow with closures: the blocking driver (and the in-memory replay).
 pub fn drive_blocking<F: Flow>(
     mut flow: F,

@@ -183,6 +183,29 @@ fn classify(e: reqwest::Error) -> TransportError {
 #[async_trait::async_trait]
 impl AsyncHttpClient for ReqwestTransport {
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+        let span = tracing::debug_span!("class_oauth.http", method = %request.method(), url = %class_oauth_core::flow::loggable_uri(request.uri()));
+        let started = std::time::Instant::now();
+        let result = self.send_inner(request).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let _entered = span.enter();
+        match &result {
+            Ok(r) => tracing::debug!(
+                status = r.status().as_u16(),
+                elapsed_ms,
+                body_bytes = r.body().len(),
+                "response"
+            ),
+            Err(e) => tracing::debug!(kind = e.kind.as_str(), elapsed_ms, "transport failure"),
+        }
+        result
+    }
+}
+
+impl ReqwestTransport {
+    async fn send_inner(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, TransportError> {
         let url = request.uri().to_string();
         let mut req = reqwest::Request::try_from(request).map_err(|e| {
             TransportError::new(TransportErrorKind::Other, "invalid request").with_source(e)

@@ -181,6 +181,26 @@ fn classify(e: ureq::Error) -> TransportError {
 
 impl SyncHttpClient for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+        let span = tracing::debug_span!("class_oauth.http", method = %request.method(), url = %flow::loggable_uri(request.uri()));
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let result = self.send_inner(request);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(r) => tracing::debug!(
+                status = r.status().as_u16(),
+                elapsed_ms,
+                body_bytes = r.body().len(),
+                "response"
+            ),
+            Err(e) => tracing::debug!(kind = e.kind.as_str(), elapsed_ms, "transport failure"),
+        }
+        result
+    }
+}
+
+impl UreqTransport {
+    fn send_inner(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
         let request = self
             .agent
             .configure_request(request)

@@ -156,6 +156,7 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
         if let Some(c) = self.cache.get(key) {
             let backing_off = c.retry_not_before.is_some_and(|t| now < t) && now < c.expires_at;
             if now < c.refresh_at || backing_off {
+                tracing::trace!(tenant = %key, backing_off, "cached token");
                 return Ok(c.grant.clone());
             }
         }
@@ -200,10 +201,16 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
         if let Some(v) = force {
             procedure = procedure.force_if_version(v);
         }
+        let span =
+            tracing::debug_span!("class_oauth.refresh", tenant = %key, forced = force.is_some());
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
         let mut guard: Option<Box<dyn RefreshGuard>> = None;
         let outcome = loop {
             let now = SystemTime::now();
-            match procedure.poll(now) {
+            let action = procedure.poll(now);
+            tracing::trace!(action = action_name(&action), "refresh step");
+            match action {
                 Action::Load => {
                     let input = self
                         .store
@@ -254,8 +261,14 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
             .iter()
             .any(|e| matches!(e, TokenEvent::RefreshFailed { .. }));
         for e in &events {
+            log_event(e);
             self.emit(e);
         }
+        tracing::debug!(
+            ok = outcome.is_ok(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "refresh finished"
+        );
         match &outcome {
             Ok(g) => self.cache_grant(key, g.clone(), failed),
             Err(_) => drop(self.cache.remove(key)),
@@ -291,6 +304,48 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
         })?;
         let request = ApiRequest::get(&base, path).map_err(|e| ManagerError::Refresh(e.into()))?;
         self.api(key, request)
+    }
+}
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::Load => "load",
+        Action::Lock => "lock",
+        Action::Send(_) => "send",
+        Action::Wait(_) => "wait",
+        Action::Commit { .. } => "commit",
+        Action::Unlock => "unlock",
+        Action::SetStatus(_) => "set_status",
+        Action::Done(_) => "done",
+        _ => "other",
+    }
+}
+
+fn log_event(e: &TokenEvent) {
+    match e {
+        TokenEvent::Refreshed {
+            key,
+            version,
+            expires_at,
+        } => tracing::info!(tenant = %key, version, expires_at, "token refreshed"),
+        TokenEvent::RefreshedElsewhere { key } => {
+            tracing::debug!(tenant = %key, "another instance refreshed first")
+        }
+        TokenEvent::RefreshFailed {
+            key,
+            error,
+            transient,
+        } => tracing::warn!(tenant = %key, transient, error = %error, "refresh failed"),
+        TokenEvent::ReauthorizationRequired { key, reason } => {
+            tracing::warn!(tenant = %key, reason = %reason, "re-authorization required")
+        }
+        TokenEvent::PersistFailed { key, error } => {
+            tracing::error!(tenant = %key, error = %error, "refreshed tokens could not be stored")
+        }
+        TokenEvent::Stored { key, version } => {
+            tracing::info!(tenant = %key, version, "grant stored")
+        }
+        _ => tracing::debug!("token event"),
     }
 }
 
