@@ -12,7 +12,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod jwt;
+pub use class_oauth_testkit::keys as jwt;
 pub mod onetime;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
-//! Test signing keys and a JWS signer, for minting ID tokens in tests. Never for
-//! production: the RSA keys are committed to the repository.
+//! Signing keys and a JWS signer for the emulator and for tests. Never for production:
+//! the RSA keys are published with this crate, so anyone can mint tokens with them.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,6 +20,7 @@ pub struct TestKey {
 
 const RSA_A: &[u8] = include_bytes!("../keys/rsa-2048-a.der");
 const RSA_B: &[u8] = include_bytes!("../keys/rsa-2048-b.der");
+const RSA_C: &[u8] = include_bytes!("../keys/rsa-2048-c.der");
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -41,6 +42,15 @@ impl TestKey {
         Self {
             kid: Some("key-b".into()),
             kind: Kind::Rsa(RsaKeyPair::from_der(RSA_B).expect("valid test key")),
+        }
+    }
+
+    /// The third published RSA-2048 key, `kid` "key-c".
+    #[must_use]
+    pub fn rsa_c() -> Self {
+        Self {
+            kid: Some("key-c".into()),
+            kind: Kind::Rsa(RsaKeyPair::from_der(RSA_C).expect("valid test key")),
         }
     }
 
@@ -212,4 +222,10 @@ pub fn corrupt_signature(token: &str) -> String {
         .map(|b| b ^ 0x5A)
         .collect();
     format!("{input}.{}", b64(&bytes))
+}
+
+impl std::fmt::Debug for TestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TestKey({:?}, [private key])", self.kid)
+    }
 }

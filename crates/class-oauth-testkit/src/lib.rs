@@ -1,0 +1,1008 @@
+//! # class-oauth-testkit
+//!
+//! A stateful emulator of the Class (Class Super) identity provider, on wiremock, for
+//! tests of Class integrations that must run offline. Start it from an async test
+//! ([`ClassEmulator::start`]) or a blocking one ([`ClassEmulator::start_blocking`]); it
+//! returns an issuer URL to point any client at.
+//!
+//! It serves what Class serves, the way Class answers (lower-case `bearer`, `expires_in`
+//! 899, `BusinessName`/`BusinessCode`, `target:b/<CODE>` in the granted scope):
+//! - `/.well-known/openid-configuration` (optional: Class may publish none) and a key set
+//!   with rotation ([`ClassEmulator::rotate_keys`]);
+//! - `/connect/authorize`: auto-consent as the "logged-in" user, or a scripted denial
+//!   ([`ClassEmulator::deny_next_authorization`]); honours `prompt=none`, `target:b`
+//!   (the user's first business) and `target:b/<CODE>`; exact redirect-URI match;
+//! - `/connect/token`: `authorization_code` (single use, bound to the redirect URI and
+//!   PKCE), `password`, and `refresh_token` (one-time, rotated, reuse revokes the grant);
+//!   HTTP Basic client authentication;
+//! - `/connect/userinfo` (also `/api/1.0/u/connect/userinfo`): standard and
+//!   `class_profile` claims;
+//! - `/connect/revocation` (RFC 7009);
+//! - `/api/1.0/b/<CODE>/fund/list`: a Class API with the `Errors` envelope and the
+//!   `X-RateLimit-*` headers (429 past the per-client limit);
+//! - fault injection ([`ClassEmulator::inject`]): 5xx, an HTML 502, delays (a delay past
+//!   the client's timeout after a rotation is a "dropped connection"), 429;
+//! - revoking a grant as a user would in "Partner Application Access"
+//!   ([`ClassEmulator::revoke_partner_access`]).
+//!
+//! Every request is recorded ([`ClassEmulator::requests`]).
+//!
+//! ```no_run
+//! use class_oauth_testkit::{ClassEmulator, EmulatorConfig};
+//! let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo());
+//! println!("issuer: {}", emulator.issuer());
+//! ```
+//!
+//! The signing keys ship with this crate: never trust a token the emulator signed.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
+pub mod keys;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::{Value, json};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::keys::TestKey;
+
+/// A Class business.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Business {
+    /// Business code, e.g. `OAUTH_TEST`.
+    pub code: String,
+    /// Name, e.g. `OAuth Test Business`.
+    pub name: String,
+}
+
+/// A Class user.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct User {
+    /// Username (an email at Class).
+    pub username: String,
+    /// Password (password grant).
+    pub password: String,
+    /// Stable subject id.
+    pub sub: String,
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Business codes the user may grant access to (the first is the default pick).
+    pub businesses: Vec<String>,
+    /// Class roles (sent as one comma-delimited `class_role`).
+    pub roles: Vec<String>,
+}
+
+/// A registered client.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientRegistration {
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+    /// Registered redirect URIs (exact match).
+    pub redirect_uris: Vec<String>,
+}
+
+/// The emulator's configuration.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EmulatorConfig {
+    /// Businesses.
+    pub businesses: Vec<Business>,
+    /// Users.
+    pub users: Vec<User>,
+    /// Clients.
+    pub clients: Vec<ClientRegistration>,
+    /// Serve a discovery document (Class may publish none).
+    pub discovery: bool,
+    /// Access-token lifetime reported (`expires_in`; Class: 899).
+    pub access_token_lifetime: u64,
+    /// Refresh-token lifetime in seconds (Class: 30 days).
+    pub refresh_token_lifetime: u64,
+    /// Send `expires_in` as a string, as the portal's example does.
+    pub expires_in_as_string: bool,
+    /// API calls per client per minute before 429 (Class: 500).
+    pub rate_limit: u32,
+    /// The user logged in to Class in "the browser" (for auto-consent); `None` means not
+    /// logged in (then `prompt=none` gives `login_required`).
+    pub session_user: Option<String>,
+}
+
+impl EmulatorConfig {
+    /// A demo setup: business `OAUTH_TEST`, user `sam@example.com` / `demo-password`,
+    /// client `demo-client` / `demo-secret` with redirect `http://127.0.0.1:8765/callback`
+    /// and `https://partner.example/class-callback`.
+    #[must_use]
+    pub fn demo() -> Self {
+        Self {
+            businesses: vec![
+                Business {
+                    code: "OAUTH_TEST".into(),
+                    name: "OAuth Test Business".into(),
+                },
+                Business {
+                    code: "SECOND_BIZ".into(),
+                    name: "Second Business".into(),
+                },
+            ],
+            users: vec![User {
+                username: "sam@example.com".into(),
+                password: "demo-password".into(),
+                sub: "4b3f7c2a-class-user-0001".into(),
+                given_name: "Sam".into(),
+                family_name: "Sample".into(),
+                businesses: vec!["OAUTH_TEST".into(), "SECOND_BIZ".into()],
+                roles: vec![
+                    "Administrator".into(),
+                    "Access Controller".into(),
+                    "adviser".into(),
+                ],
+            }],
+            clients: vec![ClientRegistration {
+                client_id: "demo-client".into(),
+                client_secret: "demo-secret".into(),
+                redirect_uris: vec![
+                    "http://127.0.0.1:8765/callback".into(),
+                    "https://partner.example/class-callback".into(),
+                ],
+            }],
+            discovery: true,
+            access_token_lifetime: 899,
+            refresh_token_lifetime: 30 * 24 * 3600,
+            expires_in_as_string: false,
+            rate_limit: 500,
+            session_user: Some("sam@example.com".into()),
+        }
+    }
+}
+
+/// A scripted misbehaviour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer with this status and an OAuth `server_error` body.
+    Status(u16),
+    /// Answer 502 with an HTML page, as a proxy does.
+    Html502,
+    /// Handle the request normally (state changes happen) but answer after this delay:
+    /// past the client's timeout it is a dropped connection after the work was done.
+    Delay(Duration),
+    /// Answer 429 with `X-RateLimit-ResetAfter`.
+    TooManyRequests {
+        /// Seconds to wait.
+        reset_after: u64,
+    },
+}
+
+/// One recorded request (bodies kept: this is a test tool).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query string.
+    pub query: Option<String>,
+    /// Form or body text.
+    pub body: String,
+    /// Status answered.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone)]
+struct Grant {
+    client_id: String,
+    user: String,
+    business: String,
+    scopes: Vec<String>,
+    revoked: bool,
+    auth_time: u64,
+}
+
+#[derive(Debug, Clone)]
+struct CodeGrant {
+    grant: Grant,
+    redirect_uri: String,
+    nonce: Option<String>,
+    challenge: Option<String>,
+    used: bool,
+    expires: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    cfg: EmulatorConfig,
+    issuer: String,
+    keys: Vec<TestKey>,
+    current_key: usize,
+    grants: Vec<Grant>,
+    codes: HashMap<String, CodeGrant>,
+    access: HashMap<String, (usize, u64)>,
+    refresh: HashMap<String, (usize, bool, u64)>,
+    denial: Option<String>,
+    faults: Vec<(String, Fault, usize)>,
+    rate: HashMap<String, (u64, u32)>,
+    requests: Vec<RecordedRequest>,
+}
+
+/// A response under construction that remembers its status and redirect target.
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    template: ResponseTemplate,
+}
+
+impl Reply {
+    fn new(status: u16) -> Self {
+        Self {
+            status,
+            location: None,
+            template: ResponseTemplate::new(status),
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Self {
+        if name == "location" {
+            self.location = Some(value.to_owned());
+        }
+        self.template = self.template.insert_header(name, value);
+        self
+    }
+
+    fn body(mut self, body: impl Into<String>) -> Self {
+        self.template = self.template.set_body_string(body.into());
+        self
+    }
+
+    fn delay(mut self, d: Duration) -> Self {
+        self.template = self.template.set_delay(d);
+        self
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random() -> String {
+    let mut b = [0u8; 24];
+    SystemRandom::new().fill(&mut b).expect("system RNG");
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn oauth_error(status: u16, code: &str, description: &str) -> Reply {
+    Reply::new(status)
+        .header("content-type", "application/json;charset=UTF-8")
+        .body(json!({"error": code, "error_description": description}).to_string())
+}
+
+fn json_response(status: u16, body: &Value) -> Reply {
+    Reply::new(status)
+        .header("content-type", "application/json;charset=UTF-8")
+        .header("cache-control", "no-cache")
+        .header("pragma", "no-cache")
+        .body(body.to_string())
+}
+
+fn redirect(location: &str) -> Reply {
+    Reply::new(302).header("location", location)
+}
+
+fn append_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    format!(
+        "{uri}{}{}",
+        if uri.contains('?') { "&" } else { "?" },
+        s.finish()
+    )
+}
+
+impl State {
+    fn user(&self, username: &str) -> Option<&User> {
+        self.cfg.users.iter().find(|u| u.username == username)
+    }
+
+    fn business(&self, code: &str) -> Option<&Business> {
+        self.cfg.businesses.iter().find(|b| b.code == code)
+    }
+
+    fn client_from_basic(&self, req: &Request) -> Option<ClientRegistration> {
+        let header = req.headers.get("authorization")?.to_str().ok()?;
+        let b64 = header.strip_prefix("Basic ")?;
+        let decoded = String::from_utf8(STANDARD.decode(b64).ok()?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let dec = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let (id, secret) = (dec(id), dec(secret));
+        self.cfg
+            .clients
+            .iter()
+            .find(|c| c.client_id == id && c.client_secret == secret)
+            .cloned()
+    }
+
+    fn endpoints(&self) -> Value {
+        let i = &self.issuer;
+        json!({
+            "issuer": i,
+            "authorization_endpoint": format!("{i}/connect/authorize"),
+            "token_endpoint": format!("{i}/connect/token"),
+            "userinfo_endpoint": format!("{i}/connect/userinfo"),
+            "revocation_endpoint": format!("{i}/connect/revocation"),
+            "jwks_uri": format!("{i}/.well-known/openid-configuration/jwks"),
+            "scopes_supported": ["openid", "profile", "email", "address", "phone", "class_profile", "offline_access"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query", "form_post"],
+            "grant_types_supported": ["authorization_code", "password", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "code_challenge_methods_supported": ["S256"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        })
+    }
+
+    fn id_token(&self, grant: &Grant, nonce: Option<&str>, access_token: &str) -> String {
+        let user = self.user(&grant.user).expect("grant user exists");
+        let digest = ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes());
+        let mut claims = json!({
+            "iss": self.issuer, "sub": user.sub, "aud": grant.client_id, "iat": now(), "exp": now() + 300,
+            "auth_time": grant.auth_time, "at_hash": URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]), "amr": ["pwd", "mfa"],
+        });
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
+        }
+        if grant.scopes.iter().any(|s| s == "email") {
+            claims["email"] = json!(user.username);
+            claims["email_verified"] = json!(true);
+        }
+        self.keys[self.current_key].sign("RS256", &claims, &json!({}))
+    }
+
+    /// Issues tokens for `grant_index`; the refresh token only with offline_access.
+    fn issue(&mut self, grant_index: usize, nonce: Option<&str>) -> Value {
+        let grant = self.grants[grant_index].clone();
+        let at = random();
+        self.access.insert(
+            at.clone(),
+            (grant_index, now() + self.cfg.access_token_lifetime + 1),
+        );
+        let business = self.business(&grant.business).cloned();
+        let scope: Vec<String> = grant
+            .scopes
+            .iter()
+            .map(|s| {
+                if s == "target:b" || s.starts_with("target:b/") {
+                    format!("target:b/{}", grant.business)
+                } else {
+                    s.clone()
+                }
+            })
+            .collect();
+        let mut body = json!({
+            "access_token": at,
+            "token_type": "bearer",
+            "expires_in": if self.cfg.expires_in_as_string { json!(self.cfg.access_token_lifetime.to_string()) } else { json!(self.cfg.access_token_lifetime) },
+            "scope": scope.join(" "),
+        });
+        if let Some(b) = business {
+            body["BusinessName"] = json!(b.name);
+            body["BusinessCode"] = json!(b.code);
+        }
+        if grant.scopes.iter().any(|s| s == "offline_access") {
+            let rt = random();
+            self.refresh.insert(
+                rt.clone(),
+                (grant_index, true, now() + self.cfg.refresh_token_lifetime),
+            );
+            body["refresh_token"] = json!(rt);
+        }
+        if grant.scopes.iter().any(|s| s == "openid") {
+            body["id_token"] = json!(self.id_token(
+                &grant,
+                nonce,
+                body["access_token"].as_str().unwrap_or_default()
+            ));
+        }
+        body
+    }
+
+    fn authorize(&mut self, q: &HashMap<String, String>) -> Reply {
+        let Some(client) = q
+            .get("client_id")
+            .and_then(|id| self.cfg.clients.iter().find(|c| &c.client_id == id))
+            .cloned()
+        else {
+            return Reply::new(400)
+                .header("content-type", "text/html")
+                .body("<html><body>Unknown client</body></html>");
+        };
+        let Some(redirect_uri) = q
+            .get("redirect_uri")
+            .filter(|r| client.redirect_uris.contains(r))
+            .cloned()
+        else {
+            // RFC 6749 4.1.2.1: never redirect to an unregistered URI.
+            return Reply::new(400).header("content-type", "text/html").body(
+                "<html><body>The redirect_uri is not registered for this client</body></html>",
+            );
+        };
+        let state = q.get("state").cloned().unwrap_or_default();
+        let iss = self.issuer.clone();
+        let fail = |code: &str| {
+            redirect(&append_query(
+                &redirect_uri,
+                &[
+                    ("error", code),
+                    ("error_description", "Class emulator"),
+                    ("state", &state),
+                    ("iss", &iss),
+                ],
+            ))
+        };
+        if q.get("response_type").map(String::as_str) != Some("code") {
+            return fail("unsupported_response_type");
+        }
+        for unsupported in ["request", "request_uri", "registration"] {
+            if q.contains_key(unsupported) {
+                return fail(&format!("{unsupported}_not_supported"));
+            }
+        }
+        if let Some(code) = self.denial.take() {
+            return fail(&code);
+        }
+        let prompt = q.get("prompt").cloned().unwrap_or_default();
+        let Some(user) = self
+            .cfg
+            .session_user
+            .clone()
+            .and_then(|u| self.user(&u).cloned())
+        else {
+            return fail(if prompt == "none" {
+                "login_required"
+            } else {
+                "access_denied"
+            });
+        };
+        let scopes: Vec<String> = q
+            .get("scope")
+            .map(|s| {
+                s.split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let business = match scopes.iter().find(|s| s.starts_with("target:")) {
+            Some(t) if t == "target:b" => user.businesses.first().cloned(),
+            Some(t) => t
+                .strip_prefix("target:b/")
+                .filter(|c| user.businesses.iter().any(|b| b == c))
+                .map(str::to_owned),
+            None => user.businesses.first().cloned(),
+        };
+        let Some(business) = business else {
+            return fail("access_denied");
+        };
+        if scopes.iter().any(|s| s == "class_profile") && !scopes.iter().any(|s| s == "openid") {
+            return fail("invalid_scope");
+        }
+        let grant = Grant {
+            client_id: client.client_id,
+            user: user.username,
+            business,
+            scopes,
+            revoked: false,
+            auth_time: now(),
+        };
+        let code = random();
+        let challenge = match (
+            q.get("code_challenge"),
+            q.get("code_challenge_method").map(String::as_str),
+        ) {
+            (Some(c), Some("S256")) => Some(c.clone()),
+            (Some(_), _) => return fail("invalid_request"),
+            _ => None,
+        };
+        self.codes.insert(
+            code.clone(),
+            CodeGrant {
+                grant,
+                redirect_uri: redirect_uri.clone(),
+                nonce: q.get("nonce").cloned(),
+                challenge,
+                used: false,
+                expires: now() + 300,
+            },
+        );
+        if q.get("response_mode").map(String::as_str) == Some("form_post") {
+            let html = format!(
+                "<html><body onload=\"document.forms[0].submit()\"><form method=\"post\" action=\"{redirect_uri}\"><input type=\"hidden\" name=\"code\" value=\"{code}\"/><input type=\"hidden\" name=\"state\" value=\"{state}\"/><input type=\"hidden\" name=\"iss\" value=\"{iss}\"/></form></body></html>"
+            );
+            return Reply::new(200)
+                .header("content-type", "text/html")
+                .body(html);
+        }
+        redirect(&append_query(
+            &redirect_uri,
+            &[("code", &code), ("state", &state), ("iss", &iss)],
+        ))
+    }
+
+    fn token(&mut self, req: &Request) -> Reply {
+        let Some(client) = self.client_from_basic(req) else {
+            return oauth_error(400, "invalid_client", "Client authentication failed");
+        };
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect();
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let code = form.get("code").cloned().unwrap_or_default();
+                let Some(c) = self.codes.get_mut(&code) else {
+                    return oauth_error(400, "invalid_grant", "unknown code");
+                };
+                if c.used || c.expires < now() {
+                    // A reused code revokes what it issued (RFC 6749 4.1.2).
+                    c.used = true;
+                    return oauth_error(
+                        400,
+                        "invalid_grant",
+                        "the code was already used or expired",
+                    );
+                }
+                c.used = true;
+                let c = c.clone();
+                if c.grant.client_id != client.client_id
+                    || form.get("redirect_uri") != Some(&c.redirect_uri)
+                {
+                    return oauth_error(
+                        400,
+                        "invalid_grant",
+                        "redirect_uri or client does not match the authorization request",
+                    );
+                }
+                if let Some(challenge) = &c.challenge {
+                    let ok = form.get("code_verifier").is_some_and(|v| {
+                        URL_SAFE_NO_PAD
+                            .encode(ring::digest::digest(&ring::digest::SHA256, v.as_bytes()))
+                            == *challenge
+                    });
+                    if !ok {
+                        return oauth_error(400, "invalid_grant", "PKCE verification failed");
+                    }
+                }
+                self.grants.push(c.grant);
+                let body = self.issue(self.grants.len() - 1, c.nonce.as_deref());
+                json_response(200, &body)
+            }
+            Some("password") => {
+                let (u, p) = (
+                    form.get("username").cloned().unwrap_or_default(),
+                    form.get("password").cloned().unwrap_or_default(),
+                );
+                let Some(user) = self.user(&u).filter(|x| x.password == p).cloned() else {
+                    return oauth_error(
+                        400,
+                        "invalid_grant",
+                        "The user name or password is incorrect.",
+                    );
+                };
+                let scopes: Vec<String> = form
+                    .get("scope")
+                    .map(|s| {
+                        s.split(' ')
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let business = match scopes.iter().find(|s| s.starts_with("target:b")) {
+                    Some(t) if t == "target:b" => user.businesses.first().cloned(),
+                    Some(t) => t
+                        .strip_prefix("target:b/")
+                        .filter(|c| user.businesses.iter().any(|b| b == c))
+                        .map(str::to_owned),
+                    None => user.businesses.first().cloned(),
+                };
+                let Some(business) = business else {
+                    return oauth_error(
+                        400,
+                        "invalid_scope",
+                        "the user has no access to that business",
+                    );
+                };
+                self.grants.push(Grant {
+                    client_id: client.client_id,
+                    user: user.username,
+                    business,
+                    scopes,
+                    revoked: false,
+                    auth_time: now(),
+                });
+                let body = self.issue(self.grants.len() - 1, None);
+                json_response(200, &body)
+            }
+            Some("refresh_token") => {
+                let rt = form.get("refresh_token").cloned().unwrap_or_default();
+                let Some(&(gi, current, expires)) = self.refresh.get(&rt) else {
+                    return oauth_error(400, "invalid_grant", "Invalid Grant");
+                };
+                if self.grants[gi].revoked
+                    || expires < now()
+                    || self.grants[gi].client_id != client.client_id
+                {
+                    return oauth_error(400, "invalid_grant", "Invalid Grant");
+                }
+                if !current {
+                    // Reuse of a spent refresh token: revoke the grant.
+                    self.grants[gi].revoked = true;
+                    return oauth_error(400, "invalid_grant", "Invalid Grant");
+                }
+                if let Some(narrow) = form.get("scope") {
+                    let granted = &self.grants[gi].scopes;
+                    let business = self.grants[gi].business.clone();
+                    let ok = narrow.split(' ').all(|s| {
+                        granted.iter().any(|g| g == s) || s == format!("target:b/{business}")
+                    });
+                    if !ok {
+                        return oauth_error(
+                            400,
+                            "invalid_scope",
+                            "the scope must be the same as or a subset of the granted scope",
+                        );
+                    }
+                }
+                self.refresh.insert(rt, (gi, false, expires));
+                let body = self.issue(gi, None);
+                json_response(200, &body)
+            }
+            _ => oauth_error(400, "unsupported_grant_type", "unsupported grant_type"),
+        }
+    }
+
+    fn bearer(&self, req: &Request) -> Option<usize> {
+        let header = req.headers.get("authorization")?.to_str().ok()?;
+        let token = header.strip_prefix("Bearer ")?;
+        let (gi, expires) = *self.access.get(token)?;
+        (expires >= now() && !self.grants[gi].revoked).then_some(gi)
+    }
+
+    fn userinfo(&self, req: &Request) -> Reply {
+        let Some(gi) = self.bearer(req) else {
+            return Reply::new(401).header("www-authenticate", "Bearer error=\"invalid_token\", error_description=\"The access token is invalid or expired\"");
+        };
+        let g = &self.grants[gi];
+        if !g.scopes.iter().any(|s| s == "openid") {
+            return Reply::new(403).header(
+                "www-authenticate",
+                "Bearer error=\"insufficient_scope\", scope=\"openid\"",
+            );
+        }
+        let user = self.user(&g.user).expect("user");
+        let mut claims = json!({"sub": user.sub});
+        let has = |s: &str| g.scopes.iter().any(|x| x == s);
+        if has("profile") {
+            claims["name"] = json!(format!("{} {}", user.given_name, user.family_name));
+            claims["given_name"] = json!(user.given_name);
+            claims["family_name"] = json!(user.family_name);
+        }
+        if has("email") {
+            claims["email"] = json!(user.username);
+        }
+        if has("class_profile") {
+            let b = self.business(&g.business);
+            claims["business_code"] = json!(g.business);
+            claims["business_name"] = json!(b.map(|b| b.name.clone()));
+            claims["class_role"] = json!(user.roles.join(", "));
+        }
+        json_response(200, &claims)
+    }
+
+    fn api(&mut self, req: &Request, business: &str) -> Reply {
+        let envelope = |status: u16, code: &str, message: &str| {
+            json_response(
+                status,
+                &json!({"Errors": [{"Code": code, "Message": message}], "Data": null}),
+            )
+        };
+        let Some(gi) = self.bearer(req) else {
+            return envelope(401, "API_NOT_AUTHORISED", "Not authorised");
+        };
+        let client_id = self.grants[gi].client_id.clone();
+        let minute = now() / 60;
+        let entry = self.rate.entry(client_id).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        let remaining = self.cfg.rate_limit.saturating_sub(entry.1);
+        let reset = 60 - now() % 60;
+        if entry.1 > self.cfg.rate_limit {
+            return Reply::new(429)
+                .header("x-ratelimit-1min-remaining", "0")
+                .header("x-ratelimit-resetafter", &reset.to_string());
+        }
+        let g = &self.grants[gi];
+        let allowed = g
+            .scopes
+            .iter()
+            .any(|s| s == "business.fund.list" || s == "fund.read" || s == "fund.maintain");
+        let response = if !allowed {
+            envelope(401, "API_NOT_AUTHORISED", "Not authorised")
+        } else if g.business != business {
+            envelope(
+                404,
+                "API_NOT_FOUND",
+                "Resource not available or user does not have access to the fund.",
+            )
+        } else {
+            json_response(
+                200,
+                &json!({"Errors": [], "Data": {"Funds": [
+                    {"Code": "SMSF01", "Name": "Sample Family Super Fund", "Status": "Active", "Abn": "12345678901"},
+                    {"Code": "SMSF02", "Name": "Retirement Pension Fund", "Status": "Active", "Abn": "98765432109"}
+                ]}}),
+            )
+        };
+        response
+            .header("x-ratelimit-1min-remaining", &remaining.to_string())
+            .header("x-ratelimit-resetafter", &reset.to_string())
+    }
+
+    fn route(&mut self, req: &Request) -> Reply {
+        let path = req.url.path().to_owned();
+        let method = req.method.as_str().to_owned();
+        let query: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/.well-known/openid-configuration") if self.cfg.discovery => {
+                json_response(200, &self.endpoints())
+            }
+            ("GET", "/.well-known/openid-configuration/jwks") => {
+                let public: Vec<Value> = self.keys.iter().map(TestKey::jwk).collect();
+                json_response(200, &json!({"keys": public}))
+            }
+            ("GET", "/connect/authorize") => self.authorize(&query),
+            ("POST", "/connect/token") => self.token(req),
+            ("GET" | "POST", "/connect/userinfo" | "/api/1.0/u/connect/userinfo") => {
+                self.userinfo(req)
+            }
+            ("POST", "/connect/revocation") => {
+                if self.client_from_basic(req).is_none() {
+                    return oauth_error(401, "invalid_client", "Client authentication failed");
+                }
+                let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
+                    .into_owned()
+                    .collect();
+                let token = form.get("token").cloned().unwrap_or_default();
+                if let Some(&(gi, _, _)) = self.refresh.get(&token) {
+                    self.grants[gi].revoked = true;
+                }
+                if let Some(&(gi, _)) = self.access.get(&token) {
+                    self.access.remove(&token);
+                    let _ = gi;
+                }
+                Reply::new(200)
+            }
+            ("GET", p) if p.starts_with("/api/1.0/b/") && p.ends_with("/fund/list") => {
+                let business = p
+                    .trim_start_matches("/api/1.0/b/")
+                    .trim_end_matches("/fund/list")
+                    .to_owned();
+                self.api(req, &business)
+            }
+            _ => Reply::new(404)
+                .header("content-type", "text/html")
+                .body("<html><body>Not Found</body></html>"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Router(Arc<Mutex<State>>);
+
+impl Respond for Router {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let path = req.url.path().to_owned();
+        let fault = state
+            .faults
+            .iter_mut()
+            .find(|(prefix, _, n)| *n > 0 && path.starts_with(prefix.as_str()))
+            .map(|(_, f, n)| {
+                *n -= 1;
+                f.clone()
+            });
+        let reply = match fault {
+            Some(Fault::Status(s)) => oauth_error(s, "server_error", "injected failure"),
+            Some(Fault::Html502) => Reply::new(502)
+                .header("content-type", "text/html")
+                .body("<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"),
+            Some(Fault::TooManyRequests { reset_after }) => {
+                Reply::new(429).header("x-ratelimit-1min-remaining", "0").header("x-ratelimit-resetafter", &reset_after.to_string())
+            }
+            Some(Fault::Delay(d)) => state.route(req).delay(d),
+            None => state.route(req),
+        };
+        let status = reply.status;
+        state.requests.push(RecordedRequest {
+            method: req.method.as_str().to_owned(),
+            path,
+            query: req.url.query().map(str::to_owned),
+            body: String::from_utf8_lossy(&req.body).into_owned(),
+            status,
+        });
+        reply.template
+    }
+}
+
+/// A running emulator. Drop it to stop it.
+pub struct ClassEmulator {
+    server: Option<MockServer>,
+    state: Arc<Mutex<State>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for ClassEmulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassEmulator")
+            .field("issuer", &self.issuer())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClassEmulator {
+    /// Starts an emulator (from async code).
+    pub async fn start(config: EmulatorConfig) -> Self {
+        let server = MockServer::start().await;
+        let state = Arc::new(Mutex::new(State {
+            issuer: server.uri(),
+            cfg: config,
+            keys: vec![TestKey::rsa_a(), TestKey::rsa_b()],
+            current_key: 0,
+            grants: Vec::new(),
+            codes: HashMap::new(),
+            access: HashMap::new(),
+            refresh: HashMap::new(),
+            denial: None,
+            faults: Vec::new(),
+            rate: HashMap::new(),
+            requests: Vec::new(),
+        }));
+        Mock::given(any())
+            .respond_with(Router(state.clone()))
+            .mount(&server)
+            .await;
+        Self {
+            server: Some(server),
+            state,
+            runtime: None,
+        }
+    }
+
+    /// Starts an emulator from blocking code (it runs on its own threads).
+    ///
+    /// # Panics
+    /// When called from inside an async runtime (use [`ClassEmulator::start`] there) or
+    /// when no runtime can be built.
+    #[must_use]
+    pub fn start_blocking(config: EmulatorConfig) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the emulator");
+        let mut emulator = runtime.block_on(Self::start(config));
+        emulator.runtime = Some(runtime);
+        emulator
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The issuer URL (`http://127.0.0.1:<port>`).
+    #[must_use]
+    pub fn issuer(&self) -> String {
+        self.state().issuer.clone()
+    }
+
+    /// The signing-key rotation: the next key signs; both stay in the key set. Calling
+    /// again moves to a key the set did not have (so a cached set misses it).
+    pub fn rotate_keys(&self) {
+        let mut s = self.state();
+        s.current_key += 1;
+        if s.current_key >= s.keys.len() {
+            s.keys.push(TestKey::rsa_c());
+            if s.keys.len() > 3 {
+                s.keys.remove(0);
+                s.current_key = s.keys.len() - 1;
+            }
+        }
+    }
+
+    /// The next authorization request ends in `error=<code>` (`access_denied`,
+    /// `login_required`, `consent_required`, ...).
+    pub fn deny_next_authorization(&self, code: &str) {
+        self.state().denial = Some(code.to_owned());
+    }
+
+    /// Logs "the browser" in as `username`, or out with `None`.
+    pub fn set_session_user(&self, username: Option<&str>) {
+        self.state().cfg.session_user = username.map(str::to_owned);
+    }
+
+    /// The next `times` requests whose path starts with `path_prefix` get `fault`.
+    pub fn inject(&self, path_prefix: &str, fault: Fault, times: usize) {
+        self.state()
+            .faults
+            .push((path_prefix.to_owned(), fault, times));
+    }
+
+    /// Revokes every grant for `business_code`, as a user would under Business > Partner
+    /// Application Access > Revoke Access: refresh tokens stop working.
+    pub fn revoke_partner_access(&self, business_code: &str) {
+        for g in &mut self.state().grants {
+            if g.business == business_code {
+                g.revoked = true;
+            }
+        }
+    }
+
+    /// Every request so far.
+    #[must_use]
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().requests.clone()
+    }
+
+    /// Requests to `path` so far.
+    #[must_use]
+    pub fn count(&self, path: &str) -> usize {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+
+    /// Simulates the browser at the authorization URL: returns where Class redirects it
+    /// (the callback URL with `code`/`error`, `state` and `iss`), or the page it shows.
+    pub fn browse(&self, authorization_url: &str) -> Result<String, String> {
+        let url = url::Url::parse(authorization_url).map_err(|e| e.to_string())?;
+        let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let reply = self.state().authorize(&query);
+        reply
+            .location
+            .ok_or_else(|| format!("the emulator did not redirect (HTTP {})", reply.status))
+    }
+}
+
+impl Drop for ClassEmulator {
+    fn drop(&mut self) {
+        let server = self.server.take();
+        if let Some(rt) = self.runtime.take() {
+            drop(server);
+            rt.shutdown_background();
+        }
+    }
+}

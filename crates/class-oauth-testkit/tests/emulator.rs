@@ -1,0 +1,203 @@
+//! The library against the emulator: every endpoint, rotation, reuse detection,
+//! revocation in "Partner Application Access", and faults.
+
+use std::time::Duration;
+
+use class_oauth_core::scope::Scopes;
+use class_oauth_core::{
+    ClientId, ClientSecret, EndpointSource, Environment, IssuerUrl, Password, RedirectUrl, Username,
+};
+use class_oauth_testkit::{ClassEmulator, EmulatorConfig, Fault};
+use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, TransportConfig, UreqTransport};
+
+fn client(emulator: &ClassEmulator) -> ClassClient {
+    ClassClient::builder(
+        Environment::Custom(IssuerUrl::new(&emulator.issuer()).unwrap()),
+        ClientId::new("demo-client"),
+    )
+    .secret(ClientSecret::new("demo-secret"))
+    .http(UreqTransport::with_config(
+        TransportConfig::default().timeout(Duration::from_millis(800)),
+    ))
+    .build()
+}
+
+fn scopes() -> Scopes {
+    Scopes::parse("openid profile email class_profile target:b offline_access business.fund.list")
+        .unwrap()
+}
+
+#[test]
+fn code_flow_refresh_userinfo_api_and_revocation() {
+    let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo());
+    let c = client(&emulator);
+    assert_eq!(c.endpoints().unwrap().source, EndpointSource::Discovery);
+    let (url, pending) = c
+        .start_authorization(
+            RedirectUrl::new("https://partner.example/class-callback").unwrap(),
+            scopes(),
+            AuthorizeOptions::default(),
+        )
+        .unwrap();
+    let callback = emulator.browse(url.as_str()).unwrap();
+    let granted = c
+        .finish_authorization(&pending, Callback::Url(&callback))
+        .unwrap();
+    let claims = granted
+        .id_claims
+        .clone()
+        .expect("the ID token was validated");
+    assert_eq!(claims.sub, "4b3f7c2a-class-user-0001");
+    assert_eq!(
+        granted.tokens.business_code().unwrap().as_str(),
+        "OAUTH_TEST"
+    );
+    assert_eq!(granted.tokens.expires_in, Some(899));
+    assert_eq!(granted.tokens.token_type, "bearer");
+
+    let me = c
+        .userinfo(&granted.tokens.access_token, Some(&claims.sub))
+        .unwrap();
+    assert_eq!(
+        me.class_role,
+        ["Administrator", "Access Controller", "adviser"]
+    );
+    assert_eq!(me.business_code.as_deref(), Some("OAUTH_TEST"));
+
+    let funds = c
+        .api_get(&granted.tokens.access_token, "b/OAUTH_TEST/fund/list")
+        .unwrap();
+    assert_eq!(funds.data["Funds"][0]["Code"], "SMSF01");
+    assert_eq!(funds.rate_limit.remaining, Some(499));
+    let other = c
+        .api_get(&granted.tokens.access_token, "b/SECOND_BIZ/fund/list")
+        .unwrap_err();
+    assert_eq!(
+        other
+            .protocol()
+            .and_then(|e| e.status())
+            .map(|s| s.as_u16()),
+        Some(404)
+    );
+
+    // Refresh after a key rotation: the emulator published the next key before using it.
+    emulator.rotate_keys();
+    let refreshed = c.refresh(&granted.tokens, Some(&claims)).unwrap();
+    assert_ne!(
+        refreshed.tokens.refresh_token, granted.tokens.refresh_token,
+        "rotated"
+    );
+    // Reusing the spent refresh token revokes the grant (reuse detection).
+    let reuse = c.refresh(&granted.tokens, Some(&claims)).unwrap_err();
+    assert!(reuse.requires_reauthorization());
+    let after = c.refresh(&refreshed.tokens, Some(&claims)).unwrap_err();
+    assert!(
+        after.requires_reauthorization(),
+        "the whole grant was revoked"
+    );
+
+    // A fresh grant, then the user revokes partner access in Class.
+    let p = c
+        .password(
+            Username::new("sam@example.com"),
+            Password::new("demo-password"),
+            Scopes::parse("target:b/OAUTH_TEST offline_access fund.read").unwrap(),
+        )
+        .unwrap();
+    emulator.revoke_partner_access("OAUTH_TEST");
+    assert!(
+        c.refresh(&p.tokens, None)
+            .unwrap_err()
+            .requires_reauthorization()
+    );
+    assert!(emulator.count("/connect/token") >= 5);
+}
+
+#[test]
+fn denials_faults_and_no_discovery() {
+    let mut config = EmulatorConfig::demo();
+    config.discovery = false;
+    config.expires_in_as_string = true;
+    let emulator = ClassEmulator::start_blocking(config);
+    let c = client(&emulator);
+    assert_eq!(
+        c.endpoints().unwrap().source,
+        EndpointSource::PresetNoDiscovery
+    );
+
+    emulator.deny_next_authorization("consent_required");
+    let (url, pending) = c
+        .start_authorization(
+            RedirectUrl::new("https://partner.example/class-callback").unwrap(),
+            scopes(),
+            AuthorizeOptions::default(),
+        )
+        .unwrap();
+    let callback = emulator.browse(url.as_str()).unwrap();
+    let err = c
+        .finish_authorization(&pending, Callback::Url(&callback))
+        .unwrap_err();
+    assert_eq!(
+        err.protocol()
+            .and_then(|e| e.code())
+            .map(|c| c.as_str().to_owned())
+            .as_deref(),
+        Some("consent_required")
+    );
+    assert_eq!(
+        emulator.count("/connect/token"),
+        0,
+        "no token request after a denial"
+    );
+
+    // Unregistered redirect URI: no redirect at all.
+    let (url, _) = c
+        .start_authorization(
+            RedirectUrl::new("https://evil.example/cb").unwrap(),
+            scopes(),
+            AuthorizeOptions::default(),
+        )
+        .unwrap();
+    assert!(emulator.browse(url.as_str()).is_err());
+
+    let pw = || {
+        c.password(
+            Username::new("sam@example.com"),
+            Password::new("demo-password"),
+            Scopes::parse("target:b/OAUTH_TEST fund.read").unwrap(),
+        )
+    };
+    emulator.inject("/connect/token", Fault::Html502, 1);
+    let e = pw().unwrap_err();
+    assert!(e.is_transient() && !e.requires_reauthorization(), "{e:?}");
+    emulator.inject("/connect/token", Fault::Delay(Duration::from_secs(2)), 1);
+    assert!(matches!(
+        pw().unwrap_err(),
+        class_oauth_ureq::DriveError::Transport(_)
+    ));
+    let ok = pw().unwrap();
+    assert_eq!(
+        ok.tokens.expires_in,
+        Some(899),
+        "expires_in sent as a string"
+    );
+    emulator.inject("/api/", Fault::TooManyRequests { reset_after: 1 }, 1);
+    let funds = c
+        .api_get(&ok.tokens.access_token, "b/OAUTH_TEST/fund/list")
+        .unwrap();
+    assert_eq!(funds.status.as_u16(), 200, "one 429 waited out");
+    let bad = c
+        .password(
+            Username::new("sam@example.com"),
+            Password::new("wrong"),
+            Scopes::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        bad.protocol()
+            .and_then(|e| e.code())
+            .map(|c| c.as_str().to_owned())
+            .as_deref(),
+        Some("invalid_grant")
+    );
+}
