@@ -1,0 +1,747 @@
+//! The commands, on the library's own layers: the blocking client (ureq), the token
+//! manager, and the stores.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use class_oauth_core::authorize::Prompt;
+use class_oauth_core::flow::ValidatedTokens;
+use class_oauth_core::revocation::RevocationRequest;
+use class_oauth_core::scope::{CATALOGUE, Confidence, Scope, Scopes};
+use class_oauth_core::{ClientId, ClientSecret, Environment, Password, RedirectUrl, Username};
+use class_oauth_store::{
+    Encryption, KeyRing, PostgresStore, SqliteStore, StoredGrant, TenantKey, TokenStore,
+};
+use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, TokenManager};
+use serde_json::{Value, json};
+
+use crate::output::{CliError, emit};
+use crate::{AuthStep, Cli, Command, KeyAction};
+
+const DEFAULT_SCOPES: &str =
+    "openid profile email class_profile target:b offline_access business.fund.list";
+
+type Store = Arc<dyn TokenStore>;
+
+struct Ctx {
+    cli: Cli,
+    stdin_lines: Option<Vec<String>>,
+}
+
+impl Ctx {
+    /// Lines of stdin, read once (client secret first, then the password).
+    fn stdin_line(&mut self, index: usize) -> Result<String, CliError> {
+        if self.stdin_lines.is_none() {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::usage(format!("reading stdin: {e}")))?;
+            self.stdin_lines = Some(text.lines().map(str::to_owned).collect());
+        }
+        self.stdin_lines
+            .as_ref()
+            .and_then(|l| l.get(index).cloned())
+            .ok_or_else(|| CliError::usage("stdin ended before the expected secret"))
+    }
+
+    fn env(&self) -> Result<Environment, CliError> {
+        Environment::parse(&self.cli.environment).map_err(|e| {
+            CliError::config(
+                format!("--env: {e}"),
+                Some("use production, pie, or an https issuer URL (http only on loopback)"),
+            )
+        })
+    }
+
+    fn client_id(&self) -> Result<ClientId, CliError> {
+        self.cli
+            .client_id
+            .clone()
+            .map(ClientId::new)
+            .ok_or_else(|| {
+                CliError::config(
+                    "no client id",
+                    Some("set CLASS_CLIENT_ID or pass --client-id"),
+                )
+            })
+    }
+
+    fn secret(&mut self) -> Result<Option<ClientSecret>, CliError> {
+        if self.cli.client_secret_stdin {
+            return self
+                .stdin_line(0)
+                .map(|s| Some(ClientSecret::new(s.trim())));
+        }
+        Ok(std::env::var("CLASS_CLIENT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(ClientSecret::new))
+    }
+
+    fn client(&mut self) -> Result<ClassClient, CliError> {
+        let env = self.env()?;
+        let id = self.client_id()?;
+        let mut b = ClassClient::builder(env, id);
+        if let Some(s) = self.secret()? {
+            b = b.secret(s);
+        }
+        Ok(b.build())
+    }
+
+    fn store(&self) -> Result<Store, CliError> {
+        let encryption = match std::env::var("CLASS_OAUTH_STORE_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+        {
+            Some(spec) => Encryption::Keys(KeyRing::parse(&spec)?),
+            None => Encryption::Refuse,
+        };
+        let location = match &self.cli.store {
+            Some(s) => s.clone(),
+            None => dirs::data_dir()
+                .ok_or_else(|| CliError::config("no user data directory; pass --store", None))?
+                .join("class-oauth")
+                .join("grants.sqlite3")
+                .to_string_lossy()
+                .into_owned(),
+        };
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Ok(Arc::new(PostgresStore::connect(&location, 4, encryption)?))
+        } else {
+            Ok(Arc::new(SqliteStore::open(&location, encryption)?))
+        }
+    }
+
+    fn tenant(&self) -> Result<TenantKey, CliError> {
+        Ok(TenantKey::new(&self.client_id()?, self.cli.profile.clone()))
+    }
+}
+
+fn scopes_from(args: &[String], default: &str) -> Result<Scopes, CliError> {
+    let text = if args.is_empty() {
+        default.to_owned()
+    } else {
+        args.join(" ")
+    };
+    let scopes = Scopes::parse(&text)?;
+    scopes.validate()?;
+    Ok(scopes)
+}
+
+fn consent_lines(scopes: &Scopes) -> String {
+    let mut out = String::new();
+    for s in scopes {
+        let text = match s {
+            Scope::Target(t) => match t.business_code() {
+                Some(code) => format!("business {code}"),
+                None => "the user picks the business".to_owned(),
+            },
+            other => other
+                .consent_text()
+                .unwrap_or("(no consent text published)")
+                .to_owned(),
+        };
+        let _ = writeln!(out, "  {:<22} {text}", s.to_string());
+    }
+    out
+}
+
+fn summary(grant: &StoredGrant) -> Value {
+    let t = &grant.tokens;
+    json!({
+        "business_code": t.business_code().map(|c| c.to_string()),
+        "business_name": t.business_name(),
+        "scope": t.scopes.to_string(),
+        "expires_at": t.expires_at.map(class_oauth_core::time::to_unix),
+        "has_refresh_token": t.refresh_token.is_some(),
+        "subject": grant.id_claims.as_ref().map(|c| c.sub.clone()),
+        "version": grant.version,
+    })
+}
+
+fn describe_grant(title: &str, grant: &StoredGrant) -> String {
+    let t = &grant.tokens;
+    let mut out = format!("{title}\n");
+    let _ = writeln!(
+        out,
+        "business: {} ({})",
+        t.business_code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "?".into()),
+        t.business_name().unwrap_or("name not sent")
+    );
+    if let Some(exp) = t.expires_at {
+        let secs = exp
+            .duration_since(SystemTime::now())
+            .map_or(0, |d| d.as_secs());
+        let _ = writeln!(
+            out,
+            "access token: valid for {secs} s{}",
+            if t.refresh_token.is_some() {
+                "; refresh token stored"
+            } else {
+                "; no refresh token (offline_access not granted)"
+            }
+        );
+    }
+    if let Some(c) = &grant.id_claims {
+        let _ = writeln!(
+            out,
+            "ID token (validated): sub {} iss {} aud {:?} auth_time {:?} email {:?} amr {:?}",
+            c.sub, c.iss, c.aud, c.auth_time, c.email, c.amr
+        );
+    }
+    let _ = write!(out, "granted scope:\n{}", consent_lines(&t.scopes));
+    out
+}
+
+fn manager(ctx: &mut Ctx) -> Result<TokenManager<Store>, CliError> {
+    Ok(TokenManager::new(ctx.client()?, ctx.store()?))
+}
+
+fn store_login(ctx: &mut Ctx, granted: &ValidatedTokens) -> Result<(), CliError> {
+    let m = manager(ctx)?;
+    let grant = m.store_tokens(&ctx.tenant()?, granted)?;
+    emit(
+        ctx.cli.json,
+        &summary(&grant),
+        &describe_grant(
+            &format!("Signed in; stored as profile `{}`.", ctx.cli.profile),
+            &grant,
+        ),
+    );
+    Ok(())
+}
+
+/// Runs the command.
+pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
+    let mut ctx = Ctx {
+        cli,
+        stdin_lines: None,
+    };
+    match std::mem::replace(&mut ctx.cli.command, Command::Scopes) {
+        Command::Scopes => scopes(&ctx),
+        Command::Discover => discover(&mut ctx),
+        Command::Login {
+            scopes,
+            redirect_uri,
+            no_browser,
+            prompt,
+            login_hint,
+        } => login(
+            &mut ctx,
+            &scopes,
+            &redirect_uri,
+            no_browser,
+            prompt,
+            login_hint,
+        ),
+        Command::Auth {
+            step:
+                AuthStep::Start {
+                    scopes,
+                    redirect_uri,
+                    prompt,
+                    login_hint,
+                },
+        } => auth_start(&mut ctx, &scopes, &redirect_uri, prompt, login_hint),
+        Command::Auth {
+            step: AuthStep::Finish { callback_url },
+        } => auth_finish(&mut ctx, &callback_url),
+        Command::Password {
+            username, scopes, ..
+        } => password(&mut ctx, &username, &scopes),
+        Command::Token => token(&mut ctx),
+        Command::Refresh => refresh(&mut ctx),
+        Command::Userinfo => userinfo(&mut ctx),
+        Command::Revoke => revoke(&mut ctx),
+        Command::Profiles => profiles(&ctx),
+        Command::Demo => demo(ctx.cli.json),
+        Command::Key {
+            action: KeyAction::Generate,
+        } => {
+            let id = format!("k{}", class_oauth_core::time::to_unix(SystemTime::now()));
+            let key = class_oauth_store::EncryptionKey::generate(id)?;
+            let spec = key.to_spec();
+            emit(
+                ctx.cli.json,
+                &json!({"key": spec.as_str()}),
+                "Export this as CLASS_OAUTH_STORE_KEY (keep it secret; put older keys after a comma to keep reading rows they sealed):",
+            );
+            if !ctx.cli.json {
+                println!("{}", spec.as_str());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn scopes(ctx: &Ctx) -> Result<(), CliError> {
+    let rows: Vec<Value> = CATALOGUE
+        .iter()
+        .map(|e| json!({"scope": e.scope, "consent_text": e.consent_text, "description": e.description, "rule": e.rule, "confidence": format!("{:?}", e.confidence).to_lowercase()}))
+        .collect();
+    let mut human =
+        String::from("Class scopes (consent text as Class shows it; * = unconfirmed mapping)\n");
+    for e in CATALOGUE {
+        let mark = if e.confidence == Confidence::Documented {
+            " "
+        } else {
+            "*"
+        };
+        let _ = writeln!(
+            human,
+            "{mark} {:<28} {}",
+            e.scope,
+            e.consent_text.unwrap_or("-")
+        );
+        let _ = writeln!(
+            human,
+            "  {:<28} {}{}",
+            "",
+            e.description,
+            e.rule.map(|r| format!(" Rule: {r}.")).unwrap_or_default()
+        );
+    }
+    human.push_str("Rules: an access specifier needs exactly one target; class_profile needs openid; a refresh token needs offline_access.");
+    emit(ctx.cli.json, &Value::Array(rows), &human);
+    Ok(())
+}
+
+fn discover(ctx: &mut Ctx) -> Result<(), CliError> {
+    let env = ctx.env()?;
+    let client = ClassClient::builder(
+        env.clone(),
+        ClientId::new(ctx.cli.client_id.clone().unwrap_or_default()),
+    )
+    .build();
+    let e = client.endpoints()?;
+    let opt = |u: &Option<class_oauth_core::url::Url>| u.as_ref().map(ToString::to_string);
+    let value = json!({
+        "environment": env.name(),
+        "source": e.source,
+        "issuer": e.issuer.as_str(),
+        "authorization_endpoint": e.authorization_endpoint.as_str(),
+        "token_endpoint": e.token_endpoint.as_str(),
+        "userinfo_endpoint": opt(&e.userinfo_endpoint),
+        "revocation_endpoint": opt(&e.revocation_endpoint),
+        "jwks_uri": opt(&e.jwks_uri),
+        "api_base": opt(&e.api_base),
+    });
+    let mut human = format!(
+        "{} endpoints, from the {}:\n",
+        env.name(),
+        e.source.describe()
+    );
+    for k in [
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
+        "revocation_endpoint",
+        "jwks_uri",
+        "api_base",
+    ] {
+        let _ = writeln!(human, "  {k:<23} {}", value[k].as_str().unwrap_or("(none)"));
+    }
+    emit(ctx.cli.json, &value, human.trim_end());
+    Ok(())
+}
+
+fn options(
+    prompt: Option<String>,
+    login_hint: Option<String>,
+) -> Result<AuthorizeOptions, CliError> {
+    let mut o = AuthorizeOptions::default();
+    o.prompt = prompt.as_deref().map(Prompt::parse).transpose()?;
+    o.login_hint = login_hint;
+    Ok(o)
+}
+
+fn login(
+    ctx: &mut Ctx,
+    scopes: &[String],
+    redirect: &str,
+    no_browser: bool,
+    prompt: Option<String>,
+    hint: Option<String>,
+) -> Result<(), CliError> {
+    let redirect = RedirectUrl::new(redirect)?;
+    let url = redirect.url();
+    let loopback = url.scheme() == "http" && class_oauth_core::types::is_loopback(url);
+    if !loopback {
+        return Err(CliError::usage(
+            "login listens on a loopback redirect URI (http://127.0.0.1:PORT/...); for other URIs use `auth start` and `auth finish`",
+        ));
+    }
+    let addr = format!(
+        "{}:{}",
+        url.host_str()
+            .unwrap_or("127.0.0.1")
+            .trim_matches(['[', ']']),
+        url.port_or_known_default().unwrap_or(80)
+    );
+    let listener = TcpListener::bind(&addr)
+        .map_err(|e| CliError::config(format!("cannot listen on {addr}: {e}"), None))?;
+    let client = ctx.client()?;
+    let (auth_url, pending) = client.start_authorization(
+        redirect.clone(),
+        scopes_from(scopes, DEFAULT_SCOPES)?,
+        options(prompt, hint)?,
+    )?;
+    eprintln!("Open this URL to sign in to Class and choose the business:\n{auth_url}");
+    if !no_browser && webbrowser::open(auth_url.as_str()).is_err() {
+        eprintln!("(could not open a browser; open the URL yourself)");
+    }
+    let (mut stream, _) = listener
+        .accept()
+        .map_err(|e| CliError::config(format!("waiting for the callback: {e}"), None))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(|e| CliError::validation(format!("reading the callback: {e}")))?;
+    let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let page = "<html><body><p>Signed in to Class. You can close this window.</p></body></html>";
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nReferrer-Policy: no-referrer\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        page.len()
+    );
+    drop(stream);
+    let callback = format!("{}://{}{target}", url.scheme(), url.authority());
+    let granted = client.finish_authorization(&pending, Callback::Url(&callback))?;
+    store_login(ctx, &granted)
+}
+
+fn auth_start(
+    ctx: &mut Ctx,
+    scopes: &[String],
+    redirect: &str,
+    prompt: Option<String>,
+    hint: Option<String>,
+) -> Result<(), CliError> {
+    let store = ctx.store()?;
+    let client = ctx.client()?;
+    let (url, pending) = client.start_authorization(
+        RedirectUrl::new(redirect)?,
+        scopes_from(scopes, DEFAULT_SCOPES)?,
+        options(prompt, hint)?,
+    )?;
+    store.put_pending(pending.state.secret(), &pending)?;
+    let value = json!({"authorization_url": url.as_str(), "state": pending.state.secret()});
+    if ctx.cli.json {
+        println!("{value}");
+    } else {
+        println!("{url}");
+    }
+    eprintln!(
+        "Send the user to the URL above; then run `class-oauth auth finish --callback-url <the URL Class redirected to>`."
+    );
+    Ok(())
+}
+
+fn auth_finish(ctx: &mut Ctx, callback_url: &str) -> Result<(), CliError> {
+    let params = class_oauth_core::callback::CallbackParams::from_url(callback_url)
+        .map_err(CliError::from)?;
+    let state = params
+        .state
+        .ok_or_else(|| CliError::validation("the callback URL has no state parameter"))?;
+    let store = ctx.store()?;
+    let pending = store
+        .take_pending(state.secret(), SystemTime::now())?
+        .ok_or_else(|| CliError::validation("no pending authorization matches this callback's state (already used, expired, or started elsewhere)"))?;
+    let client = ctx.client()?;
+    let granted = client.finish_authorization(&pending, Callback::Url(callback_url))?;
+    store_login(ctx, &granted)
+}
+
+fn password(ctx: &mut Ctx, username: &str, scopes: &[String]) -> Result<(), CliError> {
+    let index = usize::from(ctx.cli.client_secret_stdin);
+    let pw = Password::new(
+        ctx.stdin_line(index)?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+    );
+    let client = ctx.client()?;
+    let granted = client.password(Username::new(username), pw, scopes_from(scopes, "target:b offline_access business.fund.list")?).map_err(|e| {
+        // For the password grant, invalid_grant means wrong credentials: a refusal, not
+        // a lost grant.
+        let mut err = CliError::from(e);
+        if err.code.as_deref() == Some("invalid_grant") {
+            err.exit_code = 3;
+            err.kind = "server_refused";
+            err.hint = Some("check the username and password (and that the customer's SSLA covers API access)".into());
+        }
+        err
+    })?;
+    store_login(ctx, &granted)
+}
+
+fn token(ctx: &mut Ctx) -> Result<(), CliError> {
+    let m = manager(ctx)?;
+    let grant = m.grant(&ctx.tenant()?)?;
+    if ctx.cli.json {
+        let mut v = summary(&grant);
+        v["access_token"] = json!(grant.tokens.access_token.secret());
+        println!("{v}");
+    } else {
+        println!("{}", grant.tokens.access_token.secret());
+    }
+    Ok(())
+}
+
+fn refresh(ctx: &mut Ctx) -> Result<(), CliError> {
+    let m = manager(ctx)?;
+    let tenant = ctx.tenant()?;
+    let current = m.store().load(&tenant)?.ok_or_else(|| {
+        CliError::reauth(format!(
+            "no grant is stored for profile `{}`",
+            ctx.cli.profile
+        ))
+    })?;
+    let grant = m.force_refresh(&tenant, current.version)?;
+    if grant.version == current.version {
+        return Err(CliError::from(
+            class_oauth_store::procedure::ManagerError::Refresh(
+                class_oauth_core::flow::DriveError::Transport(
+                    class_oauth_core::flow::TransportError::new(
+                        class_oauth_core::flow::TransportErrorKind::Other,
+                        "the refresh did not complete; the current token is still valid",
+                    ),
+                ),
+            ),
+        ));
+    }
+    emit(
+        ctx.cli.json,
+        &summary(&grant),
+        &describe_grant("Refreshed (the new refresh token is stored).", &grant),
+    );
+    Ok(())
+}
+
+fn userinfo(ctx: &mut Ctx) -> Result<(), CliError> {
+    let m = manager(ctx)?;
+    let grant = m.grant(&ctx.tenant()?)?;
+    let sub = grant.id_claims.as_ref().map(|c| c.sub.clone());
+    let info = m
+        .client()
+        .userinfo(&grant.tokens.access_token, sub.as_deref())?;
+    let value = json!({"sub": info.sub, "name": info.name, "given_name": info.given_name, "family_name": info.family_name, "email": info.email,
+        "business_code": info.business_code, "business_name": info.business_name, "class_role": info.class_role, "extra": info.extra});
+    let human = format!(
+        "UserInfo{}: sub {} name {:?} email {:?} business {:?} roles {:?}",
+        if sub.is_some() {
+            " (sub matches the ID token)"
+        } else {
+            ""
+        },
+        info.sub,
+        info.name,
+        info.email,
+        info.business_code,
+        info.class_role
+    );
+    emit(ctx.cli.json, &value, &human);
+    Ok(())
+}
+
+fn revoke(ctx: &mut Ctx) -> Result<(), CliError> {
+    let store = ctx.store()?;
+    let tenant = ctx.tenant()?;
+    let client = ctx.client()?;
+    let endpoints = client.endpoints()?;
+    let mut revoked = false;
+    if endpoints.revocation_endpoint.is_some() {
+        if let Some(grant) = store.load(&tenant)? {
+            if let Some(rt) = grant.tokens.refresh_token {
+                client.revoke(RevocationRequest::RefreshToken(rt))?;
+                revoked = true;
+            }
+        }
+    }
+    let deleted = store.delete(&tenant)?;
+    let human = match (revoked, deleted) {
+        (true, _) => format!(
+            "Revoked the refresh token at Class and deleted profile `{}`.",
+            ctx.cli.profile
+        ),
+        (false, true) => format!(
+            "Deleted profile `{}`. Class publishes no revocation endpoint: to revoke the grant itself, use Business > Partner Application Access > Revoke Access in Class.",
+            ctx.cli.profile
+        ),
+        (false, false) => format!("No grant was stored for profile `{}`.", ctx.cli.profile),
+    };
+    emit(
+        ctx.cli.json,
+        &json!({"revoked": revoked, "deleted": deleted}),
+        &human,
+    );
+    Ok(())
+}
+
+fn profiles(ctx: &Ctx) -> Result<(), CliError> {
+    let store = ctx.store()?;
+    let rows = store.list()?;
+    let value: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"profile": r.key.tenant(), "client_id": r.key.client_id(), "business_code": r.business_code, "scope": r.scope, "expires_at": r.expires_at,
+            "status": match &r.status { class_oauth_store::GrantStatus::Active => "active".to_owned(), _ => "needs_reauthorization".to_owned() }}))
+        .collect();
+    let mut human = format!("{} profile(s):\n", rows.len());
+    for v in &value {
+        let _ = writeln!(
+            human,
+            "  {:<16} {:<14} {:<24} {}  {}",
+            v["profile"].as_str().unwrap_or(""),
+            v["business_code"].as_str().unwrap_or("-"),
+            v["status"].as_str().unwrap_or(""),
+            v["client_id"].as_str().unwrap_or(""),
+            v["scope"].as_str().unwrap_or("")
+        );
+    }
+    emit(ctx.cli.json, &Value::Array(value), human.trim_end());
+    Ok(())
+}
+
+/// The tour, against the built-in emulator: code flow with ID-token validation, the
+/// token manager with an encrypted SQLite store, refresh, UserInfo, a Class API call,
+/// revocation.
+pub(crate) fn demo(json: bool) -> Result<(), CliError> {
+    let say = |step: &str| eprintln!("\n== {step}");
+    let emulator = class_oauth_testkit::ClassEmulator::start_blocking(
+        class_oauth_testkit::EmulatorConfig::demo(),
+    );
+    let issuer = emulator.issuer();
+    eprintln!(
+        "class-oauth demo: a Class emulator is running at {issuer} (client demo-client, user sam@example.com, business OAUTH_TEST)."
+    );
+
+    say("1. Discovery");
+    let env = Environment::parse(&issuer)?;
+    let client = ClassClient::builder(env, ClientId::new("demo-client"))
+        .secret(ClientSecret::new("demo-secret"))
+        .build();
+    let endpoints = client.endpoints()?;
+    eprintln!(
+        "endpoints from the {}: token {} userinfo {}",
+        endpoints.source.describe(),
+        endpoints.token_endpoint,
+        endpoints
+            .userinfo_endpoint
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+
+    say("2. Authorization-code flow (state, nonce, PKCE S256)");
+    let scopes = scopes_from(&[], DEFAULT_SCOPES)?;
+    eprint!("requesting:\n{}", consent_lines(&scopes));
+    let (url, pending) = client.start_authorization(
+        RedirectUrl::new("https://partner.example/class-callback")?,
+        scopes,
+        AuthorizeOptions::default(),
+    )?;
+    eprintln!(
+        "authorization URL: {}...",
+        &url.as_str()[..url.as_str().len().min(90)]
+    );
+    let callback = emulator
+        .browse(url.as_str())
+        .map_err(CliError::validation)?;
+    eprintln!(
+        "the user consented (business picked: OAUTH_TEST); Class redirected to the callback with code, state and iss"
+    );
+    let granted = client.finish_authorization(&pending, Callback::Url(&callback))?;
+
+    say("3. Stored per tenant, encrypted at rest (AES-256-GCM, SQLite)");
+    let dir = std::env::temp_dir().join(format!("class-oauth-demo-{}", std::process::id()));
+    let key = class_oauth_store::EncryptionKey::generate("demo")?;
+    let store: Store = Arc::new(SqliteStore::open(
+        dir.join("grants.sqlite3"),
+        Encryption::Keys(KeyRing::new(key)),
+    )?);
+    let manager =
+        TokenManager::new(client.clone(), store.clone()).on_event(|e| eprintln!("   event: {e:?}"));
+    let tenant = TenantKey::new(&ClientId::new("demo-client"), "OAUTH_TEST");
+    let grant = manager.store_tokens(&tenant, &granted)?;
+    eprintln!("{}", describe_grant("signed in:", &grant));
+
+    say(
+        "4. A valid token from the manager (cached), then a forced refresh (one-time refresh token rotated)",
+    );
+    let cached = manager.access_token(&tenant)?;
+    eprintln!(
+        "cached access token: {} bytes (never printed)",
+        cached.secret().len()
+    );
+    let refreshed = manager.force_refresh(&tenant, grant.version)?;
+    eprintln!(
+        "refreshed: version {} -> {}, new refresh token stored before the new access token was used",
+        grant.version, refreshed.version
+    );
+
+    say("5. UserInfo (sub checked against the ID token)");
+    let sub = refreshed.id_claims.as_ref().map(|c| c.sub.clone());
+    let info = client.userinfo(&refreshed.tokens.access_token, sub.as_deref())?;
+    eprintln!(
+        "sub {} name {:?} business {:?} roles {:?}",
+        info.sub, info.name, info.business_code, info.class_role
+    );
+
+    say("6. A Class API call (Bearer, vendor Accept header, Errors envelope, rate-limit headers)");
+    let funds = manager.api_get(&tenant, "b/OAUTH_TEST/fund/list")?;
+    eprintln!(
+        "{} funds; {} calls left this minute",
+        funds.data["Funds"].as_array().map_or(0, Vec::len),
+        funds
+            .rate_limit
+            .remaining
+            .map_or_else(|| "?".into(), |r| r.to_string())
+    );
+
+    say("7. Revocation (RFC 7009), then the grant is gone");
+    if let Some(rt) = refreshed.tokens.refresh_token.clone() {
+        client.revoke(RevocationRequest::RefreshToken(rt))?;
+    }
+    let after = client
+        .refresh(&refreshed.tokens, refreshed.id_claims.as_ref())
+        .map(|_| ())
+        .map_err(CliError::from);
+    eprintln!(
+        "refresh after revocation: {}",
+        after.as_ref().err().map_or_else(
+            || "unexpectedly worked".to_owned(),
+            |e| format!("{} (exit code {})", e.message, e.exit_code)
+        )
+    );
+    store.delete(&tenant)?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let requests = emulator.requests();
+    let value = json!({
+        "issuer": issuer,
+        "business_code": refreshed.tokens.business_code().map(|c| c.to_string()),
+        "subject": sub,
+        "refreshed": refreshed.version > grant.version,
+        "funds": funds.data["Funds"].as_array().map_or(0, Vec::len),
+        "revoked": after.is_err(),
+        "requests": requests.len(),
+    });
+    emit(
+        json,
+        &value,
+        &format!(
+            "\nDemo complete: {} requests to the emulator, every response validated. Next: `class-oauth --env pie --client-id ... login`.",
+            requests.len()
+        ),
+    );
+    if after.is_ok() {
+        return Err(CliError::validation("the revoked grant still refreshed"));
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! `class-oauth`: the Class (Class Super) OAuth command line.
+//!
+//! Exit codes: 0 ok; 2 usage or configuration; 3 the server refused; 4 validation failed
+//! (ID token, state, issuer, discovery policy, malformed response); 5 transport failure
+//! (connect, timeout, 5xx, non-JSON body); 6 re-authorization needed.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Log in to Class, keep a grant per profile, and print valid tokens.
+#[derive(Debug, Parser)]
+#[command(name = "class-oauth", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// production, pie, or an issuer URL (http only for loopback hosts).
+    #[arg(
+        long = "env",
+        env = "CLASS_OAUTH_ENV",
+        default_value = "pie",
+        global = true
+    )]
+    pub(crate) environment: String,
+    /// The client id Class issued for this environment.
+    #[arg(long, env = "CLASS_CLIENT_ID", global = true)]
+    pub(crate) client_id: Option<String>,
+    /// Read the client secret from the first line of stdin (else CLASS_CLIENT_SECRET).
+    #[arg(long, global = true)]
+    pub(crate) client_secret_stdin: bool,
+    /// A SQLite file or a postgres:// URL (default: a SQLite file in the user's data directory).
+    #[arg(long, env = "CLASS_OAUTH_STORE", global = true)]
+    pub(crate) store: Option<String>,
+    /// The profile: one stored grant per profile.
+    #[arg(
+        long,
+        env = "CLASS_OAUTH_PROFILE",
+        default_value = "default",
+        global = true
+    )]
+    pub(crate) profile: String,
+    /// Machine output (JSON) on stdout; human text stays on stderr.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// The scope catalogue: scope strings, Class's consent texts, rules.
+    Scopes,
+    /// The resolved endpoints and where they came from.
+    Discover,
+    /// Authorization-code flow with a loopback listener on the redirect URI.
+    Login {
+        /// A scope (repeatable); default: openid profile email class_profile target:b offline_access business.fund.list.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A loopback redirect URI registered with Class.
+        #[arg(long, default_value = "http://127.0.0.1:8765/callback")]
+        redirect_uri: String,
+        /// Print the URL instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// prompt: none, login, consent.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// login_hint: the user's email.
+        #[arg(long)]
+        login_hint: Option<String>,
+    },
+    /// Two-step authorization for redirect URIs that are not loopback.
+    Auth {
+        #[command(subcommand)]
+        step: AuthStep,
+    },
+    /// The legacy password grant (Class customers' private clients).
+    Password {
+        /// The Class username.
+        #[arg(long)]
+        username: String,
+        /// Read the password from stdin (after the client secret, when that is read too).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// A scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Print a valid access token, refreshing first when due.
+    Token,
+    /// Refresh now.
+    Refresh,
+    /// Call UserInfo (the sub is checked against the ID token).
+    Userinfo,
+    /// Revoke at the revocation endpoint when advertised, then delete the profile.
+    Revoke,
+    /// The stored profiles (never a secret).
+    Profiles,
+    /// The whole tour against the built-in Class emulator: no credentials needed.
+    Demo,
+    /// Store encryption keys.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthStep {
+    /// Print {"authorization_url","state"} and save the pending authorization in the store.
+    Start {
+        /// A scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// The redirect URI registered with Class (exact).
+        #[arg(long)]
+        redirect_uri: String,
+        /// prompt: none, login, consent.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// login_hint.
+        #[arg(long)]
+        login_hint: Option<String>,
+    },
+    /// Finish from the callback URL the browser landed on.
+    Finish {
+        /// The full callback URL.
+        #[arg(long)]
+        callback_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyAction {
+    /// Print a new key for CLASS_OAUTH_STORE_KEY.
+    Generate,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let json = cli.json;
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::report_error(&e, json);
+            ExitCode::from(e.exit_code)
+        }
+    }
+}

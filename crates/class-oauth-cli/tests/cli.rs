@@ -1,0 +1,427 @@
+//! The built `class-oauth` binary against the Class emulator: every command and every
+//! exit code, including `auth start` / `auth finish` with the callback URL captured from
+//! the emulator's redirect, and `login` through its loopback listener.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+
+use class_oauth_testkit::{ClassEmulator, EmulatorConfig, Fault};
+use serde_json::Value;
+
+const KEY: &str = "test:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+struct Rig {
+    emulator: ClassEmulator,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new(config: EmulatorConfig) -> Self {
+        Self {
+            emulator: ClassEmulator::start_blocking(config),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_class-oauth"));
+        c.args(args)
+            .env("CLASS_OAUTH_ENV", self.emulator.issuer())
+            .env("CLASS_CLIENT_ID", "demo-client")
+            .env("CLASS_CLIENT_SECRET", "demo-secret")
+            .env("CLASS_OAUTH_STORE", self.dir.path().join("grants.sqlite3"))
+            .env("CLASS_OAUTH_STORE_KEY", KEY)
+            .env_remove("CLASS_OAUTH_PROFILE");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn login_via_auth_start_finish(&self) -> Value {
+        let start = json(
+            &self.run(&[
+                "--json",
+                "auth",
+                "start",
+                "--redirect-uri",
+                "https://partner.example/class-callback",
+            ]),
+            0,
+        );
+        let callback = self
+            .emulator
+            .browse(start["authorization_url"].as_str().unwrap())
+            .unwrap();
+        assert!(callback.contains(start["state"].as_str().unwrap()));
+        json(
+            &self.run(&["--json", "auth", "finish", "--callback-url", &callback]),
+            0,
+        )
+    }
+}
+
+#[track_caller]
+fn json(out: &Output, code: i32) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("null"))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn the_whole_command_set() {
+    let rig = Rig::new(EmulatorConfig::demo());
+
+    let scopes = json(&rig.run(&["--json", "scopes"]), 0);
+    assert!(
+        scopes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["scope"] == "fund.read" && s["consent_text"] == "Read all fund information")
+    );
+    let found = json(&rig.run(&["--json", "discover"]), 0);
+    assert_eq!(found["source"], "discovery");
+
+    let login = rig.login_via_auth_start_finish();
+    assert_eq!(login["business_code"], "OAUTH_TEST");
+    assert_eq!(login["subject"], "4b3f7c2a-class-user-0001");
+
+    let token = rig.run(&["token"]);
+    assert_eq!(token.status.code(), Some(0));
+    let bare = String::from_utf8(token.stdout).unwrap();
+    let detailed = json(&rig.run(&["--json", "token"]), 0);
+    assert_eq!(detailed["access_token"].as_str().unwrap(), bare.trim());
+    assert_eq!(detailed["business_code"], "OAUTH_TEST");
+
+    let refreshed = json(&rig.run(&["--json", "refresh"]), 0);
+    assert_eq!(refreshed["version"].as_u64(), Some(2));
+    let newer = json(&rig.run(&["--json", "token"]), 0);
+    assert_ne!(newer["access_token"], detailed["access_token"]);
+
+    let me = json(&rig.run(&["--json", "userinfo"]), 0);
+    assert_eq!(me["sub"], "4b3f7c2a-class-user-0001");
+    assert_eq!(me["class_role"][0], "Administrator");
+
+    let profiles = rig.run(&["--json", "profiles"]);
+    let text = String::from_utf8_lossy(&profiles.stdout).into_owned()
+        + &String::from_utf8_lossy(&profiles.stderr);
+    assert!(
+        !text.contains(newer["access_token"].as_str().unwrap()),
+        "profiles never shows a secret"
+    );
+    let list = json(&profiles, 0);
+    assert_eq!(list[0]["profile"], "default");
+
+    // A second profile by the password grant (password on stdin).
+    let pw = rig.run_stdin(
+        &[
+            "--json",
+            "--profile",
+            "ropc",
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+            "--scope",
+            "target:b/SECOND_BIZ",
+            "--scope",
+            "offline_access",
+            "--scope",
+            "fund.read",
+        ],
+        "demo-password\n",
+    );
+    assert_eq!(json(&pw, 0)["business_code"], "SECOND_BIZ");
+    assert_eq!(
+        json(&rig.run(&["--json", "profiles"]), 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // revoke: at the revocation endpoint, then the profile is gone -> 6.
+    let revoked = json(&rig.run(&["--json", "revoke"]), 0);
+    assert_eq!(revoked["revoked"], true);
+    let gone = json(&rig.run(&["--json", "token"]), 6);
+    assert_eq!(gone["error"]["kind"], "reauthorization_required");
+
+    // The user revokes partner access in Class; the expired token cannot be refreshed -> 6.
+    rig.emulator.revoke_partner_access("SECOND_BIZ");
+    let dead = json(&rig.run(&["--json", "--profile", "ropc", "refresh"]), 6);
+    assert_eq!(dead["error"]["kind"], "reauthorization_required");
+    let still_dead = json(&rig.run(&["--json", "--profile", "ropc", "token"]), 6);
+    assert!(
+        still_dead["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("re-authorization")
+    );
+}
+
+#[test]
+fn exit_codes_for_every_failure() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    // 2: http on a non-loopback host; missing client id; no store key.
+    assert_eq!(
+        json(
+            &rig.run(&["--json", "--env", "http://class.example", "discover"]),
+            2
+        )["error"]["kind"],
+        "configuration"
+    );
+    let out = rig
+        .cmd(&["--json", "token"])
+        .env_remove("CLASS_CLIENT_ID")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(json(&out, 2)["error"]["kind"], "configuration");
+    let out = rig
+        .cmd(&[
+            "--json",
+            "auth",
+            "start",
+            "--redirect-uri",
+            "https://partner.example/class-callback",
+        ])
+        .env_remove("CLASS_OAUTH_STORE_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        json(&out, 2)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("encryption key")
+    );
+    assert_eq!(rig.run(&["no-such-command"]).status.code(), Some(2));
+
+    // 3: the server refused (wrong client secret; wrong password; a denied consent).
+    let out = rig
+        .cmd(&[
+            "--json",
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+        ])
+        .env("CLASS_CLIENT_SECRET", "wrong")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = out;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"demo-password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = json(&out, 3);
+    assert_eq!(err["error"]["code"], "invalid_client");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("one pair per environment"),
+        "a fix-it hint"
+    );
+    assert_eq!(
+        json(
+            &rig.run_stdin(
+                &[
+                    "--json",
+                    "password",
+                    "--username",
+                    "sam@example.com",
+                    "--password-stdin"
+                ],
+                "wrong\n"
+            ),
+            3
+        )["error"]["code"],
+        "invalid_grant"
+    );
+    rig.emulator.deny_next_authorization("access_denied");
+    let start = json(
+        &rig.run(&[
+            "--json",
+            "auth",
+            "start",
+            "--redirect-uri",
+            "https://partner.example/class-callback",
+        ]),
+        0,
+    );
+    let callback = rig
+        .emulator
+        .browse(start["authorization_url"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        json(
+            &rig.run(&["--json", "auth", "finish", "--callback-url", &callback]),
+            3
+        )["error"]["code"],
+        "access_denied"
+    );
+
+    // 4: validation: a callback whose state matches no pending authorization; a replayed one.
+    let start = json(
+        &rig.run(&[
+            "--json",
+            "auth",
+            "start",
+            "--redirect-uri",
+            "https://partner.example/class-callback",
+        ]),
+        0,
+    );
+    let callback = rig
+        .emulator
+        .browse(start["authorization_url"].as_str().unwrap())
+        .unwrap();
+    let forged = callback.replace(start["state"].as_str().unwrap(), "forged-state");
+    assert_eq!(
+        json(
+            &rig.run(&["--json", "auth", "finish", "--callback-url", &forged]),
+            4
+        )["error"]["kind"],
+        "validation"
+    );
+    json(
+        &rig.run(&["--json", "auth", "finish", "--callback-url", &callback]),
+        0,
+    );
+    json(
+        &rig.run(&["--json", "auth", "finish", "--callback-url", &callback]),
+        4,
+    );
+
+    // 5: transport: nothing listening; a 503 from the token endpoint; an HTML 502.
+    assert_eq!(
+        json(
+            &rig.run(&["--json", "--env", "http://127.0.0.1:9", "discover"]),
+            5
+        )["error"]["kind"],
+        "transport"
+    );
+    rig.emulator.inject("/connect/token", Fault::Status(503), 1);
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            "demo-password\n",
+        ),
+        5,
+    );
+    rig.emulator.inject("/connect/token", Fault::Html502, 1);
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            "demo-password\n",
+        ),
+        5,
+    );
+
+    // 6: no stored grant.
+    assert_eq!(
+        json(&rig.run(&["--json", "--profile", "never", "token"]), 6)["error"]["kind"],
+        "reauthorization_required"
+    );
+}
+
+#[test]
+fn login_through_the_loopback_listener() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let mut config = EmulatorConfig::demo();
+    config.clients[0].redirect_uris.push(redirect.clone());
+    let rig = Rig::new(config);
+    let mut child = rig
+        .cmd(&[
+            "--json",
+            "login",
+            "--no-browser",
+            "--redirect-uri",
+            &redirect,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut url = String::new();
+    while !url.starts_with("http") {
+        url.clear();
+        assert!(
+            stderr.read_line(&mut url).unwrap() > 0,
+            "the CLI printed no URL"
+        );
+    }
+    let callback = rig.emulator.browse(url.trim()).unwrap();
+    let target = callback
+        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .unwrap();
+    let mut browser = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(browser, "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut page = String::new();
+    browser.read_to_string(&mut page).unwrap();
+    assert!(page.contains("200 OK") && page.contains("no-referrer"));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(json(&out, 0)["business_code"], "OAUTH_TEST");
+}
+
+#[test]
+fn demo_runs_the_tour() {
+    let out = Command::new(env!("CARGO_BIN_EXE_class-oauth"))
+        .args(["--json", "demo"])
+        .output()
+        .unwrap();
+    let v = json(&out, 0);
+    assert_eq!(v["business_code"], "OAUTH_TEST");
+    assert_eq!(v["refreshed"], true);
+    assert_eq!(v["revoked"], true);
+    assert_eq!(v["funds"], 2);
+}
