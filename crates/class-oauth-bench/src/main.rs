@@ -1,169 +1,195 @@
-//! `cargo xtask bench`: one table, all figures from one run.
+//! `cargo xtask bench`: one table, every figure from one run on this machine.
 //!
-//! Each case is timed in batches sized to about 5 ms; the rounds of all cases are
-//! interleaved (case A, case B, ..., then again) so that drift on a shared machine hits
-//! every case alike, and the table reports the median per-iteration time over the
-//! rounds together with the spread (min..max of the round medians).
+//! Knobs (environment): `BENCH_ROUNDS` (interleaved rounds, default 21),
+//! `BENCH_TENANTS` (default 10000), `CLASS_OAUTH_TEST_POSTGRES_URL` (the PostgreSQL storm;
+//! skipped when unreachable), `BENCH_SKIP_BUILD=1` (skip the clean core build),
+//! `BENCH_ONLY=exchange,cached,storm,idtoken,weight` (a subset).
 
-use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime};
+mod exchange;
+mod harness;
+mod manager;
+mod server;
+mod weight;
+
+use std::time::{Duration, SystemTime};
 
 use class_oauth_core::id_token::{Expectations, IdTokenValidator};
 use class_oauth_core::jose::Jws;
 use class_oauth_core::jwks::JwkSet;
-use class_oauth_core::scope::Scopes;
-use class_oauth_core::token::TokenRequest;
-use class_oauth_core::{
-    Client, ClientId, ClientSecret, Environment, IdToken, IssuerUrl, Nonce, RefreshToken,
-};
+use class_oauth_core::{ClientId, IdToken, IssuerUrl, Nonce};
 use class_oauth_test::jwt::{TestKey, jwks};
+use harness::{Case, fmt_ns, run_interleaved};
 use serde_json::json;
 
-struct Case {
-    name: &'static str,
-    run: Box<dyn FnMut()>,
-    iters: u64,
-    samples: Vec<f64>,
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
-fn calibrate(run: &mut dyn FnMut()) -> u64 {
-    let mut iters = 1u64;
-    loop {
-        let t = Instant::now();
-        for _ in 0..iters {
-            run();
-        }
-        if t.elapsed() >= Duration::from_millis(5) || iters >= 1 << 24 {
-            return iters;
-        }
-        iters *= 2;
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn fmt_ns(ns: f64) -> String {
-    if ns >= 1_000_000.0 {
-        format!("{:.2} ms", ns / 1_000_000.0)
-    } else if ns >= 1_000.0 {
-        format!("{:.2} µs", ns / 1_000.0)
-    } else {
-        format!("{ns:.0} ns")
-    }
+fn wanted(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |v| v.split(',').any(|s| s.trim() == section))
 }
 
 fn main() {
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(31);
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-
-    // ID token, RS256, warm key cache.
-    let issuer = "https://app.class.com.au";
-    let client_id = "1eaa3979-9caf-4c6b-bab8-2cbcd549d410";
-    let key = TestKey::rsa_a();
-    let keys = JwkSet::parse(jwks(&[&key]).to_string().as_bytes()).expect("jwks");
-    let token = IdToken::new(key.sign(
-        "RS256",
-        &json!({"iss": issuer, "sub": "user-123", "aud": client_id, "exp": 1_700_000_300u64, "iat": 1_699_999_990u64, "nonce": "n-1", "email": "sam@example.com"}),
-        &json!({}),
-    ));
-    let validator = IdTokenValidator::new(
-        IssuerUrl::new(issuer).expect("issuer"),
-        ClientId::new(client_id),
+    if std::env::args().nth(1).as_deref() == Some("server") {
+        server::serve();
+        return;
+    }
+    let rounds = env_usize("BENCH_ROUNDS", 21);
+    let tenants = env_usize("BENCH_TENANTS", 10_000);
+    println!(
+        "class-oauth benchmarks: medians of {rounds} interleaved rounds unless noted; one run, one machine ({} cores)\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let nonce = Nonce::new("n-1");
-    validator
-        .validate(
-            &token,
-            Some(&keys),
-            now,
-            &Expectations::default().with_nonce(&nonce),
-        )
-        .expect("the benchmark token validates");
 
-    // Token response parse (Class-shaped refresh response).
-    let client = Client::new(ClientId::new(client_id), Environment::Production.preset())
-        .with_secret(ClientSecret::new("s"));
-    let refresh = TokenRequest::refresh_token(
-        RefreshToken::new("rt"),
-        Scopes::parse("target:b/OAUTH_TEST offline_access fund.read").expect("scopes"),
-    );
-    let body = br#"{"access_token":"CBfgN5Z5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","token_type":"bearer","expires_in":899,"refresh_token":"9e0fccdb-ec4f-4e6a-ae60-83ad66be9547","scope":"target:b/OAUTH_TEST offline_access fund.read","BusinessName":"OAuth Test Business","BusinessCode":"OAUTH_TEST"}"#;
-    let response = http::Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .expect("response");
+    if wanted("exchange") {
+        let (server, base) = server::spawn();
+        let r = exchange::run(&base, rounds);
+        drop(server);
+        println!(
+            "1. Token exchange (refresh_token grant, Basic auth, Class-shaped response, loopback server in another process)"
+        );
+        println!(
+            "   {:<34} {:>12} {:>14} {:>22} {:>10}",
+            "client", "latency", "client CPU", "latency spread", "vs floor"
+        );
+        let floor = |name: &str| {
+            r.latency
+                .iter()
+                .find(|m| m.name == name)
+                .map_or(f64::NAN, |m| m.wall_ns)
+        };
+        for m in &r.latency {
+            let f = if m.name.contains("ureq 3") || m.name.contains("blocking (ureq 3)") {
+                floor("raw ureq 3 (floor)")
+            } else if m.name.contains("ureq 2") {
+                f64::NAN
+            } else {
+                floor("raw reqwest (floor)")
+            };
+            println!(
+                "   {:<34} {:>12} {:>14} {:>22} {:>10}",
+                m.name,
+                fmt_ns(m.wall_ns),
+                fmt_ns(m.cpu_ns),
+                format!("{}..{}", fmt_ns(m.spread.0), fmt_ns(m.spread.1)),
+                if f.is_finite() {
+                    format!("{:.2}x", m.wall_ns / f)
+                } else {
+                    "-".into()
+                }
+            );
+        }
+        println!("   requests/s with N concurrent async tasks (2 worker threads, 1.5 s each):");
+        for tasks in [1, 8, 64] {
+            let row: Vec<String> = r
+                .throughput
+                .iter()
+                .filter(|(_, t, _)| *t == tasks)
+                .map(|(n, _, rps)| format!("{n}: {rps:.0}"))
+                .collect();
+            println!("     N={tasks:<3} {}", row.join(" | "));
+        }
+        println!();
+    }
 
-    let mut cases = vec![
-        Case {
-            name: "id_token: validate RS256, warm key set (µs/token)",
-            run: Box::new(move || {
-                black_box(
+    if wanted("cached") {
+        let c = manager::cached(tenants);
+        println!("2. Cached access-token read through the manager ({tenants} tenants loaded)");
+        println!(
+            "   access_token() one thread: {} per call; grant() (Arc, no copy): {} per call",
+            fmt_ns(c.single_ns),
+            fmt_ns(c.single_grant_ns)
+        );
+        println!(
+            "   access_token() on 2 threads: {} per call per thread; throughput {:.2}x of one thread\n",
+            fmt_ns(c.two_threads_ns),
+            c.scaling
+        );
+    }
+
+    if wanted("storm") {
+        let pg = std::env::var("CLASS_OAUTH_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        println!(
+            "3. Refresh storm: {tenants} tenants expiring at once, 8 callers each (one-time refresh tokens with reuse detection)"
+        );
+        for s in manager::storms(tenants, Some(&pg)) {
+            println!(
+                "   {:<34} refreshes sent {:>6} (tenants {}), invalid_grant {}, total {:.2} s ({:.0} refreshes/s)",
+                s.label,
+                s.refreshes,
+                s.tenants,
+                s.invalid_grants,
+                s.seconds,
+                s.refreshes as f64 / s.seconds
+            );
+        }
+        println!();
+    }
+
+    if wanted("idtoken") {
+        let issuer = "https://app.class.com.au";
+        let client_id = "1eaa3979-9caf-4c6b-bab8-2cbcd549d410";
+        let key = TestKey::rsa_a();
+        let keys = JwkSet::parse(jwks(&[&key]).to_string().as_bytes()).expect("jwks");
+        let token = IdToken::new(key.sign(
+            "RS256",
+            &json!({"iss": issuer, "sub": "user-123", "aud": client_id, "exp": 1_700_000_300u64, "iat": 1_699_999_990u64, "nonce": "n-1"}),
+            &json!({}),
+        ));
+        let validator = IdTokenValidator::new(
+            IssuerUrl::new(issuer).expect("issuer"),
+            ClientId::new(client_id),
+        );
+        let nonce = Nonce::new("n-1");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let compact = token.secret().to_owned();
+        let mut cases = vec![
+            Case::new("validate RS256 ID token, warm key set", || {
+                assert!(
                     validator
                         .validate(
                             &token,
                             Some(&keys),
                             now,
-                            &Expectations::default().with_nonce(&nonce),
+                            &Expectations::default().with_nonce(&nonce)
                         )
-                        .is_ok(),
+                        .is_ok()
                 );
             }),
-            iters: 0,
-            samples: Vec::new(),
-        },
-        Case {
-            name: "jws: parse compact RS256 (no verify)",
-            run: {
-                let t = key.sign("RS256", &json!({"iss": issuer, "sub": "u"}), &json!({}));
-                Box::new(move || {
-                    black_box(Jws::parse(black_box(&t)).is_ok());
-                })
-            },
-            iters: 0,
-            samples: Vec::new(),
-        },
-        Case {
-            name: "token: build refresh request + parse Class response",
-            run: Box::new(move || {
-                black_box(refresh.to_http(&client).is_ok());
-                black_box(refresh.parse_response(&client, &response, now).is_ok());
+            Case::new("parse compact JWS only", || {
+                std::hint::black_box(Jws::parse(std::hint::black_box(&compact)).is_ok());
             }),
-            iters: 0,
-            samples: Vec::new(),
-        },
-    ];
-
-    for c in &mut cases {
-        c.iters = calibrate(&mut *c.run);
-    }
-    for _ in 0..rounds {
-        for c in &mut cases {
-            let t = Instant::now();
-            for _ in 0..c.iters {
-                (c.run)();
-            }
-            c.samples
-                .push(t.elapsed().as_nanos() as f64 / c.iters as f64);
+        ];
+        let m = run_interleaved(&mut cases, rounds, Duration::from_millis(5));
+        println!("4. ID-token validation");
+        for x in m {
+            println!(
+                "   {:<40} {:>10} (spread {}..{})",
+                x.name,
+                fmt_ns(x.wall_ns),
+                fmt_ns(x.spread.0),
+                fmt_ns(x.spread.1)
+            );
         }
+        println!();
     }
-    println!("class-oauth benchmarks ({rounds} interleaved rounds, median per iteration)");
-    println!("{:<58} {:>12} {:>24}", "case", "median", "round spread");
-    for c in &mut cases {
-        let mut s = c.samples.clone();
-        let m = median(&mut s);
-        let (lo, hi) = (s[0], s[s.len() - 1]);
-        println!(
-            "{:<58} {:>12} {:>24}",
-            c.name,
-            fmt_ns(m),
-            format!("{}..{}", fmt_ns(lo), fmt_ns(hi))
-        );
+
+    if wanted("weight") {
+        let w = weight::measure(std::env::var("BENCH_SKIP_BUILD").is_err());
+        println!("5. Weight: crates in the normal dependency tree (root included)");
+        for (name, n) in &w.rows {
+            println!(
+                "   {:<34} {}",
+                name,
+                n.map_or("n/a".into(), |n| n.to_string())
+            );
+        }
+        if let Some(s) = w.core_build_secs {
+            println!("   clean release build of class-oauth-core: {s:.1} s");
+        }
     }
 }

@@ -90,7 +90,7 @@ pub enum PkceMode {
 pub struct Client {
     client_id: ClientId,
     client_secret: Option<ClientSecret>,
-    endpoints: Endpoints,
+    endpoints: std::sync::Arc<Endpoints>,
     pkce: PkceMode,
     max_body: usize,
     pending_lifetime: Duration,
@@ -104,7 +104,7 @@ impl Client {
         Self {
             client_id,
             client_secret: None,
-            endpoints,
+            endpoints: std::sync::Arc::new(endpoints),
             pkce: PkceMode::default(),
             max_body: DEFAULT_MAX_BODY,
             pending_lifetime: Duration::from_secs(30 * 60),
@@ -143,7 +143,7 @@ impl Client {
     /// Replaces the endpoints (after a discovery refresh, say).
     #[must_use]
     pub fn with_endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.endpoints = endpoints;
+        self.endpoints = std::sync::Arc::new(endpoints);
         self
     }
 

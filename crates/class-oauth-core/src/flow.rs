@@ -342,6 +342,14 @@ pub struct ValidatedTokens {
     pub id_claims: Option<IdTokenClaims>,
 }
 
+impl ValidatedTokens {
+    /// Tokens with (optionally) their validated ID-token claims.
+    #[must_use]
+    pub fn new(tokens: TokenSet, id_claims: Option<IdTokenClaims>) -> Self {
+        Self { tokens, id_claims }
+    }
+}
+
 #[derive(Debug)]
 struct IdCheck {
     validator: IdTokenValidator,

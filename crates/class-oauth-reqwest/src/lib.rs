@@ -210,51 +210,39 @@ impl ReqwestTransport {
         let mut req = reqwest::Request::try_from(request).map_err(|e| {
             TransportError::new(TransportErrorKind::Other, "invalid request").with_source(e)
         })?;
+        // reqwest's per-request timeout covers the body too.
         *req.timeout_mut() = Some(self.config.timeout);
-        let resp = tokio::time::timeout(self.config.timeout, async {
-            let mut resp = self.client.execute(req).await.map_err(classify)?;
-            if resp.url().as_str() != url
-                && !resp
-                    .url()
-                    .as_str()
-                    .trim_end_matches('/')
-                    .eq(url.trim_end_matches('/'))
-            {
-                return Err(TransportError::new(
-                    TransportErrorKind::Redirect,
-                    "the response came from a redirect, which is never followed",
-                ));
+        let mut resp = self.client.execute(req).await.map_err(classify)?;
+        if resp.url().as_str() != url
+            && resp.url().as_str().trim_end_matches('/') != url.trim_end_matches('/')
+        {
+            return Err(TransportError::new(
+                TransportErrorKind::Redirect,
+                "the response came from a redirect, which is never followed",
+            ));
+        }
+        let mut builder = Response::builder()
+            .status(resp.status())
+            .version(resp.version());
+        for (name, value) in resp.headers() {
+            builder = builder.header(name, value);
+        }
+        // Read at most one byte past the cap, so the core reports BodyTooLarge.
+        let limit = self.config.max_body.saturating_add(1);
+        let mut body = Vec::with_capacity(
+            resp.content_length()
+                .map_or(1024, |l| l.min(limit as u64) as usize),
+        );
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            let room = limit - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= limit {
+                break;
             }
-            let mut builder = Response::builder()
-                .status(resp.status())
-                .version(resp.version());
-            for (name, value) in resp.headers() {
-                builder = builder.header(name, value);
-            }
-            // Read at most one byte past the cap, so the core reports BodyTooLarge.
-            let limit = self.config.max_body.saturating_add(1);
-            let mut body = Vec::with_capacity(
-                resp.content_length()
-                    .map_or(1024, |l| l.min(limit as u64) as usize),
-            );
-            while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-                let room = limit - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= limit {
-                    break;
-                }
-            }
-            builder.body(body).map_err(|e| {
-                TransportError::new(TransportErrorKind::Other, "invalid response").with_source(e)
-            })
-        })
-        .await
-        .map_err(|_| {
-            TransportError::new(
-                TransportErrorKind::Timeout,
-                "the request exceeded the total timeout",
-            )
-        })??;
+        }
+        let resp = builder.body(body).map_err(|e| {
+            TransportError::new(TransportErrorKind::Other, "invalid response").with_source(e)
+        })?;
         Ok(resp)
     }
 }

@@ -58,7 +58,7 @@ impl<S: AsyncTokenStore, H: AsyncHttpClient> TokenManager<S, H> {
             store,
             policy: RefreshPolicy::default(),
             backoff: Duration::from_secs(5),
-            cache: DashMap::new(),
+            cache: DashMap::with_shard_amount(64),
             inflight: DashMap::new(),
             hook: None,
         }

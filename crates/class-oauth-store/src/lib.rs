@@ -68,86 +68,168 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct KeyParts {
+    client_id: String,
+    tenant: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(skip)]
+    storage_key: String,
+    #[serde(skip)]
+    hash: u64,
+}
+
 /// Identifies one stored grant: the client, the tenant (a business code, a profile name,
 /// your own tenant id), the subject (user) when grants are per user, and the scope set.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TenantKey {
-    pub(crate) client_id: String,
-    pub(crate) tenant: String,
-    pub(crate) subject: String,
-    pub(crate) scope: String,
-}
+///
+/// Cheap to clone and to look up: the parts are shared, the row key and a hash are
+/// computed once, and equality checks the pointer before the text. Keep the keys you
+/// use in hot paths rather than rebuilding them per call.
+#[derive(Clone)]
+pub struct TenantKey(std::sync::Arc<KeyParts>);
 
 impl TenantKey {
     /// A key for `tenant` of `client_id`.
     pub fn new(client_id: &ClientId, tenant: impl Into<String>) -> Self {
-        Self {
-            client_id: client_id.as_str().to_owned(),
+        Self::from_parts(client_id.as_str(), tenant, "", "")
+    }
+
+    pub(crate) fn from_parts(
+        client_id: impl Into<String>,
+        tenant: impl Into<String>,
+        subject: impl Into<String>,
+        scope: impl Into<String>,
+    ) -> Self {
+        let mut parts = KeyParts {
+            client_id: client_id.into(),
             tenant: tenant.into(),
-            subject: String::new(),
-            scope: String::new(),
-        }
+            subject: subject.into(),
+            scope: scope.into(),
+            storage_key: String::new(),
+            hash: 0,
+        };
+        let enc = |s: &str| {
+            class_oauth_core::url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+        };
+        parts.storage_key = format!(
+            "{}|{}|{}|{}",
+            enc(&parts.client_id),
+            enc(&parts.tenant),
+            enc(&parts.subject),
+            enc(&parts.scope)
+        );
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&parts.storage_key, &mut h);
+        parts.hash = std::hash::Hasher::finish(&h);
+        Self(std::sync::Arc::new(parts))
     }
 
     /// Adds the subject (for grants per user).
     #[must_use]
-    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = subject.into();
-        self
+    pub fn with_subject(self, subject: impl Into<String>) -> Self {
+        Self::from_parts(
+            self.0.client_id.clone(),
+            self.0.tenant.clone(),
+            subject,
+            self.0.scope.clone(),
+        )
     }
 
     /// Adds the scope set (for several grants per tenant with different scopes).
     #[must_use]
-    pub fn with_scope(mut self, scope: &Scopes) -> Self {
-        self.scope = scope.to_string();
-        self
+    pub fn with_scope(self, scope: &Scopes) -> Self {
+        Self::from_parts(
+            self.0.client_id.clone(),
+            self.0.tenant.clone(),
+            self.0.subject.clone(),
+            scope.to_string(),
+        )
     }
 
     /// The client id.
     #[must_use]
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        &self.0.client_id
     }
 
     /// The tenant.
     #[must_use]
     pub fn tenant(&self) -> &str {
-        &self.tenant
+        &self.0.tenant
     }
 
     /// The subject (empty when not used).
     #[must_use]
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.0.subject
     }
 
     /// The scope set (empty when not used).
     #[must_use]
     pub fn scope(&self) -> &str {
-        &self.scope
+        &self.0.scope
     }
 
     /// The row key: the four parts percent-encoded and joined by `|`.
     #[must_use]
     pub fn storage_key(&self) -> String {
-        let enc = |s: &str| {
-            class_oauth_core::url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-        };
-        format!(
-            "{}|{}|{}|{}",
-            enc(&self.client_id),
-            enc(&self.tenant),
-            enc(&self.subject),
-            enc(&self.scope)
-        )
+        self.0.storage_key.clone()
+    }
+}
+
+impl PartialEq for TenantKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.storage_key == other.0.storage_key
+    }
+}
+
+impl Eq for TenantKey {}
+
+impl std::hash::Hash for TenantKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+impl PartialOrd for TenantKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TenantKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.storage_key.cmp(&other.0.storage_key)
+    }
+}
+
+impl fmt::Debug for TenantKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TenantKey({self})")
+    }
+}
+
+impl Serialize for TenantKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let p = KeyParts::deserialize(d)?;
+        Ok(Self::from_parts(p.client_id, p.tenant, p.subject, p.scope))
     }
 }
 
 impl fmt::Display for TenantKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.client_id, self.tenant)?;
-        if !self.subject.is_empty() {
-            write!(f, "/{}", self.subject)?;
+        write!(f, "{}/{}", self.0.client_id, self.0.tenant)?;
+        if !self.0.subject.is_empty() {
+            write!(f, "/{}", self.0.subject)?;
         }
         Ok(())
     }

@@ -146,7 +146,7 @@ impl SqliteStore {
                      ON CONFLICT (storage_key) DO UPDATE SET business_code = excluded.business_code, scope = excluded.scope, expires_at = excluded.expires_at, \
                      status = 'active', status_reason = '', version = class_oauth_grants.version + 1, key_id = excluded.key_id, sealed = excluded.sealed, updated_at = excluded.updated_at \
                      RETURNING version",
-                    params![row.storage_key, key.client_id, key.tenant, key.subject, key.scope, row.business_code, row.scope, row.expires_at, row.key_id, row.sealed, now],
+                    params![row.storage_key, key.client_id(), key.tenant(), key.subject(), key.scope(), row.business_code, row.scope, row.expires_at, row.key_id, row.sealed, now],
                     |r| r.get(0),
                 )
                 .map_err(backend)?,
@@ -253,12 +253,12 @@ impl TokenStore for SqliteStore {
         let rows = stmt
             .query_map([], |r| {
                 Ok(GrantSummary {
-                    key: TenantKey {
-                        client_id: r.get(0)?,
-                        tenant: r.get(1)?,
-                        subject: r.get(2)?,
-                        scope: r.get(3)?,
-                    },
+                    key: TenantKey::from_parts(
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ),
                     business_code: r.get(4)?,
                     scope: r.get(5)?,
                     expires_at: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),

@@ -123,6 +123,9 @@ where
 pub struct UreqTransport {
     agent: ureq::Agent,
     config: TransportConfig,
+    /// The agent was built here with the right settings; a caller's agent gets them per
+    /// request instead.
+    configured: bool,
 }
 
 impl Default for UreqTransport {
@@ -135,14 +138,30 @@ impl UreqTransport {
     /// A transport with a default agent and these timeouts and limits.
     #[must_use]
     pub fn with_config(config: TransportConfig) -> Self {
-        Self::from_agent(ureq::Agent::new_with_defaults(), config)
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(config.timeout))
+                .timeout_connect(Some(config.connect_timeout))
+                .build(),
+        );
+        Self {
+            agent,
+            config,
+            configured: true,
+        }
     }
 
     /// Wraps a caller's agent; redirects, status handling and timeouts are set per
     /// request, so the agent's own settings for those do not matter.
     #[must_use]
     pub fn from_agent(agent: ureq::Agent, config: TransportConfig) -> Self {
-        Self { agent, config }
+        Self {
+            agent,
+            config,
+            configured: false,
+        }
     }
 
     /// The configuration.
@@ -201,14 +220,17 @@ impl SyncHttpClient for UreqTransport {
 
 impl UreqTransport {
     fn send_inner(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
-        let request = self
-            .agent
-            .configure_request(request)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(self.config.timeout))
-            .timeout_connect(Some(self.config.connect_timeout))
-            .build();
+        let request = if self.configured {
+            request
+        } else {
+            self.agent
+                .configure_request(request)
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(self.config.timeout))
+                .timeout_connect(Some(self.config.connect_timeout))
+                .build()
+        };
         let response = self.agent.run(request).map_err(classify)?;
         let (parts, body) = response.into_parts();
         // Read at most one byte past the cap, so the core reports BodyTooLarge.

@@ -1,0 +1,227 @@
+//! 2. Cached reads through the manager (10,000 tenants), one thread and two.
+//! 3. Refresh storm: 10,000 tenants expiring at once, 8 callers each; in memory with one
+//!    manager, then PostgreSQL with three manager instances.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use class_oauth_core::flow::ValidatedTokens;
+use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
+use class_oauth_store::asynch::{AsyncTokenStore, Blocking};
+use class_oauth_store::{
+    Encryption, EncryptionKey, KeyRing, MemoryStore, PostgresStore, TenantKey,
+};
+use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer};
+
+pub(crate) struct CachedResults {
+    pub(crate) single_ns: f64,
+    pub(crate) single_grant_ns: f64,
+    pub(crate) two_threads_ns: f64,
+    pub(crate) scaling: f64,
+}
+
+pub(crate) fn cached(tenants: usize) -> CachedResults {
+    let env = Environment::Custom(IssuerUrl::new("http://127.0.0.1:9").expect("issuer"));
+    let client = class_oauth_ureq::ClassClient::builder(env, ClientId::new("bench"))
+        .without_discovery()
+        .build();
+    let manager = Arc::new(class_oauth_ureq::TokenManager::new(
+        client,
+        MemoryStore::new(),
+    ));
+    let keys: Vec<TenantKey> = (0..tenants)
+        .map(|i| TenantKey::new(&ClientId::new("bench"), format!("tenant-{i}")))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let t = token_set(
+            &format!("at-{i}"),
+            &format!("rt-{i}"),
+            899,
+            SystemTime::now(),
+        );
+        manager
+            .store_tokens(k, &ValidatedTokens::new(t, None))
+            .expect("store");
+    }
+    let per_call = |m: &class_oauth_ureq::TokenManager<MemoryStore>,
+                    keys: &[TenantKey],
+                    n: usize,
+                    grant: bool| {
+        let t = Instant::now();
+        for i in 0..n {
+            let k = &keys[(i * 7919) % keys.len()];
+            if grant {
+                std::hint::black_box(m.grant(k).expect("cached"));
+            } else {
+                std::hint::black_box(m.access_token(k).expect("cached"));
+            }
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    let n = 2_000_000;
+    per_call(&manager, &keys, n / 10, false); // warm
+    let mut singles = Vec::new();
+    let mut grants = Vec::new();
+    let mut doubles = Vec::new();
+    for _ in 0..5 {
+        singles.push(per_call(&manager, &keys, n, false));
+        grants.push(per_call(&manager, &keys, n, true));
+        let start = Instant::now();
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                let (m, keys) = (manager.clone(), keys.clone());
+                std::thread::spawn(move || {
+                    for i in 0..n {
+                        let k = &keys[(i * 7919 + t * 13) % keys.len()];
+                        std::hint::black_box(m.access_token(k).expect("cached"));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("thread");
+        }
+        doubles.push(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    let single = crate::harness::median(&singles);
+    let double = crate::harness::median(&doubles);
+    // Two threads each doing n calls in `double` ns per call-slot: throughput ratio.
+    CachedResults {
+        single_ns: single,
+        single_grant_ns: crate::harness::median(&grants),
+        two_threads_ns: double,
+        scaling: 2.0 * single / double,
+    }
+}
+
+pub(crate) struct StormResult {
+    pub(crate) label: String,
+    pub(crate) tenants: usize,
+    pub(crate) refreshes: usize,
+    pub(crate) invalid_grants: usize,
+    pub(crate) seconds: f64,
+}
+
+async fn storm_with<S: AsyncTokenStore + Clone>(
+    label: &str,
+    stores: Vec<S>,
+    tenants: usize,
+    callers: usize,
+) -> StormResult {
+    let ots = OneTimeTokenServer::new();
+    let server = MockServer::builder()
+        .disable_request_recording()
+        .start()
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .respond_with(ots.clone())
+        .mount(&server)
+        .await;
+    let env = Environment::Custom(IssuerUrl::new(&server.uri()).expect("issuer"));
+    let client_id = ClientId::new(format!(
+        "storm-{}",
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let keys: Vec<TenantKey> = (0..tenants)
+        .map(|i| TenantKey::new(&client_id, format!("t{i}")))
+        .collect();
+    let expired = SystemTime::now() - Duration::from_secs(3600);
+    for k in &keys {
+        stores[0]
+            .save(
+                k,
+                &token_set("at-old", &ots.issue(), 899, expired),
+                None,
+                None,
+            )
+            .await
+            .expect("seed");
+    }
+    let managers: Vec<_> = stores
+        .into_iter()
+        .map(|s| {
+            let c = class_oauth_reqwest::ClassClient::builder(env.clone(), client_id.clone())
+                .secret(ClientSecret::new("s"))
+                .without_discovery()
+                .build()
+                .expect("client");
+            Arc::new(class_oauth_reqwest::TokenManager::new(c, s))
+        })
+        .collect();
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(tenants * callers);
+    for (i, k) in keys.iter().enumerate() {
+        for c in 0..callers {
+            let (m, k) = (managers[(i + c) % managers.len()].clone(), k.clone());
+            handles.push(tokio::spawn(
+                async move { m.access_token(&k).await.is_ok() },
+            ));
+        }
+    }
+    let mut ok = 0;
+    for h in handles {
+        ok += usize::from(h.await.unwrap_or(false));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let counts = ots.counts();
+    if ok != tenants * callers {
+        eprintln!(
+            "storm {label}: {} of {} callers failed",
+            tenants * callers - ok,
+            tenants * callers
+        );
+    }
+    for k in &keys {
+        let _ = managers[0].forget(k).await;
+    }
+    StormResult {
+        label: label.into(),
+        tenants,
+        refreshes: counts.refreshes,
+        invalid_grants: counts.invalid_grants,
+        seconds,
+    }
+}
+
+pub(crate) fn storms(tenants: usize, pg_url: Option<&str>) -> Vec<StormResult> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut out = Vec::new();
+    let memory = Blocking::new(MemoryStore::new());
+    out.push(rt.block_on(storm_with(
+        "memory store, 1 manager",
+        vec![memory],
+        tenants,
+        8,
+    )));
+    if let Some(url) = pg_url {
+        let keys = || {
+            Encryption::Keys(KeyRing::new(
+                EncryptionKey::new("bench", [9u8; 32]).expect("key"),
+            ))
+        };
+        let stores: Result<Vec<_>, _> = (0..3)
+            .map(|_| PostgresStore::connect(url, 8, keys()).map(Blocking::new))
+            .collect();
+        match stores {
+            Ok(stores) => out.push(rt.block_on(storm_with(
+                "PostgreSQL, 3 manager instances",
+                stores,
+                tenants,
+                8,
+            ))),
+            Err(e) => eprintln!("PostgreSQL storm skipped: {e}"),
+        }
+    }
+    rt.shutdown_timeout(Duration::from_secs(5));
+    out
+}
