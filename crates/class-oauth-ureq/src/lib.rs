@@ -5,7 +5,7 @@
 //! exactly like `class-oauth-reqwest` (the conformance suite runs every fixture through
 //! both and fails on any difference).
 //!
-//! - [`UreqTransport`]: per request, whatever agent it wraps: no redirects
+//! - [`UreqTransport`]: whatever agent it wraps: no redirects
 //!   (`max_redirects(0)`), 4xx/5xx bodies handed to the core (`http_status_as_error(false)`),
 //!   connect and total timeouts, a body cap (1 MiB default) enforced while reading.
 //! - [`SyncHttpClient`]: the seam for any other blocking HTTP client (closures qualify).
@@ -64,7 +64,10 @@ pub use manager::{EventHook, TokenManager};
 pub struct TransportConfig {
     /// Connect timeout (default 10 s).
     pub connect_timeout: Duration,
-    /// Total timeout per request, body included (default 30 s).
+    /// Timeout for each phase after connecting (sending the request, receiving the
+    /// response head, receiving the body), default 30 s. ureq's single "global" timeout
+    /// costs about 1 ms per request (measured here: 0.9 to 1.8 ms against 40 µs), so the
+    /// phases are bounded separately: a request takes at most connect + 3 x this.
     pub timeout: Duration,
     /// Response body cap in bytes (default 1 MiB).
     pub max_body: usize,
@@ -142,8 +145,10 @@ impl UreqTransport {
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
-                .timeout_global(Some(config.timeout))
                 .timeout_connect(Some(config.connect_timeout))
+                .timeout_send_request(Some(config.timeout))
+                .timeout_recv_response(Some(config.timeout))
+                .timeout_recv_body(Some(config.timeout))
                 .build(),
         );
         Self {
@@ -227,8 +232,10 @@ impl UreqTransport {
                 .configure_request(request)
                 .http_status_as_error(false)
                 .max_redirects(0)
-                .timeout_global(Some(self.config.timeout))
                 .timeout_connect(Some(self.config.connect_timeout))
+                .timeout_send_request(Some(self.config.timeout))
+                .timeout_recv_response(Some(self.config.timeout))
+                .timeout_recv_body(Some(self.config.timeout))
                 .build()
         };
         let response = self.agent.run(request).map_err(classify)?;
