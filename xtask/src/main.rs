@@ -17,6 +17,7 @@ cargo xtask <command>
   doc     cargo doc --workspace --no-deps with warnings denied
   msrv    cargo check --locked --lib on the MSRV toolchain (rust-version in Cargo.toml)
   conformance  every fixture through core, async and blocking transports; prints the matrix
+  fuzz    [--smoke | --seconds N]  every cargo-fuzz target for N seconds (smoke: 10 s each; needs nightly and cargo-fuzz)
   bench   the benchmark table (release build; BENCH_ROUNDS=n to change the rounds)
 ";
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Some("msrv") => msrv(),
         Some("bench") => bench(),
         Some("conformance") => conformance(),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -78,6 +80,27 @@ fn ci() -> Result<(), String> {
     test()?;
     conformance()?;
     doc()
+}
+
+/// The cargo-fuzz targets (one per parser); keep in step with fuzz/Cargo.toml.
+pub(crate) const FUZZ_TARGETS: &[&str] =
+    &["token_response", "error_response", "discovery", "jwks", "id_token", "callback", "scope", "api_envelope", "headers"];
+
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let seconds = match args {
+        [flag] if flag == "--smoke" => 10,
+        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| format!("bad seconds `{n}`"))?,
+        [] => 10,
+        _ => return Err("usage: cargo xtask fuzz [--smoke | --seconds N]".into()),
+    };
+    let fuzz_dir = project_root().join("fuzz");
+    for target in FUZZ_TARGETS {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&fuzz_dir).args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"]);
+        run(cmd)?;
+    }
+    eprintln!("fuzz: {} targets ran {seconds} s each without a finding (corpus in fuzz/corpus/, findings would be in fuzz/artifacts/)", FUZZ_TARGETS.len());
+    Ok(())
 }
 
 fn conformance() -> Result<(), String> {

@@ -184,6 +184,10 @@ pub enum Fault {
         /// Seconds to wait.
         reset_after: u64,
     },
+    /// Answer 200 with JSON cut off in the middle of a token.
+    TruncatedJson,
+    /// Answer 200 with a JSON body of this many bytes (past a client's cap).
+    Oversized(usize),
 }
 
 /// One recorded request (bodies kept: this is a test tool).
@@ -842,6 +846,12 @@ impl Respond for Router {
                 Reply::new(429).header("x-ratelimit-1min-remaining", "0").header("x-ratelimit-resetafter", &reset_after.to_string())
             }
             Some(Fault::Delay(d)) => state.route(req).delay(d),
+            Some(Fault::TruncatedJson) => Reply::new(200)
+                .header("content-type", "application/json")
+                .body("{\"access_token\":\"eyJhbGciOiJSUzI1NiJ9.trunc"),
+            Some(Fault::Oversized(n)) => Reply::new(200)
+                .header("content-type", "application/json")
+                .body(format!("{{\"padding\":\"{}\"}}", "x".repeat(n))),
             None => state.route(req),
         };
         let status = reply.status;
