@@ -83,8 +83,17 @@ fn ci() -> Result<(), String> {
 }
 
 /// The cargo-fuzz targets (one per parser); keep in step with fuzz/Cargo.toml.
-pub(crate) const FUZZ_TARGETS: &[&str] =
-    &["token_response", "error_response", "discovery", "jwks", "id_token", "callback", "scope", "api_envelope", "headers"];
+pub(crate) const FUZZ_TARGETS: &[&str] = &[
+    "token_response",
+    "error_response",
+    "discovery",
+    "jwks",
+    "id_token",
+    "callback",
+    "scope",
+    "api_envelope",
+    "headers",
+];
 
 fn fuzz(args: &[String]) -> Result<(), String> {
     let seconds = match args {
@@ -96,10 +105,21 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     let fuzz_dir = project_root().join("fuzz");
     for target in FUZZ_TARGETS {
         let mut cmd = Command::new("cargo");
-        cmd.current_dir(&fuzz_dir).args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"]);
+        cmd.current_dir(&fuzz_dir).args([
+            "+nightly",
+            "fuzz",
+            "run",
+            target,
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=2048",
+        ]);
         run(cmd)?;
     }
-    eprintln!("fuzz: {} targets ran {seconds} s each without a finding (corpus in fuzz/corpus/, findings would be in fuzz/artifacts/)", FUZZ_TARGETS.len());
+    eprintln!(
+        "fuzz: {} targets ran {seconds} s each without a finding (corpus in fuzz/corpus/, findings would be in fuzz/artifacts/)",
+        FUZZ_TARGETS.len()
+    );
     Ok(())
 }
 

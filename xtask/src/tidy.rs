@@ -203,10 +203,18 @@ fn fixtures_are_named_and_described() {
 #[test]
 fn every_fuzz_target_is_run_by_xtask() {
     let manifest = read("fuzz/Cargo.toml");
-    let declared: Vec<&str> = manifest.lines().filter_map(|l| l.strip_prefix("name = \"")).map(|n| n.trim_end_matches('"')).filter(|n| *n != "class-oauth-fuzz").collect();
+    let declared: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|n| n.trim_end_matches('"'))
+        .filter(|n| *n != "class-oauth-fuzz")
+        .collect();
     let mut expected = crate::FUZZ_TARGETS.to_vec();
     expected.sort_unstable();
     let mut declared_sorted = declared.clone();
     declared_sorted.sort_unstable();
-    assert_eq!(declared_sorted, expected, "fuzz/Cargo.toml and xtask's FUZZ_TARGETS differ");
+    assert_eq!(
+        declared_sorted, expected,
+        "fuzz/Cargo.toml and xtask's FUZZ_TARGETS differ"
+    );
 }

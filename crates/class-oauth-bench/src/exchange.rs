@@ -1,6 +1,7 @@
-//! 1. Token exchange (refresh_token grant, Basic auth, Class-shaped response): this
-//! project (async, blocking) vs oauth2-rs 5 (reqwest, ureq 2) vs raw requests on the
-//! same clients. Latency and client CPU per request, then requests/s at 1, 8, 64 tasks.
+//! Section 1, token exchange (refresh_token grant, Basic auth, Class-shaped response):
+//! this project (async, blocking) vs oauth2-rs 5 (reqwest, ureq 2) vs raw requests on
+//! the same clients. Latency and client CPU per request, then requests/s at 1, 8, 64
+//! tasks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,6 @@
-//! 2. Cached reads through the manager (10,000 tenants), one thread and two.
-//! 3. Refresh storm: 10,000 tenants expiring at once, 8 callers each; in memory with one
-//!    manager, then PostgreSQL with three manager instances.
+//! Section 2, cached reads through the manager (10,000 tenants), one thread and two;
+//! section 3, the refresh storm: 10,000 tenants expiring at once, 8 callers each, in
+//! memory with one manager, then PostgreSQL with three manager instances.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

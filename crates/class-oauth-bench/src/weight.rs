@@ -1,5 +1,5 @@
-//! 5. Dependency weight: crates in the normal dependency tree, and a clean release build
-//! of the core.
+//! Section 5, dependency weight: crates in the normal dependency tree, and a clean
+//! release build of the core.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -79,6 +79,55 @@ impl<F: Flow + ?Sized> Flow for Box<F> {
     }
 }
 
+/// Timeouts and limits every transport applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// Connect timeout (default 10 s).
+    pub connect_timeout: Duration,
+    /// Total time for a request after connecting, body included (default 30 s). The
+    /// reqwest transport applies it as one timeout. The ureq transport bounds each phase
+    /// (send, response head, body) by it, because ureq's single "global" timeout costs
+    /// about 1 ms per request (measured: 0.9 to 1.8 ms against 40 µs); a ureq request so
+    /// takes at most connect + 3 x this.
+    pub timeout: Duration,
+    /// Response body cap in bytes (default 1 MiB), enforced while reading.
+    pub max_body: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            max_body: crate::body::DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Sets the total timeout.
+    #[must_use]
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Sets the connect timeout.
+    #[must_use]
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Sets the body cap.
+    #[must_use]
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+}
+
 /// How a transport failed. Plain data, so both transports report identical values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -36,7 +36,7 @@
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::authorize::PendingAuthorization;
@@ -54,7 +54,7 @@ use class_oauth_core::{
 };
 use http::{Request, Response};
 
-pub use class_oauth_core::flow::{DriveError, TransportError, TransportErrorKind};
+pub use class_oauth_core::flow::{DriveError, TransportConfig, TransportError, TransportErrorKind};
 pub use class_oauth_core::session::{AuthorizeOptions, Callback};
 pub use reqwest;
 
@@ -62,49 +62,6 @@ mod manager;
 pub use class_oauth_store::procedure::{ManagerError, TokenEvent};
 pub use class_oauth_store::{StoredGrant, TenantKey};
 pub use manager::{EventHook, TokenManager};
-
-/// Timeouts and limits of the transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TransportConfig {
-    /// Connect timeout (default 10 s).
-    pub connect_timeout: Duration,
-    /// Total timeout per request, body included (default 30 s).
-    pub timeout: Duration,
-    /// Response body cap in bytes (default 1 MiB).
-    pub max_body: usize,
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(30),
-            max_body: class_oauth_core::DEFAULT_MAX_BODY,
-        }
-    }
-}
-
-impl TransportConfig {
-    /// Sets the total timeout.
-    #[must_use]
-    pub fn timeout(mut self, t: Duration) -> Self {
-        self.timeout = t;
-        self
-    }
-    /// Sets the connect timeout.
-    #[must_use]
-    pub fn connect_timeout(mut self, t: Duration) -> Self {
-        self.connect_timeout = t;
-        self
-    }
-    /// Sets the body cap.
-    #[must_use]
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
-    }
-}
 
 /// The seam for any async HTTP client: send a request, return the whole response
 /// (status, every header, body up to a cap). Must not follow redirects.

@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "tokio")]
 pub mod asynch;
+pub mod cache;
 pub mod crypto;
 mod memory;
 #[cfg(feature = "postgres")]

@@ -134,6 +134,34 @@ pub enum TokenEvent {
     },
 }
 
+impl TokenEvent {
+    /// Logs the event with `tracing` (tenant keys and reasons only, never a token).
+    pub fn log(&self) {
+        match self {
+            Self::Refreshed {
+                key,
+                version,
+                expires_at,
+            } => tracing::info!(tenant = %key, version, expires_at, "token refreshed"),
+            Self::RefreshedElsewhere { key } => {
+                tracing::debug!(tenant = %key, "another instance refreshed first")
+            }
+            Self::RefreshFailed {
+                key,
+                error,
+                transient,
+            } => tracing::warn!(tenant = %key, transient, error = %error, "refresh failed"),
+            Self::ReauthorizationRequired { key, reason } => {
+                tracing::warn!(tenant = %key, reason = %reason, "re-authorization required")
+            }
+            Self::PersistFailed { key, error } => {
+                tracing::error!(tenant = %key, error = %error, "refreshed tokens could not be stored")
+            }
+            Self::Stored { key, version } => tracing::info!(tenant = %key, version, "grant stored"),
+        }
+    }
+}
+
 /// What the driver must do next.
 #[derive(Debug)]
 #[must_use]
@@ -167,6 +195,23 @@ pub enum Action {
     SetStatus(GrantStatus),
     /// Finished.
     Done(Result<Arc<StoredGrant>, ManagerError>),
+}
+
+impl Action {
+    /// A short name, for logs.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Lock => "lock",
+            Self::Send(_) => "send",
+            Self::Wait(_) => "wait",
+            Self::Commit { .. } => "commit",
+            Self::Unlock => "unlock",
+            Self::SetStatus(_) => "set_status",
+            Self::Done(_) => "done",
+        }
+    }
 }
 
 /// What the driver reports back.

@@ -1,16 +1,17 @@
 //! The blocking token manager: `access_token(tenant)` returns a valid token, refreshing
 //! ahead of expiry, with one refresh per tenant at a time in this process (leader plus
 //! shared outcome, failures included) and across processes (the store's lock). The
-//! refresh decisions are the store crate's [`RefreshProcedure`]; this driver executes its
-//! actions.
+//! refresh decisions are the store crate's [`RefreshProcedure`] and the hot path is its
+//! [`GrantCache`]; this file only drives them.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::flow::{DriveError, ValidatedTokens};
 use class_oauth_core::refresh::RefreshPolicy;
 use class_oauth_core::{AccessToken, Error};
+use class_oauth_store::cache::GrantCache;
 use class_oauth_store::procedure::{Action, Input, ManagerError, RefreshProcedure, TokenEvent};
 use class_oauth_store::{RefreshGuard, StoreError, StoredGrant, TenantKey, TokenStore};
 use dashmap::DashMap;
@@ -20,24 +21,14 @@ use crate::{ClassClient, SyncHttpClient};
 /// Receives token events (refreshed, re-authorization needed, persist failed, ...).
 pub type EventHook = Arc<dyn Fn(&TokenEvent) + Send + Sync>;
 
-#[derive(Debug)]
-struct Cached {
-    grant: Arc<StoredGrant>,
-    refresh_at: SystemTime,
-    expires_at: SystemTime,
-    retry_not_before: Option<SystemTime>,
-}
-
 type Outcome = Result<Arc<StoredGrant>, ManagerError>;
 
 /// Keeps the grants of many tenants valid.
 pub struct TokenManager<S, H = crate::UreqTransport> {
     client: ClassClient<H>,
     store: S,
-    policy: RefreshPolicy,
-    backoff: Duration,
-    cache: DashMap<TenantKey, Cached>,
-    inflight: DashMap<TenantKey, Arc<OnceLock<Outcome>>>,
+    cache: GrantCache,
+    inflight: DashMap<TenantKey, Arc<std::sync::OnceLock<Outcome>>>,
     hook: Option<EventHook>,
 }
 
@@ -55,9 +46,7 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
         Self {
             client,
             store,
-            policy: RefreshPolicy::default(),
-            backoff: Duration::from_secs(5),
-            cache: DashMap::with_shard_amount(64),
+            cache: GrantCache::new(RefreshPolicy::default(), Duration::from_secs(5)),
             inflight: DashMap::new(),
             hook: None,
         }
@@ -66,15 +55,15 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
     /// Sets the refresh policy (margin, jitter, assumed lifetime).
     #[must_use]
     pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
-        self.policy = policy;
+        self.cache.set_policy(policy);
         self
     }
 
-    /// After a failed refresh while the old token is still valid, wait this long before
-    /// trying again (default 5 s).
+    /// After a failed refresh while the old token is still valid, serve the old token
+    /// this long before trying again (default 5 s).
     #[must_use]
     pub fn with_backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
+        self.cache.set_backoff(backoff);
         self
     }
 
@@ -101,25 +90,6 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
         }
     }
 
-    fn cache_grant(&self, key: &TenantKey, grant: Arc<StoredGrant>, failed: bool) {
-        let now = SystemTime::now();
-        let mut jitter = |b: &mut [u8]| {
-            let _ = getrandom::getrandom(b);
-        };
-        let refresh_at = self.policy.refresh_at(&grant.tokens, Some(&mut jitter));
-        let expires_at = self.policy.expires_at(&grant.tokens);
-        let retry_not_before = failed.then(|| now + self.backoff);
-        self.cache.insert(
-            key.clone(),
-            Cached {
-                grant,
-                refresh_at,
-                expires_at,
-                retry_not_before,
-            },
-        );
-    }
-
     /// Stores the tokens of a finished login (or password grant) for `key`.
     pub fn store_tokens(
         &self,
@@ -130,17 +100,19 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
             .store
             .save(key, &validated.tokens, validated.id_claims.as_ref(), None)
             .map_err(ManagerError::Store)?;
-        self.emit(&TokenEvent::Stored {
+        let stored = TokenEvent::Stored {
             key: key.clone(),
             version,
-        });
+        };
+        stored.log();
+        self.emit(&stored);
         let grant = Arc::new(
             self.store
                 .load(key)
                 .map_err(ManagerError::Store)?
                 .ok_or_else(|| ManagerError::NoGrant { key: key.clone() })?,
         );
-        self.cache_grant(key, grant.clone(), false);
+        self.cache.put(key, grant.clone(), false, SystemTime::now());
         Ok(grant)
     }
 
@@ -152,15 +124,10 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
 
     /// The valid grant for `key` (tokens, business, scope), refreshing first when due.
     pub fn grant(&self, key: &TenantKey) -> Result<Arc<StoredGrant>, ManagerError> {
-        let now = SystemTime::now();
-        if let Some(c) = self.cache.get(key) {
-            let backing_off = c.retry_not_before.is_some_and(|t| now < t) && now < c.expires_at;
-            if now < c.refresh_at || backing_off {
-                tracing::trace!(tenant = %key, backing_off, "cached token");
-                return Ok(c.grant.clone());
-            }
+        match self.cache.fresh(key, SystemTime::now()) {
+            Some(g) => Ok(g),
+            None => self.single_flight(key, None),
         }
-        self.single_flight(key, None)
     }
 
     /// Refreshes now unless someone already replaced the grant whose token was refused
@@ -183,7 +150,7 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
         let cell = self
             .inflight
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(OnceLock::new()))
+            .or_insert_with(|| Arc::new(std::sync::OnceLock::new()))
             .clone();
         let outcome = cell.get_or_init(|| self.refresh(key, force)).clone();
         self.inflight.remove_if(key, |_, v| Arc::ptr_eq(v, &cell));
@@ -196,20 +163,19 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
             key.clone(),
             self.client.config().clone(),
             endpoints,
-            self.policy.clone(),
+            self.cache.policy().clone(),
         );
         if let Some(v) = force {
             procedure = procedure.force_if_version(v);
         }
         let span =
             tracing::debug_span!("class_oauth.refresh", tenant = %key, forced = force.is_some());
-        let _entered = span.enter();
         let started = std::time::Instant::now();
         let mut guard: Option<Box<dyn RefreshGuard>> = None;
         let outcome = loop {
             let now = SystemTime::now();
             let action = procedure.poll(now);
-            tracing::trace!(action = action_name(&action), "refresh step");
+            span.in_scope(|| tracing::trace!(action = action.name(), "refresh step"));
             match action {
                 Action::Load => {
                     let input = self
@@ -257,21 +223,16 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
         };
         drop(guard);
         let events = procedure.take_events();
-        let failed = events
-            .iter()
-            .any(|e| matches!(e, TokenEvent::RefreshFailed { .. }));
+        span.in_scope(|| {
+            self.cache.record(key, &outcome, &events, SystemTime::now());
+            tracing::debug!(
+                ok = outcome.is_ok(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "refresh finished"
+            );
+        });
         for e in &events {
-            log_event(e);
             self.emit(e);
-        }
-        tracing::debug!(
-            ok = outcome.is_ok(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "refresh finished"
-        );
-        match &outcome {
-            Ok(g) => self.cache_grant(key, g.clone(), failed),
-            Err(_) => drop(self.cache.remove(key)),
         }
         outcome
     }
@@ -304,48 +265,6 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
         })?;
         let request = ApiRequest::get(&base, path).map_err(|e| ManagerError::Refresh(e.into()))?;
         self.api(key, request)
-    }
-}
-
-fn action_name(a: &Action) -> &'static str {
-    match a {
-        Action::Load => "load",
-        Action::Lock => "lock",
-        Action::Send(_) => "send",
-        Action::Wait(_) => "wait",
-        Action::Commit { .. } => "commit",
-        Action::Unlock => "unlock",
-        Action::SetStatus(_) => "set_status",
-        Action::Done(_) => "done",
-        _ => "other",
-    }
-}
-
-fn log_event(e: &TokenEvent) {
-    match e {
-        TokenEvent::Refreshed {
-            key,
-            version,
-            expires_at,
-        } => tracing::info!(tenant = %key, version, expires_at, "token refreshed"),
-        TokenEvent::RefreshedElsewhere { key } => {
-            tracing::debug!(tenant = %key, "another instance refreshed first")
-        }
-        TokenEvent::RefreshFailed {
-            key,
-            error,
-            transient,
-        } => tracing::warn!(tenant = %key, transient, error = %error, "refresh failed"),
-        TokenEvent::ReauthorizationRequired { key, reason } => {
-            tracing::warn!(tenant = %key, reason = %reason, "re-authorization required")
-        }
-        TokenEvent::PersistFailed { key, error } => {
-            tracing::error!(tenant = %key, error = %error, "refreshed tokens could not be stored")
-        }
-        TokenEvent::Stored { key, version } => {
-            tracing::info!(tenant = %key, version, "grant stored")
-        }
-        _ => tracing::debug!("token event"),
     }
 }
 
