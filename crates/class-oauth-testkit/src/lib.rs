@@ -319,6 +319,30 @@ fn append_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     )
 }
 
+fn scope_list(scope: Option<&String>) -> Vec<String> {
+    scope
+        .map(|s| {
+            s.split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The business a consent covers: `target:b` picks the user's first business,
+/// `target:b/<CODE>` must be one of theirs; no target means their first.
+fn pick_business(user: &User, scopes: &[String]) -> Option<String> {
+    match scopes.iter().find(|s| s.starts_with("target:")) {
+        Some(t) if t == "target:b" => user.businesses.first().cloned(),
+        Some(t) => t
+            .strip_prefix("target:b/")
+            .filter(|c| user.businesses.iter().any(|b| b == c))
+            .map(str::to_owned),
+        None => user.businesses.first().cloned(),
+    }
+}
+
 impl State {
     fn user(&self, username: &str) -> Option<&User> {
         self.cfg.users.iter().find(|u| u.username == username)
@@ -488,24 +512,8 @@ impl State {
                 "access_denied"
             });
         };
-        let scopes: Vec<String> = q
-            .get("scope")
-            .map(|s| {
-                s.split(' ')
-                    .filter(|x| !x.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let business = match scopes.iter().find(|s| s.starts_with("target:")) {
-            Some(t) if t == "target:b" => user.businesses.first().cloned(),
-            Some(t) => t
-                .strip_prefix("target:b/")
-                .filter(|c| user.businesses.iter().any(|b| b == c))
-                .map(str::to_owned),
-            None => user.businesses.first().cloned(),
-        };
-        let Some(business) = business else {
+        let scopes = scope_list(q.get("scope"));
+        let Some(business) = pick_business(&user, &scopes) else {
             return fail("access_denied");
         };
         if scopes.iter().any(|s| s == "class_profile") && !scopes.iter().any(|s| s == "openid") {
@@ -612,24 +620,8 @@ impl State {
                         "The user name or password is incorrect.",
                     );
                 };
-                let scopes: Vec<String> = form
-                    .get("scope")
-                    .map(|s| {
-                        s.split(' ')
-                            .filter(|x| !x.is_empty())
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let business = match scopes.iter().find(|s| s.starts_with("target:b")) {
-                    Some(t) if t == "target:b" => user.businesses.first().cloned(),
-                    Some(t) => t
-                        .strip_prefix("target:b/")
-                        .filter(|c| user.businesses.iter().any(|b| b == c))
-                        .map(str::to_owned),
-                    None => user.businesses.first().cloned(),
-                };
-                let Some(business) = business else {
+                let scopes = scope_list(form.get("scope"));
+                let Some(business) = pick_business(&user, &scopes) else {
                     return oauth_error(
                         400,
                         "invalid_scope",
