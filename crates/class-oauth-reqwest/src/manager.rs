@@ -31,6 +31,7 @@ pub struct TokenManager<S, H = crate::ReqwestTransport> {
     cache: GrantCache,
     inflight: DashMap<TenantKey, Arc<tokio::sync::OnceCell<Outcome>>>,
     hook: Option<EventHook>,
+    slots: tokio::sync::Semaphore,
 }
 
 impl<S, H> std::fmt::Debug for TokenManager<S, H> {
@@ -50,6 +51,7 @@ impl<S: AsyncTokenStore, H: AsyncHttpClient> TokenManager<S, H> {
             cache: GrantCache::new(RefreshPolicy::default(), Duration::from_secs(5)),
             inflight: DashMap::new(),
             hook: None,
+            slots: tokio::sync::Semaphore::new(8),
         }
     }
 
@@ -65,6 +67,15 @@ impl<S: AsyncTokenStore, H: AsyncHttpClient> TokenManager<S, H> {
     #[must_use]
     pub fn with_backoff(mut self, backoff: Duration) -> Self {
         self.cache.set_backoff(backoff);
+        self
+    }
+
+    /// At most `n` refresh procedures at once (default 8). Each holds a store connection
+    /// while it refreshes, so keep this at or below the store's pool size: otherwise, under
+    /// a storm, procedures wait for connections that the lock holders need to commit.
+    #[must_use]
+    pub fn with_max_concurrent_refreshes(mut self, n: usize) -> Self {
+        self.slots = tokio::sync::Semaphore::new(n.max(1));
         self
     }
 
@@ -161,6 +172,7 @@ impl<S: AsyncTokenStore, H: AsyncHttpClient> TokenManager<S, H> {
     }
 
     async fn refresh(&self, key: &TenantKey, force: Option<u64>) -> Outcome {
+        let _slot = self.slots.acquire().await.ok();
         let endpoints = self
             .client
             .endpoints()

@@ -137,3 +137,53 @@ impl GrantCache {
         }
     }
 }
+
+/// A counting semaphore for the blocking manager: at most `n` refresh procedures at once,
+/// so a manager never holds more pooled connections than it was given.
+#[derive(Debug)]
+pub struct RefreshSlots {
+    free: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+/// A held slot; released on drop.
+#[derive(Debug)]
+pub struct RefreshSlot<'a>(&'a RefreshSlots);
+
+impl RefreshSlots {
+    /// `n` slots (at least one).
+    #[must_use]
+    pub fn new(n: usize) -> Self {
+        Self {
+            free: std::sync::Mutex::new(n.max(1)),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a slot.
+    pub fn acquire(&self) -> RefreshSlot<'_> {
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .cv
+                .wait(free)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *free -= 1;
+        RefreshSlot(self)
+    }
+}
+
+impl Drop for RefreshSlot<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        self.0.cv.notify_one();
+    }
+}

@@ -30,6 +30,7 @@ pub struct TokenManager<S, H = crate::UreqTransport> {
     cache: GrantCache,
     inflight: DashMap<TenantKey, Arc<std::sync::OnceLock<Outcome>>>,
     hook: Option<EventHook>,
+    slots: class_oauth_store::cache::RefreshSlots,
 }
 
 impl<S, H> std::fmt::Debug for TokenManager<S, H> {
@@ -49,6 +50,7 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
             cache: GrantCache::new(RefreshPolicy::default(), Duration::from_secs(5)),
             inflight: DashMap::new(),
             hook: None,
+            slots: class_oauth_store::cache::RefreshSlots::new(8),
         }
     }
 
@@ -64,6 +66,15 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
     #[must_use]
     pub fn with_backoff(mut self, backoff: Duration) -> Self {
         self.cache.set_backoff(backoff);
+        self
+    }
+
+    /// At most `n` refresh procedures at once (default 8). Each holds a store connection
+    /// while it refreshes, so keep this at or below the store's pool size: otherwise, under
+    /// a storm, procedures wait for connections that the lock holders need to commit.
+    #[must_use]
+    pub fn with_max_concurrent_refreshes(mut self, n: usize) -> Self {
+        self.slots = class_oauth_store::cache::RefreshSlots::new(n);
         self
     }
 
@@ -158,6 +169,7 @@ impl<S: TokenStore, H: SyncHttpClient> TokenManager<S, H> {
     }
 
     fn refresh(&self, key: &TenantKey, force: Option<u64>) -> Outcome {
+        let _slot = self.slots.acquire();
         let endpoints = self.client.endpoints().map_err(ManagerError::Refresh)?;
         let mut procedure = RefreshProcedure::new(
             key.clone(),
