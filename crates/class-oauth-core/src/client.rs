@@ -90,6 +90,8 @@ pub enum PkceMode {
 pub struct Client {
     client_id: ClientId,
     client_secret: Option<ClientSecret>,
+    /// `Basic base64(urlencode(id):urlencode(secret))`, computed once.
+    basic: Option<ClientSecret>,
     endpoints: std::sync::Arc<Endpoints>,
     pkce: PkceMode,
     max_body: usize,
@@ -104,6 +106,7 @@ impl Client {
         Self {
             client_id,
             client_secret: None,
+            basic: None,
             endpoints: std::sync::Arc::new(endpoints),
             pkce: PkceMode::default(),
             max_body: DEFAULT_MAX_BODY,
@@ -115,6 +118,7 @@ impl Client {
     #[must_use]
     pub fn with_secret(mut self, secret: ClientSecret) -> Self {
         self.client_secret = Some(secret);
+        self.basic = self.compute_basic().map(ClientSecret::new);
         self
     }
 
@@ -185,7 +189,11 @@ impl Client {
 
     /// The `Authorization: Basic` value for client_secret_basic, with id and secret
     /// form-urlencoded before base64 (RFC 6749 2.3.1). `None` for a public client.
-    pub(crate) fn basic_authorization(&self) -> Option<String> {
+    pub(crate) fn basic_authorization(&self) -> Option<&str> {
+        self.basic.as_ref().map(ClientSecret::secret)
+    }
+
+    fn compute_basic(&self) -> Option<String> {
         let secret = self.client_secret.as_ref()?;
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let mut pair = format!("{}:{}", enc(self.client_id.as_str()), enc(secret.secret()));

@@ -178,12 +178,9 @@ impl ReqwestTransport {
                 "the response came from a redirect, which is never followed",
             ));
         }
-        let mut builder = Response::builder()
-            .status(resp.status())
-            .version(resp.version());
-        for (name, value) in resp.headers() {
-            builder = builder.header(name, value);
-        }
+        let (status, version) = (resp.status(), resp.version());
+        // Every header, moved rather than re-validated one by one.
+        let headers = std::mem::take(resp.headers_mut());
         // Read at most one byte past the cap, so the core reports BodyTooLarge.
         let limit = self.config.max_body.saturating_add(1);
         let mut body = Vec::with_capacity(
@@ -197,10 +194,11 @@ impl ReqwestTransport {
                 break;
             }
         }
-        let resp = builder.body(body).map_err(|e| {
-            TransportError::new(TransportErrorKind::Other, "invalid response").with_source(e)
-        })?;
-        Ok(resp)
+        let mut out = Response::new(body);
+        *out.status_mut() = status;
+        *out.version_mut() = version;
+        *out.headers_mut() = headers;
+        Ok(out)
     }
 }
 

@@ -138,7 +138,12 @@ async fn three_instances_fifty_tasks_one_refresh() {
 /// concurrent refreshes keeps lock waiters from starving the lock holders' commits.
 #[test]
 fn two_hundred_tenants_expiring_together_refresh_once_each() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(16).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let ots = OneTimeTokenServer::new();
         let mock = token_server(ots.clone()).await;
@@ -146,11 +151,20 @@ fn two_hundred_tenants_expiring_together_refresh_once_each() {
         let run = unique("pg-storm");
         let mut keys = Vec::new();
         for i in 0..200 {
-            let key = TenantKey::new(&ClientId::new(class_oauth_test::CLIENT_ID), format!("{run}-{i}"));
-            seed.save(&key, &expired(&ots.issue()), None, None).await.unwrap();
+            let key = TenantKey::new(
+                &ClientId::new(class_oauth_test::CLIENT_ID),
+                format!("{run}-{i}"),
+            );
+            seed.save(&key, &expired(&ots.issue()), None, None)
+                .await
+                .unwrap();
             keys.push(key);
         }
-        let managers: Vec<_> = vec![Arc::new(TokenManager::new(client(&mock), pg_store().await)), Arc::new(TokenManager::new(client(&mock), pg_store().await)), Arc::new(TokenManager::new(client(&mock), pg_store().await))];
+        let managers: Vec<_> = vec![
+            Arc::new(TokenManager::new(client(&mock), pg_store().await)),
+            Arc::new(TokenManager::new(client(&mock), pg_store().await)),
+            Arc::new(TokenManager::new(client(&mock), pg_store().await)),
+        ];
         let mut tasks = Vec::new();
         for key in &keys {
             for caller in 0..8 {
@@ -165,5 +179,5 @@ fn two_hundred_tenants_expiring_together_refresh_once_each() {
         assert_eq!(counts.refreshes, 200, "{counts:?}");
         assert_eq!(counts.invalid_grants, 0);
     });
-    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    rt.shutdown_timeout(Duration::from_secs(5));
 }
