@@ -371,6 +371,13 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Takes the cross-instance refresh lock for `key` and re-reads the row under it.
     fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError>;
 
+    /// Like [`TokenStore::lock`], but returns `Ok(None)` at once when another holder has
+    /// the lock, instead of waiting. Async callers poll this with async sleeps, so that
+    /// waiting for a lock never parks a thread the lock holder needs to commit.
+    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
+        self.lock(key).map(Some)
+    }
+
     /// Stores a pending authorization under `lookup` (its `state`); it expires with the
     /// record.
     fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError>;
@@ -408,6 +415,9 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
     }
     fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
         (**self).lock(key)
+    }
+    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
+        (**self).try_lock(key)
     }
     fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
         (**self).put_pending(lookup, pending)

@@ -150,6 +150,23 @@ impl TokenStore for MemoryStore {
         Ok(v)
     }
 
+    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
+        let (set, _) = &*self.locks;
+        if !set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone())
+        {
+            return Ok(None);
+        }
+        let current = self.load(key)?;
+        Ok(Some(Box::new(MemoryGuard {
+            store: self.clone(),
+            key: key.clone(),
+            current,
+        })))
+    }
+
     fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
         let (set, cv) = &*self.locks;
         let mut held = set.lock().unwrap_or_else(PoisonError::into_inner);

@@ -113,6 +113,48 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Begins a transaction, takes the tenant's advisory lock with `sql` (blocking, or
+    /// `pg_try_...` returning false when held elsewhere), and re-reads the row under it.
+    fn lock_with(
+        &self,
+        key: &TenantKey,
+        sql: &str,
+    ) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
+        let mut conn = self.conn()?;
+        conn.batch_execute("BEGIN").map_err(backend)?;
+        let result = (|| {
+            let row = conn
+                .query_one(sql, &[&key.storage_key()])
+                .map_err(backend)?;
+            // pg_advisory_xact_lock returns void (NULL); the try variant a boolean.
+            let got = row
+                .try_get::<_, Option<bool>>(0)
+                .ok()
+                .flatten()
+                .unwrap_or(true);
+            if !got {
+                return Ok(None);
+            }
+            self.read(&mut conn, key).map(Some)
+        })();
+        match result {
+            Ok(Some(current)) => Ok(Some(Box::new(PgGuard {
+                store: self.clone(),
+                conn: Some(conn),
+                key: key.clone(),
+                current,
+            }))),
+            Ok(None) => {
+                let _ = conn.batch_execute("ROLLBACK");
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = conn.batch_execute("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     fn read(&self, c: &mut Conn, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
         let row = c
             .query_opt("SELECT sealed, status, status_reason, version FROM class_oauth_grants WHERE storage_key = $1", &[&key.storage_key()])
@@ -280,28 +322,15 @@ impl TokenStore for PostgresStore {
     }
 
     fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
-        let mut conn = self.conn()?;
-        let storage_key = key.storage_key();
-        conn.batch_execute("BEGIN").map_err(backend)?;
-        let locked = conn
-            .execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&storage_key],
-            )
-            .map_err(backend);
-        let current = locked.and_then(|_| self.read(&mut conn, key));
-        match current {
-            Ok(current) => Ok(Box::new(PgGuard {
-                store: self.clone(),
-                conn: Some(conn),
-                key: key.clone(),
-                current,
-            })),
-            Err(e) => {
-                let _ = conn.batch_execute("ROLLBACK");
-                Err(e)
-            }
-        }
+        self.lock_with(key, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .map(|g| g.expect("a blocking lock always returns a guard"))
+    }
+
+    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
+        self.lock_with(
+            key,
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
+        )
     }
 
     fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {

@@ -95,6 +95,22 @@ impl SqliteStore {
         tx.commit().map_err(backend)
     }
 
+    /// Reads the row inside the transaction just begun and wraps it in a guard.
+    fn locked(&self, conn: Conn, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
+        match self.read(&conn, key) {
+            Ok(current) => Ok(Box::new(SqliteGuard {
+                store: self.clone(),
+                conn: Some(conn),
+                key: key.clone(),
+                current,
+            })),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     fn read(
         &self,
         c: &rusqlite::Connection,
@@ -274,22 +290,28 @@ impl TokenStore for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
 
+    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
+        let conn = self.conn()?;
+        conn.busy_timeout(Duration::ZERO).map_err(backend)?;
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(backend)?;
+        match begun {
+            Ok(()) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(backend(e)),
+        }
+        self.locked(conn, key).map(Some)
+    }
+
     fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
         let conn = self.conn()?;
         conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
-        let current = match self.read(&conn, key) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        };
-        Ok(Box::new(SqliteGuard {
-            store: self.clone(),
-            conn: Some(conn),
-            key: key.clone(),
-            current,
-        }))
+        self.locked(conn, key)
     }
 
     fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
