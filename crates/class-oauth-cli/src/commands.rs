@@ -29,6 +29,8 @@ type Store = Arc<dyn TokenStore>;
 struct Ctx {
     cli: Cli,
     stdin_lines: Option<Vec<String>>,
+    /// Opened once per run (a pool and the migrations), shared by every step.
+    store: Option<Store>,
 }
 
 impl Ctx {
@@ -91,7 +93,16 @@ impl Ctx {
         Ok(b.build())
     }
 
-    fn store(&self) -> Result<Store, CliError> {
+    fn store(&mut self) -> Result<Store, CliError> {
+        if let Some(s) = &self.store {
+            return Ok(s.clone());
+        }
+        let store = self.open_store()?;
+        self.store = Some(store.clone());
+        Ok(store)
+    }
+
+    fn open_store(&self) -> Result<Store, CliError> {
         let encryption = match std::env::var("CLASS_OAUTH_STORE_KEY")
             .ok()
             .filter(|k| !k.trim().is_empty())
@@ -221,6 +232,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     let mut ctx = Ctx {
         cli,
         stdin_lines: None,
+        store: None,
     };
     match std::mem::replace(&mut ctx.cli.command, Command::Scopes) {
         Command::Scopes => scopes(&ctx),
@@ -258,7 +270,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Refresh => refresh(&mut ctx),
         Command::Userinfo => userinfo(&mut ctx),
         Command::Revoke => revoke(&mut ctx),
-        Command::Profiles => profiles(&ctx),
+        Command::Profiles => profiles(&mut ctx),
         Command::Demo => demo(ctx.cli.json),
         Command::Key {
             action: KeyAction::Generate,
@@ -584,7 +596,7 @@ fn revoke(ctx: &mut Ctx) -> Result<(), CliError> {
     Ok(())
 }
 
-fn profiles(ctx: &Ctx) -> Result<(), CliError> {
+fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
     let store = ctx.store()?;
     let rows = store.list()?;
     let value: Vec<Value> = rows
