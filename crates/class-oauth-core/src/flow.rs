@@ -433,6 +433,8 @@ pub struct TokenFlow {
     request: TokenRequest,
     id_check: Option<IdCheck>,
     phase: Phase,
+    retain_received: bool,
+    received: Option<TokenSet>,
 }
 
 impl TokenFlow {
@@ -444,7 +446,33 @@ impl TokenFlow {
             request,
             id_check: None,
             phase: Phase::Token,
+            retain_received: false,
+            received: None,
         }
+    }
+
+    /// Keeps a copy of the parsed token response for [`TokenFlow::received`] (off by
+    /// default: it costs a copy of the token set per exchange).
+    #[must_use]
+    pub fn retain_received(mut self) -> Self {
+        self.retain_received = true;
+        self
+    }
+
+    /// The token set the server answered with, as soon as it has been parsed, whether or
+    /// not the ID-token validation that follows succeeds (with
+    /// [`TokenFlow::retain_received`]). A token manager writes its
+    /// (rotated, one-time) refresh token durably before anything else can fail; the
+    /// access token must still not be used unless the flow ends in `Ok`.
+    #[must_use]
+    pub fn received(&self) -> Option<&TokenSet> {
+        self.received.as_ref()
+    }
+
+    /// True while the flow waits for the key set (after the token response arrived).
+    #[must_use]
+    pub fn awaiting_keys(&self) -> bool {
+        matches!(self.phase, Phase::AwaitKeys { .. })
     }
 
     /// Redeems a code and validates the ID token against the pending record's nonce and
@@ -499,7 +527,14 @@ impl TokenFlow {
                 id_claims: None,
             }));
         };
-        let Some(id_token) = tokens.id_token.clone() else {
+        // A refresh response without an ID token keeps the stored one (OIDC Core 12.2
+        // makes it optional); it was validated when it came and is not checked again (its
+        // `exp` may have passed, its `at_hash` is for the first access token).
+        let Some(id_token) = tokens
+            .id_token
+            .clone()
+            .filter(|t| Some(t) != self.request.previous_id_token())
+        else {
             return self.finish(Ok(ValidatedTokens {
                 tokens,
                 id_claims: None,
@@ -595,10 +630,15 @@ impl Flow for TokenFlow {
         match &self.phase {
             Phase::AwaitToken => {
                 self.phase = match self.request.parse_response(&self.client, &response, now) {
-                    Ok(tokens) => Phase::Validate {
-                        tokens,
-                        fetched: false,
-                    },
+                    Ok(tokens) => {
+                        if self.retain_received {
+                            self.received = Some(tokens.clone());
+                        }
+                        Phase::Validate {
+                            tokens,
+                            fetched: false,
+                        }
+                    }
                     Err(e) => Phase::Done(Err(e)),
                 };
             }

@@ -258,6 +258,11 @@ impl TokenRequest {
         })
     }
 
+    /// The ID token a refresh response without one keeps (the stored set's), if any.
+    pub(crate) fn previous_id_token(&self) -> Option<&IdToken> {
+        self.previous_id_token.as_ref()
+    }
+
     /// Parses the token endpoint's response. `now` stamps the absolute expiry.
     pub fn parse_response(
         &self,

@@ -625,3 +625,95 @@ proptest! {
         prop_assert!(check(&token, &keyset(&[&a]), &Expectations::default()).is_err());
     }
 }
+
+/// OIDC Core 12.2: a refresh response may omit the ID token. The stored one is kept and
+/// not validated again: its `exp` has long passed and its `at_hash` is for the first
+/// access token. (Before: the flow re-validated the carried-over token and every refresh
+/// after the first ID token expired failed, losing the rotated refresh token.) A new ID
+/// token that does come is checked against the original claims, and the parsed response
+/// is available to the caller even when that check fails.
+#[test]
+fn refresh_without_id_token_keeps_the_original_and_a_new_one_is_checked() {
+    use class_oauth_core::environment::Environment;
+    use class_oauth_core::flow::{Flow, Step};
+    use class_oauth_core::session::ClientConfig;
+    use class_oauth_core::token::TokenRequest;
+
+    let a = TestKey::rsa_a();
+    let endpoints = Environment::Custom(IssuerUrl::new(ISS).unwrap())
+        .preset()
+        .with_jwks_uri("https://app.class.com.au/jwks".parse().unwrap())
+        .unwrap();
+    let config = ClientConfig::new(ClientId::new(CLIENT), Some(ClientSecret::new("s")));
+    let mut cache = KeySetCache::new(endpoints.jwks_uri.clone().unwrap());
+    let jwks_response = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(jwks(&[&a]).to_string().into_bytes())
+        .unwrap();
+    cache.handle_response(now(), &jwks_response).unwrap();
+    config.set_keys(cache);
+    let original_token = a.sign("RS256", &claims(), &json!({}));
+    let original = check(&original_token, &keyset(&[&a]), &Expectations::default()).unwrap();
+    // Stored an hour ago: the first ID token expired 55 minutes ago.
+    let stored_at = now() - Duration::from_secs(3600);
+    let first = TokenRequest::refresh_token(class_oauth_core::RefreshToken::new("r0"), Default::default())
+        .parse_response(
+            &config.client(&endpoints),
+            &json_response(&json!({"access_token": "a0", "refresh_token": "r0", "expires_in": 899, "id_token": original_token})),
+            stored_at,
+        )
+        .unwrap();
+    let later = now() + Duration::from_secs(3600);
+    let run = |body: Value| {
+        let mut flow = config
+            .refresh_flow(&endpoints, &first, Some(&original))
+            .unwrap()
+            .retain_received();
+        let Step::Send(_) = flow.poll(later) else {
+            panic!("the flow sends the refresh request first")
+        };
+        flow.handle_response(later, json_response(&body));
+        let result = match flow.poll(later) {
+            Step::Done(r) => r,
+            other => panic!("no key fetch expected, got {other:?}"),
+        };
+        (result, flow.received().cloned())
+    };
+    // Twice in a row, both long after the first ID token's exp.
+    let (ok, _) = run(json!({"access_token": "a1", "refresh_token": "r1", "expires_in": 899}));
+    let ok = ok.expect("a refresh without an ID token succeeds after the first one expired");
+    assert_eq!(
+        ok.tokens.id_token, first.id_token,
+        "the original ID token is kept"
+    );
+    assert_eq!(
+        ok.id_claims, None,
+        "no new claims: the caller keeps the original's"
+    );
+    let (ok, _) = run(json!({"access_token": "a2", "refresh_token": "r2", "expires_in": 899}));
+    assert_eq!(ok.unwrap().tokens.access_token.secret(), "a2");
+    // A new ID token about another user is refused, and the rotated refresh token is
+    // still readable from the flow.
+    let other_user = a.sign(
+        "RS256",
+        &with(
+            claims(),
+            json!({"sub": "someone-else", "nonce": null, "exp": NOW + 3900, "iat": NOW + 3590}),
+        ),
+        &json!({}),
+    );
+    let (err, received) = run(
+        json!({"access_token": "a3", "refresh_token": "r3", "expires_in": 899, "id_token": other_user}),
+    );
+    assert!(err.is_err(), "{err:?}");
+    assert_eq!(received.unwrap().refresh_token.unwrap().secret(), "r3");
+}
+
+fn json_response(body: &Value) -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .unwrap()
+}
