@@ -26,8 +26,9 @@ pub(crate) fn cached(tenants: usize) -> CachedResults {
     let env = Environment::Custom(IssuerUrl::new("http://127.0.0.1:9").expect("issuer"));
     let client = class_oauth_ureq::ClassClient::builder(env, ClientId::new("bench"))
         .without_discovery()
-        .build();
-    let manager = Arc::new(class_oauth_ureq::TokenManager::new(
+        .build()
+        .expect("client");
+    let manager = Arc::new(class_oauth_manager::blocking::TokenManager::new(
         client,
         MemoryStore::new(),
     ));
@@ -45,7 +46,10 @@ pub(crate) fn cached(tenants: usize) -> CachedResults {
             .store_tokens(k, &ValidatedTokens::new(t, None))
             .expect("store");
     }
-    let per_call = |m: &class_oauth_ureq::TokenManager<MemoryStore>,
+    let per_call = |m: &class_oauth_manager::blocking::TokenManager<
+        class_oauth_ureq::UreqTransport,
+        MemoryStore,
+    >,
                     keys: &[TenantKey],
                     n: usize,
                     grant: bool| {
@@ -150,7 +154,7 @@ async fn storm_with<S: AsyncTokenStore + Clone>(
                 .without_discovery()
                 .build()
                 .expect("client");
-            Arc::new(class_oauth_reqwest::TokenManager::new(c, s))
+            Arc::new(class_oauth_manager::TokenManager::new(c, s))
         })
         .collect();
     let start = Instant::now();
@@ -210,7 +214,7 @@ pub(crate) fn storms(tenants: usize, pg_url: Option<&str>) -> Vec<StormResult> {
             ))
         };
         let stores: Result<Vec<_>, _> = (0..3)
-            .map(|_| PostgresStore::connect(url, 8, keys()).map(Blocking::new))
+            .map(|_| rt.block_on(PostgresStore::connect(url, 8, keys())))
             .collect();
         match stores {
             Ok(stores) => out.push(rt.block_on(storm_with(

@@ -12,10 +12,11 @@ use class_oauth_core::flow::ValidatedTokens;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::{CATALOGUE, Confidence, Scope, Scopes};
 use class_oauth_core::{ClientId, ClientSecret, Environment, Password, RedirectUrl, Username};
+use class_oauth_manager::blocking::TokenManager;
 use class_oauth_store::{
     Encryption, KeyRing, PostgresStore, SqliteStore, StoredGrant, TenantKey, TokenStore,
 };
-use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, TokenManager};
+use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, UreqTransport};
 use serde_json::{Value, json};
 
 use crate::output::{CliError, emit};
@@ -25,6 +26,7 @@ const DEFAULT_SCOPES: &str =
     "openid profile email class_profile target:b offline_access business.fund.list";
 
 type Store = Arc<dyn TokenStore>;
+type Manager = TokenManager<UreqTransport, dyn TokenStore>;
 
 struct Ctx {
     cli: Cli,
@@ -90,7 +92,8 @@ impl Ctx {
         if let Some(s) = self.secret()? {
             b = b.secret(s);
         }
-        Ok(b.build())
+        b.build()
+            .map_err(|e| CliError::from(class_oauth_core::flow::DriveError::Transport(e)))
     }
 
     fn store(&mut self) -> Result<Store, CliError> {
@@ -120,7 +123,9 @@ impl Ctx {
                 .into_owned(),
         };
         if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-            Ok(Arc::new(PostgresStore::connect(&location, 4, encryption)?))
+            Ok(Arc::new(PostgresStore::connect_blocking(
+                &location, 4, encryption,
+            )?))
         } else {
             Ok(Arc::new(SqliteStore::open(&location, encryption)?))
         }
@@ -209,8 +214,8 @@ fn describe_grant(title: &str, grant: &StoredGrant) -> String {
     out
 }
 
-fn manager(ctx: &mut Ctx) -> Result<TokenManager<Store>, CliError> {
-    Ok(TokenManager::new(ctx.client()?, ctx.store()?))
+fn manager(ctx: &mut Ctx) -> Result<Manager, CliError> {
+    Ok(TokenManager::builder_shared(ctx.client()?, ctx.store()?).build())
 }
 
 fn store_login(ctx: &mut Ctx, granted: &ValidatedTokens) -> Result<(), CliError> {
@@ -329,7 +334,8 @@ fn discover(ctx: &mut Ctx) -> Result<(), CliError> {
         env.clone(),
         ClientId::new(ctx.cli.client_id.clone().unwrap_or_default()),
     )
-    .build();
+    .build()
+    .map_err(|e| CliError::from(class_oauth_core::flow::DriveError::Transport(e)))?;
     let e = client.endpoints()?;
     let opt = |u: &Option<class_oauth_core::url::Url>| u.as_ref().map(ToString::to_string);
     let value = json!({
@@ -515,19 +521,9 @@ fn refresh(ctx: &mut Ctx) -> Result<(), CliError> {
             ctx.cli.profile
         ))
     })?;
+    // A failed refresh is reported with its real cause (refused 3, validation 4,
+    // transport 5, re-authorization 6), whatever the current token's expiry.
     let grant = m.force_refresh(&tenant, current.version)?;
-    if grant.version == current.version {
-        return Err(CliError::from(
-            class_oauth_store::procedure::ManagerError::Refresh(
-                class_oauth_core::flow::DriveError::Transport(
-                    class_oauth_core::flow::TransportError::new(
-                        class_oauth_core::flow::TransportErrorKind::Other,
-                        "the refresh did not complete; the current token is still valid",
-                    ),
-                ),
-            ),
-        ));
-    }
     emit(
         ctx.cli.json,
         &summary(&grant),
@@ -602,7 +598,7 @@ fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
     let value: Vec<Value> = rows
         .iter()
         .map(|r| json!({"profile": r.key.tenant(), "client_id": r.key.client_id(), "business_code": r.business_code, "scope": r.scope, "expires_at": r.expires_at,
-            "status": match &r.status { class_oauth_store::GrantStatus::Active => "active".to_owned(), _ => "needs_reauthorization".to_owned() }}))
+            "status": r.status.as_parts().0}))
         .collect();
     let mut human = format!("{} profile(s):\n", rows.len());
     for v in &value {
@@ -637,7 +633,8 @@ pub(crate) fn demo(json: bool) -> Result<(), CliError> {
     let env = Environment::parse(&issuer)?;
     let client = ClassClient::builder(env, ClientId::new("demo-client"))
         .secret(ClientSecret::new("demo-secret"))
-        .build();
+        .build()
+        .map_err(|e| CliError::from(class_oauth_core::flow::DriveError::Transport(e)))?;
     let endpoints = client.endpoints()?;
     eprintln!(
         "endpoints from the {}: token {} userinfo {}",
@@ -677,8 +674,9 @@ pub(crate) fn demo(json: bool) -> Result<(), CliError> {
         dir.join("grants.sqlite3"),
         Encryption::Keys(KeyRing::new(key)),
     )?);
-    let manager =
-        TokenManager::new(client.clone(), store.clone()).on_event(|e| eprintln!("   event: {e:?}"));
+    let manager: Manager = TokenManager::builder_shared(client.clone(), store.clone())
+        .on_event(|e| eprintln!("   event: {e:?}"))
+        .build();
     let tenant = TenantKey::new(&ClientId::new("demo-client"), "OAUTH_TEST");
     let grant = manager.store_tokens(&tenant, &granted)?;
     eprintln!("{}", describe_grant("signed in:", &grant));

@@ -2,8 +2,8 @@
 
 use class_oauth_core::Error;
 use class_oauth_core::flow::DriveError;
+use class_oauth_manager::ManagerError;
 use class_oauth_store::StoreError;
-use class_oauth_store::procedure::ManagerError;
 use serde_json::{Value, json};
 
 /// A failure with its exit code.
@@ -156,11 +156,16 @@ impl From<ManagerError> for CliError {
             ManagerError::NoGrant { .. } | ManagerError::NeedsReauthorization { .. } => {
                 Self::reauth(e.to_string())
             }
-            ManagerError::Refresh(d) => d.into(),
+            ManagerError::Refused(p)
+            | ManagerError::Validation(p)
+            | ManagerError::Malformed(p)
+            | ManagerError::Api(p) => p.into(),
+            ManagerError::Transport(t) => DriveError::Transport(t).into(),
             ManagerError::Store(s) => s.into(),
+            ManagerError::Config(m) => Self::config(m, None),
             other => Self {
                 exit_code: 5,
-                kind: "store",
+                kind: "transport",
                 code: None,
                 message: other.to_string(),
                 hint: None,

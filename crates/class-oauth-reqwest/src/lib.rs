@@ -9,9 +9,14 @@
 //!   response body cap (1 MiB default) enforced while reading, every header copied,
 //!   4xx/5xx bodies handed to the core, transport failures kept apart from server
 //!   refusals ([`DriveError::Transport`] vs [`DriveError::Protocol`]).
-//! - [`AsyncHttpClient`]: the seam for any other async HTTP client.
-//! - [`ClassClient`]: one method per use case (discover, password grant, authorization
-//!   start and finish, refresh, UserInfo, revoke, Class API calls). Its futures are `Send`.
+//! - [`ClassClient`]: `class_oauth_client::ClassClient` on this transport: one method per
+//!   use case (discover, password grant, authorization start and finish, refresh,
+//!   UserInfo, revoke, Class API calls), written once in `class-oauth-client` for both
+//!   transports. Its futures are `Send`. Any other async HTTP client plugs in through
+//!   [`AsyncHttpClient`].
+//!
+//! Per-tenant grants that stay valid (refresh ahead of expiry, one-time refresh tokens,
+//! several instances) are the token manager's job: `class-oauth-manager`.
 //!
 //! TLS: the `rustls` feature (default) or `native-tls` configures the default client; with
 //! neither, bring your own `reqwest::Client` via [`ReqwestTransport::from_client`].
@@ -35,41 +40,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::Duration;
 
-use class_oauth_core::api::{ApiRequest, ApiResponse};
-use class_oauth_core::authorize::PendingAuthorization;
-use class_oauth_core::discovery::{DiscoveryCache, DiscoveryInput};
-use class_oauth_core::flow::{Flow, OnFailure, Step, ValidatedTokens};
-use class_oauth_core::id_token::IdTokenClaims;
-use class_oauth_core::revocation::RevocationRequest;
-use class_oauth_core::scope::Scopes;
-use class_oauth_core::session::ClientConfig;
-use class_oauth_core::token::TokenSet;
-use class_oauth_core::userinfo::UserInfo;
-use class_oauth_core::{
-    AccessToken, ClientId, ClientSecret, Endpoints, Environment, Password, PkceMode, RedirectUrl,
-    Username,
-};
 use http::{Request, Response};
 
-pub use class_oauth_core::flow::{DriveError, TransportConfig, TransportError, TransportErrorKind};
-pub use class_oauth_core::session::{AuthorizeOptions, Callback};
+pub use class_oauth_client::{
+    AsyncHttpClient, AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError,
+    TransportConfig, TransportError, TransportErrorKind, drive, drive_with_clock,
+};
 pub use reqwest;
 
-mod manager;
-pub use class_oauth_store::procedure::{ManagerError, TokenEvent};
-pub use class_oauth_store::{StoredGrant, TenantKey};
-pub use manager::{EventHook, TokenManager};
-
-/// The seam for any async HTTP client: send a request, return the whole response
-/// (status, every header, body up to a cap). Must not follow redirects.
-#[async_trait::async_trait]
-pub trait AsyncHttpClient: Send + Sync {
-    /// Sends one request.
-    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>;
-}
+/// The async Class client on reqwest (see [`class_oauth_client::ClassClient`]).
+pub type ClassClient = class_oauth_client::ClassClient<ReqwestTransport>;
 
 /// A `reqwest::Client` as a class-oauth transport.
 #[derive(Clone, Debug)]
@@ -137,8 +119,18 @@ fn classify(e: reqwest::Error) -> TransportError {
         .with_source(e.without_url())
 }
 
+impl DefaultHttp for ReqwestTransport {
+    fn default_http() -> Result<Self, TransportError> {
+        Self::new()
+    }
+}
+
 #[async_trait::async_trait]
 impl AsyncHttpClient for ReqwestTransport {
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
         let span = tracing::debug_span!("class_oauth.http", method = %request.method(), url = %class_oauth_core::flow::loggable_uri(request.uri()));
         let started = std::time::Instant::now();
@@ -202,351 +194,12 @@ impl ReqwestTransport {
     }
 }
 
-/// Drives a core flow over an async HTTP client, with the system clock.
-pub async fn drive<F, H>(http: &H, flow: F) -> Result<F::Output, DriveError>
-where
-    F: Flow + Send,
-    F::Output: Send,
-    H: AsyncHttpClient + ?Sized,
-{
-    drive_with_clock(http, flow, SystemTime::now).await
-}
-
-/// Drives a core flow with a caller's clock (tests on a virtual clock, replays). The
-/// sleeps of [`Step::Wait`] are real.
-pub async fn drive_with_clock<F, H>(
-    http: &H,
-    mut flow: F,
-    now: impl Fn() -> SystemTime + Send,
-) -> Result<F::Output, DriveError>
-where
-    F: Flow + Send,
-    F::Output: Send,
-    H: AsyncHttpClient + ?Sized,
-{
-    loop {
-        match flow.poll(now()) {
-            Step::Done(result) => return result.map_err(DriveError::from),
-            Step::Wait(d) => tokio::time::sleep(d).await,
-            Step::Send(req) => match http.send(req).await {
-                Ok(resp) => flow.handle_response(now(), resp),
-                Err(e) => {
-                    if flow.handle_transport_failure(now()) == OnFailure::Abort {
-                        return Err(e.into());
-                    }
-                }
-            },
-            _ => return Err(DriveError::Protocol(unknown_step())),
-        }
-    }
-}
-
-fn unknown_step() -> class_oauth_core::Error {
-    class_oauth_core::error::InputError::InvalidValue {
-        field: "flow",
-        detail: "unknown step".into(),
-    }
-    .into()
-}
-
-fn os_entropy(buf: &mut [u8]) {
-    // The OS CSPRNG does not fail on supported platforms after boot; if it does, no
-    // secure state or verifier can be made, and stopping is the only safe answer.
-    getrandom::getrandom(buf).expect("the operating system's random number generator failed");
-}
-
-/// Builds a [`ClassClient`].
-#[derive(Debug)]
-#[must_use]
-pub struct ClassClientBuilder<H = ReqwestTransport> {
-    env: Environment,
-    config: ClientConfig,
-    discovery: DiscoveryCache,
-    http: Option<H>,
-}
-
-impl<H: AsyncHttpClient> ClassClientBuilder<H> {
-    /// Sets the client secret (confidential client, HTTP Basic).
-    pub fn secret(mut self, secret: ClientSecret) -> Self {
-        self.config.client_secret = Some(secret);
-        self
-    }
-
-    /// Sets the PKCE mode (S256 by default).
-    pub fn pkce(mut self, mode: PkceMode) -> Self {
-        self.config.pkce = mode;
-        self
-    }
-
-    /// Never fetches a discovery document; uses the environment's preset.
-    pub fn without_discovery(mut self) -> Self {
-        self.discovery = self.discovery.without_discovery();
-        self
-    }
-
-    /// Uses these endpoints and fetches no discovery document.
-    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.discovery = self.discovery.with_fixed_endpoints(endpoints);
-        self
-    }
-
-    /// Replaces the discovery policy.
-    pub fn discovery_policy(
-        mut self,
-        policy: class_oauth_core::discovery::DiscoveryPolicy,
-    ) -> Self {
-        self.discovery = self.discovery.with_policy(policy);
-        self
-    }
-
-    /// Adjusts the shared configuration (algorithms, leeway, limits).
-    pub fn configure(mut self, f: impl FnOnce(&mut ClientConfig)) -> Self {
-        f(&mut self.config);
-        self
-    }
-
-    /// Uses another HTTP client.
-    pub fn http<H2: AsyncHttpClient>(self, http: H2) -> ClassClientBuilder<H2> {
-        ClassClientBuilder {
-            env: self.env,
-            config: self.config,
-            discovery: self.discovery,
-            http: Some(http),
-        }
-    }
-}
-
-impl ClassClientBuilder<ReqwestTransport> {
-    /// Builds the client (with a default [`ReqwestTransport`] unless one was given).
-    pub fn build(self) -> Result<ClassClient<ReqwestTransport>, TransportError> {
-        let http = match self.http {
-            Some(h) => h,
-            None => ReqwestTransport::new()?,
-        };
-        Ok(ClassClient::from_parts(
-            self.env,
-            self.config,
-            self.discovery,
-            http,
-        ))
-    }
-}
-
-impl<H: AsyncHttpClient> ClassClientBuilder<H> {
-    /// Builds the client with the HTTP client given to [`ClassClientBuilder::http`].
-    pub fn build_with_http(self) -> Option<ClassClient<H>> {
-        let http = self.http?;
-        Some(ClassClient::from_parts(
-            self.env,
-            self.config,
-            self.discovery,
-            http,
-        ))
-    }
-}
-
-/// The async high-level Class client. Cheap to clone (shared state behind `Arc`).
-#[derive(Debug)]
-pub struct ClassClient<H = ReqwestTransport> {
-    http: Arc<H>,
-    env: Environment,
-    config: ClientConfig,
-    discovery: Arc<tokio::sync::Mutex<DiscoveryCache>>,
-}
-
-impl<H> Clone for ClassClient<H> {
-    fn clone(&self) -> Self {
-        Self {
-            http: self.http.clone(),
-            env: self.env.clone(),
-            config: self.config.clone(),
-            discovery: self.discovery.clone(),
-        }
-    }
-}
-
-impl ClassClient<ReqwestTransport> {
-    /// Starts a builder.
-    pub fn builder(env: Environment, client_id: ClientId) -> ClassClientBuilder<ReqwestTransport> {
-        ClassClientBuilder {
-            discovery: DiscoveryCache::new(env.clone()),
-            env,
-            config: ClientConfig::new(client_id, None),
-            http: None,
-        }
-    }
-}
-
-impl<H: AsyncHttpClient> ClassClient<H> {
-    fn from_parts(
-        env: Environment,
-        config: ClientConfig,
-        discovery: DiscoveryCache,
-        http: H,
-    ) -> Self {
-        Self {
-            http: Arc::new(http),
-            env,
-            config,
-            discovery: Arc::new(tokio::sync::Mutex::new(discovery)),
-        }
-    }
-
-    /// The environment.
-    #[must_use]
-    pub fn environment(&self) -> &Environment {
-        &self.env
-    }
-
-    /// The shared configuration (seed the key cache with [`ClientConfig::set_keys`]).
-    #[must_use]
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
-    }
-
-    /// The HTTP client.
-    #[must_use]
-    pub fn http(&self) -> &H {
-        &self.http
-    }
-
-    /// Drives any core flow.
-    pub async fn drive<F>(&self, flow: F) -> Result<F::Output, DriveError>
-    where
-        F: Flow + Send,
-        F::Output: Send,
-    {
-        drive(&*self.http, flow).await
-    }
-
-    /// The endpoints: cached for 24 h, fetched single-flight, failures not cached, the
-    /// last good set served when a refresh fails, the preset when Class publishes no
-    /// discovery document.
-    pub async fn endpoints(&self) -> Result<Endpoints, DriveError> {
-        let mut cache = self.discovery.lock().await;
-        let now = SystemTime::now();
-        if let Some(e) = cache.fresh(now) {
-            return Ok(e.clone());
-        }
-        let Some(req) = cache.request() else {
-            return Ok(cache.handle(now, DiscoveryInput::NotFetched)?);
-        };
-        match self.http.send(req).await {
-            Ok(resp) => Ok(cache.handle(SystemTime::now(), DiscoveryInput::Response(&resp))?),
-            Err(e) => cache
-                .handle_transport_failure()
-                .ok_or(DriveError::Transport(e)),
-        }
-    }
-
-    /// The core client for the current endpoints.
-    pub async fn core_client(&self) -> Result<class_oauth_core::Client, DriveError> {
-        Ok(self.config.client(&self.endpoints().await?))
-    }
-
-    /// The legacy password grant (Class customers' private clients accessing their own
-    /// data). Any ID token is validated.
-    pub async fn password(
-        &self,
-        username: Username,
-        password: Password,
-        scopes: Scopes,
-    ) -> Result<ValidatedTokens, DriveError> {
-        let e = self.endpoints().await?;
-        self.drive(self.config.password_flow(&e, username, password, scopes)?)
-            .await
-    }
-
-    /// Builds the authorization URL and the pending record (keep it bound to the
-    /// user's session, or in the store keyed by its state).
-    pub async fn start_authorization(
-        &self,
-        redirect_uri: RedirectUrl,
-        scopes: Scopes,
-        options: AuthorizeOptions,
-    ) -> Result<(url::Url, PendingAuthorization), DriveError> {
-        let e = self.endpoints().await?;
-        Ok(self.config.authorization(
-            &e,
-            redirect_uri,
-            scopes,
-            options,
-            &mut os_entropy,
-            SystemTime::now(),
-        )?)
-    }
-
-    /// Finishes an authorization: checks state and iss, redeems the code, validates the
-    /// ID token.
-    pub async fn finish_authorization(
-        &self,
-        pending: &PendingAuthorization,
-        callback: Callback<'_>,
-    ) -> Result<ValidatedTokens, DriveError> {
-        let e = self.endpoints().await?;
-        self.drive(
-            self.config
-                .callback_flow(&e, pending, callback, SystemTime::now())?,
-        )
-        .await
-    }
-
-    /// Spends the refresh token of `tokens`. A new ID token is validated against the
-    /// original's claims (same iss and sub) when given.
-    pub async fn refresh(
-        &self,
-        tokens: &TokenSet,
-        original: Option<&IdTokenClaims>,
-    ) -> Result<ValidatedTokens, DriveError> {
-        let e = self.endpoints().await?;
-        self.drive(self.config.refresh_flow(&e, tokens, original)?)
-            .await
-    }
-
-    /// Calls UserInfo; with `expected_sub` (the ID token's `sub`) a different `sub` is
-    /// rejected.
-    pub async fn userinfo(
-        &self,
-        access_token: &AccessToken,
-        expected_sub: Option<&str>,
-    ) -> Result<UserInfo, DriveError> {
-        let e = self.endpoints().await?;
-        self.drive(self.config.userinfo_flow(&e, access_token, expected_sub))
-            .await
-    }
-
-    /// Revokes a token at the revocation endpoint (when the provider advertises one).
-    pub async fn revoke(&self, request: RevocationRequest) -> Result<(), DriveError> {
-        let e = self.endpoints().await?;
-        self.drive(self.config.revoke_flow(&e, request)).await
-    }
-
-    /// Calls a Class API with the access token; waits out one 429 and retries once.
-    pub async fn api(
-        &self,
-        access_token: &AccessToken,
-        request: ApiRequest,
-    ) -> Result<ApiResponse, DriveError> {
-        let e = self.endpoints().await?;
-        self.drive(self.config.api_flow(&e, access_token, request))
-            .await
-    }
-
-    /// `GET` a path below the API base.
-    pub async fn api_get(
-        &self,
-        access_token: &AccessToken,
-        path: &str,
-    ) -> Result<ApiResponse, DriveError> {
-        let e = self.endpoints().await?;
-        self.drive(self.config.api_get_flow(&e, access_token, path)?)
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use class_oauth_core::scope::Scopes;
+    use class_oauth_core::{AccessToken, ClientId, Environment, Password, Username};
+    use std::time::SystemTime;
 
     fn assert_send<T: Send>(_: &T) {}
 
@@ -571,12 +224,5 @@ mod tests {
         assert_send(&client.refresh(&tokens, None));
         assert_send(&client.userinfo(&AccessToken::new("a"), None));
         assert_send(&client.api_get(&AccessToken::new("a"), "x"));
-        let manager = TokenManager::new(
-            client,
-            class_oauth_store::asynch::Blocking::new(class_oauth_store::MemoryStore::new()),
-        );
-        let key = TenantKey::new(&ClientId::new("c"), "t");
-        assert_send(&manager.access_token(&key));
-        assert_send(&manager.api_get(&key, "x"));
     }
 }

@@ -1,7 +1,8 @@
-//! The async face of the stores, for the async token manager: every call runs on tokio's
-//! blocking pool ([`Blocking`]), so SQLite and PostgreSQL I/O, and waiting for a refresh
-//! lock, never block the executor. Dropping a guard releases the lock on the blocking
-//! pool too.
+//! The async face of the stores. [`PostgresStore`](crate::PostgresStore) implements
+//! [`AsyncTokenStore`] natively; [`Blocking`] adapts any blocking [`TokenStore`]: on a
+//! tokio runtime (feature `tokio`) each call runs on the blocking pool, so SQLite I/O
+//! never blocks the executor; elsewhere (a thread running a blocking façade) it runs in
+//! place. Every call is one short statement: nothing waits on another holder.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,10 +12,11 @@ use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::token::TokenSet;
 
 use crate::{
-    GrantStatus, GrantSummary, RefreshGuard, StoreError, StoredGrant, TenantKey, TokenStore,
+    GrantStatus, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError, StoredGrant,
+    TenantKey, TokenStore,
 };
 
-/// A token store for async callers.
+/// A token store for async callers: the methods of [`TokenStore`], as futures.
 #[async_trait::async_trait]
 pub trait AsyncTokenStore: Send + Sync + 'static {
     /// See [`TokenStore::load`].
@@ -27,14 +29,30 @@ pub trait AsyncTokenStore: Send + Sync + 'static {
         id_claims: Option<&IdTokenClaims>,
         expected_version: Option<u64>,
     ) -> Result<u64, StoreError>;
+    /// See [`TokenStore::update`].
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError>;
     /// See [`TokenStore::set_status`].
-    async fn set_status(&self, key: &TenantKey, status: &GrantStatus) -> Result<(), StoreError>;
+    async fn set_status(
+        &self,
+        key: &TenantKey,
+        status: &GrantStatus,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        self.update(key, &GrantUpdate::status(expected_version, status))
+            .await
+    }
     /// See [`TokenStore::delete`].
     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError>;
     /// See [`TokenStore::list`].
     async fn list(&self) -> Result<Vec<GrantSummary>, StoreError>;
-    /// See [`TokenStore::lock`].
-    async fn lock(&self, key: &TenantKey) -> Result<AsyncGuard, StoreError>;
+    /// See [`TokenStore::acquire_lease`].
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError>;
+    /// See [`TokenStore::release_lease`].
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError>;
     /// See [`TokenStore::put_pending`].
     async fn put_pending(
         &self,
@@ -49,65 +67,77 @@ pub trait AsyncTokenStore: Send + Sync + 'static {
     ) -> Result<Option<PendingAuthorization>, StoreError>;
 }
 
-/// A refresh lock held by an async caller.
-pub struct AsyncGuard {
-    inner: Option<Box<dyn RefreshGuard>>,
-    current: Option<StoredGrant>,
-}
-
-impl std::fmt::Debug for AsyncGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncGuard").finish_non_exhaustive()
+#[async_trait::async_trait]
+impl<S: AsyncTokenStore + ?Sized> AsyncTokenStore for Arc<S> {
+    async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        (**self).load(key).await
     }
-}
-
-impl AsyncGuard {
-    /// The row read under the lock.
-    #[must_use]
-    pub fn current(&self) -> Option<&StoredGrant> {
-        self.current.as_ref()
-    }
-
-    /// Commits (CAS) and releases the lock.
-    pub async fn commit(
-        mut self,
+    async fn save(
+        &self,
+        key: &TenantKey,
         tokens: &TokenSet,
         id_claims: Option<&IdTokenClaims>,
+        expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let guard = self
-            .inner
-            .take()
-            .ok_or_else(|| StoreError::Backend("guard already used".into()))?;
-        let (tokens, id_claims) = (tokens.clone(), id_claims.cloned());
-        run(move || guard.commit(&tokens, id_claims.as_ref())).await
+        (**self)
+            .save(key, tokens, id_claims, expected_version)
+            .await
+    }
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        (**self).update(key, update).await
+    }
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        (**self).delete(key).await
+    }
+    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+        (**self).list().await
+    }
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError> {
+        (**self).acquire_lease(key, lease).await
+    }
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        (**self).release_lease(key, owner).await
+    }
+    async fn put_pending(
+        &self,
+        lookup: &str,
+        pending: &PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        (**self).put_pending(lookup, pending).await
+    }
+    async fn take_pending(
+        &self,
+        lookup: &str,
+        now: SystemTime,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        (**self).take_pending(lookup, now).await
     }
 }
 
-impl Drop for AsyncGuard {
-    fn drop(&mut self) {
-        if let Some(guard) = self.inner.take() {
-            // Releasing may do I/O (ROLLBACK): do it on the blocking pool when there is one.
-            match tokio::runtime::Handle::try_current() {
-                Ok(h) => drop(h.spawn_blocking(move || drop(guard))),
-                Err(_) => drop(guard),
-            }
-        }
-    }
-}
-
+/// Runs a blocking store call: on tokio's blocking pool when called on a tokio runtime
+/// (feature `tokio`), in place otherwise.
 async fn run<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    #[cfg(feature = "tokio")]
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        return handle
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?;
+    }
+    f()
 }
 
-/// Any blocking store, used from async code through tokio's blocking pool.
+/// Any blocking store, for async callers (see the module docs).
 #[derive(Debug)]
-pub struct Blocking<S>(Arc<S>);
+pub struct Blocking<S: ?Sized>(Arc<S>);
 
-impl<S> Clone for Blocking<S> {
+impl<S: ?Sized> Clone for Blocking<S> {
     fn clone(&self) -> Self {
         Self(self.0.clone())
     }
@@ -118,6 +148,13 @@ impl<S: TokenStore> Blocking<S> {
     pub fn new(store: S) -> Self {
         Self(Arc::new(store))
     }
+}
+
+impl<S: TokenStore + ?Sized> Blocking<S> {
+    /// Wraps a shared store.
+    pub fn from_arc(store: Arc<S>) -> Self {
+        Self(store)
+    }
 
     /// The wrapped store (for blocking callers sharing it).
     #[must_use]
@@ -127,7 +164,7 @@ impl<S: TokenStore> Blocking<S> {
 }
 
 #[async_trait::async_trait]
-impl<S: TokenStore> AsyncTokenStore for Blocking<S> {
+impl<S: TokenStore + ?Sized> AsyncTokenStore for Blocking<S> {
     async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
         let (s, key) = (self.0.clone(), key.clone());
         run(move || s.load(&key)).await
@@ -147,9 +184,24 @@ impl<S: TokenStore> AsyncTokenStore for Blocking<S> {
         );
         run(move || s.save(&key, &tokens, id_claims.as_ref(), expected_version)).await
     }
-    async fn set_status(&self, key: &TenantKey, status: &GrantStatus) -> Result<(), StoreError> {
-        let (s, key, status) = (self.0.clone(), key.clone(), status.clone());
-        run(move || s.set_status(&key, &status)).await
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        let (s, key) = (self.0.clone(), key.clone());
+        let tokens = update.tokens.map(|(t, c)| (t.clone(), c.cloned()));
+        let status = update.status.clone();
+        let release = update.release_lease_of.map(str::to_owned);
+        let expected = update.expected_version;
+        run(move || {
+            s.update(
+                &key,
+                &GrantUpdate {
+                    expected_version: expected,
+                    tokens: tokens.as_ref().map(|(t, c)| (t, c.as_ref())),
+                    status: &status,
+                    release_lease_of: release.as_deref(),
+                },
+            )
+        })
+        .await
     }
     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
         let (s, key) = (self.0.clone(), key.clone());
@@ -159,14 +211,17 @@ impl<S: TokenStore> AsyncTokenStore for Blocking<S> {
         let s = self.0.clone();
         run(move || s.list()).await
     }
-    async fn lock(&self, key: &TenantKey) -> Result<AsyncGuard, StoreError> {
-        let (s, key) = (self.0.clone(), key.clone());
-        let guard = run(move || s.lock(&key)).await?;
-        let current = guard.current().cloned();
-        Ok(AsyncGuard {
-            inner: Some(guard),
-            current,
-        })
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let (s, key, lease) = (self.0.clone(), key.clone(), lease.clone());
+        run(move || s.acquire_lease(&key, &lease)).await
+    }
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        let (s, key, owner) = (self.0.clone(), key.clone(), owner.to_owned());
+        run(move || s.release_lease(&key, &owner)).await
     }
     async fn put_pending(
         &self,

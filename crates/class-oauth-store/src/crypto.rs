@@ -205,6 +205,13 @@ impl Encryption {
         sealed: &str,
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         if let Some(b64) = sealed.strip_prefix("plain.") {
+            // A plaintext row in a store that was opened with a key (or with none) is
+            // refused: it was written by a store without encryption, or planted.
+            if !matches!(self, Self::DangerPlaintext) {
+                return Err(StoreError::Crypto(
+                    "the row is stored in plaintext, but this store was opened with encryption; refusing it (re-authorize, or open the store with DangerPlaintext to read it)".into(),
+                ));
+            }
             return URL_SAFE_NO_PAD
                 .decode(b64)
                 .map(Zeroizing::new)
@@ -248,6 +255,27 @@ impl Encryption {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plaintext_rows_are_refused_unless_the_store_is_plaintext() {
+        let (sealed, _) = Encryption::DangerPlaintext
+            .seal("grant", "tenant-a", b"tokens")
+            .unwrap();
+        assert_eq!(
+            &*Encryption::DangerPlaintext
+                .open("grant", "tenant-a", &sealed)
+                .unwrap(),
+            b"tokens"
+        );
+        let keyed = Encryption::Keys(KeyRing::new(EncryptionKey::generate("k1").unwrap()));
+        for store in [keyed, Encryption::Refuse] {
+            let e = store.open("grant", "tenant-a", &sealed).unwrap_err();
+            assert!(
+                matches!(e, StoreError::Crypto(ref m) if m.contains("plaintext")),
+                "{e:?}"
+            );
+        }
+    }
 
     #[test]
     fn round_trip_rotation_and_binding() {

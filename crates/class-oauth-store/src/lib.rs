@@ -4,18 +4,19 @@
 //!
 //! A Class grant covers one business, its refresh token is single-use and rotates on every
 //! refresh, and a partner may run several instances. So a store keeps, per [`TenantKey`],
-//! the token set (encrypted at rest), its status, and a version for compare-and-swap; it
-//! hands out a cross-instance [`RefreshGuard`] under which the row is re-read, refreshed
-//! and written back; and it keeps the code flow's pending authorization records.
+//! the token set (encrypted at rest), its status, a version for compare-and-swap, and a
+//! refresh [`Lease`] (owner and expiry, taken and released by single conditional writes:
+//! no transaction or lock is ever held while a refresh talks to Class); and it keeps the
+//! code flow's pending authorization records. The token manager (`class-oauth-manager`)
+//! is the one user of the lease and update calls.
 //!
-//! Backends: [`MemoryStore`] (tests, short-lived processes), [`SqliteStore`] (the
-//! embedded default; blocking callers need no runtime, async callers go through
-//! [`asynch::Blocking`] so the executor never blocks), and [`PostgresStore`] (several
-//! instances: advisory lock per tenant, re-read under the lock, CAS write, migrations
-//! applied on connect).
-//!
-//! [`procedure::RefreshProcedure`] is the refresh decision logic as a sans-IO state
-//! machine; the token managers of `class-oauth-reqwest` and `class-oauth-ureq` drive it.
+//! Two faces: [`TokenStore`] (blocking) and [`AsyncTokenStore`]. Backends:
+//! [`MemoryStore`] (tests, short-lived processes), [`SqliteStore`] (the embedded default,
+//! one file, `synchronous=FULL`; async callers go through [`asynch::Blocking`]), and
+//! [`PostgresStore`] (several instances; natively async on `tokio-postgres` with a
+//! `deadpool` pool, usable by blocking callers through its own small runtime; statement,
+//! lock and idle-in-transaction timeouts set on every connection; migrations applied on
+//! connect).
 //!
 //! Secrets at rest: access, refresh and ID tokens (and pending records) are sealed with
 //! AES-256-GCM, the row's identity as associated data, under a key id (see [`crypto`]).
@@ -31,8 +32,8 @@
 //! let memory = MemoryStore::new();
 //! // The embedded default, a file:
 //! let sqlite = SqliteStore::open("class-oauth.sqlite3", Encryption::Keys(keys.clone()))?;
-//! // Several instances sharing grants:
-//! let pg = PostgresStore::connect("postgres://app@db/class", 8, Encryption::Keys(keys))?;
+//! // Several instances sharing grants (blocking callers; async callers use `connect`):
+//! let pg = PostgresStore::connect_blocking("postgres://app@db/class", 8, Encryption::Keys(keys))?;
 //! # Ok(()) }
 //! ```
 
@@ -49,19 +50,17 @@ use class_oauth_core::scope::Scopes;
 use class_oauth_core::token::TokenSet;
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "tokio")]
 pub mod asynch;
-pub mod cache;
 pub mod crypto;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
-pub mod procedure;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use asynch::AsyncTokenStore;
 pub use crypto::{Encryption, EncryptionKey, KeyRing};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
@@ -236,7 +235,7 @@ impl fmt::Display for TenantKey {
     }
 }
 
-/// Whether a grant can still be used.
+/// Whether a grant can be used, and what its last refresh left behind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum GrantStatus {
@@ -247,24 +246,50 @@ pub enum GrantStatus {
         /// Why.
         reason: String,
     },
+    /// The stored refresh token is the newest one (it was written as soon as the token
+    /// response arrived), but the access token that came with it failed a check (an ID
+    /// token that did not validate, a key set that could not be fetched) or was not
+    /// checked yet. That access token is never handed out; the next use refreshes.
+    Unverified {
+        /// Why.
+        reason: String,
+    },
+    /// A refresh was sent and no answer came (timeout, reset, a process that died
+    /// holding the lease): the stored refresh token may have been spent. The current
+    /// access token is used until it expires; then one refresh is tried, and a refusal
+    /// ends the grant.
+    InDoubt {
+        /// What happened.
+        reason: String,
+    },
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl GrantStatus {
-    pub(crate) fn as_parts(&self) -> (&'static str, &str) {
+    /// The status and its reason as stored (`active`, `needs_reauthorization`,
+    /// `unverified`, `in_doubt`).
+    #[must_use]
+    pub fn as_parts(&self) -> (&'static str, &str) {
         match self {
             Self::Active => ("active", ""),
             Self::NeedsReauthorization { reason } => ("needs_reauthorization", reason),
+            Self::Unverified { reason } => ("unverified", reason),
+            Self::InDoubt { reason } => ("in_doubt", reason),
         }
     }
 
-    pub(crate) fn from_parts(status: &str, reason: &str) -> Self {
-        if status == "active" {
-            Self::Active
-        } else {
-            Self::NeedsReauthorization {
-                reason: reason.to_owned(),
-            }
+    /// The status from its stored parts; an unknown name reads as needing
+    /// re-authorization (never as active).
+    #[must_use]
+    pub fn from_parts(status: &str, reason: &str) -> Self {
+        let reason = reason.to_owned();
+        match status {
+            "active" => Self::Active,
+            "unverified" => Self::Unverified { reason },
+            "in_doubt" => Self::InDoubt { reason },
+            "needs_reauthorization" => Self::NeedsReauthorization { reason },
+            other => Self::NeedsReauthorization {
+                reason: format!("unknown stored status `{other}`: {reason}"),
+            },
         }
     }
 }
@@ -279,8 +304,27 @@ pub struct StoredGrant {
     pub id_claims: Option<IdTokenClaims>,
     /// Usable or not.
     pub status: GrantStatus,
-    /// The CAS version (incremented on every write).
+    /// The CAS version (incremented on every write of tokens or status; taking and
+    /// releasing a lease do not change it).
     pub version: u64,
+}
+
+impl StoredGrant {
+    /// A grant value (for stores written outside this crate).
+    #[must_use]
+    pub fn new(
+        tokens: TokenSet,
+        id_claims: Option<IdTokenClaims>,
+        status: GrantStatus,
+        version: u64,
+    ) -> Self {
+        Self {
+            tokens,
+            id_claims,
+            status,
+            version,
+        }
+    }
 }
 
 /// What a listing shows of a grant: never a secret.
@@ -312,7 +356,8 @@ pub enum StoreError {
         "the token store has no encryption key; set CLASS_OAUTH_STORE_KEY (or pass a key ring) so secrets are encrypted at rest"
     )]
     NoEncryptionKey,
-    /// Encryption or decryption failed.
+    /// Encryption or decryption failed (a wrong key, a row moved between tenants, a
+    /// plaintext row in an encrypted store).
     #[error("token store encryption: {0}")]
     Crypto(String),
     /// A compare-and-swap lost: another writer changed the row.
@@ -321,7 +366,7 @@ pub enum StoreError {
         /// The version the write expected.
         expected: u64,
     },
-    /// The backend failed (I/O, SQL, pool).
+    /// The backend failed (I/O, SQL, pool, timeout).
     #[error("token store backend: {0}")]
     Backend(String),
     /// Bad configuration.
@@ -329,28 +374,125 @@ pub enum StoreError {
     Config(String),
 }
 
-/// A cross-instance lock on one tenant's row, with the row as read under the lock.
-/// Dropping it releases the lock without writing.
-pub trait RefreshGuard: Send {
-    /// The grant as read after the lock was taken.
-    fn current(&self) -> Option<&StoredGrant>;
+impl StoreError {
+    /// True when trying again later may help (a backend failure or a lost race); false
+    /// for a wrong or missing key and bad configuration, which no retry fixes.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Backend(_) | Self::Conflict { .. })
+    }
+}
 
-    /// Writes the refreshed grant (CAS on the version read under the lock) and releases
-    /// the lock. Returns the new version.
-    fn commit(
-        self: Box<Self>,
-        tokens: &TokenSet,
-        id_claims: Option<&IdTokenClaims>,
-    ) -> Result<u64, StoreError>;
+/// A per-tenant refresh lease: who holds it and for how long. Taken and released with
+/// single conditional writes; no transaction or lock is held while the holder talks to
+/// Class, and a crashed holder's lease simply expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The holder (unique per attempt).
+    pub owner: String,
+    /// How long the lease lasts from the moment it is taken (by the store's clock; for
+    /// PostgreSQL, the database's).
+    pub ttl: std::time::Duration,
+}
+
+impl Lease {
+    /// A lease for `owner` lasting `ttl`.
+    #[must_use]
+    pub fn new(owner: impl Into<String>, ttl: std::time::Duration) -> Self {
+        Self {
+            owner: owner.into(),
+            ttl,
+        }
+    }
+}
+
+/// The answer to [`TokenStore::acquire_lease`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "short-lived; boxing buys nothing"
+)]
+pub enum LeaseOutcome {
+    /// The lease is ours; the row as it was when we took it.
+    Acquired {
+        /// The row, read in the same statement that took the lease.
+        grant: StoredGrant,
+        /// A previous holder's lease had expired without being released: its refresh may
+        /// have been sent and its outcome is unknown.
+        took_over_expired: bool,
+    },
+    /// Another holder has it for about this long still.
+    Held {
+        /// Time left on the other holder's lease.
+        remaining: std::time::Duration,
+    },
+    /// No grant is stored.
+    Missing,
+}
+
+/// A conditional write by a refresh: compare-and-swap on the version read, new tokens
+/// and/or a new status, and optionally the release of the writer's lease, in one
+/// statement.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct GrantUpdate<'a> {
+    /// The version the write expects (else [`StoreError::Conflict`]).
+    pub expected_version: u64,
+    /// New tokens (and the ID-token claims to keep), or `None` to keep the tokens.
+    pub tokens: Option<(&'a TokenSet, Option<&'a IdTokenClaims>)>,
+    /// The new status.
+    pub status: &'a GrantStatus,
+    /// Release the lease held by this owner (a lease held by someone else is left).
+    pub release_lease_of: Option<&'a str>,
+}
+
+impl<'a> GrantUpdate<'a> {
+    /// A status change at `expected_version`.
+    #[must_use]
+    pub fn status(expected_version: u64, status: &'a GrantStatus) -> Self {
+        Self {
+            expected_version,
+            tokens: None,
+            status,
+            release_lease_of: None,
+        }
+    }
+
+    /// New tokens with `status` at `expected_version`.
+    #[must_use]
+    pub fn tokens(
+        expected_version: u64,
+        tokens: &'a TokenSet,
+        id_claims: Option<&'a IdTokenClaims>,
+        status: &'a GrantStatus,
+    ) -> Self {
+        Self {
+            expected_version,
+            tokens: Some((tokens, id_claims)),
+            status,
+            release_lease_of: None,
+        }
+    }
+
+    /// Also releases `owner`'s lease.
+    #[must_use]
+    pub fn releasing(mut self, owner: &'a str) -> Self {
+        self.release_lease_of = Some(owner);
+        self
+    }
 }
 
 /// A blocking token store. Implementations are cheap to share (`Arc`) between managers.
+/// Every method is one short statement or transaction: nothing is held between calls.
 pub trait TokenStore: Send + Sync + 'static {
     /// Reads a grant.
     fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError>;
 
-    /// Writes a grant after a login (status becomes active). With `expected_version`, only
-    /// if the stored version is that one; without, it replaces any row.
+    /// Writes a grant after a login (status becomes active, any lease is cleared). With
+    /// `expected_version`, only if the stored version is that one; without, it replaces
+    /// any row.
     fn save(
         &self,
         key: &TenantKey,
@@ -359,8 +501,19 @@ pub trait TokenStore: Send + Sync + 'static {
         expected_version: Option<u64>,
     ) -> Result<u64, StoreError>;
 
-    /// Sets the status (keeping the tokens).
-    fn set_status(&self, key: &TenantKey, status: &GrantStatus) -> Result<(), StoreError>;
+    /// A refresh's conditional write (see [`GrantUpdate`]). Returns the new version.
+    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError>;
+
+    /// Sets the status if the stored version is still `expected_version` (keeping the
+    /// tokens). Returns the new version.
+    fn set_status(
+        &self,
+        key: &TenantKey,
+        status: &GrantStatus,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        self.update(key, &GrantUpdate::status(expected_version, status))
+    }
 
     /// Deletes a grant; true when one existed.
     fn delete(&self, key: &TenantKey) -> Result<bool, StoreError>;
@@ -368,15 +521,12 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Lists grants (no secrets).
     fn list(&self) -> Result<Vec<GrantSummary>, StoreError>;
 
-    /// Takes the cross-instance refresh lock for `key` and re-reads the row under it.
-    fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError>;
+    /// Takes the refresh lease of `key` when it is free or expired, and returns the row
+    /// as read by the same statement.
+    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError>;
 
-    /// Like [`TokenStore::lock`], but returns `Ok(None)` at once when another holder has
-    /// the lock, instead of waiting. Async callers poll this with async sleeps, so that
-    /// waiting for a lock never parks a thread the lock holder needs to commit.
-    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
-        self.lock(key).map(Some)
-    }
+    /// Releases `owner`'s lease (a lease held by someone else is left alone).
+    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError>;
 
     /// Stores a pending authorization under `lookup` (its `state`); it expires with the
     /// record.
@@ -391,45 +541,52 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> Result<Option<PendingAuthorization>, StoreError>;
 }
 
-impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
-    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        (**self).load(key)
-    }
-    fn save(
-        &self,
-        key: &TenantKey,
-        tokens: &TokenSet,
-        id_claims: Option<&IdTokenClaims>,
-        expected_version: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        (**self).save(key, tokens, id_claims, expected_version)
-    }
-    fn set_status(&self, key: &TenantKey, status: &GrantStatus) -> Result<(), StoreError> {
-        (**self).set_status(key, status)
-    }
-    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        (**self).delete(key)
-    }
-    fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
-        (**self).list()
-    }
-    fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
-        (**self).lock(key)
-    }
-    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
-        (**self).try_lock(key)
-    }
-    fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
-        (**self).put_pending(lookup, pending)
-    }
-    fn take_pending(
-        &self,
-        lookup: &str,
-        now: SystemTime,
-    ) -> Result<Option<PendingAuthorization>, StoreError> {
-        (**self).take_pending(lookup, now)
-    }
+macro_rules! delegate_token_store {
+    ($($t:tt)*) => {
+        $($t)* {
+            fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+                (**self).load(key)
+            }
+            fn save(
+                &self,
+                key: &TenantKey,
+                tokens: &TokenSet,
+                id_claims: Option<&IdTokenClaims>,
+                expected_version: Option<u64>,
+            ) -> Result<u64, StoreError> {
+                (**self).save(key, tokens, id_claims, expected_version)
+            }
+            fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+                (**self).update(key, update)
+            }
+            fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+                (**self).delete(key)
+            }
+            fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+                (**self).list()
+            }
+            fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
+                (**self).acquire_lease(key, lease)
+            }
+            fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+                (**self).release_lease(key, owner)
+            }
+            fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
+                (**self).put_pending(lookup, pending)
+            }
+            fn take_pending(
+                &self,
+                lookup: &str,
+                now: SystemTime,
+            ) -> Result<Option<PendingAuthorization>, StoreError> {
+                (**self).take_pending(lookup, now)
+            }
+        }
+    };
 }
+
+delegate_token_store!(impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S>);
+delegate_token_store!(impl<S: TokenStore + ?Sized> TokenStore for Box<S>);
 
 pub(crate) fn unix_now() -> u64 {
     #[allow(

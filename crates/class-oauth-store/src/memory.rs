@@ -1,23 +1,29 @@
 //! The in-memory store: nothing at rest, so nothing is encrypted. Several managers that
-//! share one `Arc<MemoryStore>` behave like instances sharing a database: the refresh
-//! lock is per tenant and blocks across them.
+//! share one `MemoryStore` (it is a shared handle) behave like instances sharing a
+//! database: the refresh lease is per tenant and visible to all of them.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use class_oauth_core::authorize::PendingAuthorization;
 use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::token::TokenSet;
 
 use crate::{
-    GrantStatus, GrantSummary, RefreshGuard, StoreError, StoredGrant, TenantKey, TokenStore,
-    unix_now,
+    GrantStatus, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError, StoredGrant,
+    TenantKey, TokenStore, unix_now,
 };
+
+struct Entry {
+    grant: StoredGrant,
+    updated_at: u64,
+    lease: Option<(String, Instant)>,
+}
 
 #[derive(Default)]
 struct Inner {
-    grants: HashMap<TenantKey, (StoredGrant, u64)>,
+    grants: HashMap<TenantKey, Entry>,
     pending: HashMap<String, PendingAuthorization>,
 }
 
@@ -25,7 +31,6 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
-    locks: Arc<(Mutex<HashSet<TenantKey>>, Condvar)>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -44,17 +49,23 @@ impl MemoryStore {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    fn write(
+impl TokenStore for MemoryStore {
+    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        Ok(self.inner().grants.get(key).map(|e| e.grant.clone()))
+    }
+
+    fn save(
         &self,
         key: &TenantKey,
         tokens: &TokenSet,
         id_claims: Option<&IdTokenClaims>,
-        expected: Option<u64>,
+        expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
         let mut inner = self.inner();
-        let current = inner.grants.get(key).map_or(0, |(g, _)| g.version);
-        if let Some(e) = expected {
+        let current = inner.grants.get(key).map_or(0, |e| e.grant.version);
+        if let Some(e) = expected_version {
             if e != current {
                 return Err(StoreError::Conflict { expected: e });
             }
@@ -66,65 +77,39 @@ impl MemoryStore {
             status: GrantStatus::Active,
             version,
         };
-        inner.grants.insert(key.clone(), (grant, unix_now()));
+        inner.grants.insert(
+            key.clone(),
+            Entry {
+                grant,
+                updated_at: unix_now(),
+                lease: None,
+            },
+        );
         Ok(version)
     }
-}
 
-struct MemoryGuard {
-    store: MemoryStore,
-    key: TenantKey,
-    current: Option<StoredGrant>,
-}
-
-impl RefreshGuard for MemoryGuard {
-    fn current(&self) -> Option<&StoredGrant> {
-        self.current.as_ref()
-    }
-
-    fn commit(
-        self: Box<Self>,
-        tokens: &TokenSet,
-        id_claims: Option<&IdTokenClaims>,
-    ) -> Result<u64, StoreError> {
-        let expected = self.current.as_ref().map_or(0, |g| g.version);
-        self.store
-            .write(&self.key, tokens, id_claims, Some(expected))
-    }
-}
-
-impl Drop for MemoryGuard {
-    fn drop(&mut self) {
-        let (set, cv) = &*self.store.locks;
-        set.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
-        cv.notify_all();
-    }
-}
-
-impl TokenStore for MemoryStore {
-    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        Ok(self.inner().grants.get(key).map(|(g, _)| g.clone()))
-    }
-
-    fn save(
-        &self,
-        key: &TenantKey,
-        tokens: &TokenSet,
-        id_claims: Option<&IdTokenClaims>,
-        expected_version: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        self.write(key, tokens, id_claims, expected_version)
-    }
-
-    fn set_status(&self, key: &TenantKey, status: &GrantStatus) -> Result<(), StoreError> {
-        if let Some((g, at)) = self.inner().grants.get_mut(key) {
-            g.status = status.clone();
-            g.version += 1;
-            *at = unix_now();
+    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        let mut inner = self.inner();
+        let conflict = StoreError::Conflict {
+            expected: update.expected_version,
+        };
+        let entry = inner.grants.get_mut(key).ok_or(conflict.clone())?;
+        if entry.grant.version != update.expected_version {
+            return Err(conflict);
         }
-        Ok(())
+        if let Some((tokens, id_claims)) = update.tokens {
+            entry.grant.tokens = tokens.clone();
+            entry.grant.id_claims = id_claims.cloned();
+        }
+        entry.grant.status = update.status.clone();
+        entry.grant.version += 1;
+        entry.updated_at = unix_now();
+        if let Some(owner) = update.release_lease_of {
+            if entry.lease.as_ref().is_some_and(|(o, _)| o == owner) {
+                entry.lease = None;
+            }
+        }
+        Ok(entry.grant.version)
     }
 
     fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
@@ -136,51 +121,57 @@ impl TokenStore for MemoryStore {
             .inner()
             .grants
             .iter()
-            .map(|(k, (g, at))| GrantSummary {
+            .map(|(k, e)| GrantSummary {
                 key: k.clone(),
-                business_code: g.tokens.business_code().map(|c| c.as_str().to_owned()),
-                scope: g.tokens.scopes.to_string(),
-                expires_at: g.tokens.expires_at.map(class_oauth_core::time::to_unix),
-                status: g.status.clone(),
-                version: g.version,
-                updated_at: *at,
+                business_code: e
+                    .grant
+                    .tokens
+                    .business_code()
+                    .map(|c| c.as_str().to_owned()),
+                scope: e.grant.tokens.scopes.to_string(),
+                expires_at: e
+                    .grant
+                    .tokens
+                    .expires_at
+                    .map(class_oauth_core::time::to_unix),
+                status: e.grant.status.clone(),
+                version: e.grant.version,
+                updated_at: e.updated_at,
             })
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(v)
     }
 
-    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
-        let (set, _) = &*self.locks;
-        if !set
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone())
-        {
-            return Ok(None);
-        }
-        let current = self.load(key)?;
-        Ok(Some(Box::new(MemoryGuard {
-            store: self.clone(),
-            key: key.clone(),
-            current,
-        })))
+    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.inner();
+        let Some(entry) = inner.grants.get_mut(key) else {
+            return Ok(LeaseOutcome::Missing);
+        };
+        let took_over_expired = match &entry.lease {
+            Some((_, until)) if *until > now => {
+                return Ok(LeaseOutcome::Held {
+                    remaining: *until - now,
+                });
+            }
+            Some(_) => true,
+            None => false,
+        };
+        entry.lease = Some((lease.owner.clone(), now + lease.ttl));
+        Ok(LeaseOutcome::Acquired {
+            grant: entry.grant.clone(),
+            took_over_expired,
+        })
     }
 
-    fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
-        let (set, cv) = &*self.locks;
-        let mut held = set.lock().unwrap_or_else(PoisonError::into_inner);
-        while held.contains(key) {
-            held = cv.wait(held).unwrap_or_else(PoisonError::into_inner);
+    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        if let Some(entry) = self.inner().grants.get_mut(key) {
+            if entry.lease.as_ref().is_some_and(|(o, _)| o == owner) {
+                entry.lease = None;
+            }
         }
-        held.insert(key.clone());
-        drop(held);
-        let current = self.load(key)?;
-        Ok(Box::new(MemoryGuard {
-            store: self.clone(),
-            key: key.clone(),
-            current,
-        }))
+        Ok(())
     }
 
     fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {

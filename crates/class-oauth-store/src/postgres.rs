@@ -1,266 +1,639 @@
-//! PostgreSQL: for partners running several instances. The refresh lock is a
-//! transaction-scoped advisory lock on the tenant's key (`pg_advisory_xact_lock`), the row
-//! is re-read after the lock is taken, and the write is a compare-and-swap on the
-//! version. Migrations ship with the crate and are applied on connect (under a global
-//! advisory lock, so instances starting together do not race).
+//! PostgreSQL: for partners running several instances. Natively async
+//! (`tokio-postgres`, a `deadpool` pool); every statement is short and no transaction
+//! is held while a refresh talks to Class. The refresh lease is two columns of the row,
+//! taken by one conditional `UPDATE` against the database's clock (so instances with
+//! skewed clocks agree), released by the refresh's final write. Every connection sets
+//! `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`, so
+//! nothing waits forever. Migrations ship with the crate and are applied on connect
+//! under a session advisory lock (instances starting together do not race).
+//!
+//! Async callers use [`PostgresStore::connect`] on their tokio runtime. Blocking callers
+//! use [`PostgresStore::connect_blocking`]: the store then owns a one-thread runtime and
+//! every call, blocking or async, runs there.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use class_oauth_core::authorize::PendingAuthorization;
 use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::token::TokenSet;
-use postgres::NoTls;
-use r2d2_postgres::PostgresConnectionManager;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
 
-use crate::row::{decode_grant, decode_pending, encode_grant, encode_pending, pending_lookup};
+use crate::row::{
+    GRANT_COLUMNS, LIST_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
+    encode_pending, pending_lookup, summary, update_sql,
+};
 use crate::{
-    Encryption, GrantStatus, GrantSummary, RefreshGuard, StoreError, StoredGrant, TenantKey,
-    TokenStore, unix_now,
+    AsyncTokenStore, Encryption, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError,
+    StoredGrant, TenantKey, TokenStore, unix_now,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_lease.sql")),
+];
 const MIGRATION_LOCK: i64 = 0x636c_6173_735f_6f61; // "class_oa"
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+/// The database's clock in milliseconds since the Unix epoch.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Per-connection limits: no statement, lock wait or idle transaction lasts forever.
+const SESSION_OPTIONS: &str =
+    "-c statement_timeout=15000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=30000";
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Owns the pool. The sync `postgres` client closes its connection with a `block_on` of
-/// its own runtime, which panics on an async runtime's worker thread; so the last owner
-/// drops the pool on a thread of its own, wherever it is dropped.
-struct PoolHolder(Option<Pool>);
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    // The Display of a database error is only "db error"; keep its message.
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
+        None => backend(e),
+    }
+}
 
-impl Drop for PoolHolder {
+struct Inner {
+    pool: Pool,
+    enc: Encryption,
+    /// The runtime the pool's connections live on.
+    handle: tokio::runtime::Handle,
+    /// Set by `connect_blocking`: the store's own runtime (calls are spawned onto it).
+    own: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(pool) = self.0.take() {
-            let _ = std::thread::spawn(move || drop(pool)).join();
+        if let Some(rt) = self.own.take() {
+            rt.shutdown_background();
         }
     }
 }
 
-/// A token store in PostgreSQL.
+/// A token store in PostgreSQL. Cheap to clone (a shared pool).
 #[derive(Clone)]
-pub struct PostgresStore {
-    pool: std::sync::Arc<PoolHolder>,
-    enc: std::sync::Arc<Encryption>,
-}
+pub struct PostgresStore(Arc<Inner>);
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").finish_non_exhaustive()
+        f.debug_struct("PostgresStore")
+            .field("own_runtime", &self.0.own.is_some())
+            .finish_non_exhaustive()
     }
 }
 
+fn pool(url: &str, pool_size: u32) -> Result<Pool, StoreError> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
+    let options = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} {SESSION_OPTIONS}"),
+        _ => SESSION_OPTIONS.to_owned(),
+    };
+    config.options(&options);
+    config.connect_timeout(Duration::from_secs(10));
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(pool_size.max(1) as usize)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Config(format!("PostgreSQL pool: {e}")))
+}
+
 impl PostgresStore {
-    /// Connects with a pool of `pool_size` connections and applies the migrations.
-    /// (Plain TCP: put the database on a private network or a TLS-terminating proxy.)
-    pub fn connect(url: &str, pool_size: u32, encryption: Encryption) -> Result<Self, StoreError> {
-        let config = postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)
-            .map_err(backend)?;
-        let store = Self {
-            pool: std::sync::Arc::new(PoolHolder(Some(pool))),
-            enc: std::sync::Arc::new(encryption),
-        };
-        store.migrate()?;
+    /// Connects on the current tokio runtime with a pool of `pool_size` connections and
+    /// applies the migrations. (Plain TCP: put the database on a private network or a
+    /// TLS-terminating proxy.)
+    pub async fn connect(
+        url: &str,
+        pool_size: u32,
+        encryption: Encryption,
+    ) -> Result<Self, StoreError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::Config(
+                "PostgresStore::connect needs a tokio runtime; blocking callers use connect_blocking".into(),
+            )
+        })?;
+        let store = Self(Arc::new(Inner {
+            pool: pool(url, pool_size)?,
+            enc: encryption,
+            handle,
+            own: None,
+        }));
+        store.migrate().await?;
         Ok(store)
     }
 
-    fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool
-            .0
-            .as_ref()
-            .ok_or_else(|| backend("the pool is closed"))?
-            .get()
-            .map_err(backend)
+    /// Connects for blocking callers: the store runs its own one-thread runtime, and every
+    /// call (blocking, or async from any executor) runs there.
+    pub fn connect_blocking(
+        url: &str,
+        pool_size: u32,
+        encryption: Encryption,
+    ) -> Result<Self, StoreError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("class-oauth-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Config(format!("a runtime for the PostgreSQL store: {e}")))?;
+        let store = Self(Arc::new(Inner {
+            pool: pool(url, pool_size)?,
+            enc: encryption,
+            handle: rt.handle().clone(),
+            own: Some(rt),
+        }));
+        let s = store.clone();
+        store.blocking(async move { s.migrate_inline().await })?;
+        Ok(store)
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
-        let mut c = self.conn()?;
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let s = self.clone();
+        self.run(async move { s.migrate_inline().await }).await
+    }
+
+    async fn migrate_inline(&self) -> Result<(), StoreError> {
+        let mut c = self.0.pool.get().await.map_err(backend)?;
         c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-            .map_err(backend)?;
-        let result = (|| {
-            c.batch_execute("CREATE TABLE IF NOT EXISTS class_oauth_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")?;
+            .await
+            .map_err(pg)?;
+        let result = async {
+            c.batch_execute("CREATE TABLE IF NOT EXISTS class_oauth_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await?;
             for (version, sql) in MIGRATIONS {
-                let done = c.query_opt(
-                    "SELECT version FROM class_oauth_migrations WHERE version = $1",
-                    &[version],
-                )?;
+                let done = c
+                    .query_opt(
+                        "SELECT version FROM class_oauth_migrations WHERE version = $1",
+                        &[version],
+                    )
+                    .await?;
                 if done.is_none() {
-                    let mut tx = c.transaction()?;
-                    tx.batch_execute(sql)?;
+                    let tx = c.transaction().await?;
+                    tx.batch_execute(sql).await?;
                     tx.execute(
                         "INSERT INTO class_oauth_migrations (version, applied_at) VALUES ($1, $2)",
                         &[version, &(unix_now() as i64)],
-                    )?;
-                    tx.commit()?;
+                    )
+                    .await?;
+                    tx.commit().await?;
                 }
             }
-            Ok::<(), postgres::Error>(())
-        })();
-        let unlock = c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
-        result.map_err(backend)?;
-        unlock.map_err(backend)?;
+            Ok::<(), tokio_postgres::Error>(())
+        }
+        .await;
+        let unlock = c
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        result.map_err(pg)?;
+        unlock.map_err(pg)?;
         Ok(())
     }
 
-    /// Begins a transaction, takes the tenant's advisory lock with `sql` (blocking, or
-    /// `pg_try_...` returning false when held elsewhere), and re-reads the row under it.
-    fn lock_with(
+    /// Runs `f` where the pool's connections live: in place on the caller's runtime, or
+    /// on the store's own.
+    async fn run<T: Send + 'static>(
         &self,
-        key: &TenantKey,
-        sql: &str,
-    ) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
-        let mut conn = self.conn()?;
-        conn.batch_execute("BEGIN").map_err(backend)?;
-        let result = (|| {
-            let row = conn
-                .query_one(sql, &[&key.storage_key()])
-                .map_err(backend)?;
-            // pg_advisory_xact_lock returns void (NULL); the try variant a boolean.
-            let got = row
-                .try_get::<_, Option<bool>>(0)
-                .ok()
-                .flatten()
-                .unwrap_or(true);
-            if !got {
-                return Ok(None);
-            }
-            self.read(&mut conn, key).map(Some)
-        })();
-        match result {
-            Ok(Some(current)) => Ok(Some(Box::new(PgGuard {
-                store: self.clone(),
-                conn: Some(conn),
-                key: key.clone(),
-                current,
-            }))),
-            Ok(None) => {
-                let _ = conn.batch_execute("ROLLBACK");
-                Ok(None)
-            }
-            Err(e) => {
-                let _ = conn.batch_execute("ROLLBACK");
-                Err(e)
-            }
+        f: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match &self.0.own {
+            Some(rt) => rt
+                .spawn(f)
+                .await
+                .map_err(|e| backend(format!("store task failed: {e}")))?,
+            None => f.await,
         }
     }
 
-    fn read(&self, c: &mut Conn, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        let row = c
-            .query_opt("SELECT sealed, status, status_reason, version FROM class_oauth_grants WHERE storage_key = $1", &[&key.storage_key()])
-            .map_err(backend)?;
-        row.map(|r| decode_grant(&self.enc, key, r.get(0), r.get(1), r.get(2), r.get(3)))
+    /// Runs `f` to completion for a blocking caller.
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self.0.own.is_none() {
+            if let Ok(current) = tokio::runtime::Handle::try_current() {
+                if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+                    return Err(StoreError::Config(
+                        "a blocking call on a PostgresStore from its own current-thread runtime would deadlock; use the async API there, or open the store with connect_blocking".into(),
+                    ));
+                }
+            }
+        }
+        let task = self.0.handle.spawn(f);
+        futures_executor::block_on(task).map_err(|e| backend(format!("store task failed: {e}")))?
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.0.pool.get().await.map_err(backend)
+    }
+
+    async fn read(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!("SELECT {GRANT_COLUMNS} FROM class_oauth_grants WHERE storage_key = $1"),
+                &[&key.storage_key()],
+            )
+            .await
+            .map_err(pg)?;
+        row.map(|r| decode_grant(&self.0.enc, key, r.get(0), r.get(1), r.get(2), r.get(3)))
             .transpose()
     }
 
-    fn write(
+    async fn write_login(
         &self,
-        c: &mut Conn,
         key: &TenantKey,
         tokens: &TokenSet,
         id_claims: Option<&IdTokenClaims>,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let row = encode_grant(&self.enc, key, tokens, id_claims)?;
+        let row = encode_grant(&self.0.enc, key, tokens, id_claims)?;
         let now = unix_now() as i64;
+        let c = self.client().await?;
         match expected {
             Some(e) => {
-                let e = e as i64;
                 let n = c
                     .execute(
-                        "UPDATE class_oauth_grants SET business_code = $2, scope = $3, expires_at = $4, status = 'active', status_reason = '', \
-                         version = version + 1, key_id = $5, sealed = $6, updated_at = $7 WHERE storage_key = $1 AND version = $8",
-                        &[&row.storage_key, &row.business_code, &row.scope, &row.expires_at, &row.key_id, &row.sealed, &now, &e],
+                        REPLACE_SQL,
+                        &[
+                            &row.storage_key,
+                            &row.business_code,
+                            &row.scope,
+                            &row.expires_at,
+                            &row.key_id,
+                            &row.sealed,
+                            &now,
+                            &(e as i64),
+                        ],
                     )
-                    .map_err(backend)?;
+                    .await
+                    .map_err(pg)?;
                 if n == 0 {
-                    return Err(StoreError::Conflict { expected: e as u64 });
+                    return Err(StoreError::Conflict { expected: e });
                 }
-                Ok((e + 1) as u64)
+                Ok(e + 1)
             }
             None => {
                 let r = c
                     .query_one(
-                        "INSERT INTO class_oauth_grants (storage_key, client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, key_id, sealed, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', '', 1, $9, $10, $11) \
-                         ON CONFLICT (storage_key) DO UPDATE SET business_code = excluded.business_code, scope = excluded.scope, expires_at = excluded.expires_at, \
-                         status = 'active', status_reason = '', version = class_oauth_grants.version + 1, key_id = excluded.key_id, sealed = excluded.sealed, updated_at = excluded.updated_at \
-                         RETURNING version",
-                        &[&row.storage_key, &key.client_id(), &key.tenant(), &key.subject(), &key.scope(), &row.business_code, &row.scope, &row.expires_at, &row.key_id, &row.sealed, &now],
+                        UPSERT_SQL,
+                        &[
+                            &row.storage_key,
+                            &key.client_id(),
+                            &key.tenant(),
+                            &key.subject(),
+                            &key.scope(),
+                            &row.business_code,
+                            &row.scope,
+                            &row.expires_at,
+                            &row.key_id,
+                            &row.sealed,
+                            &now,
+                        ],
                     )
-                    .map_err(backend)?;
+                    .await
+                    .map_err(pg)?;
                 Ok(r.get::<_, i64>(0) as u64)
             }
         }
     }
-}
 
-struct PgGuard {
-    store: PostgresStore,
-    conn: Option<Conn>,
-    key: TenantKey,
-    current: Option<StoredGrant>,
-}
-
-impl RefreshGuard for PgGuard {
-    fn current(&self) -> Option<&StoredGrant> {
-        self.current.as_ref()
+    async fn write_update(&self, key: &TenantKey, update: OwnedUpdate) -> Result<u64, StoreError> {
+        let (status, reason) = update.status.as_parts();
+        let now = unix_now() as i64;
+        let expected = update.expected_version as i64;
+        let sql = update_sql(&update.borrow());
+        let c = self.client().await?;
+        let n = match &update.tokens {
+            Some((tokens, claims)) => {
+                let row = encode_grant(&self.0.enc, key, tokens, claims.as_ref())?;
+                let params: [&(dyn ToSql + Sync); 11] = [
+                    &status,
+                    &reason,
+                    &now,
+                    &update.release,
+                    &row.business_code,
+                    &row.scope,
+                    &row.expires_at,
+                    &row.key_id,
+                    &row.sealed,
+                    &row.storage_key,
+                    &expected,
+                ];
+                c.execute(&sql, &params).await
+            }
+            None => {
+                let storage_key = key.storage_key();
+                let params: [&(dyn ToSql + Sync); 6] = [
+                    &status,
+                    &reason,
+                    &now,
+                    &update.release,
+                    &storage_key,
+                    &expected,
+                ];
+                c.execute(&sql, &params).await
+            }
+        }
+        .map_err(pg)?;
+        if n == 0 {
+            return Err(StoreError::Conflict {
+                expected: update.expected_version,
+            });
+        }
+        Ok(update.expected_version + 1)
     }
 
-    fn commit(
-        mut self: Box<Self>,
+    async fn take_lease(&self, key: &TenantKey, lease: Lease) -> Result<LeaseOutcome, StoreError> {
+        let c = self.client().await?;
+        let ttl = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        // One statement: the old lease is read under the row lock the UPDATE takes, so
+        // two instances can never both see it free.
+        let taken = c
+            .query_opt(
+                &format!(
+                    "WITH old AS (SELECT storage_key, lease_owner FROM class_oauth_grants WHERE storage_key = $1 FOR UPDATE) \
+                     UPDATE class_oauth_grants g SET lease_owner = $2, lease_until = {DB_NOW_MS} + $3 FROM old \
+                     WHERE g.storage_key = old.storage_key AND (g.lease_owner IS NULL OR g.lease_until <= {DB_NOW_MS}) \
+                     RETURNING g.sealed, g.status, g.status_reason, g.version, old.lease_owner IS NOT NULL"
+                ),
+                &[&key.storage_key(), &lease.owner, &ttl],
+            )
+            .await
+            .map_err(pg)?;
+        if let Some(r) = taken {
+            let grant = decode_grant(&self.0.enc, key, r.get(0), r.get(1), r.get(2), r.get(3))?;
+            return Ok(LeaseOutcome::Acquired {
+                grant,
+                took_over_expired: r.get(4),
+            });
+        }
+        let held = c
+            .query_opt(
+                &format!("SELECT GREATEST(lease_until - {DB_NOW_MS}, 0) FROM class_oauth_grants WHERE storage_key = $1"),
+                &[&key.storage_key()],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(match held {
+            None => LeaseOutcome::Missing,
+            Some(r) => LeaseOutcome::Held {
+                remaining: Duration::from_millis(
+                    r.get::<_, Option<i64>>(0).unwrap_or(0).max(0) as u64
+                ),
+            },
+        })
+    }
+}
+
+/// A [`GrantUpdate`] that can move to another task.
+struct OwnedUpdate {
+    expected_version: u64,
+    tokens: Option<(TokenSet, Option<IdTokenClaims>)>,
+    status: crate::GrantStatus,
+    release: Option<String>,
+}
+
+impl OwnedUpdate {
+    fn new(u: &GrantUpdate<'_>) -> Self {
+        Self {
+            expected_version: u.expected_version,
+            tokens: u.tokens.map(|(t, c)| (t.clone(), c.cloned())),
+            status: u.status.clone(),
+            release: u.release_lease_of.map(str::to_owned),
+        }
+    }
+
+    fn borrow(&self) -> GrantUpdate<'_> {
+        GrantUpdate {
+            expected_version: self.expected_version,
+            tokens: self.tokens.as_ref().map(|(t, c)| (t, c.as_ref())),
+            status: &self.status,
+            release_lease_of: self.release.as_deref(),
+        }
+    }
+}
+
+impl PostgresStore {
+    async fn op_load(&self, key: TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        let s = self.clone();
+        self.run(async move { s.read(&key).await }).await
+    }
+
+    async fn op_save(
+        &self,
+        key: TenantKey,
+        tokens: TokenSet,
+        id_claims: Option<IdTokenClaims>,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let s = self.clone();
+        self.run(async move {
+            s.write_login(&key, &tokens, id_claims.as_ref(), expected)
+                .await
+        })
+        .await
+    }
+
+    async fn op_update(&self, key: TenantKey, update: OwnedUpdate) -> Result<u64, StoreError> {
+        let s = self.clone();
+        self.run(async move { s.write_update(&key, update).await })
+            .await
+    }
+
+    async fn op_delete(&self, key: TenantKey) -> Result<bool, StoreError> {
+        let s = self.clone();
+        self.run(async move {
+            let n = s
+                .client()
+                .await?
+                .execute(
+                    "DELETE FROM class_oauth_grants WHERE storage_key = $1",
+                    &[&key.storage_key()],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn op_list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+        let s = self.clone();
+        self.run(async move {
+            let rows = s.client().await?.query(LIST_SQL, &[]).await.map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    summary(
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                        r.get(7),
+                        r.get(8),
+                        r.get(9),
+                        r.get(10),
+                    )
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn op_acquire(&self, key: TenantKey, lease: Lease) -> Result<LeaseOutcome, StoreError> {
+        let s = self.clone();
+        self.run(async move { s.take_lease(&key, lease).await })
+            .await
+    }
+
+    async fn op_release(&self, key: TenantKey, owner: String) -> Result<(), StoreError> {
+        let s = self.clone();
+        self.run(async move {
+            s.client()
+                .await?
+                .execute(
+                    "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = $1 AND lease_owner = $2",
+                    &[&key.storage_key(), &owner],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn op_put_pending(
+        &self,
+        lookup: String,
+        pending: PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        let s = self.clone();
+        self.run(async move {
+            let (hashed, sealed, expires_at) = encode_pending(&s.0.enc, &lookup, &pending)?;
+            let c = s.client().await?;
+            c.execute(
+                "DELETE FROM class_oauth_pending WHERE expires_at < $1",
+                &[&(unix_now() as i64)],
+            )
+            .await
+            .map_err(pg)?;
+            c.execute(
+                "INSERT INTO class_oauth_pending (lookup, expires_at, sealed) VALUES ($1, $2, $3) ON CONFLICT (lookup) DO UPDATE SET expires_at = excluded.expires_at, sealed = excluded.sealed",
+                &[&hashed, &expires_at, &sealed],
+            )
+            .await
+            .map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn op_take_pending(
+        &self,
+        lookup: String,
+        now: SystemTime,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        let s = self.clone();
+        self.run(async move {
+            let row = s
+                .client()
+                .await?
+                .query_opt(
+                    "DELETE FROM class_oauth_pending WHERE lookup = $1 RETURNING sealed, expires_at",
+                    &[&pending_lookup(&lookup)],
+                )
+                .await
+                .map_err(pg)?;
+            match row {
+                Some(r) if r.get::<_, i64>(1) >= class_oauth_core::time::to_unix(now) as i64 => {
+                    decode_pending(&s.0.enc, &lookup, r.get(0)).map(Some)
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncTokenStore for PostgresStore {
+    async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        self.op_load(key.clone()).await
+    }
+    async fn save(
+        &self,
+        key: &TenantKey,
         tokens: &TokenSet,
         id_claims: Option<&IdTokenClaims>,
+        expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let mut conn = self
-            .conn
-            .take()
-            .ok_or_else(|| backend("guard already used"))?;
-        let expected = self
-            .current
-            .as_ref()
-            .map(|g| g.version)
-            .ok_or(StoreError::Conflict { expected: 0 });
-        match expected.and_then(|e| {
-            self.store
-                .write(&mut conn, &self.key, tokens, id_claims, Some(e))
-        }) {
-            Ok(v) => {
-                conn.batch_execute("COMMIT").map_err(backend)?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = conn.batch_execute("ROLLBACK");
-                Err(e)
-            }
-        }
+        self.op_save(
+            key.clone(),
+            tokens.clone(),
+            id_claims.cloned(),
+            expected_version,
+        )
+        .await
+    }
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        self.op_update(key.clone(), OwnedUpdate::new(update)).await
+    }
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        self.op_delete(key.clone()).await
+    }
+    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+        self.op_list().await
+    }
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError> {
+        self.op_acquire(key.clone(), lease.clone()).await
+    }
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        self.op_release(key.clone(), owner.to_owned()).await
+    }
+    async fn put_pending(
+        &self,
+        lookup: &str,
+        pending: &PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        self.op_put_pending(lookup.to_owned(), pending.clone())
+            .await
+    }
+    async fn take_pending(
+        &self,
+        lookup: &str,
+        now: SystemTime,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        self.op_take_pending(lookup.to_owned(), now).await
     }
 }
 
-impl Drop for PgGuard {
-    fn drop(&mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            let _ = conn.batch_execute("ROLLBACK");
-        }
-    }
-}
-
+/// Blocking callers: each call runs on the runtime the pool lives on and this thread
+/// waits for it (see [`PostgresStore::connect_blocking`]).
 impl TokenStore for PostgresStore {
     fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        let mut c = self.conn()?;
-        self.read(&mut c, key)
+        let s = self.clone();
+        let key = key.clone();
+        self.blocking(async move { s.op_load(key).await })
     }
-
     fn save(
         &self,
         key: &TenantKey,
@@ -268,104 +641,46 @@ impl TokenStore for PostgresStore {
         id_claims: Option<&IdTokenClaims>,
         expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let mut c = self.conn()?;
-        self.write(&mut c, key, tokens, id_claims, expected_version)
+        let s = self.clone();
+        let (key, tokens, id_claims) = (key.clone(), tokens.clone(), id_claims.cloned());
+        self.blocking(async move { s.op_save(key, tokens, id_claims, expected_version).await })
     }
-
-    fn set_status(&self, key: &TenantKey, status: &GrantStatus) -> Result<(), StoreError> {
-        let (s, reason) = status.as_parts();
-        self.conn()?
-            .execute(
-                "UPDATE class_oauth_grants SET status = $2, status_reason = $3, version = version + 1, updated_at = $4 WHERE storage_key = $1",
-                &[&key.storage_key(), &s, &reason, &(unix_now() as i64)],
-            )
-            .map_err(backend)?;
-        Ok(())
+    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        let s = self.clone();
+        let (key, update) = (key.clone(), OwnedUpdate::new(update));
+        self.blocking(async move { s.op_update(key, update).await })
     }
-
     fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        let n = self
-            .conn()?
-            .execute(
-                "DELETE FROM class_oauth_grants WHERE storage_key = $1",
-                &[&key.storage_key()],
-            )
-            .map_err(backend)?;
-        Ok(n > 0)
+        let s = self.clone();
+        let key = key.clone();
+        self.blocking(async move { s.op_delete(key).await })
     }
-
     fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, updated_at FROM class_oauth_grants ORDER BY storage_key",
-                &[],
-            )
-            .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| GrantSummary {
-                key: TenantKey::from_parts(
-                    r.get::<_, String>(0),
-                    r.get::<_, String>(1),
-                    r.get::<_, String>(2),
-                    r.get::<_, String>(3),
-                ),
-                business_code: r.get(4),
-                scope: r.get(5),
-                expires_at: r.get::<_, Option<i64>>(6).map(|v| v.max(0) as u64),
-                status: GrantStatus::from_parts(r.get(7), r.get(8)),
-                version: r.get::<_, i64>(9).max(0) as u64,
-                updated_at: r.get::<_, i64>(10).max(0) as u64,
-            })
-            .collect())
+        let s = self.clone();
+        self.blocking(async move { s.op_list().await })
     }
-
-    fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
-        self.lock_with(key, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .map(|g| g.expect("a blocking lock always returns a guard"))
+    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
+        let s = self.clone();
+        let (key, lease) = (key.clone(), lease.clone());
+        self.blocking(async move { s.op_acquire(key, lease).await })
     }
-
-    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
-        self.lock_with(
-            key,
-            "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
-        )
+    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        let s = self.clone();
+        let (key, owner) = (key.clone(), owner.to_owned());
+        self.blocking(async move { s.op_release(key, owner).await })
     }
-
     fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
-        let (hashed, sealed, expires_at) = encode_pending(&self.enc, lookup, pending)?;
-        let mut c = self.conn()?;
-        c.execute(
-            "DELETE FROM class_oauth_pending WHERE expires_at < $1",
-            &[&(unix_now() as i64)],
-        )
-        .map_err(backend)?;
-        c.execute(
-            "INSERT INTO class_oauth_pending (lookup, expires_at, sealed) VALUES ($1, $2, $3) ON CONFLICT (lookup) DO UPDATE SET expires_at = excluded.expires_at, sealed = excluded.sealed",
-            &[&hashed, &expires_at, &sealed],
-        )
-        .map_err(backend)?;
-        Ok(())
+        let s = self.clone();
+        let (lookup, pending) = (lookup.to_owned(), pending.clone());
+        self.blocking(async move { s.op_put_pending(lookup, pending).await })
     }
-
     fn take_pending(
         &self,
         lookup: &str,
         now: SystemTime,
     ) -> Result<Option<PendingAuthorization>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "DELETE FROM class_oauth_pending WHERE lookup = $1 RETURNING sealed, expires_at",
-                &[&pending_lookup(lookup)],
-            )
-            .map_err(backend)?;
-        match row {
-            Some(r) if r.get::<_, i64>(1) >= class_oauth_core::time::to_unix(now) as i64 => {
-                decode_pending(&self.enc, lookup, r.get(0)).map(Some)
-            }
-            _ => Ok(None),
-        }
+        let s = self.clone();
+        let lookup = lookup.to_owned();
+        self.blocking(async move { s.op_take_pending(lookup, now).await })
     }
 }

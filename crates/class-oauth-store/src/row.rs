@@ -5,7 +5,7 @@ use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::token::TokenSet;
 use serde::{Deserialize, Serialize};
 
-use crate::{Encryption, GrantStatus, StoreError, StoredGrant, TenantKey};
+use crate::{Encryption, GrantStatus, GrantUpdate, StoreError, StoredGrant, TenantKey};
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -104,4 +104,84 @@ pub(crate) fn decode_pending(
     let plain = enc.open("pending", lookup, sealed)?;
     serde_json::from_slice(&plain)
         .map_err(|e| StoreError::Backend(format!("pending record does not parse: {e}")))
+}
+
+/// The columns a grant is read from, in this order: sealed, status, status_reason,
+/// version.
+pub(crate) const GRANT_COLUMNS: &str = "sealed, status, status_reason, version";
+
+/// The conditional write of [`GrantUpdate`], shared by the SQL backends (`$n`
+/// placeholders; SQLite reads them as `?n`). Parameters: 1 status, 2 status_reason,
+/// 3 updated_at, 4 the releasing owner (or NULL), then with tokens 5 business_code,
+/// 6 scope, 7 expires_at, 8 key_id, 9 sealed; then the storage key and the expected
+/// version. Every SET expression reads the row as it was, so the lease is released only
+/// when `lease_owner` was the releasing owner.
+pub(crate) fn update_sql(update: &GrantUpdate<'_>) -> String {
+    let (tokens, key, version) = if update.tokens.is_some() {
+        (
+            ", business_code = $5, scope = $6, expires_at = $7, key_id = $8, sealed = $9",
+            10,
+            11,
+        )
+    } else {
+        ("", 5, 6)
+    };
+    format!(
+        "UPDATE class_oauth_grants SET status = $1, status_reason = $2, updated_at = $3, \
+         lease_owner = CASE WHEN lease_owner = $4 THEN NULL ELSE lease_owner END, \
+         lease_until = CASE WHEN lease_owner = $4 THEN NULL ELSE lease_until END, \
+         version = version + 1{tokens} WHERE storage_key = ${key} AND version = ${version}"
+    )
+}
+
+/// The upsert of a login ([`crate::TokenStore::save`] without an expected version):
+/// status active, any lease cleared. Parameters: 1 storage_key, 2 client_id, 3 tenant,
+/// 4 subject, 5 scope_key, 6 business_code, 7 scope, 8 expires_at, 9 key_id, 10 sealed,
+/// 11 updated_at.
+pub(crate) const UPSERT_SQL: &str = "INSERT INTO class_oauth_grants (storage_key, client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, key_id, sealed, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', '', 1, $9, $10, $11) \
+     ON CONFLICT (storage_key) DO UPDATE SET business_code = excluded.business_code, scope = excluded.scope, expires_at = excluded.expires_at, \
+     status = 'active', status_reason = '', version = class_oauth_grants.version + 1, key_id = excluded.key_id, sealed = excluded.sealed, updated_at = excluded.updated_at, \
+     lease_owner = NULL, lease_until = NULL \
+     RETURNING version";
+
+/// The conditional replace of a login with an expected version. Parameters: 1 storage_key,
+/// 2 business_code, 3 scope, 4 expires_at, 5 key_id, 6 sealed, 7 updated_at, 8 version.
+pub(crate) const REPLACE_SQL: &str = "UPDATE class_oauth_grants SET business_code = $2, scope = $3, expires_at = $4, status = 'active', status_reason = '', \
+     version = version + 1, key_id = $5, sealed = $6, updated_at = $7, lease_owner = NULL, lease_until = NULL WHERE storage_key = $1 AND version = $8";
+
+/// The listing. Columns: client_id, tenant, subject, scope_key, business_code, scope,
+/// expires_at, status, status_reason, version, updated_at.
+pub(crate) const LIST_SQL: &str = "SELECT client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, updated_at FROM class_oauth_grants ORDER BY storage_key";
+
+/// A SQLite statement from the shared `$n` text.
+#[cfg(feature = "sqlite")]
+pub(crate) fn sqlite(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+/// A summary row from the listing's columns.
+#[allow(clippy::too_many_arguments, reason = "one argument per column")]
+pub(crate) fn summary(
+    client_id: String,
+    tenant: String,
+    subject: String,
+    scope_key: String,
+    business_code: Option<String>,
+    scope: String,
+    expires_at: Option<i64>,
+    status: &str,
+    reason: &str,
+    version: i64,
+    updated_at: i64,
+) -> crate::GrantSummary {
+    crate::GrantSummary {
+        key: TenantKey::from_parts(client_id, tenant, subject, scope_key),
+        business_code,
+        scope,
+        expires_at: expires_at.map(|v| v.max(0) as u64),
+        status: GrantStatus::from_parts(status, reason),
+        version: version.max(0) as u64,
+        updated_at: updated_at.max(0) as u64,
+    }
 }

@@ -1,6 +1,8 @@
-//! SQLite: the embedded default. A file, WAL mode, a small connection pool; the refresh
-//! lock is a `BEGIN IMMEDIATE` transaction (SQLite's write lock, which also serializes
-//! other processes using the same file).
+//! SQLite: the embedded default. One file (created with mode 0600), WAL mode with
+//! `synchronous=FULL` (a committed rotation survives power loss), a small connection
+//! pool. The refresh lease is two columns of the row, taken and released by short write
+//! transactions; nothing is held while a refresh talks to Class, so other processes
+//! using the same file are never blocked for longer than one statement.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -11,19 +13,39 @@ use class_oauth_core::token::TokenSet;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{OptionalExtension, params};
 
-use crate::row::{decode_grant, decode_pending, encode_grant, encode_pending, pending_lookup};
+use crate::row::{
+    GRANT_COLUMNS, LIST_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
+    encode_pending, pending_lookup, sqlite, summary, update_sql,
+};
 use crate::{
-    Encryption, GrantStatus, GrantSummary, RefreshGuard, StoreError, StoredGrant, TenantKey,
+    Encryption, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError, StoredGrant, TenantKey,
     TokenStore, unix_now,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_lease.sql")),
+];
+
+/// How long a statement waits for another connection's write transaction. Every write
+/// transaction here is one or two statements long, so this is generous.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Pool = r2d2::Pool<SqliteConnectionManager>;
 type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+fn unix_millis() -> i64 {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "lease expiry is the store's own clock"
+    )]
+    let now = SystemTime::now();
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A token store in an SQLite file.
@@ -39,17 +61,31 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-const COLUMNS: &str = "sealed, status, status_reason, version";
+/// Creates the database file readable by its owner only (0600), if it does not exist.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(backend(format!("creating {}: {e}", path.display()))),
+    }
+}
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies the migrations.
+    /// Opens (creating if needed, mode 0600) the database file and applies the
+    /// migrations.
     pub fn open(path: impl AsRef<Path>, encryption: Encryption) -> Result<Self, StoreError> {
-        if let Some(parent) = path.as_ref().parent().filter(|p| !p.as_os_str().is_empty()) {
+        let path = path.as_ref();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
-        let manager = SqliteConnectionManager::file(path.as_ref()).with_init(|c| {
-            c.busy_timeout(Duration::from_secs(30))?;
-            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        create_private(path)?;
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
         });
         let pool = r2d2::Pool::builder()
             .max_size(8)
@@ -95,137 +131,32 @@ impl SqliteStore {
         tx.commit().map_err(backend)
     }
 
-    /// Reads the row inside the transaction just begun and wraps it in a guard.
-    fn locked(&self, conn: Conn, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
-        match self.read(&conn, key) {
-            Ok(current) => Ok(Box::new(SqliteGuard {
-                store: self.clone(),
-                conn: Some(conn),
-                key: key.clone(),
-                current,
-            })),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
-    }
-
     fn read(
         &self,
         c: &rusqlite::Connection,
         key: &TenantKey,
-    ) -> Result<Option<StoredGrant>, StoreError> {
-        let row: Option<(String, String, String, i64)> = c
+    ) -> Result<Option<(StoredGrant, Option<String>, Option<i64>)>, StoreError> {
+        type Row = (String, String, String, i64, Option<String>, Option<i64>);
+        let row: Option<Row> = c
             .query_row(
-                &format!("SELECT {COLUMNS} FROM class_oauth_grants WHERE storage_key = ?1"),
+                &format!("SELECT {GRANT_COLUMNS}, lease_owner, lease_until FROM class_oauth_grants WHERE storage_key = ?1"),
                 params![key.storage_key()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()
             .map_err(backend)?;
-        row.map(|(sealed, status, reason, version)| {
+        row.map(|(sealed, status, reason, version, owner, until)| {
             decode_grant(&self.enc, key, &sealed, &status, &reason, version)
+                .map(|g| (g, owner, until))
         })
         .transpose()
-    }
-
-    fn write(
-        &self,
-        c: &rusqlite::Connection,
-        key: &TenantKey,
-        tokens: &TokenSet,
-        id_claims: Option<&IdTokenClaims>,
-        expected: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        let row = encode_grant(&self.enc, key, tokens, id_claims)?;
-        let now = unix_now() as i64;
-        let version: i64 = match expected {
-            Some(e) => {
-                let e = e as i64;
-                let n = c
-                    .execute(
-                        "UPDATE class_oauth_grants SET business_code = ?2, scope = ?3, expires_at = ?4, status = 'active', status_reason = '', \
-                         version = version + 1, key_id = ?5, sealed = ?6, updated_at = ?7 WHERE storage_key = ?1 AND version = ?8",
-                        params![row.storage_key, row.business_code, row.scope, row.expires_at, row.key_id, row.sealed, now, e],
-                    )
-                    .map_err(backend)?;
-                if n == 0 {
-                    return Err(StoreError::Conflict { expected: e as u64 });
-                }
-                e + 1
-            }
-            None => c
-                .query_row(
-                    "INSERT INTO class_oauth_grants (storage_key, client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, key_id, sealed, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', '', 1, ?9, ?10, ?11) \
-                     ON CONFLICT (storage_key) DO UPDATE SET business_code = excluded.business_code, scope = excluded.scope, expires_at = excluded.expires_at, \
-                     status = 'active', status_reason = '', version = class_oauth_grants.version + 1, key_id = excluded.key_id, sealed = excluded.sealed, updated_at = excluded.updated_at \
-                     RETURNING version",
-                    params![row.storage_key, key.client_id(), key.tenant(), key.subject(), key.scope(), row.business_code, row.scope, row.expires_at, row.key_id, row.sealed, now],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?,
-        };
-        Ok(version as u64)
-    }
-}
-
-struct SqliteGuard {
-    store: SqliteStore,
-    conn: Option<Conn>,
-    key: TenantKey,
-    current: Option<StoredGrant>,
-}
-
-impl RefreshGuard for SqliteGuard {
-    fn current(&self) -> Option<&StoredGrant> {
-        self.current.as_ref()
-    }
-
-    fn commit(
-        mut self: Box<Self>,
-        tokens: &TokenSet,
-        id_claims: Option<&IdTokenClaims>,
-    ) -> Result<u64, StoreError> {
-        let conn = self
-            .conn
-            .take()
-            .ok_or_else(|| backend("guard already used"))?;
-        let expected = self
-            .current
-            .as_ref()
-            .map(|g| g.version)
-            .ok_or(StoreError::Conflict { expected: 0 });
-        let result = expected.and_then(|e| {
-            self.store
-                .write(&conn, &self.key, tokens, id_claims, Some(e))
-        });
-        match result {
-            Ok(v) => {
-                conn.execute_batch("COMMIT").map_err(backend)?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Drop for SqliteGuard {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
     }
 }
 
 impl TokenStore for SqliteStore {
     fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
         let c = self.conn()?;
-        self.read(&c, key)
+        Ok(self.read(&c, key)?.map(|(g, _, _)| g))
     }
 
     fn save(
@@ -235,19 +166,99 @@ impl TokenStore for SqliteStore {
         id_claims: Option<&IdTokenClaims>,
         expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
+        let row = encode_grant(&self.enc, key, tokens, id_claims)?;
+        let now = unix_now() as i64;
         let c = self.conn()?;
-        self.write(&c, key, tokens, id_claims, expected_version)
+        match expected_version {
+            Some(e) => {
+                let n = c
+                    .execute(
+                        &sqlite(REPLACE_SQL),
+                        params![
+                            row.storage_key,
+                            row.business_code,
+                            row.scope,
+                            row.expires_at,
+                            row.key_id,
+                            row.sealed,
+                            now,
+                            e as i64
+                        ],
+                    )
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StoreError::Conflict { expected: e });
+                }
+                Ok(e + 1)
+            }
+            None => c
+                .query_row(
+                    &sqlite(UPSERT_SQL),
+                    params![
+                        row.storage_key,
+                        key.client_id(),
+                        key.tenant(),
+                        key.subject(),
+                        key.scope(),
+                        row.business_code,
+                        row.scope,
+                        row.expires_at,
+                        row.key_id,
+                        row.sealed,
+                        now
+                    ],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|v| v as u64)
+                .map_err(backend),
+        }
     }
 
-    fn set_status(&self, key: &TenantKey, status: &GrantStatus) -> Result<(), StoreError> {
-        let (s, reason) = status.as_parts();
-        self.conn()?
-            .execute(
-                "UPDATE class_oauth_grants SET status = ?2, status_reason = ?3, version = version + 1, updated_at = ?4 WHERE storage_key = ?1",
-                params![key.storage_key(), s, reason, unix_now() as i64],
-            )
-            .map_err(backend)?;
-        Ok(())
+    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        let (status, reason) = update.status.as_parts();
+        let now = unix_now() as i64;
+        let sql = sqlite(&update_sql(update));
+        let c = self.conn()?;
+        let expected = update.expected_version as i64;
+        let n = match update.tokens {
+            Some((tokens, claims)) => {
+                let row = encode_grant(&self.enc, key, tokens, claims)?;
+                c.execute(
+                    &sql,
+                    params![
+                        status,
+                        reason,
+                        now,
+                        update.release_lease_of,
+                        row.business_code,
+                        row.scope,
+                        row.expires_at,
+                        row.key_id,
+                        row.sealed,
+                        row.storage_key,
+                        expected
+                    ],
+                )
+            }
+            None => c.execute(
+                &sql,
+                params![
+                    status,
+                    reason,
+                    now,
+                    update.release_lease_of,
+                    key.storage_key(),
+                    expected
+                ],
+            ),
+        }
+        .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::Conflict {
+                expected: update.expected_version,
+            });
+        }
+        Ok(update.expected_version + 1)
     }
 
     fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
@@ -263,55 +274,67 @@ impl TokenStore for SqliteStore {
 
     fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
         let c = self.conn()?;
-        let mut stmt = c
-            .prepare("SELECT client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, updated_at FROM class_oauth_grants ORDER BY storage_key")
-            .map_err(backend)?;
+        let mut stmt = c.prepare(LIST_SQL).map_err(backend)?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(GrantSummary {
-                    key: TenantKey::from_parts(
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                    ),
-                    business_code: r.get(4)?,
-                    scope: r.get(5)?,
-                    expires_at: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
-                    status: GrantStatus::from_parts(
-                        &r.get::<_, String>(7)?,
-                        &r.get::<_, String>(8)?,
-                    ),
-                    version: r.get::<_, i64>(9)?.max(0) as u64,
-                    updated_at: r.get::<_, i64>(10)?.max(0) as u64,
-                })
+                Ok(summary(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    &r.get::<_, String>(7)?,
+                    &r.get::<_, String>(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
             })
             .map_err(backend)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
 
-    fn try_lock(&self, key: &TenantKey) -> Result<Option<Box<dyn RefreshGuard>>, StoreError> {
-        let conn = self.conn()?;
-        conn.busy_timeout(Duration::ZERO).map_err(backend)?;
-        let begun = conn.execute_batch("BEGIN IMMEDIATE");
-        conn.busy_timeout(Duration::from_secs(30))
+    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
+        let mut c = self.conn()?;
+        // One short write transaction: read the lease, take it when free or expired.
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
-        match begun {
-            Ok(()) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                return Ok(None);
+        let Some((grant, owner, until)) = self.read(&tx, key)? else {
+            return Ok(LeaseOutcome::Missing);
+        };
+        let now = unix_millis();
+        let took_over_expired = match (owner, until) {
+            (Some(_), Some(until)) if until > now => {
+                return Ok(LeaseOutcome::Held {
+                    remaining: Duration::from_millis((until - now) as u64),
+                });
             }
-            Err(e) => return Err(backend(e)),
-        }
-        self.locked(conn, key).map(Some)
+            (Some(_), _) => true,
+            _ => false,
+        };
+        let ttl = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        tx.execute(
+            "UPDATE class_oauth_grants SET lease_owner = ?2, lease_until = ?3 WHERE storage_key = ?1",
+            params![key.storage_key(), lease.owner, now.saturating_add(ttl)],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(LeaseOutcome::Acquired {
+            grant,
+            took_over_expired,
+        })
     }
 
-    fn lock(&self, key: &TenantKey) -> Result<Box<dyn RefreshGuard>, StoreError> {
-        let conn = self.conn()?;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
-        self.locked(conn, key)
+    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = ?1 AND lease_owner = ?2",
+                params![key.storage_key(), owner],
+            )
+            .map_err(backend)?;
+        Ok(())
     }
 
     fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
@@ -352,5 +375,27 @@ impl TokenStore for SqliteStore {
             }
             _ => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A committed rotation must survive power loss: WAL with `synchronous=FULL` syncs
+    /// the log on every commit (NORMAL does not).
+    #[test]
+    fn every_connection_syncs_on_commit() {
+        let dir = std::env::temp_dir().join(format!("class-oauth-sync-{}", std::process::id()));
+        let store = SqliteStore::open(dir.join("g.sqlite3"), Encryption::Refuse).unwrap();
+        let c = store.conn().unwrap();
+        let (mode, sync): (String, i64) = (
+            c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap(),
+            c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap(),
+        );
+        assert_eq!((mode.as_str(), sync), ("wal", 2), "2 is FULL");
+        drop(c);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

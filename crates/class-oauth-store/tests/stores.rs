@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use class_oauth_core::ClientId;
 use class_oauth_store::{
-    Encryption, EncryptionKey, GrantStatus, KeyRing, PostgresStore, SqliteStore, StoreError,
-    TenantKey, TokenStore,
+    Encryption, EncryptionKey, GrantStatus, GrantUpdate, KeyRing, Lease, LeaseOutcome, MemoryStore,
+    PostgresStore, SqliteStore, StoreError, TenantKey, TokenStore,
 };
 use class_oauth_test::onetime::token_set;
 
@@ -65,34 +65,50 @@ impl Raw for SqliteRaw {
 }
 
 struct PgRaw;
+
+/// One statement on a connection of its own (a small runtime on a thread of its own).
+fn pg_query(sql: &'static str, key: String, value: Option<String>) -> Option<(String, String)> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (c, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            match value {
+                Some(v) => {
+                    c.execute(sql, &[&key, &v]).await.unwrap();
+                    None
+                }
+                None => {
+                    let r = c.query_one(sql, &[&key]).await.unwrap();
+                    Some((r.get(0), r.get(1)))
+                }
+            }
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 impl Raw for PgRaw {
     fn sealed(&self, key: &TenantKey) -> (String, String) {
-        let key = key.storage_key();
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&pg_url(), postgres::NoTls).unwrap();
-            let r = c
-                .query_one(
-                    "SELECT sealed, key_id FROM class_oauth_grants WHERE storage_key = $1",
-                    &[&key],
-                )
-                .unwrap();
-            (r.get(0), r.get(1))
-        })
-        .join()
+        pg_query(
+            "SELECT sealed, key_id FROM class_oauth_grants WHERE storage_key = $1",
+            key.storage_key(),
+            None,
+        )
         .unwrap()
     }
     fn set_sealed(&self, key: &TenantKey, sealed: &str) {
-        let (key, sealed) = (key.storage_key(), sealed.to_owned());
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&pg_url(), postgres::NoTls).unwrap();
-            c.execute(
-                "UPDATE class_oauth_grants SET sealed = $2 WHERE storage_key = $1",
-                &[&key, &sealed],
-            )
-            .unwrap();
-        })
-        .join()
-        .unwrap();
+        pg_query(
+            "UPDATE class_oauth_grants SET sealed = $2 WHERE storage_key = $1",
+            key.storage_key(),
+            Some(sealed.to_owned()),
+        );
     }
 }
 
@@ -139,14 +155,8 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
         .unwrap();
     assert_eq!(v2, v1 + 1);
 
-    // The lock re-reads; commit is a CAS and releases.
-    let guard = store.lock(&a).unwrap();
-    assert_eq!(guard.current().unwrap().version, v2);
-    let v3 = guard
-        .commit(&token_set("AT-SECRET-A3", "RT-SECRET-A3", 899, now), None)
-        .unwrap();
-    assert_eq!(v3, v2 + 1);
-    drop(store.lock(&a).unwrap()); // released: can be taken again
+    // The lease, the CAS update that releases it.
+    leases(&*store, &a, v2, now);
 
     // Secrets are not in the row; the listing shows none.
     let (sealed_a, kid) = raw.sealed(&a);
@@ -213,21 +223,35 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
         StoreError::NoEncryptionKey
     );
 
-    // Status.
-    store
-        .set_status(
-            &b,
-            &GrantStatus::NeedsReauthorization {
-                reason: "revoked".into(),
-            },
-        )
+    // Status: conditional on the version (a stale writer cannot mark a newer login).
+    let dead = GrantStatus::NeedsReauthorization {
+        reason: "revoked".into(),
+    };
+    let plain_b = open(Encryption::Keys(KeyRing::new(k1())));
+    let vb = plain_b
+        .save(&b, &token_set("AT-B2", "RT-B2", 899, now), None, None)
         .unwrap();
+    assert_eq!(
+        store.set_status(&b, &dead, vb - 1).unwrap_err(),
+        StoreError::Conflict { expected: vb - 1 }
+    );
+    assert_eq!(store.load(&b).unwrap().unwrap().status, GrantStatus::Active);
+    assert_eq!(store.set_status(&b, &dead, vb).unwrap(), vb + 1);
     assert!(
         store
             .list()
             .unwrap()
             .iter()
-            .any(|s| s.key == b && s.status != GrantStatus::Active)
+            .any(|s| s.key == b && s.status == dead)
+    );
+
+    // A plaintext row is refused by a store opened with a key.
+    let c = key(&format!("{run}-plain"));
+    open(Encryption::DangerPlaintext)
+        .save(&c, &token_set("AT-P", "RT-P", 899, now), None, None)
+        .unwrap();
+    assert!(
+        matches!(store.load(&c).unwrap_err(), StoreError::Crypto(ref m) if m.contains("plaintext"))
     );
 
     // Pending records redeem once, never after expiry.
@@ -287,11 +311,147 @@ fn postgres_store() {
     let run = unique("pg");
     behaves(
         &move |enc| {
-            Box::new(PostgresStore::connect(&url, 2, enc).unwrap_or_else(|e| {
-                panic!("PostgreSQL is needed (CLASS_OAUTH_TEST_POSTGRES_URL): {e}")
-            }))
+            Box::new(
+                PostgresStore::connect_blocking(&url, 2, enc).unwrap_or_else(|e| {
+                    panic!("PostgreSQL is needed (CLASS_OAUTH_TEST_POSTGRES_URL): {e}")
+                }),
+            )
         },
         &PgRaw,
         &run,
     );
+}
+
+/// The lease every store must implement: one holder; a release only by its owner; an
+/// expired lease taken over and reported as such; the CAS update that releases it; a
+/// login that clears it.
+fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) {
+    let long = Duration::from_secs(60);
+    let LeaseOutcome::Acquired {
+        grant,
+        took_over_expired,
+    } = store.acquire_lease(a, &Lease::new("one", long)).unwrap()
+    else {
+        panic!("a free lease is taken")
+    };
+    assert_eq!((grant.version, took_over_expired), (version, false));
+    let LeaseOutcome::Held { remaining } =
+        store.acquire_lease(a, &Lease::new("two", long)).unwrap()
+    else {
+        panic!("a held lease is not taken")
+    };
+    assert!(
+        remaining > Duration::from_secs(50) && remaining <= long,
+        "{remaining:?}"
+    );
+    store.release_lease(a, "two").unwrap(); // not the owner: no effect
+    assert!(matches!(
+        store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+        LeaseOutcome::Held { .. }
+    ));
+    // The holder's write: CAS on the version, releases its lease.
+    let active = GrantStatus::Active;
+    let t3 = token_set("AT-SECRET-A3", "RT-SECRET-A3", 899, now);
+    assert_eq!(
+        store
+            .update(
+                a,
+                &GrantUpdate::tokens(version + 5, &t3, None, &active).releasing("one")
+            )
+            .unwrap_err(),
+        StoreError::Conflict {
+            expected: version + 5
+        }
+    );
+    assert!(
+        matches!(
+            store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+            LeaseOutcome::Held { .. }
+        ),
+        "a failed write keeps the lease"
+    );
+    let v3 = store
+        .update(
+            a,
+            &GrantUpdate::tokens(version, &t3, None, &active).releasing("one"),
+        )
+        .unwrap();
+    assert_eq!(v3, version + 1);
+    assert_eq!(
+        store.load(a).unwrap().unwrap().tokens.access_token.secret(),
+        "AT-SECRET-A3"
+    );
+    // Released: taken again, this time with a lease that expires at once.
+    assert!(matches!(
+        store
+            .acquire_lease(a, &Lease::new("short", Duration::from_millis(1)))
+            .unwrap(),
+        LeaseOutcome::Acquired {
+            took_over_expired: false,
+            ..
+        }
+    ));
+    std::thread::sleep(Duration::from_millis(30));
+    let LeaseOutcome::Acquired {
+        took_over_expired, ..
+    } = store
+        .acquire_lease(a, &Lease::new("after-crash", long))
+        .unwrap()
+    else {
+        panic!("an expired lease is taken over")
+    };
+    assert!(
+        took_over_expired,
+        "the take-over of an expired lease is reported"
+    );
+    // A status update that does not release leaves the lease; a login clears it.
+    let doubt = GrantStatus::InDoubt {
+        reason: "test".into(),
+    };
+    let v4 = store.set_status(a, &doubt, v3).unwrap();
+    assert_eq!(store.load(a).unwrap().unwrap().status, doubt);
+    assert!(matches!(
+        store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+        LeaseOutcome::Held { .. }
+    ));
+    let v5 = store.save(a, &t3, None, Some(v4)).unwrap();
+    assert_eq!(v5, v4 + 1);
+    assert!(matches!(
+        store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+        LeaseOutcome::Acquired {
+            took_over_expired: false,
+            ..
+        }
+    ));
+    store.release_lease(a, "two").unwrap();
+    assert!(matches!(
+        store
+            .acquire_lease(&key("never-stored"), &Lease::new("x", long))
+            .unwrap(),
+        LeaseOutcome::Missing
+    ));
+    // Leave the row as it was for the caller: version `v5`, active, no lease.
+    let _ = v5;
+}
+
+#[test]
+fn memory_store_leases() {
+    let store = MemoryStore::new();
+    let a = key("memory-a");
+    let now = SystemTime::now();
+    let v = store
+        .save(&a, &token_set("AT", "RT", 899, now), None, None)
+        .unwrap();
+    leases(&store, &a, v, now);
+}
+
+#[cfg(unix)]
+#[test]
+fn sqlite_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nested").join("grants.sqlite3");
+    let _store = SqliteStore::open(&file, Encryption::Refuse).unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
 }

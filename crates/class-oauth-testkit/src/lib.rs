@@ -118,6 +118,11 @@ pub struct EmulatorConfig {
     /// The user logged in to Class in "the browser" (for auto-consent); `None` means not
     /// logged in (then `prompt=none` gives `login_required`).
     pub session_user: Option<String>,
+    /// ID-token lifetime in seconds (`exp - iat`; default 300).
+    pub id_token_lifetime: u64,
+    /// Send an ID token with refreshed tokens when `openid` was granted (default true;
+    /// OIDC Core 12.2 makes it optional).
+    pub id_token_on_refresh: bool,
 }
 
 impl EmulatorConfig {
@@ -164,6 +169,8 @@ impl EmulatorConfig {
             expires_in_as_string: false,
             rate_limit: 500,
             session_user: Some("sam@example.com".into()),
+            id_token_lifetime: 300,
+            id_token_on_refresh: true,
         }
     }
 }
@@ -240,6 +247,7 @@ struct State {
     faults: Vec<(String, Fault, usize)>,
     rate: HashMap<String, (u64, u32)>,
     requests: Vec<RecordedRequest>,
+    corrupt_id_tokens: usize,
 }
 
 /// A response under construction that remembers its status and redirect target.
@@ -390,11 +398,11 @@ impl State {
         })
     }
 
-    fn id_token(&self, grant: &Grant, nonce: Option<&str>, access_token: &str) -> String {
+    fn id_token(&mut self, grant: &Grant, nonce: Option<&str>, access_token: &str) -> String {
         let user = self.user(&grant.user).expect("grant user exists");
         let digest = ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes());
         let mut claims = json!({
-            "iss": self.issuer, "sub": user.sub, "aud": grant.client_id, "iat": now(), "exp": now() + 300,
+            "iss": self.issuer, "sub": user.sub, "aud": grant.client_id, "iat": now(), "exp": now() + self.cfg.id_token_lifetime,
             "auth_time": grant.auth_time, "at_hash": URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]), "amr": ["pwd", "mfa"],
         });
         if let Some(n) = nonce {
@@ -404,11 +412,34 @@ impl State {
             claims["email"] = json!(user.username);
             claims["email_verified"] = json!(true);
         }
-        self.keys[self.current_key].sign("RS256", &claims, &json!({}))
+        let token = self.keys[self.current_key].sign("RS256", &claims, &json!({}));
+        if self.corrupt_id_tokens > 0 {
+            self.corrupt_id_tokens -= 1;
+            // Flip the signature's bytes, as the OpenID conformance suite does.
+            let (input, sig) = token.rsplit_once('.').expect("a compact JWS");
+            let bytes: Vec<u8> = URL_SAFE_NO_PAD
+                .decode(sig)
+                .expect("base64url")
+                .iter()
+                .map(|b| b ^ 0x5A)
+                .collect();
+            return format!("{input}.{}", URL_SAFE_NO_PAD.encode(bytes));
+        }
+        token
     }
 
     /// Issues tokens for `grant_index`; the refresh token only with offline_access.
     fn issue(&mut self, grant_index: usize, nonce: Option<&str>) -> Value {
+        self.issue_with(grant_index, nonce, true)
+    }
+
+    /// Issues tokens; `with_id_token` false leaves the ID token out even with `openid`.
+    fn issue_with(
+        &mut self,
+        grant_index: usize,
+        nonce: Option<&str>,
+        with_id_token: bool,
+    ) -> Value {
         let grant = self.grants[grant_index].clone();
         let at = random();
         self.access.insert(
@@ -445,7 +476,7 @@ impl State {
             );
             body["refresh_token"] = json!(rt);
         }
-        if grant.scopes.iter().any(|s| s == "openid") {
+        if with_id_token && grant.scopes.iter().any(|s| s == "openid") {
             body["id_token"] = json!(self.id_token(
                 &grant,
                 nonce,
@@ -670,7 +701,7 @@ impl State {
                     }
                 }
                 self.refresh.insert(rt, (gi, false, expires));
-                let body = self.issue(gi, None);
+                let body = self.issue_with(gi, None, self.cfg.id_token_on_refresh);
                 json_response(200, &body)
             }
             _ => oauth_error(400, "unsupported_grant_type", "unsupported grant_type"),
@@ -890,6 +921,7 @@ impl ClassEmulator {
             faults: Vec::new(),
             rate: HashMap::new(),
             requests: Vec::new(),
+            corrupt_id_tokens: 0,
         }));
         Mock::given(any())
             .respond_with(Router(state.clone()))
@@ -952,6 +984,22 @@ impl ClassEmulator {
     /// Logs "the browser" in as `username`, or out with `None`.
     pub fn set_session_user(&self, username: Option<&str>) {
         self.state().cfg.session_user = username.map(str::to_owned);
+    }
+
+    /// The next `n` ID tokens issued carry a broken signature (the tokens are otherwise
+    /// issued normally: a refresh still rotates its refresh token).
+    pub fn corrupt_next_id_tokens(&self, n: usize) {
+        self.state().corrupt_id_tokens = n;
+    }
+
+    /// Issues ID tokens valid for `seconds` from now on.
+    pub fn set_id_token_lifetime(&self, seconds: u64) {
+        self.state().cfg.id_token_lifetime = seconds;
+    }
+
+    /// Whether refreshes return an ID token from now on.
+    pub fn set_id_token_on_refresh(&self, send: bool) {
+        self.state().cfg.id_token_on_refresh = send;
     }
 
     /// The next `times` requests whose path starts with `path_prefix` get `fault`.

@@ -20,6 +20,7 @@ fn client(emulator: &ClassEmulator) -> ClassClient {
         TransportConfig::default().timeout(Duration::from_millis(800)),
     ))
     .build()
+    .unwrap()
 }
 
 fn scopes() -> Scopes {

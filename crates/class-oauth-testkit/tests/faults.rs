@@ -75,7 +75,8 @@ fn clients(issuer: &str) -> Clients {
             .http(class_oauth_ureq::UreqTransport::with_config(
                 class_oauth_ureq::TransportConfig::default().timeout(t),
             ))
-            .build(),
+            .build()
+            .unwrap(),
     }
 }
 

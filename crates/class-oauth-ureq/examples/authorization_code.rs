@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = Environment::parse(&var("CLASS_OAUTH_ENV").unwrap_or_else(|_| "pie".into()))?;
     let client = ClassClient::builder(env, ClientId::new(var("CLASS_CLIENT_ID")?))
         .secret(ClientSecret::new(var("CLASS_CLIENT_SECRET")?))
-        .build();
+        .build()?;
     let scopes = Scopes::builder()
         .openid()
         .class_profile()

@@ -8,8 +8,13 @@
 //! - [`UreqTransport`]: whatever agent it wraps: no redirects
 //!   (`max_redirects(0)`), 4xx/5xx bodies handed to the core (`http_status_as_error(false)`),
 //!   connect and total timeouts, a body cap (1 MiB default) enforced while reading.
-//! - [`SyncHttpClient`]: the seam for any other blocking HTTP client (closures qualify).
-//! - [`ClassClient`]: one method per use case.
+//! - [`ClassClient`]: `class_oauth_client::blocking::ClassClient` on this transport: one
+//!   method per use case, the same code as the async client (written once in
+//!   `class-oauth-client`) run to completion on the calling thread. Any other blocking
+//!   HTTP client (closures qualify) plugs in through [`SyncHttpClient`].
+//!
+//! Per-tenant grants that stay valid are the token manager's job: `class-oauth-manager`
+//! (its `blocking` face needs no runtime either).
 //!
 //! TLS: the `rustls` feature (default) or `native-tls` configures the default agent.
 //!
@@ -20,7 +25,7 @@
 //!
 //! let client = ClassClient::builder(Environment::Pie, ClientId::new("your-client-id"))
 //!     .secret(ClientSecret::new("your-client-secret"))
-//!     .build();
+//!     .build()?;
 //! let tokens = client.password(Username::new("you@example.com"), Password::new("..."), Scopes::parse("target:b/MYBIZ fund.read")?)?;
 //! println!("expires at {:?}", tokens.tokens.expires_at);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -30,50 +35,19 @@
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 use std::io::Read;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
-use class_oauth_core::api::{ApiRequest, ApiResponse};
-use class_oauth_core::authorize::PendingAuthorization;
-use class_oauth_core::discovery::{DiscoveryCache, DiscoveryInput};
-use class_oauth_core::flow::{self, Flow, ValidatedTokens};
-use class_oauth_core::id_token::IdTokenClaims;
-use class_oauth_core::revocation::RevocationRequest;
-use class_oauth_core::scope::Scopes;
-use class_oauth_core::session::ClientConfig;
-use class_oauth_core::token::TokenSet;
-use class_oauth_core::userinfo::UserInfo;
-use class_oauth_core::{
-    AccessToken, ClientId, ClientSecret, Endpoints, Environment, Password, PkceMode, RedirectUrl,
-    Username,
-};
+use class_oauth_core::flow;
 use http::{Request, Response};
 
-pub use class_oauth_core::flow::{DriveError, TransportConfig, TransportError, TransportErrorKind};
-pub use class_oauth_core::session::{AuthorizeOptions, Callback};
+pub use class_oauth_client::blocking::{drive, drive_with_clock};
+pub use class_oauth_client::{
+    AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError, SyncHttpClient,
+    TransportConfig, TransportError, TransportErrorKind,
+};
 pub use ureq;
 
-mod manager;
-pub use class_oauth_store::procedure::{ManagerError, TokenEvent};
-pub use class_oauth_store::{StoredGrant, TenantKey};
-pub use manager::{EventHook, TokenManager};
-
-/// The seam for any blocking HTTP client. Must not follow redirects and must return
-/// 4xx/5xx responses as responses. Any `Fn(Request) -> Result<Response, TransportError>`
-/// that is `Send + Sync` implements it.
-pub trait SyncHttpClient: Send + Sync {
-    /// Sends one request.
-    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>;
-}
-
-impl<F> SyncHttpClient for F
-where
-    F: Fn(Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> + Send + Sync,
-{
-    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
-        self(request)
-    }
-}
+/// The blocking Class client on ureq (see [`class_oauth_client::blocking::ClassClient`]).
+pub type ClassClient = class_oauth_client::blocking::ClassClient<UreqTransport>;
 
 /// A `ureq::Agent` as a class-oauth transport.
 #[derive(Clone, Debug)]
@@ -157,6 +131,12 @@ fn classify(e: ureq::Error) -> TransportError {
     TransportError::new(kind, format!("the HTTP request failed ({})", kind.as_str())).with_source(e)
 }
 
+impl DefaultHttp for UreqTransport {
+    fn default_http() -> Result<Self, TransportError> {
+        Ok(Self::default())
+    }
+}
+
 impl SyncHttpClient for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
         let span = tracing::debug_span!("class_oauth.http", method = %request.method(), url = %flow::loggable_uri(request.uri()));
@@ -213,273 +193,5 @@ impl UreqTransport {
                 .with_source(e)
             })?;
         Ok(Response::from_parts(parts, bytes))
-    }
-}
-
-/// Drives a core flow over a blocking HTTP client, with the system clock.
-pub fn drive<F: Flow, H: SyncHttpClient + ?Sized>(
-    http: &H,
-    flow: F,
-) -> Result<F::Output, DriveError> {
-    drive_with_clock(http, flow, SystemTime::now)
-}
-
-/// Drives a core flow with a caller's clock (tests on a virtual clock, replays). The
-/// sleeps of [`Step::Wait`](class_oauth_core::flow::Step::Wait) are real.
-pub fn drive_with_clock<F: Flow, H: SyncHttpClient + ?Sized>(
-    http: &H,
-    flow: F,
-    now: impl FnMut() -> SystemTime,
-) -> Result<F::Output, DriveError> {
-    // The clock and the sleeps are the driver's; the core reads neither.
-    flow::drive_blocking(flow, now, |req| http.send(req), std::thread::sleep)
-}
-
-fn os_entropy(buf: &mut [u8]) {
-    // The OS CSPRNG does not fail on supported platforms after boot; if it does, no
-    // secure state or verifier can be made, and stopping is the only safe answer.
-    getrandom::getrandom(buf).expect("the operating system's random number generator failed");
-}
-
-/// Builds a [`ClassClient`].
-#[derive(Debug)]
-#[must_use]
-pub struct ClassClientBuilder<H = UreqTransport> {
-    env: Environment,
-    config: ClientConfig,
-    discovery: DiscoveryCache,
-    http: H,
-}
-
-impl<H: SyncHttpClient> ClassClientBuilder<H> {
-    /// Sets the client secret (confidential client, HTTP Basic).
-    pub fn secret(mut self, secret: ClientSecret) -> Self {
-        self.config.client_secret = Some(secret);
-        self
-    }
-
-    /// Sets the PKCE mode (S256 by default).
-    pub fn pkce(mut self, mode: PkceMode) -> Self {
-        self.config.pkce = mode;
-        self
-    }
-
-    /// Never fetches a discovery document; uses the environment's preset.
-    pub fn without_discovery(mut self) -> Self {
-        self.discovery = self.discovery.without_discovery();
-        self
-    }
-
-    /// Uses these endpoints and fetches no discovery document.
-    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.discovery = self.discovery.with_fixed_endpoints(endpoints);
-        self
-    }
-
-    /// Replaces the discovery policy.
-    pub fn discovery_policy(
-        mut self,
-        policy: class_oauth_core::discovery::DiscoveryPolicy,
-    ) -> Self {
-        self.discovery = self.discovery.with_policy(policy);
-        self
-    }
-
-    /// Adjusts the shared configuration (algorithms, leeway, limits).
-    pub fn configure(mut self, f: impl FnOnce(&mut ClientConfig)) -> Self {
-        f(&mut self.config);
-        self
-    }
-
-    /// Uses another HTTP client.
-    pub fn http<H2: SyncHttpClient>(self, http: H2) -> ClassClientBuilder<H2> {
-        ClassClientBuilder {
-            env: self.env,
-            config: self.config,
-            discovery: self.discovery,
-            http,
-        }
-    }
-
-    /// Builds the client.
-    pub fn build(self) -> ClassClient<H> {
-        ClassClient {
-            http: Arc::new(self.http),
-            env: self.env,
-            config: self.config,
-            discovery: Arc::new(Mutex::new(self.discovery)),
-        }
-    }
-}
-
-/// The blocking high-level Class client. Cheap to clone; usable from many threads.
-#[derive(Debug)]
-pub struct ClassClient<H = UreqTransport> {
-    http: Arc<H>,
-    env: Environment,
-    config: ClientConfig,
-    discovery: Arc<Mutex<DiscoveryCache>>,
-}
-
-impl<H> Clone for ClassClient<H> {
-    fn clone(&self) -> Self {
-        Self {
-            http: self.http.clone(),
-            env: self.env.clone(),
-            config: self.config.clone(),
-            discovery: self.discovery.clone(),
-        }
-    }
-}
-
-impl ClassClient<UreqTransport> {
-    /// Starts a builder with a default [`UreqTransport`].
-    pub fn builder(env: Environment, client_id: ClientId) -> ClassClientBuilder<UreqTransport> {
-        ClassClientBuilder {
-            discovery: DiscoveryCache::new(env.clone()),
-            env,
-            config: ClientConfig::new(client_id, None),
-            http: UreqTransport::default(),
-        }
-    }
-}
-
-impl<H: SyncHttpClient> ClassClient<H> {
-    /// The environment.
-    #[must_use]
-    pub fn environment(&self) -> &Environment {
-        &self.env
-    }
-
-    /// The shared configuration.
-    #[must_use]
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
-    }
-
-    /// The HTTP client.
-    #[must_use]
-    pub fn http(&self) -> &H {
-        &self.http
-    }
-
-    /// Drives any core flow.
-    pub fn drive<F: Flow>(&self, flow: F) -> Result<F::Output, DriveError> {
-        drive(&*self.http, flow)
-    }
-
-    /// The endpoints: cached for 24 h, fetched single-flight, failures not cached, the
-    /// last good set served when a refresh fails, the preset when Class publishes no
-    /// discovery document.
-    pub fn endpoints(&self) -> Result<Endpoints, DriveError> {
-        let mut cache = self
-            .discovery
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = SystemTime::now();
-        if let Some(e) = cache.fresh(now) {
-            return Ok(e.clone());
-        }
-        let Some(req) = cache.request() else {
-            return Ok(cache.handle(now, DiscoveryInput::NotFetched)?);
-        };
-        match self.http.send(req) {
-            Ok(resp) => Ok(cache.handle(SystemTime::now(), DiscoveryInput::Response(&resp))?),
-            Err(e) => cache
-                .handle_transport_failure()
-                .ok_or(DriveError::Transport(e)),
-        }
-    }
-
-    /// The legacy password grant (Class customers' private clients accessing their own
-    /// data). Any ID token is validated.
-    pub fn password(
-        &self,
-        username: Username,
-        password: Password,
-        scopes: Scopes,
-    ) -> Result<ValidatedTokens, DriveError> {
-        let e = self.endpoints()?;
-        self.drive(self.config.password_flow(&e, username, password, scopes)?)
-    }
-
-    /// Builds the authorization URL and the pending record (keep it bound to the
-    /// user's session, or in the store keyed by its state).
-    pub fn start_authorization(
-        &self,
-        redirect_uri: RedirectUrl,
-        scopes: Scopes,
-        options: AuthorizeOptions,
-    ) -> Result<(url::Url, PendingAuthorization), DriveError> {
-        let e = self.endpoints()?;
-        Ok(self.config.authorization(
-            &e,
-            redirect_uri,
-            scopes,
-            options,
-            &mut os_entropy,
-            SystemTime::now(),
-        )?)
-    }
-
-    /// Finishes an authorization: checks state and iss, redeems the code, validates the
-    /// ID token.
-    pub fn finish_authorization(
-        &self,
-        pending: &PendingAuthorization,
-        callback: Callback<'_>,
-    ) -> Result<ValidatedTokens, DriveError> {
-        let e = self.endpoints()?;
-        self.drive(
-            self.config
-                .callback_flow(&e, pending, callback, SystemTime::now())?,
-        )
-    }
-
-    /// Spends the refresh token of `tokens`. A new ID token is validated against the
-    /// original's claims when given.
-    pub fn refresh(
-        &self,
-        tokens: &TokenSet,
-        original: Option<&IdTokenClaims>,
-    ) -> Result<ValidatedTokens, DriveError> {
-        let e = self.endpoints()?;
-        self.drive(self.config.refresh_flow(&e, tokens, original)?)
-    }
-
-    /// Calls UserInfo; with `expected_sub` a different `sub` is rejected.
-    pub fn userinfo(
-        &self,
-        access_token: &AccessToken,
-        expected_sub: Option<&str>,
-    ) -> Result<UserInfo, DriveError> {
-        let e = self.endpoints()?;
-        self.drive(self.config.userinfo_flow(&e, access_token, expected_sub))
-    }
-
-    /// Revokes a token (when the provider advertises a revocation endpoint).
-    pub fn revoke(&self, request: RevocationRequest) -> Result<(), DriveError> {
-        let e = self.endpoints()?;
-        self.drive(self.config.revoke_flow(&e, request))
-    }
-
-    /// Calls a Class API; waits out one 429 and retries once.
-    pub fn api(
-        &self,
-        access_token: &AccessToken,
-        request: ApiRequest,
-    ) -> Result<ApiResponse, DriveError> {
-        let e = self.endpoints()?;
-        self.drive(self.config.api_flow(&e, access_token, request))
-    }
-
-    /// `GET` a path below the API base.
-    pub fn api_get(
-        &self,
-        access_token: &AccessToken,
-        path: &str,
-    ) -> Result<ApiResponse, DriveError> {
-        let e = self.endpoints()?;
-        self.drive(self.config.api_get_flow(&e, access_token, path)?)
     }
 }

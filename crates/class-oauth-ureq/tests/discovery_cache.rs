@@ -26,7 +26,8 @@ fn threads_share_one_discovery_request() {
         .discovery_policy(
             class_oauth_core::discovery::DiscoveryPolicy::default().without_key_set_requirement(),
         )
-        .build();
+        .build()
+        .unwrap();
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let c = c.clone();
@@ -42,7 +43,9 @@ fn threads_share_one_discovery_request() {
 #[test]
 fn connection_refused_is_a_transport_error() {
     let env = Environment::Custom(IssuerUrl::new("http://127.0.0.1:9").unwrap());
-    let c = ClassClient::builder(env, ClientId::new("c")).build();
+    let c = ClassClient::builder(env, ClientId::new("c"))
+        .build()
+        .unwrap();
     let err = c.endpoints().unwrap_err();
     assert!(
         matches!(err, class_oauth_ureq::DriveError::Transport(ref t) if t.kind == class_oauth_ureq::TransportErrorKind::Connect),

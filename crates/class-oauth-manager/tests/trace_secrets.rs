@@ -8,9 +8,11 @@ use class_oauth_core::scope::Scopes;
 use class_oauth_core::{
     ClientId, ClientSecret, Environment, IssuerUrl, Password, RedirectUrl, Username,
 };
+use class_oauth_manager::TenantKey;
+use class_oauth_manager::blocking::TokenManager;
 use class_oauth_store::MemoryStore;
 use class_oauth_test::onetime::OneTimeTokenServer;
-use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, TenantKey, TokenManager};
+use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -106,7 +108,8 @@ fn no_secret_reaches_a_trace_log() {
     let client = ClassClient::builder(Environment::Custom(issuer), ClientId::new("client-1"))
         .secret(ClientSecret::new(client_secret))
         .without_discovery()
-        .build();
+        .build()
+        .unwrap();
     let manager = TokenManager::new(client.clone(), MemoryStore::new());
     let tenant = TenantKey::new(&ClientId::new("client-1"), "OAUTH_TEST");
 

@@ -1,0 +1,506 @@
+//! # class-oauth-client
+//!
+//! The high-level Class client, written once. [`ClassClient`] offers one method per use
+//! case (discovery, password grant, authorization start and finish, refresh, UserInfo,
+//! revocation, Class API calls); each resolves the endpoints, builds the core's flow
+//! ([`class_oauth_core::session::ClientConfig`]) and drives it over an HTTP seam. Every
+//! protocol decision is the core's; this crate moves requests and responses between the
+//! core and a transport, reads the clock, and sleeps when a flow says so.
+//!
+//! Two seams, two faces, one implementation:
+//! - [`AsyncHttpClient`] (send, sleep): `class-oauth-reqwest` implements it. [`ClassClient`]
+//!   is async and runtime-agnostic (its futures are `Send`; discovery is single-flight
+//!   behind an async mutex that needs no runtime).
+//! - [`SyncHttpClient`] (send): `class-oauth-ureq` implements it, and so does any
+//!   `Fn(Request) -> Result<Response, TransportError>`. [`blocking::ClassClient`] runs the
+//!   same async code to completion on the calling thread ([`BlockingHttp`] adapts the
+//!   blocking client); no async runtime is started or needed.
+//!
+//! ```
+//! use class_oauth_client::{SyncHttpClient, TransportError, TransportErrorKind};
+//! use class_oauth_client::blocking::ClassClient;
+//! use class_oauth_core::{ClientId, Environment};
+//!
+//! // Any closure is a blocking HTTP client (here one that is never reached).
+//! let offline = |_req: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, TransportError> {
+//!     Err(TransportError::new(TransportErrorKind::Connect, "offline"))
+//! };
+//! let client = ClassClient::builder(Environment::Pie, ClientId::new("your-client-id"))
+//!     .http(offline)
+//!     .without_discovery()
+//!     .build_with_http()
+//!     .expect("an HTTP client was given");
+//! // No discovery: the PIE preset, no request sent.
+//! assert!(client.endpoints().unwrap().token_endpoint.as_str().starts_with("https://"));
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use class_oauth_core::api::{ApiRequest, ApiResponse};
+use class_oauth_core::authorize::PendingAuthorization;
+use class_oauth_core::discovery::{DiscoveryCache, DiscoveryInput};
+use class_oauth_core::flow::{Flow, OnFailure, Step, ValidatedTokens};
+use class_oauth_core::id_token::IdTokenClaims;
+use class_oauth_core::revocation::RevocationRequest;
+use class_oauth_core::scope::Scopes;
+use class_oauth_core::session::ClientConfig;
+use class_oauth_core::token::TokenSet;
+use class_oauth_core::userinfo::UserInfo;
+use class_oauth_core::{
+    AccessToken, ClientId, ClientSecret, Endpoints, Environment, Password, PkceMode, RedirectUrl,
+    Username,
+};
+use http::{Request, Response};
+
+pub use class_oauth_core::flow::{DriveError, TransportConfig, TransportError, TransportErrorKind};
+pub use class_oauth_core::session::{AuthorizeOptions, Callback};
+
+pub mod blocking;
+
+/// The seam for an async HTTP client: send a request and return the whole response
+/// (status, every header, the body up to a cap), and sleep. Must not follow redirects.
+#[async_trait::async_trait]
+pub trait AsyncHttpClient: Send + Sync + 'static {
+    /// Sends one request.
+    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>;
+
+    /// Waits `duration` (a flow's rate-limit wait) without blocking the executor.
+    async fn sleep(&self, duration: Duration);
+}
+
+/// The seam for a blocking HTTP client. Must not follow redirects and must return
+/// 4xx/5xx responses as responses. Any `Fn(Request) -> Result<Response, TransportError>`
+/// that is `Send + Sync` implements it.
+pub trait SyncHttpClient: Send + Sync + 'static {
+    /// Sends one request.
+    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>;
+}
+
+impl<F> SyncHttpClient for F
+where
+    F: Fn(Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> + Send + Sync + 'static,
+{
+    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+        self(request)
+    }
+}
+
+/// A blocking HTTP client seen through the async seam: `send` and `sleep` block the
+/// calling thread and complete at once. Only for futures run to completion on their own
+/// thread (the [`blocking`] façades do that); never poll it on an async executor.
+#[derive(Clone, Debug, Default)]
+pub struct BlockingHttp<H>(pub H);
+
+#[async_trait::async_trait]
+impl<H: SyncHttpClient> AsyncHttpClient for BlockingHttp<H> {
+    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+        self.0.send(request)
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+/// A transport that can build itself with default settings (no redirects, default
+/// timeouts, the default TLS of its features).
+pub trait DefaultHttp: Sized {
+    /// The default client.
+    fn default_http() -> Result<Self, TransportError>;
+}
+
+/// Drives a core flow over an async HTTP client, with the system clock.
+pub async fn drive<F, H>(http: &H, flow: F) -> Result<F::Output, DriveError>
+where
+    F: Flow + Send,
+    F::Output: Send,
+    H: AsyncHttpClient + ?Sized,
+{
+    drive_with_clock(http, flow, SystemTime::now).await
+}
+
+/// Drives a core flow with a caller's clock (tests on a virtual clock, replays). The
+/// waits of [`Step::Wait`] are real.
+pub async fn drive_with_clock<F, H>(
+    http: &H,
+    mut flow: F,
+    now: impl Fn() -> SystemTime + Send,
+) -> Result<F::Output, DriveError>
+where
+    F: Flow + Send,
+    F::Output: Send,
+    H: AsyncHttpClient + ?Sized,
+{
+    loop {
+        match flow.poll(now()) {
+            Step::Done(result) => return result.map_err(DriveError::from),
+            Step::Wait(d) => http.sleep(d).await,
+            Step::Send(req) => match http.send(req).await {
+                Ok(resp) => flow.handle_response(now(), resp),
+                Err(e) => {
+                    if flow.handle_transport_failure(now()) == OnFailure::Abort {
+                        return Err(e.into());
+                    }
+                }
+            },
+            _ => return Err(DriveError::Protocol(unknown_step())),
+        }
+    }
+}
+
+fn unknown_step() -> class_oauth_core::Error {
+    class_oauth_core::error::InputError::InvalidValue {
+        field: "flow",
+        detail: "unknown step".into(),
+    }
+    .into()
+}
+
+/// Fills `buf` from the operating system's CSPRNG (states, nonces, PKCE verifiers).
+fn os_entropy(buf: &mut [u8]) {
+    // The OS CSPRNG does not fail on supported platforms after boot; if it does, no
+    // secure state or verifier can be made, and stopping is the only safe answer.
+    getrandom::getrandom(buf).expect("the operating system's random number generator failed");
+}
+
+/// Builder modes: which face [`ClassClientBuilder::build`] returns.
+pub mod mode {
+    /// Builds a [`crate::ClassClient`] (async).
+    #[derive(Debug)]
+    pub enum Async {}
+    /// Builds a [`crate::blocking::ClassClient`].
+    #[derive(Debug)]
+    pub enum Blocking {}
+}
+
+/// Builds a [`ClassClient`] (mode [`mode::Async`]) or a [`blocking::ClassClient`]
+/// (mode [`mode::Blocking`]): the same settings for both.
+#[derive(Debug)]
+#[must_use]
+pub struct ClassClientBuilder<H, M = mode::Async> {
+    env: Environment,
+    config: ClientConfig,
+    discovery: DiscoveryCache,
+    http: Option<H>,
+    mode: PhantomData<M>,
+}
+
+impl<H, M> ClassClientBuilder<H, M> {
+    pub(crate) fn new(env: Environment, client_id: ClientId) -> Self {
+        Self {
+            discovery: DiscoveryCache::new(env.clone()),
+            env,
+            config: ClientConfig::new(client_id, None),
+            http: None,
+            mode: PhantomData,
+        }
+    }
+
+    /// Sets the client secret (confidential client, HTTP Basic).
+    pub fn secret(mut self, secret: ClientSecret) -> Self {
+        self.config.client_secret = Some(secret);
+        self
+    }
+
+    /// Sets the PKCE mode (S256 by default).
+    pub fn pkce(mut self, mode: PkceMode) -> Self {
+        self.config.pkce = mode;
+        self
+    }
+
+    /// Never fetches a discovery document; uses the environment's preset.
+    pub fn without_discovery(mut self) -> Self {
+        self.discovery = self.discovery.without_discovery();
+        self
+    }
+
+    /// Uses these endpoints and fetches no discovery document.
+    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.discovery = self.discovery.with_fixed_endpoints(endpoints);
+        self
+    }
+
+    /// Replaces the discovery policy.
+    pub fn discovery_policy(
+        mut self,
+        policy: class_oauth_core::discovery::DiscoveryPolicy,
+    ) -> Self {
+        self.discovery = self.discovery.with_policy(policy);
+        self
+    }
+
+    /// Adjusts the shared configuration (algorithms, leeway, limits).
+    pub fn configure(mut self, f: impl FnOnce(&mut ClientConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Uses another HTTP client.
+    pub fn http<H2>(self, http: H2) -> ClassClientBuilder<H2, M> {
+        ClassClientBuilder {
+            env: self.env,
+            config: self.config,
+            discovery: self.discovery,
+            http: Some(http),
+            mode: PhantomData,
+        }
+    }
+
+    fn parts(self, http: H) -> ClassClient<H> {
+        ClassClient {
+            http: Arc::new(http),
+            env: self.env,
+            config: self.config,
+            discovery: Arc::new(futures_util::lock::Mutex::new(self.discovery)),
+        }
+    }
+
+    fn http_or_default(&mut self) -> Result<H, TransportError>
+    where
+        H: DefaultHttp,
+    {
+        match self.http.take() {
+            Some(h) => Ok(h),
+            None => H::default_http(),
+        }
+    }
+}
+
+impl<H: AsyncHttpClient + DefaultHttp> ClassClientBuilder<H, mode::Async> {
+    /// Builds the client (with the transport's default client unless one was given).
+    pub fn build(mut self) -> Result<ClassClient<H>, TransportError> {
+        let http = self.http_or_default()?;
+        Ok(self.parts(http))
+    }
+}
+
+impl<H: AsyncHttpClient> ClassClientBuilder<H, mode::Async> {
+    /// Builds the client with the HTTP client given to [`ClassClientBuilder::http`]
+    /// (`None` when none was given).
+    pub fn build_with_http(mut self) -> Option<ClassClient<H>> {
+        let http = self.http.take()?;
+        Some(self.parts(http))
+    }
+}
+
+impl<H: SyncHttpClient + DefaultHttp> ClassClientBuilder<H, mode::Blocking> {
+    /// Builds the blocking client (with the transport's default client unless one was
+    /// given).
+    pub fn build(mut self) -> Result<blocking::ClassClient<H>, TransportError> {
+        let http = self.http_or_default()?;
+        Ok(blocking::ClassClient::from_async(
+            ClassClientBuilder::<BlockingHttp<H>, mode::Async> {
+                env: self.env,
+                config: self.config,
+                discovery: self.discovery,
+                http: None,
+                mode: PhantomData,
+            }
+            .parts(BlockingHttp(http)),
+        ))
+    }
+}
+
+impl<H: SyncHttpClient> ClassClientBuilder<H, mode::Blocking> {
+    /// Builds the blocking client with the HTTP client given to
+    /// [`ClassClientBuilder::http`] (`None` when none was given).
+    pub fn build_with_http(mut self) -> Option<blocking::ClassClient<H>> {
+        let http = self.http.take()?;
+        Some(blocking::ClassClient::from_async(
+            ClassClientBuilder::<BlockingHttp<H>, mode::Async> {
+                env: self.env,
+                config: self.config,
+                discovery: self.discovery,
+                http: None,
+                mode: PhantomData,
+            }
+            .parts(BlockingHttp(http)),
+        ))
+    }
+}
+
+/// The high-level Class client: one method per use case. Cheap to clone (shared state
+/// behind `Arc`); its futures are `Send` and need no particular runtime beyond what the
+/// HTTP client needs.
+#[derive(Debug)]
+pub struct ClassClient<H> {
+    http: Arc<H>,
+    env: Environment,
+    config: ClientConfig,
+    discovery: Arc<futures_util::lock::Mutex<DiscoveryCache>>,
+}
+
+impl<H> Clone for ClassClient<H> {
+    fn clone(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            env: self.env.clone(),
+            config: self.config.clone(),
+            discovery: self.discovery.clone(),
+        }
+    }
+}
+
+impl<H: AsyncHttpClient> ClassClient<H> {
+    /// Starts a builder for `client_id` in `env`.
+    pub fn builder(env: Environment, client_id: ClientId) -> ClassClientBuilder<H> {
+        ClassClientBuilder::new(env, client_id)
+    }
+
+    /// The environment.
+    #[must_use]
+    pub fn environment(&self) -> &Environment {
+        &self.env
+    }
+
+    /// The shared configuration (seed the key cache with [`ClientConfig::set_keys`]).
+    #[must_use]
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The HTTP client.
+    #[must_use]
+    pub fn http(&self) -> &H {
+        &self.http
+    }
+
+    /// Drives any core flow.
+    pub async fn drive<F>(&self, flow: F) -> Result<F::Output, DriveError>
+    where
+        F: Flow + Send,
+        F::Output: Send,
+    {
+        drive(&*self.http, flow).await
+    }
+
+    /// The endpoints: cached for 24 h, fetched single-flight, failures not cached, the
+    /// last good set served when a refresh fails, the preset when Class publishes no
+    /// discovery document.
+    pub async fn endpoints(&self) -> Result<Endpoints, DriveError> {
+        let mut cache = self.discovery.lock().await;
+        let now = SystemTime::now();
+        if let Some(e) = cache.fresh(now) {
+            return Ok(e.clone());
+        }
+        let Some(req) = cache.request() else {
+            return Ok(cache.handle(now, DiscoveryInput::NotFetched)?);
+        };
+        match self.http.send(req).await {
+            Ok(resp) => Ok(cache.handle(SystemTime::now(), DiscoveryInput::Response(&resp))?),
+            Err(e) => cache
+                .handle_transport_failure()
+                .ok_or(DriveError::Transport(e)),
+        }
+    }
+
+    /// The core client for the current endpoints.
+    pub async fn core_client(&self) -> Result<class_oauth_core::Client, DriveError> {
+        Ok(self.config.client(&self.endpoints().await?))
+    }
+
+    /// The legacy password grant (Class customers' private clients accessing their own
+    /// data). Any ID token is validated.
+    pub async fn password(
+        &self,
+        username: Username,
+        password: Password,
+        scopes: Scopes,
+    ) -> Result<ValidatedTokens, DriveError> {
+        let e = self.endpoints().await?;
+        self.drive(self.config.password_flow(&e, username, password, scopes)?)
+            .await
+    }
+
+    /// Builds the authorization URL and the pending record (keep it bound to the
+    /// user's session, or in the store keyed by its state).
+    pub async fn start_authorization(
+        &self,
+        redirect_uri: RedirectUrl,
+        scopes: Scopes,
+        options: AuthorizeOptions,
+    ) -> Result<(url::Url, PendingAuthorization), DriveError> {
+        let e = self.endpoints().await?;
+        Ok(self.config.authorization(
+            &e,
+            redirect_uri,
+            scopes,
+            options,
+            &mut os_entropy,
+            SystemTime::now(),
+        )?)
+    }
+
+    /// Finishes an authorization: checks state and iss, redeems the code, validates the
+    /// ID token.
+    pub async fn finish_authorization(
+        &self,
+        pending: &PendingAuthorization,
+        callback: Callback<'_>,
+    ) -> Result<ValidatedTokens, DriveError> {
+        let e = self.endpoints().await?;
+        self.drive(
+            self.config
+                .callback_flow(&e, pending, callback, SystemTime::now())?,
+        )
+        .await
+    }
+
+    /// Spends the refresh token of `tokens`. A new ID token is validated against the
+    /// original's claims (same iss and sub) when given. (Keeping grants alive across
+    /// instances is the token manager's job, `class-oauth-manager`.)
+    pub async fn refresh(
+        &self,
+        tokens: &TokenSet,
+        original: Option<&IdTokenClaims>,
+    ) -> Result<ValidatedTokens, DriveError> {
+        let e = self.endpoints().await?;
+        self.drive(self.config.refresh_flow(&e, tokens, original)?)
+            .await
+    }
+
+    /// Calls UserInfo; with `expected_sub` (the ID token's `sub`) a different `sub` is
+    /// rejected.
+    pub async fn userinfo(
+        &self,
+        access_token: &AccessToken,
+        expected_sub: Option<&str>,
+    ) -> Result<UserInfo, DriveError> {
+        let e = self.endpoints().await?;
+        self.drive(self.config.userinfo_flow(&e, access_token, expected_sub))
+            .await
+    }
+
+    /// Revokes a token at the revocation endpoint (when the provider advertises one).
+    pub async fn revoke(&self, request: RevocationRequest) -> Result<(), DriveError> {
+        let e = self.endpoints().await?;
+        self.drive(self.config.revoke_flow(&e, request)).await
+    }
+
+    /// Calls a Class API with the access token; waits out one 429 and retries once.
+    pub async fn api(
+        &self,
+        access_token: &AccessToken,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, DriveError> {
+        let e = self.endpoints().await?;
+        self.drive(self.config.api_flow(&e, access_token, request))
+            .await
+    }
+
+    /// `GET` a path below the API base.
+    pub async fn api_get(
+        &self,
+        access_token: &AccessToken,
+        path: &str,
+    ) -> Result<ApiResponse, DriveError> {
+        let e = self.endpoints().await?;
+        self.drive(self.config.api_get_flow(&e, access_token, path)?)
+            .await
+    }
+}

@@ -1,0 +1,610 @@
+//! # class-oauth-manager
+//!
+//! Keeps per-tenant Class grants valid: `access_token(tenant)` returns a valid token,
+//! refreshing ahead of expiry, across any number of instances sharing a store, without
+//! ever spending a one-time refresh token twice or losing a rotated one.
+//!
+//! Written once: [`TokenManager`] is async over two seams, an HTTP client
+//! ([`class_oauth_client::AsyncHttpClient`]: reqwest, or any other) and a store
+//! ([`AsyncTokenStore`]: PostgreSQL natively, SQLite and memory through
+//! [`asynch::Blocking`](class_oauth_store::asynch::Blocking)). [`blocking::TokenManager`]
+//! runs the same code for blocking callers on a ureq client and a blocking store, with no
+//! async runtime.
+//!
+//! ## What it guarantees (each has a test in `tests/`)
+//! - **One refresh per tenant at a time.** In process: the first caller starts the
+//!   refresh, every later caller awaits the same outcome (failures included). Across
+//!   instances: a per-tenant lease in the store (owner, expiry; taken and released by
+//!   single conditional writes), and the row re-read under it: an instance that finds the
+//!   grant already refreshed uses it.
+//! - **Nothing is held across network I/O.** No database transaction or lock is open
+//!   while Class answers; waiters for another instance's lease sleep and re-read (async
+//!   sleeps for async callers), so they never occupy a thread or connection the holder
+//!   needs; a crashed holder's lease expires.
+//! - **Detached refreshes.** Once a refresh starts, it runs to its end in a task of its
+//!   own (a tokio task; a thread for blocking callers) and commits, even if every caller
+//!   has gone (a dropped future, a timeout): the response that consumed the one-time
+//!   refresh token is never abandoned.
+//! - **Persist first.** The refresh token of a token response is written (compare-and-swap
+//!   on the version read) before anything else that can fail: before a key-set fetch, and
+//!   before a failed ID-token check is reported. A response whose ID token fails
+//!   validation keeps its rotated refresh token, never hands out its access token, and
+//!   records why ([`GrantStatus::Unverified`]); the caller gets
+//!   [`ManagerError::Validation`]. A new access token is handed out only after the store
+//!   confirmed the write of its refresh token.
+//! - **Failed writes are retried, never dropped.** A write that fails is retried with
+//!   backoff; after the last retry the tokens are held in this process's memory and
+//!   written before anything else on the next call for the tenant
+//!   ([`TokenEvent::PersistFailed`]). If the process dies while holding them, the grant
+//!   is lost: Class has rotated the refresh token and only this process knew the new one.
+//! - **In doubt.** The grant is marked [`GrantStatus::InDoubt`] just before a refresh
+//!   request leaves; the write of the answer clears the mark. So a refresh that got no
+//!   usable answer (timeout, reset, an HTML error page) or whose process died is visible
+//!   to every instance. The rule for the next attempt: the refresh token is never
+//!   presented again (against one-time tokens with reuse detection that would revoke the
+//!   grant); the current access token is used until it expires, then the grant needs
+//!   re-authorization with a reason that says why. [`Settings::retry_in_doubt`] allows
+//!   one retry instead, for servers with a consumed-token grace window. A connection
+//!   that was never made (nothing sent) and a well-formed refusal clear the mark.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use class_oauth_core::{ClientId, ClientSecret, Environment};
+//! use class_oauth_manager::{TenantKey, TokenManager};
+//! use class_oauth_store::{Encryption, KeyRing, PostgresStore};
+//!
+//! let client = class_oauth_reqwest::ClassClient::builder(Environment::Pie, ClientId::new("your-client-id"))
+//!     .secret(ClientSecret::new("your-client-secret"))
+//!     .build()?;
+//! let keys = Encryption::Keys(KeyRing::parse(&std::env::var("CLASS_OAUTH_STORE_KEY")?)?);
+//! let store = PostgresStore::connect("postgres://app@db/class", 8, keys).await?;
+//! let manager = TokenManager::new(client, store);
+//! let tenant = TenantKey::new(&ClientId::new("your-client-id"), "MYBIZ");
+//! let token = manager.access_token(&tenant).await?; // valid; refreshed when due
+//! # let _ = token; Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use class_oauth_client::{AsyncHttpClient, ClassClient, DriveError};
+use class_oauth_core::api::{ApiRequest, ApiResponse};
+use class_oauth_core::flow::ValidatedTokens;
+use class_oauth_core::refresh::RefreshPolicy;
+use class_oauth_core::{AccessToken, Error};
+use dashmap::DashMap;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
+
+pub use class_oauth_store::{
+    AsyncTokenStore, GrantStatus, StoreError, StoredGrant, TenantKey, TokenStore,
+};
+pub use error::{ManagerError, TokenEvent};
+
+pub mod blocking;
+mod cache;
+mod error;
+mod refresh;
+
+use cache::GrantCache;
+
+/// Receives token events (refreshed, in doubt, re-authorization needed, ...).
+pub type EventHook = Arc<dyn Fn(&TokenEvent) + Send + Sync>;
+
+/// A valid access token, shared with the manager's cache rather than copied: cloning it
+/// is an atomic increment, and the secret is zeroized once the last holder drops it.
+/// Dereferences to [`AccessToken`].
+#[derive(Clone)]
+pub struct SharedAccessToken(Arc<StoredGrant>);
+
+impl SharedAccessToken {
+    /// The grant the token belongs to (version, scope, business, ID-token claims).
+    #[must_use]
+    pub fn grant(&self) -> &Arc<StoredGrant> {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SharedAccessToken {
+    type Target = AccessToken;
+    fn deref(&self) -> &AccessToken {
+        &self.0.tokens.access_token
+    }
+}
+
+impl std::fmt::Debug for SharedAccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0.tokens.access_token, f)
+    }
+}
+
+/// The tunables, with their defaults.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Settings {
+    /// When to refresh (default: 60 s ahead of expiry, clamped to half the lifetime).
+    pub policy: RefreshPolicy,
+    /// After a failed refresh while the old token is still valid, serve it this long
+    /// before trying again (default 5 s).
+    pub backoff: Duration,
+    /// At most this many refreshes at once per manager (default 32): bounds the load a
+    /// storm of expiries puts on Class and on the store.
+    pub max_concurrent_refreshes: usize,
+    /// How long a refresh lease lasts (default 120 s). It must outlast the longest
+    /// refresh: the token request plus a key-set fetch at the transport's timeouts.
+    /// A crashed holder's lease frees the grant after this long.
+    pub lease_ttl: Duration,
+    /// How long a caller whose access token has expired waits for another instance's
+    /// refresh before [`ManagerError::Contended`] (default 30 s).
+    pub lease_wait: Duration,
+    /// Retries of a failed write of rotated tokens, with doubling waits from
+    /// `persist_backoff` (default 6 retries from 50 ms: about 3 s in all).
+    pub persist_retries: u32,
+    /// The first wait between write retries (default 50 ms).
+    pub persist_backoff: Duration,
+    /// Whether a grant left in doubt (a refresh sent and never answered) gets one more
+    /// refresh with the same refresh token once its access token has expired (default
+    /// false: it needs re-authorization instead). Only for servers with a consumed-token
+    /// grace window: against one-time refresh tokens with reuse detection, presenting a
+    /// spent token again revokes the grant.
+    pub retry_in_doubt: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            policy: RefreshPolicy::default(),
+            backoff: Duration::from_secs(5),
+            max_concurrent_refreshes: 32,
+            lease_ttl: Duration::from_secs(120),
+            lease_wait: Duration::from_secs(30),
+            persist_retries: 6,
+            persist_backoff: Duration::from_millis(50),
+            retry_in_doubt: false,
+        }
+    }
+}
+
+/// Where detached refreshes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exec {
+    /// A tokio task on the caller's runtime.
+    #[cfg(feature = "tokio")]
+    Tokio,
+    /// A thread of its own (blocking callers).
+    Thread,
+}
+
+impl Exec {
+    fn spawn(self, task: BoxFuture<'static, ()>) -> Result<(), ManagerError> {
+        match self {
+            #[cfg(feature = "tokio")]
+            Self::Tokio => {
+                let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                    ManagerError::Config(
+                        "the async token manager needs a tokio runtime (use class_oauth_manager::blocking for blocking callers)".into(),
+                    )
+                })?;
+                drop(handle.spawn(task));
+                Ok(())
+            }
+            Self::Thread => std::thread::Builder::new()
+                .name("class-oauth-refresh".into())
+                .spawn(move || futures_executor::block_on(task))
+                .map(drop)
+                .map_err(|e| {
+                    ManagerError::Config(format!("could not start a refresh thread: {e}"))
+                }),
+        }
+    }
+}
+
+/// The outcome of one refresh procedure, shared by every caller that awaited it.
+#[derive(Clone, Debug)]
+struct Outcome {
+    /// The grant to use: the new one, or the old one while it is still valid.
+    grant: Option<Arc<StoredGrant>>,
+    /// Why the refresh failed, if it did.
+    error: Option<ManagerError>,
+    /// Serve the grant but come back after the backoff (another instance is refreshing).
+    backoff: bool,
+}
+
+impl Outcome {
+    fn ok(grant: impl Into<Arc<StoredGrant>>) -> Self {
+        Self {
+            grant: Some(grant.into()),
+            error: None,
+            backoff: false,
+        }
+    }
+
+    fn err(error: ManagerError) -> Self {
+        Self {
+            grant: None,
+            error: Some(error),
+            backoff: false,
+        }
+    }
+
+    /// For a caller that wants a usable token: the old one served while valid.
+    fn soft(self) -> Result<Arc<StoredGrant>, ManagerError> {
+        match (self.grant, self.error) {
+            (Some(g), _) => Ok(g),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(ManagerError::Config(
+                "a refresh ended with no outcome".into(),
+            )),
+        }
+    }
+
+    /// For a caller that asked for a refresh: its failure is the answer.
+    fn strict(self) -> Result<Arc<StoredGrant>, ManagerError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => self.soft(),
+        }
+    }
+}
+
+type Flight = (u64, Shared<BoxFuture<'static, Outcome>>);
+
+/// Rotated tokens whose write failed after every retry, waiting in memory.
+#[derive(Clone, Debug)]
+struct Held {
+    tokens: class_oauth_core::TokenSet,
+    id_claims: Option<class_oauth_core::id_token::IdTokenClaims>,
+    status: GrantStatus,
+    /// The refresh token they replaced (still in the store).
+    replaced: Option<class_oauth_core::RefreshToken>,
+    lease_owner: String,
+}
+
+struct Inner<H, S> {
+    client: ClassClient<H>,
+    store: S,
+    cache: GrantCache,
+    inflight: DashMap<TenantKey, Flight>,
+    held: DashMap<TenantKey, Held>,
+    hook: Option<EventHook>,
+    slots: tokio::sync::Semaphore,
+    settings: Settings,
+    exec: Exec,
+    /// Names this manager in lease owners.
+    instance: String,
+    counter: AtomicU64,
+}
+
+/// Keeps the grants of many tenants valid (see the crate docs). Cheap to clone: clones
+/// share the cache, the in-flight refreshes and the settings.
+pub struct TokenManager<H, S> {
+    inner: Arc<Inner<H, S>>,
+}
+
+impl<H, S> Clone for TokenManager<H, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H, S> std::fmt::Debug for TokenManager<H, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("cached", &self.inner.cache.len())
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TokenManager`] (or, through [`blocking::TokenManager::builder`], its
+/// blocking face).
+#[must_use]
+pub struct TokenManagerBuilder<H, S> {
+    client: ClassClient<H>,
+    store: S,
+    settings: Settings,
+    hook: Option<EventHook>,
+    exec: Exec,
+}
+
+impl<H, S> std::fmt::Debug for TokenManagerBuilder<H, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManagerBuilder")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManagerBuilder<H, S> {
+    /// Replaces every setting.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Sets the refresh policy (margin, jitter, assumed lifetime).
+    pub fn policy(mut self, policy: RefreshPolicy) -> Self {
+        self.settings.policy = policy;
+        self
+    }
+
+    /// See [`Settings::backoff`].
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.settings.backoff = backoff;
+        self
+    }
+
+    /// See [`Settings::max_concurrent_refreshes`].
+    pub fn max_concurrent_refreshes(mut self, n: usize) -> Self {
+        self.settings.max_concurrent_refreshes = n.max(1);
+        self
+    }
+
+    /// See [`Settings::lease_ttl`] and [`Settings::lease_wait`].
+    pub fn lease(mut self, ttl: Duration, wait: Duration) -> Self {
+        self.settings.lease_ttl = ttl;
+        self.settings.lease_wait = wait;
+        self
+    }
+
+    /// Reports token events to `hook` (after they are logged).
+    pub fn on_event(mut self, hook: impl Fn(&TokenEvent) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Builds the manager.
+    pub fn build(self) -> TokenManager<H, S> {
+        let mut id = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
+        TokenManager {
+            inner: Arc::new(Inner {
+                client: self.client,
+                store: self.store,
+                cache: GrantCache::new(self.settings.policy.clone(), self.settings.backoff),
+                inflight: DashMap::new(),
+                held: DashMap::new(),
+                hook: self.hook,
+                slots: tokio::sync::Semaphore::new(self.settings.max_concurrent_refreshes.max(1)),
+                settings: self.settings,
+                exec: self.exec,
+                instance: id.iter().map(|b| format!("{b:02x}")).collect(),
+                counter: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
+    /// A manager over `client` and `store` with the default [`Settings`]. Refreshes run as
+    /// tokio tasks, so call it from a tokio runtime.
+    #[cfg(feature = "tokio")]
+    pub fn new(client: ClassClient<H>, store: S) -> Self {
+        Self::builder(client, store).build()
+    }
+
+    /// A builder (tokio tasks for the refreshes).
+    #[cfg(feature = "tokio")]
+    pub fn builder(client: ClassClient<H>, store: S) -> TokenManagerBuilder<H, S> {
+        TokenManagerBuilder {
+            client,
+            store,
+            settings: Settings::default(),
+            hook: None,
+            exec: Exec::Tokio,
+        }
+    }
+
+    fn threaded(client: ClassClient<H>, store: S) -> TokenManagerBuilder<H, S> {
+        TokenManagerBuilder {
+            client,
+            store,
+            settings: Settings::default(),
+            hook: None,
+            exec: Exec::Thread,
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &ClassClient<H> {
+        &self.inner.client
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Stores the tokens of a finished login (or password grant) for `key`, replacing
+    /// whatever was stored.
+    pub async fn store_tokens(
+        &self,
+        key: &TenantKey,
+        validated: &ValidatedTokens,
+    ) -> Result<Arc<StoredGrant>, ManagerError> {
+        let version = self
+            .inner
+            .store
+            .save(key, &validated.tokens, validated.id_claims.as_ref(), None)
+            .await?;
+        // A login supersedes tokens waiting in memory for a write.
+        self.inner.held.remove(key);
+        self.inner.emit(&TokenEvent::Stored {
+            key: key.clone(),
+            version,
+        });
+        let grant = Arc::new(StoredGrant::new(
+            validated.tokens.clone(),
+            validated.id_claims.clone(),
+            GrantStatus::Active,
+            version,
+        ));
+        self.inner
+            .cache
+            .put(key, grant.clone(), false, SystemTime::now());
+        Ok(grant)
+    }
+
+    /// The cached grant when it needs nothing done (the hot path: no lock but the
+    /// cache's shard, no allocation).
+    #[inline]
+    pub fn cached(&self, key: &TenantKey) -> Option<Arc<StoredGrant>> {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the manager reads the clock; the core does not"
+        )]
+        let now = SystemTime::now();
+        self.inner.cache.fresh(key, now)
+    }
+
+    /// A valid access token for `key`, refreshing first when due. While a refresh fails
+    /// transiently and the current token is still valid, the current token is returned
+    /// (and the failure reported to the event hook).
+    pub async fn access_token(&self, key: &TenantKey) -> Result<SharedAccessToken, ManagerError> {
+        self.grant(key).await.map(SharedAccessToken)
+    }
+
+    /// The valid grant for `key` (tokens, business, scope), refreshing first when due.
+    pub async fn grant(&self, key: &TenantKey) -> Result<Arc<StoredGrant>, ManagerError> {
+        if let Some(g) = self.cached(key) {
+            return Ok(g);
+        }
+        self.single_flight(key, None).await.soft()
+    }
+
+    /// Refreshes now, unless the grant has changed since `version` (someone refreshed
+    /// already; for a 401 from an API). A failed refresh is an error, whatever the
+    /// current token's expiry.
+    pub async fn force_refresh(
+        &self,
+        key: &TenantKey,
+        version: u64,
+    ) -> Result<Arc<StoredGrant>, ManagerError> {
+        let mut outcome = self.single_flight(key, Some(version)).await;
+        // Joined a refresh that was not forced and left the version as it was: once more.
+        if outcome.error.is_none() && outcome.grant.as_ref().is_some_and(|g| g.version == version) {
+            outcome = self.single_flight(key, Some(version)).await;
+        }
+        outcome.strict()
+    }
+
+    /// Deletes the grant (after a logout, or before a new authorization).
+    pub async fn forget(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        self.inner.cache.remove(key);
+        self.inner.held.remove(key);
+        self.inner.store.delete(key).await
+    }
+
+    /// Joins the refresh in flight for `key`, or starts one, detached: it runs to its end
+    /// even if every caller goes away.
+    async fn single_flight(&self, key: &TenantKey, force: Option<u64>) -> Outcome {
+        let shared = match self.inner.inflight.entry(key.clone()) {
+            dashmap::Entry::Occupied(e) => e.get().1.clone(),
+            dashmap::Entry::Vacant(v) => {
+                let id = self.inner.counter.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = tokio::sync::oneshot::channel::<Outcome>();
+                let shared = rx
+                    .map(|r| {
+                        r.unwrap_or_else(|_| {
+                            Outcome::err(ManagerError::Config(
+                                "the refresh task ended without an outcome (it panicked)".into(),
+                            ))
+                        })
+                    })
+                    .boxed()
+                    .shared();
+                v.insert((id, shared.clone()));
+                let inner = self.inner.clone();
+                let task_key = key.clone();
+                let task = async move {
+                    let key = task_key;
+                    // Removes the entry even if the refresh panics.
+                    let _done = FlightDone {
+                        inflight: &inner.inflight,
+                        key: &key,
+                        id,
+                    };
+                    let outcome = inner.refresh(&key, force).await;
+                    drop(_done);
+                    let _ = tx.send(outcome);
+                };
+                if let Err(e) = self.inner.exec.spawn(task.boxed()) {
+                    self.inner.inflight.remove_if(key, |_, (i, _)| *i == id);
+                    return Outcome::err(e);
+                }
+                shared
+            }
+        };
+        shared.await
+    }
+
+    /// A Class API call for `key`: the Bearer token, one 429 waited out, and on a 401 one
+    /// forced refresh and one retry (never a loop). API refusals are
+    /// [`ManagerError::Api`].
+    pub async fn api(
+        &self,
+        key: &TenantKey,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, ManagerError> {
+        let grant = self.grant(key).await?;
+        match self
+            .inner
+            .client
+            .api(&grant.tokens.access_token, request.clone())
+            .await
+        {
+            Err(DriveError::Protocol(Error::ApiRefused(r))) if r.is_unauthorized() => {
+                let renewed = self.force_refresh(key, grant.version).await?;
+                Ok(self
+                    .inner
+                    .client
+                    .api(&renewed.tokens.access_token, request)
+                    .await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// `GET` a path below the API base for `key` (see [`TokenManager::api`]).
+    pub async fn api_get(&self, key: &TenantKey, path: &str) -> Result<ApiResponse, ManagerError> {
+        let endpoints = self.inner.client.endpoints().await?;
+        let base = endpoints.api_base.ok_or_else(|| {
+            ManagerError::Config("the environment has no Class API base URL".into())
+        })?;
+        let request = ApiRequest::get(&base, path).map_err(ManagerError::from)?;
+        self.api(key, request).await
+    }
+}
+
+struct FlightDone<'a> {
+    inflight: &'a DashMap<TenantKey, Flight>,
+    key: &'a TenantKey,
+    id: u64,
+}
+
+impl Drop for FlightDone<'_> {
+    fn drop(&mut self) {
+        self.inflight
+            .remove_if(self.key, |_, (id, _)| *id == self.id);
+    }
+}
+
+impl<H, S> Inner<H, S> {
+    fn emit(&self, event: &TokenEvent) {
+        event.log();
+        if let Some(h) = &self.hook {
+            h(event);
+        }
+    }
+}
