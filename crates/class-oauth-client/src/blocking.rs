@@ -43,7 +43,7 @@ pub fn drive_with_clock<F: Flow, H: SyncHttpClient + ?Sized>(
 /// Runs a future to completion on this thread (no runtime; the thread parks while the
 /// future waits).
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    futures_executor::block_on(future)
+    pollster::block_on(future)
 }
 
 /// The blocking high-level Class client: the methods of [`crate::ClassClient`], each run

@@ -194,7 +194,7 @@ impl Exec {
             }
             Self::Thread => std::thread::Builder::new()
                 .name("class-oauth-refresh".into())
-                .spawn(move || futures_executor::block_on(task))
+                .spawn(move || pollster::block_on(task))
                 .map(drop)
                 .map_err(|e| {
                     ManagerError::Config(format!("could not start a refresh thread: {e}"))

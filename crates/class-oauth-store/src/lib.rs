@@ -60,6 +60,9 @@ mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+/// The attribute [`AsyncTokenStore`] is written with, for implementations outside this
+/// crate.
+pub use async_trait::async_trait;
 pub use asynch::AsyncTokenStore;
 pub use crypto::{Encryption, EncryptionKey, KeyRing};
 pub use memory::MemoryStore;

@@ -230,7 +230,7 @@ impl PostgresStore {
             }
         }
         let task = self.0.handle.spawn(f);
-        futures_executor::block_on(task).map_err(|e| backend(format!("store task failed: {e}")))?
+        pollster::block_on(task).map_err(|e| backend(format!("store task failed: {e}")))?
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

@@ -1,0 +1,517 @@
+//! Shared rig for the manager tests: the Class emulator (one-time refresh tokens with
+//! reuse detection), both faces of the manager, the three stores, a store that fails on
+//! demand, and a watchdog so that no test can hang.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use class_oauth_core::authorize::PendingAuthorization;
+use class_oauth_core::flow::ValidatedTokens;
+use class_oauth_core::id_token::IdTokenClaims;
+use class_oauth_core::jwks::KeySetCache;
+use class_oauth_core::scope::Scopes;
+use class_oauth_core::token::TokenSet;
+use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl, Password, Username};
+use class_oauth_manager::{ManagerError, Settings, StoredGrant, TenantKey, TokenEvent};
+use class_oauth_store::asynch::Blocking;
+use class_oauth_store::{
+    AsyncTokenStore, Encryption, EncryptionKey, GrantSummary, GrantUpdate, KeyRing, Lease,
+    LeaseOutcome, MemoryStore, PostgresStore, SqliteStore, StoreError, TokenStore,
+};
+use class_oauth_testkit::{ClassEmulator, EmulatorConfig};
+
+pub const CLIENT: &str = "demo-client";
+
+pub fn pg_url() -> String {
+    std::env::var("CLASS_OAUTH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn keys() -> Encryption {
+    Encryption::Keys(KeyRing::new(
+        EncryptionKey::new("test-1", [7u8; 32]).unwrap(),
+    ))
+}
+
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `f` on a thread and fails (instead of hanging) when it takes longer than `limit`.
+pub fn bounded<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name(what.to_owned())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .unwrap();
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            let _ = handle.join();
+            v
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: did not finish within {limit:?} (a hang is a failure)")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // The closure panicked: surface its message.
+            match handle.join() {
+                Err(p) => std::panic::resume_unwind(p),
+                Ok(()) => panic!("{what}: ended without a result"),
+            }
+        }
+    }
+}
+
+/// A store wrapper that fails on demand: writes of tokens (`update` with tokens) fail
+/// while `fail_token_writes` is above zero.
+#[derive(Clone)]
+pub struct Faulty<S: ?Sized> {
+    pub fail_token_writes: Arc<AtomicUsize>,
+    inner: Arc<S>,
+}
+
+impl<S: ?Sized> Faulty<S> {
+    pub fn new(inner: Arc<S>) -> Self {
+        Self {
+            fail_token_writes: Arc::default(),
+            inner,
+        }
+    }
+
+    fn should_fail(&self, update: &GrantUpdate<'_>) -> bool {
+        update.tokens.is_some()
+            && self
+                .fail_token_writes
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+    }
+}
+
+fn disk_full() -> StoreError {
+    StoreError::Backend("injected: disk full".into())
+}
+
+impl<S: TokenStore + ?Sized> TokenStore for Faulty<S> {
+    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        self.inner.load(key)
+    }
+    fn save(
+        &self,
+        key: &TenantKey,
+        t: &TokenSet,
+        c: Option<&IdTokenClaims>,
+        v: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.inner.save(key, t, c, v)
+    }
+    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        if self.should_fail(update) {
+            return Err(disk_full());
+        }
+        self.inner.update(key, update)
+    }
+    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        self.inner.delete(key)
+    }
+    fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+        self.inner.list()
+    }
+    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
+        self.inner.acquire_lease(key, lease)
+    }
+    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(key, owner)
+    }
+    fn put_pending(&self, l: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
+        self.inner.put_pending(l, p)
+    }
+    fn take_pending(
+        &self,
+        l: &str,
+        now: SystemTime,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        self.inner.take_pending(l, now)
+    }
+}
+
+#[class_oauth_store::async_trait]
+impl<S: AsyncTokenStore + ?Sized> AsyncTokenStore for Faulty<S> {
+    async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &TenantKey,
+        t: &TokenSet,
+        c: Option<&IdTokenClaims>,
+        v: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.inner.save(key, t, c, v).await
+    }
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        if self.should_fail(update) {
+            return Err(disk_full());
+        }
+        self.inner.update(key, update).await
+    }
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+        self.inner.list().await
+    }
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError> {
+        self.inner.acquire_lease(key, lease).await
+    }
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(key, owner).await
+    }
+    async fn put_pending(&self, l: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
+        self.inner.put_pending(l, p).await
+    }
+    async fn take_pending(
+        &self,
+        l: &str,
+        now: SystemTime,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        self.inner.take_pending(l, now).await
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Face {
+    Async,
+    Blocking,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+pub const FACES: [Face; 2] = [Face::Async, Face::Blocking];
+pub const STORES: [StoreKind; 3] = [StoreKind::Memory, StoreKind::Sqlite, StoreKind::Postgres];
+
+type AsyncManager = class_oauth_manager::TokenManager<
+    class_oauth_reqwest::ReqwestTransport,
+    Faulty<dyn AsyncTokenStore>,
+>;
+type BlockingManager = class_oauth_manager::blocking::TokenManager<
+    class_oauth_ureq::UreqTransport,
+    Faulty<dyn TokenStore>,
+>;
+
+pub enum Manager {
+    Async(AsyncManager),
+    Blocking(BlockingManager),
+}
+
+/// What a scenario needs set up before the manager is built.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub timeout: Duration,
+    pub leeway: Option<Duration>,
+    /// Seed the key cache with no refetch cooldown (so a failed fetch can be retried).
+    pub no_key_cooldown: bool,
+    pub settings: Settings,
+    pub config: fn(&mut EmulatorConfig),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            leeway: None,
+            no_key_cooldown: false,
+            settings: Settings::default(),
+            config: |_| {},
+        }
+    }
+}
+
+pub struct Rig {
+    pub face: Face,
+    pub kind: StoreKind,
+    pub emulator: ClassEmulator,
+    pub rt: tokio::runtime::Runtime,
+    pub manager: Manager,
+    pub key: TenantKey,
+    pub faults: Arc<AtomicUsize>,
+    pub events: Arc<Mutex<Vec<TokenEvent>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Rig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} face, {:?} store", self.face, self.kind)
+    }
+}
+
+impl Rig {
+    pub fn new(face: Face, kind: StoreKind, options: Options) -> Self {
+        let mut config = EmulatorConfig::demo();
+        (options.config)(&mut config);
+        let emulator = ClassEmulator::start_blocking(config);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment::Custom(IssuerUrl::new(&emulator.issuer()).unwrap());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let hook = move |e: &TokenEvent| sink.lock().unwrap().push(e.clone());
+        let seed_keys = |config: &class_oauth_core::session::ClientConfig| {
+            if options.no_key_cooldown {
+                let uri = format!(
+                    "{}/.well-known/openid-configuration/jwks",
+                    emulator.issuer()
+                );
+                let mut cache = KeySetCache::new(uri.parse().unwrap());
+                cache.cooldown = Duration::ZERO;
+                config.set_keys(cache);
+            }
+        };
+        let faults: Arc<AtomicUsize>;
+        let manager = match face {
+            Face::Async => {
+                let client = class_oauth_reqwest::ClassClient::builder(env, ClientId::new(CLIENT))
+                    .secret(ClientSecret::new("demo-secret"))
+                    .configure(|c| {
+                        if let Some(l) = options.leeway {
+                            c.leeway = l;
+                        }
+                    })
+                    .http(
+                        class_oauth_reqwest::ReqwestTransport::with_config(
+                            class_oauth_reqwest::TransportConfig::default()
+                                .timeout(options.timeout),
+                        )
+                        .unwrap(),
+                    )
+                    .build()
+                    .unwrap();
+                seed_keys(client.config());
+                let store: Arc<dyn AsyncTokenStore> = match kind {
+                    StoreKind::Memory => Arc::new(Blocking::new(MemoryStore::new())),
+                    StoreKind::Sqlite => Arc::new(Blocking::new(
+                        SqliteStore::open(dir.path().join("grants.sqlite3"), keys()).unwrap(),
+                    )),
+                    StoreKind::Postgres => Arc::new(
+                        rt.block_on(PostgresStore::connect(&pg_url(), 4, keys()))
+                            .expect("PostgreSQL (CLASS_OAUTH_TEST_POSTGRES_URL)"),
+                    ),
+                };
+                let store = Faulty::new(store);
+                faults = store.fail_token_writes.clone();
+                let _guard = rt.enter();
+                Manager::Async(
+                    class_oauth_manager::TokenManager::builder(client, store)
+                        .settings(options.settings.clone())
+                        .on_event(hook)
+                        .build(),
+                )
+            }
+            Face::Blocking => {
+                let client = class_oauth_ureq::ClassClient::builder(env, ClientId::new(CLIENT))
+                    .secret(ClientSecret::new("demo-secret"))
+                    .configure(|c| {
+                        if let Some(l) = options.leeway {
+                            c.leeway = l;
+                        }
+                    })
+                    .http(class_oauth_ureq::UreqTransport::with_config(
+                        class_oauth_ureq::TransportConfig::default().timeout(options.timeout),
+                    ))
+                    .build()
+                    .unwrap();
+                seed_keys(client.config());
+                let store: Arc<dyn TokenStore> = match kind {
+                    StoreKind::Memory => Arc::new(MemoryStore::new()),
+                    StoreKind::Sqlite => Arc::new(
+                        SqliteStore::open(dir.path().join("grants.sqlite3"), keys()).unwrap(),
+                    ),
+                    StoreKind::Postgres => Arc::new(
+                        PostgresStore::connect_blocking(&pg_url(), 4, keys())
+                            .expect("PostgreSQL (CLASS_OAUTH_TEST_POSTGRES_URL)"),
+                    ),
+                };
+                let store = Arc::new(Faulty::new(store));
+                faults = store.fail_token_writes.clone();
+                Manager::Blocking(
+                    class_oauth_manager::blocking::TokenManager::builder_shared(client, store)
+                        .settings(options.settings.clone())
+                        .on_event(hook)
+                        .build(),
+                )
+            }
+        };
+        Self {
+            face,
+            kind,
+            emulator,
+            rt,
+            manager,
+            key: TenantKey::new(&ClientId::new(CLIENT), unique("tenant")),
+            faults,
+            events,
+            _dir: dir,
+        }
+    }
+
+    /// A password-grant login, stored; with `expired`, the access token is stored as
+    /// already expired so that the next use refreshes.
+    pub fn login(&self, expired: bool) -> Arc<StoredGrant> {
+        let scopes = Scopes::parse(
+            "openid profile email class_profile target:b/OAUTH_TEST offline_access business.fund.list",
+        )
+        .unwrap();
+        let (user, pass) = (
+            Username::new("sam@example.com"),
+            Password::new("demo-password"),
+        );
+        let mut granted: ValidatedTokens = match &self.manager {
+            Manager::Async(m) => self
+                .rt
+                .block_on(m.client().password(user, pass, scopes))
+                .unwrap(),
+            Manager::Blocking(m) => m.client().password(user, pass, scopes).unwrap(),
+        };
+        if expired {
+            granted.tokens.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
+        }
+        match &self.manager {
+            Manager::Async(m) => self.rt.block_on(m.store_tokens(&self.key, &granted)),
+            Manager::Blocking(m) => m.store_tokens(&self.key, &granted),
+        }
+        .unwrap()
+    }
+
+    pub fn grant(&self) -> Result<Arc<StoredGrant>, ManagerError> {
+        match &self.manager {
+            Manager::Async(m) => self.rt.block_on(m.grant(&self.key)),
+            Manager::Blocking(m) => m.grant(&self.key),
+        }
+    }
+
+    pub fn force_refresh(&self, version: u64) -> Result<Arc<StoredGrant>, ManagerError> {
+        match &self.manager {
+            Manager::Async(m) => self.rt.block_on(m.force_refresh(&self.key, version)),
+            Manager::Blocking(m) => m.force_refresh(&self.key, version),
+        }
+    }
+
+    pub fn api(&self) -> Result<serde_json::Value, ManagerError> {
+        let path = "b/OAUTH_TEST/fund/list";
+        match &self.manager {
+            Manager::Async(m) => self.rt.block_on(m.api_get(&self.key, path)),
+            Manager::Blocking(m) => m.api_get(&self.key, path),
+        }
+        .map(|r| r.data)
+    }
+
+    /// The stored row.
+    pub fn stored(&self) -> StoredGrant {
+        match &self.manager {
+            Manager::Async(m) => self.rt.block_on(m.store().load(&self.key)),
+            Manager::Blocking(m) => TokenStore::load(m.store(), &self.key),
+        }
+        .unwrap()
+        .expect("a stored grant")
+    }
+
+    /// refresh_token grant requests the emulator saw, and the refresh tokens presented
+    /// more than once (must stay empty: Class's refresh tokens are one-time).
+    pub fn refreshes(&self) -> (usize, Vec<String>) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut n = 0;
+        for r in self.emulator.requests() {
+            if r.path != "/connect/token" {
+                continue;
+            }
+            let form: HashMap<String, String> = url::form_urlencoded::parse(r.body.as_bytes())
+                .into_owned()
+                .collect();
+            if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+                n += 1;
+                *seen.entry(form["refresh_token"].clone()).or_default() += 1;
+            }
+        }
+        (
+            n,
+            seen.into_iter()
+                .filter(|(_, c)| *c > 1)
+                .map(|(t, _)| t)
+                .collect(),
+        )
+    }
+
+    pub fn assert_no_refresh_token_presented_twice(&self) {
+        let (_, twice) = self.refreshes();
+        assert!(
+            twice.is_empty(),
+            "{self:?}: refresh tokens presented twice: {twice:?}"
+        );
+    }
+
+    pub fn events(&self) -> Vec<TokenEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// The grant works end to end: a valid token that the Class API accepts.
+    pub fn assert_works(&self) {
+        let data = self
+            .api()
+            .unwrap_or_else(|e| panic!("{self:?}: the grant does not work: {e}"));
+        assert!(data["Funds"].is_array(), "{self:?}: {data}");
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // Leave nothing behind in the shared PostgreSQL database.
+        let _ = match &self.manager {
+            Manager::Async(m) => self.rt.block_on(m.forget(&self.key)),
+            Manager::Blocking(m) => m.forget(&self.key),
+        };
+    }
+}
+
+/// Runs `scenario` for every face and store, each bounded in time.
+pub fn matrix(name: &'static str, faces: &[Face], scenario: fn(Face, StoreKind)) {
+    for &face in faces {
+        for kind in STORES {
+            bounded(
+                &format!("{name} ({face:?} face, {kind:?} store)"),
+                Duration::from_secs(90),
+                move || scenario(face, kind),
+            );
+        }
+    }
+}
