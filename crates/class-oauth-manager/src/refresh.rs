@@ -88,7 +88,16 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
         outcome
     }
 
-    fn decide(&self, g: &StoredGrant, force: Option<u64>, now: SystemTime) -> Decision {
+    /// What to do with `g`. `leased`: we hold the refresh lease, so an in-doubt mark is
+    /// not another instance's refresh in flight (that one holds the lease while its mark
+    /// stands) but a refresh that ended without an answer.
+    fn decide(
+        &self,
+        g: &StoredGrant,
+        force: Option<u64>,
+        now: SystemTime,
+        leased: bool,
+    ) -> Decision {
         let forced = force == Some(g.version);
         let no_refresh_token = || {
             Decision::Dead(
@@ -116,7 +125,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
             }
             // Presenting a possibly spent one-time refresh token again can make the server
             // revoke the grant (reuse detection): only with a grace window, by choice.
-            GrantStatus::InDoubt { reason } if !self.settings.retry_in_doubt => {
+            GrantStatus::InDoubt { reason } if leased && !self.settings.retry_in_doubt => {
                 Decision::Dead(format!(
                     "{reason}; its refresh token may have been spent, and presenting it again could make Class revoke the grant (Settings::retry_in_doubt allows one retry where the server has a grace window)"
                 ))
@@ -244,7 +253,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                 Ok(None) => return Outcome::err(ManagerError::NoGrant { key: a.key.clone() }),
                 Err(e) => return Outcome::err(ManagerError::Store(e)),
             };
-            match self.decide(&loaded, force, now()) {
+            match self.decide(&loaded, force, now(), false) {
                 Decision::Use => return Outcome::ok(loaded),
                 Decision::Dead(reason) => return self.dead(a, &loaded, reason).await,
                 Decision::Refresh => {}
@@ -278,7 +287,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                     grant,
                     took_over_expired,
                 }) => {
-                    match self.decide(&grant, force, now()) {
+                    match self.decide(&grant, force, now(), true) {
                         Decision::Use => {
                             self.release(a).await;
                             if grant.version != loaded.version {

@@ -1,0 +1,329 @@
+//! The manager's everyday behaviour: one refresh for many callers (in a process and
+//! across instances), cached reads that touch nothing, a crashed instance's lease that
+//! expires, and errors that keep their cause.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use class_oauth_core::token::TokenSet;
+use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
+use class_oauth_manager::blocking::TokenManager as BlockingManager;
+use class_oauth_manager::{GrantStatus, ManagerError, TenantKey, TokenManager};
+use class_oauth_store::asynch::Blocking;
+use class_oauth_store::{
+    Encryption, EncryptionKey, KeyRing, Lease, LeaseOutcome, MemoryStore, SqliteStore, StoreError,
+    StoredGrant, TokenStore,
+};
+use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
+use common::{Face, Options, Rig, StoreKind, bounded, keys, unique};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer};
+
+struct Server {
+    rt: tokio::runtime::Runtime,
+    mock: MockServer,
+    ots: OneTimeTokenServer,
+}
+
+fn server(latency: Duration) -> Server {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ots = OneTimeTokenServer::new().with_delay(latency);
+    let mock = rt.block_on(async {
+        let mock = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/connect/token"))
+            .respond_with(ots.clone())
+            .mount(&mock)
+            .await;
+        mock
+    });
+    Server { rt, mock, ots }
+}
+
+impl Server {
+    fn env(&self) -> Environment {
+        Environment::Custom(IssuerUrl::new(&self.mock.uri()).unwrap())
+    }
+
+    fn blocking_client(&self) -> class_oauth_ureq::ClassClient {
+        class_oauth_ureq::ClassClient::builder(
+            self.env(),
+            ClientId::new(class_oauth_test::CLIENT_ID),
+        )
+        .secret(ClientSecret::new(class_oauth_test::CLIENT_SECRET))
+        .without_discovery()
+        .build()
+        .unwrap()
+    }
+
+    fn async_client(&self) -> class_oauth_reqwest::ClassClient {
+        class_oauth_reqwest::ClassClient::builder(
+            self.env(),
+            ClientId::new(class_oauth_test::CLIENT_ID),
+        )
+        .secret(ClientSecret::new(class_oauth_test::CLIENT_SECRET))
+        .without_discovery()
+        .build()
+        .unwrap()
+    }
+
+    fn expired(&self) -> TokenSet {
+        token_set(
+            "at-old",
+            &self.ots.issue(),
+            899,
+            SystemTime::now() - Duration::from_secs(2000),
+        )
+    }
+}
+
+fn key() -> TenantKey {
+    TenantKey::new(&ClientId::new(class_oauth_test::CLIENT_ID), unique("t"))
+}
+
+#[test]
+fn fifty_async_callers_one_request() {
+    bounded("50 async callers", Duration::from_secs(30), || {
+        let s = server(Duration::from_millis(50));
+        let store = Blocking::new(MemoryStore::new());
+        let k = key();
+        s.rt.block_on(async {
+            class_oauth_store::AsyncTokenStore::save(&store, &k, &s.expired(), None, None)
+                .await
+                .unwrap();
+            let m = TokenManager::new(s.async_client(), store);
+            let tasks: Vec<_> = (0..50)
+                .map(|_| {
+                    let (m, k) = (m.clone(), k.clone());
+                    tokio::spawn(
+                        async move { m.access_token(&k).await.unwrap().secret().to_owned() },
+                    )
+                })
+                .collect();
+            let mut tokens = Vec::new();
+            for t in tasks {
+                tokens.push(t.await.unwrap());
+            }
+            tokens.dedup();
+            assert_eq!(tokens.len(), 1, "{tokens:?}");
+        });
+        assert_eq!(s.ots.counts().refreshes, 1);
+    });
+}
+
+/// Two instances on one SQLite file (separate pools, as two processes would have), 16
+/// threads: one refresh; the other instance finds it done under its lease.
+#[test]
+fn two_sqlite_instances_sixteen_threads_one_refresh() {
+    bounded("two SQLite instances", Duration::from_secs(30), || {
+        let s = server(Duration::from_millis(30));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grants.sqlite3");
+        let k = key();
+        SqliteStore::open(&file, keys())
+            .unwrap()
+            .save(&k, &s.expired(), None, None)
+            .unwrap();
+        let managers: Vec<_> = (0..2)
+            .map(|_| {
+                BlockingManager::new(
+                    s.blocking_client(),
+                    SqliteStore::open(&file, keys()).unwrap(),
+                )
+            })
+            .collect();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let (m, k) = (managers[i % 2].clone(), k.clone());
+                std::thread::spawn(move || m.access_token(&k).map(|t| t.secret().to_owned()))
+            })
+            .collect();
+        let mut tokens: Vec<String> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        tokens.dedup();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(s.ots.counts().refreshes, 1);
+        assert_eq!(s.ots.counts().invalid_grants, 0);
+    });
+}
+
+/// Counts store reads, to show the hot path never reaches the store.
+struct Counting(MemoryStore, AtomicUsize);
+
+impl TokenStore for Counting {
+    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.load(key)
+    }
+    fn save(
+        &self,
+        key: &TenantKey,
+        t: &TokenSet,
+        c: Option<&class_oauth_core::id_token::IdTokenClaims>,
+        v: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.0.save(key, t, c, v)
+    }
+    fn update(
+        &self,
+        key: &TenantKey,
+        u: &class_oauth_store::GrantUpdate<'_>,
+    ) -> Result<u64, StoreError> {
+        self.0.update(key, u)
+    }
+    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        self.0.delete(key)
+    }
+    fn list(&self) -> Result<Vec<class_oauth_store::GrantSummary>, StoreError> {
+        self.0.list()
+    }
+    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
+        self.0.acquire_lease(key, lease)
+    }
+    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        self.0.release_lease(key, owner)
+    }
+    fn put_pending(
+        &self,
+        l: &str,
+        p: &class_oauth_core::authorize::PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        self.0.put_pending(l, p)
+    }
+    fn take_pending(
+        &self,
+        l: &str,
+        now: SystemTime,
+    ) -> Result<Option<class_oauth_core::authorize::PendingAuthorization>, StoreError> {
+        self.0.take_pending(l, now)
+    }
+}
+
+#[test]
+fn cached_reads_touch_neither_the_store_nor_the_server() {
+    let s = server(Duration::ZERO);
+    let m = BlockingManager::new(
+        s.blocking_client(),
+        Counting(MemoryStore::new(), AtomicUsize::new(0)),
+    );
+    let k = key();
+    m.store()
+        .save(
+            &k,
+            &token_set("at-fresh", "rt-unused", 899, SystemTime::now()),
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(m.access_token(&k).unwrap().secret(), "at-fresh");
+    let loads = m.store().1.load(Ordering::SeqCst);
+    for _ in 0..1000 {
+        assert_eq!(m.access_token(&k).unwrap().secret(), "at-fresh");
+    }
+    assert_eq!(m.store().1.load(Ordering::SeqCst), loads);
+    assert_eq!(s.ots.counts().refreshes, 0);
+    let none = m.access_token(&key()).unwrap_err();
+    assert!(matches!(none, ManagerError::NoGrant { .. }) && none.requires_reauthorization());
+}
+
+/// An instance died holding the lease (before it sent anything): the others serve
+/// nothing stale, wait for the lease to expire, then refresh once.
+#[test]
+fn a_dead_instances_lease_expires() {
+    bounded("dead instance's lease", Duration::from_secs(30), || {
+        let s = server(Duration::ZERO);
+        let store = Arc::new(MemoryStore::new());
+        let k = key();
+        store.save(&k, &s.expired(), None, None).unwrap();
+        let taken = store
+            .acquire_lease(
+                &k,
+                &Lease::new("crashed-instance", Duration::from_millis(400)),
+            )
+            .unwrap();
+        assert!(matches!(taken, LeaseOutcome::Acquired { .. }));
+        let m = BlockingManager::builder_shared(s.blocking_client(), store.clone()).build();
+        let started = Instant::now();
+        let g = m.grant(&k).unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "waited for the lease: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(g.status, GrantStatus::Active);
+        assert_eq!(s.ots.counts().refreshes, 1);
+    });
+}
+
+/// A caller whose token has expired waits for another instance's refresh only so long.
+#[test]
+fn a_lease_held_too_long_is_contention_not_a_hang() {
+    bounded("contention", Duration::from_secs(30), || {
+        let s = server(Duration::ZERO);
+        let store = Arc::new(MemoryStore::new());
+        let k = key();
+        store.save(&k, &s.expired(), None, None).unwrap();
+        store
+            .acquire_lease(&k, &Lease::new("slow-instance", Duration::from_secs(60)))
+            .unwrap();
+        let m = BlockingManager::builder_shared(s.blocking_client(), store)
+            .lease(Duration::from_secs(60), Duration::from_millis(300))
+            .build();
+        let err = m.grant(&k).unwrap_err();
+        assert!(
+            matches!(err, ManagerError::Contended { .. }) && err.is_transient(),
+            "{err:?}"
+        );
+        assert_eq!(s.ots.counts().refreshes, 0);
+    });
+}
+
+/// A wrong store key is a configuration problem, not a transient one; an API refusal is
+/// an API error, not a refresh failure.
+#[test]
+fn errors_keep_their_cause() {
+    let s = server(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.sqlite3");
+    let k = key();
+    SqliteStore::open(&file, keys())
+        .unwrap()
+        .save(&k, &s.expired(), None, None)
+        .unwrap();
+    let other = Encryption::Keys(KeyRing::new(
+        EncryptionKey::new("test-1", [8u8; 32]).unwrap(),
+    ));
+    let m = BlockingManager::new(
+        s.blocking_client(),
+        SqliteStore::open(&file, other).unwrap(),
+    );
+    let err = m.grant(&k).unwrap_err();
+    assert!(
+        matches!(err, ManagerError::Store(StoreError::Crypto(_))),
+        "{err:?}"
+    );
+    assert!(!err.is_transient(), "a wrong key does not fix itself");
+
+    bounded("API refusal", Duration::from_secs(30), || {
+        let rig = Rig::new(Face::Blocking, StoreKind::Memory, Options::default());
+        rig.login(false);
+        let common::Manager::Blocking(m) = &rig.manager else {
+            unreachable!()
+        };
+        let err = m.api_get(&rig.key, "b/SECOND_BIZ/fund/list").unwrap_err();
+        assert!(matches!(err, ManagerError::Api(_)), "{err:?}");
+        assert_eq!(
+            err.protocol().and_then(|e| e.status()).map(|s| s.as_u16()),
+            Some(404)
+        );
+    });
+}
