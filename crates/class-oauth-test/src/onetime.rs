@@ -76,6 +76,15 @@ impl OneTimeTokenServer {
         rt
     }
 
+    /// Whether `refresh_token` is the current (unspent) refresh token of a live grant.
+    #[must_use]
+    pub fn is_current(&self, refresh_token: &str) -> bool {
+        let s = self.state();
+        s.tokens
+            .get(refresh_token)
+            .is_some_and(|&(id, current)| current && !s.revoked.get(&id).copied().unwrap_or(true))
+    }
+
     /// What the server saw.
     #[must_use]
     pub fn counts(&self) -> Counts {
