@@ -431,3 +431,21 @@ fn demo_runs_the_tour() {
     assert_eq!(v["revoked"], true);
     assert_eq!(v["funds"], 2);
 }
+
+/// `class-oauth refresh` when the refreshed ID token does not validate: exit 4 with the
+/// real reason (before: exit 5, "transport failure (other): the refresh did not
+/// complete"); the rotated refresh token is kept, so the next refresh works.
+#[test]
+fn refresh_with_an_invalid_id_token_exits_4_with_the_reason() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    rig.login_via_auth_start_finish();
+    rig.emulator.corrupt_next_id_tokens(1);
+    let out = json(&rig.run(&["--json", "refresh"]), 4);
+    assert_eq!(out["error"]["kind"], "validation", "{out}");
+    let message = out["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ID token"), "{message}");
+    let again = json(&rig.run(&["--json", "refresh"]), 0);
+    assert_eq!(again["business_code"], "OAUTH_TEST");
+    let profiles = json(&rig.run(&["--json", "profiles"]), 0);
+    assert_eq!(profiles[0]["status"], "active", "{profiles}");
+}
