@@ -18,8 +18,14 @@ use wiremock::{Mock, MockServer};
 pub(crate) struct CachedResults {
     pub(crate) single_ns: f64,
     pub(crate) single_grant_ns: f64,
+    pub(crate) single_strided_ns: f64,
+    /// Two threads, each on its own random sequence of tenants.
     pub(crate) two_threads_ns: f64,
     pub(crate) scaling: f64,
+    /// Two threads walking the same sequence 13 tenants apart (each grant's reference
+    /// count bounces between the cores: the worst case for a shared handle).
+    pub(crate) two_threads_same_ns: f64,
+    pub(crate) scaling_same: f64,
 }
 
 pub(crate) fn cached(tenants: usize) -> CachedResults {
@@ -46,58 +52,78 @@ pub(crate) fn cached(tenants: usize) -> CachedResults {
             .store_tokens(k, &ValidatedTokens::new(t, None))
             .expect("store");
     }
-    let per_call = |m: &class_oauth_manager::blocking::TokenManager<
-        class_oauth_ureq::UreqTransport,
-        MemoryStore,
-    >,
-                    keys: &[TenantKey],
-                    n: usize,
-                    grant: bool| {
-        let t = Instant::now();
-        for i in 0..n {
-            let k = &keys[(i * 7919) % keys.len()];
-            if grant {
-                std::hint::black_box(m.grant(k).expect("cached"));
-            } else {
-                std::hint::black_box(m.access_token(k).expect("cached"));
-            }
-        }
-        t.elapsed().as_nanos() as f64 / n as f64
-    };
     let n = 2_000_000;
-    per_call(&manager, &keys, n / 10, false); // warm
-    let mut singles = Vec::new();
-    let mut grants = Vec::new();
-    let mut doubles = Vec::new();
+    calls(&manager, &keys, n / 10, 1, Pattern::Random, false); // warm
+    let (mut singles, mut grants, mut doubles, mut strided, mut sames) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
-        singles.push(per_call(&manager, &keys, n, false));
-        grants.push(per_call(&manager, &keys, n, true));
-        let start = Instant::now();
-        let handles: Vec<_> = (0..2)
-            .map(|t| {
-                let (m, keys) = (manager.clone(), keys.clone());
-                std::thread::spawn(move || {
-                    for i in 0..n {
-                        let k = &keys[(i * 7919 + t * 13) % keys.len()];
-                        std::hint::black_box(m.access_token(k).expect("cached"));
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().expect("thread");
-        }
-        doubles.push(start.elapsed().as_nanos() as f64 / n as f64);
+        singles.push(calls(&manager, &keys, n, 1, Pattern::Random, false));
+        grants.push(calls(&manager, &keys, n, 1, Pattern::Random, true));
+        doubles.push(calls(&manager, &keys, n, 2, Pattern::Random, false));
+        strided.push(calls(&manager, &keys, n, 1, Pattern::Together, false));
+        sames.push(calls(&manager, &keys, n, 2, Pattern::Together, false));
     }
-    let single = crate::harness::median(&singles);
-    let double = crate::harness::median(&doubles);
+    let median = crate::harness::median;
+    let (single, double) = (median(&singles), median(&doubles));
+    let (strided, same) = (median(&strided), median(&sames));
     // Two threads each doing n calls in `double` ns per call-slot: throughput ratio.
     CachedResults {
         single_ns: single,
-        single_grant_ns: crate::harness::median(&grants),
+        single_grant_ns: median(&grants),
+        single_strided_ns: strided,
         two_threads_ns: double,
         scaling: 2.0 * single / double,
+        two_threads_same_ns: same,
+        scaling_same: 2.0 * strided / same,
     }
+}
+
+type BlockingManager =
+    class_oauth_manager::blocking::TokenManager<class_oauth_ureq::UreqTransport, MemoryStore>;
+
+#[derive(Clone, Copy)]
+enum Pattern {
+    /// Each thread its own pseudo-random sequence of tenants (xorshift).
+    Random,
+    /// One stride through the tenants, the threads 13 calls apart.
+    Together,
+}
+
+/// ns per call per thread: `threads` threads making `n` cached reads each.
+fn calls(
+    manager: &Arc<BlockingManager>,
+    keys: &[TenantKey],
+    n: usize,
+    threads: usize,
+    pattern: Pattern,
+    grant: bool,
+) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let m = manager.clone();
+            s.spawn(move || {
+                let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1);
+                for i in 0..n {
+                    let k = match pattern {
+                        Pattern::Random => {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            &keys[(x % keys.len() as u64) as usize]
+                        }
+                        Pattern::Together => &keys[(i * 7919 + t * 13) % keys.len()],
+                    };
+                    if grant {
+                        std::hint::black_box(m.grant(k).expect("cached"));
+                    } else {
+                        std::hint::black_box(m.access_token(k).expect("cached"));
+                    }
+                }
+            });
+        }
+    });
+    start.elapsed().as_nanos() as f64 / n as f64
 }
 
 pub(crate) struct StormResult {

@@ -12,9 +12,9 @@ use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::flow::ValidatedTokens;
 use class_oauth_core::refresh::RefreshPolicy;
 use class_oauth_store::asynch::Blocking;
-use class_oauth_store::{StoreError, StoredGrant, TenantKey, TokenStore};
+use class_oauth_store::{StoreError, TenantKey, TokenStore};
 
-use crate::{ManagerError, Settings, SharedAccessToken, TokenEvent};
+use crate::{ManagerError, Settings, SharedAccessToken, SharedGrant, TokenEvent};
 
 type Inner<H, S> = crate::TokenManager<BlockingHttp<H>, Blocking<S>>;
 
@@ -163,13 +163,13 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         &self,
         key: &TenantKey,
         validated: &ValidatedTokens,
-    ) -> Result<Arc<StoredGrant>, ManagerError> {
+    ) -> Result<SharedGrant, ManagerError> {
         block_on(self.inner.store_tokens(key, validated))
     }
 
     /// See [`crate::TokenManager::cached`].
     #[inline]
-    pub fn cached(&self, key: &TenantKey) -> Option<Arc<StoredGrant>> {
+    pub fn cached(&self, key: &TenantKey) -> Option<SharedGrant> {
         self.inner.cached(key)
     }
 
@@ -179,7 +179,7 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
     }
 
     /// See [`crate::TokenManager::grant`].
-    pub fn grant(&self, key: &TenantKey) -> Result<Arc<StoredGrant>, ManagerError> {
+    pub fn grant(&self, key: &TenantKey) -> Result<SharedGrant, ManagerError> {
         match self.inner.cached(key) {
             Some(g) => Ok(g),
             None => block_on(self.inner.grant(key)),
@@ -191,7 +191,7 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         &self,
         key: &TenantKey,
         version: u64,
-    ) -> Result<Arc<StoredGrant>, ManagerError> {
+    ) -> Result<SharedGrant, ManagerError> {
         block_on(self.inner.force_refresh(key, version))
     }
 

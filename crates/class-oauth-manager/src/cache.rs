@@ -1,26 +1,82 @@
 //! The hot path: a concurrent map from tenant to a usable grant with its refresh time.
-//! A read is one shard read lock, one clock read and an `Arc` clone; nothing else.
+//! A read is one coarse monotonic clock read (`CLOCK_MONOTONIC_COARSE`, a few
+//! nanoseconds, millisecond resolution), one shard read lock, a lookup by the tenant
+//! key's precomputed hash (no hashing on the hot path), and an `Arc` clone.
+//!
+//! Deadlines are kept on the monotonic clock, computed from the wall clock when a grant
+//! is cached. Like every monotonic clock on Linux it does not advance while the machine
+//! is suspended: after a resume, a grant may be served until a refresh or a 401 (which
+//! forces one) shows it expired.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use class_oauth_core::refresh::RefreshPolicy;
 use class_oauth_store::{GrantStatus, StoredGrant, TenantKey};
+use coarsetime::Instant;
 use dashmap::DashMap;
 use ring::rand::SecureRandom;
 
-#[derive(Debug)]
-struct Cached {
-    grant: Arc<StoredGrant>,
-    refresh_at: SystemTime,
-    expires_at: SystemTime,
-    retry_not_before: Option<SystemTime>,
+/// A grant handed out by the manager, shared with its cache: cloning it is one atomic
+/// increment, and the secrets are zeroized when the last holder drops it. Dereferences to
+/// [`StoredGrant`].
+#[derive(Clone)]
+pub struct SharedGrant(Arc<Entry>);
+
+/// The deadlines first, so that a cached read touches one line of the allocation: the
+/// reference counts and the three deadlines.
+#[repr(C)]
+struct Entry {
+    refresh_at: Instant,
+    expires_at: Instant,
+    /// After a failed refresh, serve until then (zero: no backoff).
+    retry_not_before: Instant,
+    grant: StoredGrant,
+}
+
+impl std::ops::Deref for SharedGrant {
+    type Target = StoredGrant;
+    fn deref(&self) -> &StoredGrant {
+        &self.0.grant
+    }
+}
+
+impl std::fmt::Debug for SharedGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0.grant, f)
+    }
+}
+
+impl PartialEq for SharedGrant {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.grant == other.0.grant
+    }
+}
+
+impl SharedGrant {
+    /// The grant, as stored.
+    #[must_use]
+    pub fn stored(&self) -> &StoredGrant {
+        &self.0.grant
+    }
+}
+
+/// `TenantKey` hashes itself once, with a per-process random key; the map uses that
+/// value as it is.
+type KeyHash = nohash_hasher::BuildNoHashHasher<u64>;
+
+/// The monotonic deadline for a wall-clock `at`, seen from `now`.
+fn deadline(mono_now: Instant, now: SystemTime, at: SystemTime) -> Instant {
+    match at.duration_since(now) {
+        Ok(ahead) => mono_now.saturating_add(coarsetime::Duration::from(ahead)),
+        Err(behind) => mono_now.saturating_sub(coarsetime::Duration::from(behind.duration())),
+    }
 }
 
 /// Usable grants by tenant, with when to refresh each.
 #[derive(Debug)]
 pub(crate) struct GrantCache {
-    map: DashMap<TenantKey, Cached>,
+    map: DashMap<TenantKey, SharedGrant, KeyHash>,
     policy: RefreshPolicy,
     backoff: Duration,
 }
@@ -28,7 +84,7 @@ pub(crate) struct GrantCache {
 impl GrantCache {
     pub(crate) fn new(policy: RefreshPolicy, backoff: Duration) -> Self {
         Self {
-            map: DashMap::with_shard_amount(64),
+            map: DashMap::with_hasher_and_shard_amount(KeyHash::default(), 64),
             policy,
             backoff,
         }
@@ -38,27 +94,29 @@ impl GrantCache {
         &self.policy
     }
 
-    /// The cached grant when it needs no refresh at `now` (or when a refresh just failed
-    /// and its token is still valid).
+    /// The cached grant when it needs no refresh now (or when a refresh just failed and
+    /// its token is still valid).
     #[inline]
-    pub(crate) fn fresh(&self, key: &TenantKey, now: SystemTime) -> Option<Arc<StoredGrant>> {
+    pub(crate) fn fresh(&self, key: &TenantKey) -> Option<SharedGrant> {
+        let now = Instant::now_without_cache_update();
         let c = self.map.get(key)?;
-        if now < c.refresh_at || (now < c.expires_at && c.retry_not_before.is_some_and(|t| now < t))
-        {
-            return Some(c.grant.clone());
+        let e = &*c.0;
+        if now < e.refresh_at || (now < e.expires_at && now < e.retry_not_before) {
+            return Some(c.clone());
         }
         None
     }
 
-    /// Caches a usable grant: active, or in doubt with a valid access token (then it is
-    /// not refreshed before it expires). Anything else is forgotten.
-    pub(crate) fn put(
-        &self,
-        key: &TenantKey,
-        grant: Arc<StoredGrant>,
-        refresh_failed: bool,
-        now: SystemTime,
-    ) {
+    /// The shared form of `grant`, with its deadlines: its refresh time (with the
+    /// policy's jitter; an in-doubt grant's is its expiry: it is never refreshed early),
+    /// and after a failed refresh, the backoff.
+    pub(crate) fn share(&self, grant: StoredGrant, refresh_failed: bool) -> SharedGrant {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the manager reads the clock; the core does not"
+        )]
+        let now = SystemTime::now();
+        let mono = Instant::now_without_cache_update();
         let expires_at = self.policy.expires_at(&grant.tokens);
         let refresh_at = match grant.status {
             GrantStatus::Active => {
@@ -68,22 +126,30 @@ impl GrantCache {
                 };
                 self.policy.refresh_at(&grant.tokens, Some(&mut jitter))
             }
-            GrantStatus::InDoubt { .. } => expires_at,
-            _ => {
-                self.map.remove(key);
-                return;
-            }
+            _ => expires_at,
         };
-        let retry_not_before = refresh_failed.then(|| now + self.backoff);
-        self.map.insert(
-            key.clone(),
-            Cached {
-                grant,
-                refresh_at,
-                expires_at,
-                retry_not_before,
-            },
-        );
+        let retry_not_before = if refresh_failed {
+            mono.saturating_add(coarsetime::Duration::from(self.backoff))
+        } else {
+            Instant::from_u64(0)
+        };
+        SharedGrant(Arc::new(Entry {
+            refresh_at: deadline(mono, now, refresh_at),
+            expires_at: deadline(mono, now, expires_at),
+            retry_not_before,
+            grant,
+        }))
+    }
+
+    /// Caches a usable grant (active, or in doubt with its access token used until it
+    /// expires); forgets the tenant otherwise.
+    pub(crate) fn put(&self, key: &TenantKey, grant: &SharedGrant) {
+        match grant.status {
+            GrantStatus::Active | GrantStatus::InDoubt { .. } => {
+                self.map.insert(key.clone(), grant.clone());
+            }
+            _ => self.remove(key),
+        }
     }
 
     pub(crate) fn remove(&self, key: &TenantKey) {

@@ -69,7 +69,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use class_oauth_client::{AsyncHttpClient, ClassClient, DriveError};
 use class_oauth_core::api::{ApiRequest, ApiResponse};
@@ -91,6 +91,7 @@ mod error;
 mod refresh;
 
 use cache::GrantCache;
+pub use cache::SharedGrant;
 
 /// Receives token events (refreshed, in doubt, re-authorization needed, ...).
 pub type EventHook = Arc<dyn Fn(&TokenEvent) + Send + Sync>;
@@ -99,12 +100,12 @@ pub type EventHook = Arc<dyn Fn(&TokenEvent) + Send + Sync>;
 /// is an atomic increment, and the secret is zeroized once the last holder drops it.
 /// Dereferences to [`AccessToken`].
 #[derive(Clone)]
-pub struct SharedAccessToken(Arc<StoredGrant>);
+pub struct SharedAccessToken(SharedGrant);
 
 impl SharedAccessToken {
     /// The grant the token belongs to (version, scope, business, ID-token claims).
     #[must_use]
-    pub fn grant(&self) -> &Arc<StoredGrant> {
+    pub fn grant(&self) -> &SharedGrant {
         &self.0
     }
 }
@@ -203,11 +204,11 @@ impl Exec {
     }
 }
 
-/// The outcome of one refresh procedure, shared by every caller that awaited it.
-#[derive(Clone, Debug)]
+/// How one refresh procedure ended (before it is shared).
+#[derive(Debug)]
 struct Outcome {
     /// The grant to use: the new one, or the old one while it is still valid.
-    grant: Option<Arc<StoredGrant>>,
+    grant: Option<StoredGrant>,
     /// Why the refresh failed, if it did.
     error: Option<ManagerError>,
     /// Serve the grant but come back after the backoff (another instance is refreshing).
@@ -215,9 +216,9 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn ok(grant: impl Into<Arc<StoredGrant>>) -> Self {
+    fn ok(grant: StoredGrant) -> Self {
         Self {
-            grant: Some(grant.into()),
+            grant: Some(grant),
             error: None,
             backoff: false,
         }
@@ -230,9 +231,25 @@ impl Outcome {
             backoff: false,
         }
     }
+}
+
+/// The outcome of one refresh procedure, shared by every caller that awaited it.
+#[derive(Clone, Debug)]
+struct Flown {
+    grant: Option<SharedGrant>,
+    error: Option<ManagerError>,
+}
+
+impl Flown {
+    fn err(error: ManagerError) -> Self {
+        Self {
+            grant: None,
+            error: Some(error),
+        }
+    }
 
     /// For a caller that wants a usable token: the old one served while valid.
-    fn soft(self) -> Result<Arc<StoredGrant>, ManagerError> {
+    fn soft(self) -> Result<SharedGrant, ManagerError> {
         match (self.grant, self.error) {
             (Some(g), _) => Ok(g),
             (None, Some(e)) => Err(e),
@@ -243,7 +260,7 @@ impl Outcome {
     }
 
     /// For a caller that asked for a refresh: its failure is the answer.
-    fn strict(self) -> Result<Arc<StoredGrant>, ManagerError> {
+    fn strict(self) -> Result<SharedGrant, ManagerError> {
         match self.error {
             Some(e) => Err(e),
             None => self.soft(),
@@ -251,7 +268,7 @@ impl Outcome {
     }
 }
 
-type Flight = (u64, Shared<BoxFuture<'static, Outcome>>);
+type Flight = (u64, Shared<BoxFuture<'static, Flown>>);
 
 /// Rotated tokens whose write failed after every retry, waiting in memory.
 #[derive(Clone, Debug)]
@@ -432,7 +449,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
         &self,
         key: &TenantKey,
         validated: &ValidatedTokens,
-    ) -> Result<Arc<StoredGrant>, ManagerError> {
+    ) -> Result<SharedGrant, ManagerError> {
         let version = self
             .inner
             .store
@@ -444,28 +461,24 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
             key: key.clone(),
             version,
         });
-        let grant = Arc::new(StoredGrant::new(
-            validated.tokens.clone(),
-            validated.id_claims.clone(),
-            GrantStatus::Active,
-            version,
-        ));
-        self.inner
-            .cache
-            .put(key, grant.clone(), false, SystemTime::now());
+        let grant = self.inner.cache.share(
+            StoredGrant::new(
+                validated.tokens.clone(),
+                validated.id_claims.clone(),
+                GrantStatus::Active,
+                version,
+            ),
+            false,
+        );
+        self.inner.cache.put(key, &grant);
         Ok(grant)
     }
 
     /// The cached grant when it needs nothing done (the hot path: no lock but the
-    /// cache's shard, no allocation).
+    /// cache's shard, no allocation, no hashing).
     #[inline]
-    pub fn cached(&self, key: &TenantKey) -> Option<Arc<StoredGrant>> {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the manager reads the clock; the core does not"
-        )]
-        let now = SystemTime::now();
-        self.inner.cache.fresh(key, now)
+    pub fn cached(&self, key: &TenantKey) -> Option<SharedGrant> {
+        self.inner.cache.fresh(key)
     }
 
     /// A valid access token for `key`, refreshing first when due. While a refresh fails
@@ -476,7 +489,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
     }
 
     /// The valid grant for `key` (tokens, business, scope), refreshing first when due.
-    pub async fn grant(&self, key: &TenantKey) -> Result<Arc<StoredGrant>, ManagerError> {
+    pub async fn grant(&self, key: &TenantKey) -> Result<SharedGrant, ManagerError> {
         if let Some(g) = self.cached(key) {
             return Ok(g);
         }
@@ -490,7 +503,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
         &self,
         key: &TenantKey,
         version: u64,
-    ) -> Result<Arc<StoredGrant>, ManagerError> {
+    ) -> Result<SharedGrant, ManagerError> {
         let mut outcome = self.single_flight(key, Some(version)).await;
         // Joined a refresh that was not forced and left the version as it was: once more.
         if outcome.error.is_none() && outcome.grant.as_ref().is_some_and(|g| g.version == version) {
@@ -508,16 +521,16 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
 
     /// Joins the refresh in flight for `key`, or starts one, detached: it runs to its end
     /// even if every caller goes away.
-    async fn single_flight(&self, key: &TenantKey, force: Option<u64>) -> Outcome {
+    async fn single_flight(&self, key: &TenantKey, force: Option<u64>) -> Flown {
         let shared = match self.inner.inflight.entry(key.clone()) {
             dashmap::Entry::Occupied(e) => e.get().1.clone(),
             dashmap::Entry::Vacant(v) => {
                 let id = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = tokio::sync::oneshot::channel::<Outcome>();
+                let (tx, rx) = tokio::sync::oneshot::channel::<Flown>();
                 let shared = rx
                     .map(|r| {
                         r.unwrap_or_else(|_| {
-                            Outcome::err(ManagerError::Config(
+                            Flown::err(ManagerError::Config(
                                 "the refresh task ended without an outcome (it panicked)".into(),
                             ))
                         })
@@ -541,7 +554,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
                 };
                 if let Err(e) = self.inner.exec.spawn(task.boxed()) {
                     self.inner.inflight.remove_if(key, |_, (i, _)| *i == id);
-                    return Outcome::err(e);
+                    return Flown::err(e);
                 }
                 shared
             }

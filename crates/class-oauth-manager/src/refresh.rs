@@ -17,7 +17,7 @@ use class_oauth_store::{
     TenantKey,
 };
 
-use crate::{Held, Inner, ManagerError, Outcome, TokenEvent};
+use crate::{Flown, Held, Inner, ManagerError, Outcome, TokenEvent};
 
 #[allow(
     clippy::disallowed_methods,
@@ -52,7 +52,7 @@ struct Attempt<'a> {
 
 impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
     /// Runs one refresh procedure to its end and records its outcome (cache, events).
-    pub(crate) async fn refresh(self: &Arc<Self>, key: &TenantKey, force: Option<u64>) -> Outcome {
+    pub(crate) async fn refresh(self: &Arc<Self>, key: &TenantKey, force: Option<u64>) -> Flown {
         let _slot = self.slots.acquire().await.ok();
         let n = self
             .counter
@@ -73,19 +73,19 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                 "refresh finished"
             );
         });
-        match &outcome.grant {
-            Some(g) => self.cache.put(
-                key,
-                g.clone(),
-                outcome.error.is_some() || outcome.backoff,
-                now(),
-            ),
+        let failed = outcome.error.is_some() || outcome.backoff;
+        let grant = outcome.grant.map(|g| self.cache.share(g, failed));
+        match &grant {
+            Some(g) => self.cache.put(key, g),
             None => self.cache.remove(key),
         }
         for e in &attempt.events {
             self.emit(e);
         }
-        outcome
+        Flown {
+            grant,
+            error: outcome.error,
+        }
     }
 
     /// What to do with `g`. `leased`: we hold the refresh lease, so an in-doubt mark is
@@ -157,9 +157,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
             transient: error.is_transient(),
         });
         Outcome {
-            grant: self
-                .still_usable(current, now())
-                .then(|| Arc::new(current.clone())),
+            grant: self.still_usable(current, now()).then(|| current.clone()),
             error: Some(error),
             backoff: false,
         }
@@ -231,7 +229,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
         });
         let usable = self.still_usable(&served, now());
         Outcome {
-            grant: usable.then(|| Arc::new(served)),
+            grant: usable.then_some(served),
             error: Some(error),
             backoff: false,
         }

@@ -88,11 +88,12 @@ struct KeyParts {
 /// Identifies one stored grant: the client, the tenant (a business code, a profile name,
 /// your own tenant id), the subject (user) when grants are per user, and the scope set.
 ///
-/// Cheap to clone and to look up: the parts are shared, the row key and a hash are
-/// computed once, and equality checks the pointer before the text. Keep the keys you
+/// Cheap to clone and to look up: the parts are shared, the row key and a hash (keyed
+/// per process) are computed once, `Hash` writes that one `u64`, and equality checks the
+/// pointer before the text. Keep the keys you
 /// use in hot paths rather than rebuilding them per call.
 #[derive(Clone)]
-pub struct TenantKey(std::sync::Arc<KeyParts>);
+pub struct TenantKey(std::sync::Arc<KeyParts>, u64);
 
 impl TenantKey {
     /// A key for `tenant` of `client_id`.
@@ -124,10 +125,15 @@ impl TenantKey {
             enc(&parts.subject),
             enc(&parts.scope)
         );
-        let mut h = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&parts.storage_key, &mut h);
-        parts.hash = std::hash::Hasher::finish(&h);
-        Self(std::sync::Arc::new(parts))
+        // Keyed per process (SipHash with random keys), so tenant names chosen by
+        // outsiders cannot be crafted to collide; maps may use this value as their hash.
+        static HASH_KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+        parts.hash = std::hash::BuildHasher::hash_one(
+            HASH_KEYS.get_or_init(std::hash::RandomState::new),
+            &parts.storage_key,
+        );
+        let hash = parts.hash;
+        Self(std::sync::Arc::new(parts), hash)
     }
 
     /// Adds the subject (for grants per user).
@@ -185,7 +191,8 @@ impl TenantKey {
 
 impl PartialEq for TenantKey {
     fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.storage_key == other.0.storage_key
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+            || (self.1 == other.1 && self.0.storage_key == other.0.storage_key)
     }
 }
 
@@ -193,7 +200,8 @@ impl Eq for TenantKey {}
 
 impl std::hash::Hash for TenantKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.hash);
+        // Kept beside the pointer: hashing reads no other memory.
+        state.write_u64(self.1);
     }
 }
 

@@ -16,7 +16,9 @@ use class_oauth_core::jwks::KeySetCache;
 use class_oauth_core::scope::Scopes;
 use class_oauth_core::token::TokenSet;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl, Password, Username};
-use class_oauth_manager::{ManagerError, Settings, StoredGrant, TenantKey, TokenEvent};
+use class_oauth_manager::{
+    ManagerError, Settings, SharedGrant, StoredGrant, TenantKey, TokenEvent,
+};
 use class_oauth_store::asynch::Blocking;
 use class_oauth_store::{
     AsyncTokenStore, Encryption, EncryptionKey, GrantSummary, GrantUpdate, KeyRing, Lease,
@@ -387,7 +389,7 @@ impl Rig {
 
     /// A password-grant login, stored; with `expired`, the access token is stored as
     /// already expired so that the next use refreshes.
-    pub fn login(&self, expired: bool) -> Arc<StoredGrant> {
+    pub fn login(&self, expired: bool) -> SharedGrant {
         let scopes = Scopes::parse(
             "openid profile email class_profile target:b/OAUTH_TEST offline_access business.fund.list",
         )
@@ -413,14 +415,14 @@ impl Rig {
         .unwrap()
     }
 
-    pub fn grant(&self) -> Result<Arc<StoredGrant>, ManagerError> {
+    pub fn grant(&self) -> Result<SharedGrant, ManagerError> {
         match &self.manager {
             Manager::Async(m) => self.rt.block_on(m.grant(&self.key)),
             Manager::Blocking(m) => m.grant(&self.key),
         }
     }
 
-    pub fn force_refresh(&self, version: u64) -> Result<Arc<StoredGrant>, ManagerError> {
+    pub fn force_refresh(&self, version: u64) -> Result<SharedGrant, ManagerError> {
         match &self.manager {
             Manager::Async(m) => self.rt.block_on(m.force_refresh(&self.key, version)),
             Manager::Blocking(m) => m.force_refresh(&self.key, version),
