@@ -93,7 +93,7 @@ impl<H: SyncHttpClient> ClassClient<H> {
     /// The HTTP client.
     #[must_use]
     pub fn http(&self) -> &H {
-        &self.inner.http().0
+        self.inner.http().get_ref()
     }
 
     /// Drives any core flow.

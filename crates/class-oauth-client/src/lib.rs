@@ -94,7 +94,19 @@ where
 /// calling thread and complete at once. Only for futures run to completion on their own
 /// thread (the [`blocking`] façades do that); never poll it on an async executor.
 #[derive(Clone, Debug, Default)]
-pub struct BlockingHttp<H>(pub H);
+pub struct BlockingHttp<H>(H);
+
+impl<H> BlockingHttp<H> {
+    /// Wraps a blocking client.
+    pub fn new(http: H) -> Self {
+        Self(http)
+    }
+
+    /// The blocking client.
+    pub fn get_ref(&self) -> &H {
+        &self.0
+    }
+}
 
 #[async_trait::async_trait]
 impl<H: SyncHttpClient> AsyncHttpClient for BlockingHttp<H> {
@@ -104,6 +116,34 @@ impl<H: SyncHttpClient> AsyncHttpClient for BlockingHttp<H> {
 
     async fn sleep(&self, duration: Duration) {
         std::thread::sleep(duration);
+    }
+}
+
+/// The span of one HTTP exchange, for transports: the method and the URL as it may be
+/// logged (no query, no userinfo); never a header or a body.
+pub fn http_span(request: &Request<Vec<u8>>) -> tracing::Span {
+    tracing::debug_span!(
+        "class_oauth.http",
+        method = %request.method(),
+        url = %class_oauth_core::flow::loggable_uri(request.uri())
+    )
+}
+
+/// Logs how one exchange ended (status, time, body size; or the failure's kind), in the
+/// current span.
+pub fn log_exchange(
+    result: &Result<Response<Vec<u8>>, TransportError>,
+    started: std::time::Instant,
+) {
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(r) => tracing::debug!(
+            status = r.status().as_u16(),
+            elapsed_ms,
+            body_bytes = r.body().len(),
+            "response"
+        ),
+        Err(e) => tracing::debug!(kind = e.kind.as_str(), elapsed_ms, "transport failure"),
     }
 }
 
@@ -169,6 +209,10 @@ fn os_entropy(buf: &mut [u8]) {
 }
 
 /// Builder modes: which face [`ClassClientBuilder::build`] returns.
+#[allow(
+    clippy::exhaustive_enums,
+    reason = "uninhabited type-level markers, never matched"
+)]
 pub mod mode {
     /// Builds a [`crate::ClassClient`] (async).
     #[derive(Debug)]
@@ -293,16 +337,7 @@ impl<H: SyncHttpClient + DefaultHttp> ClassClientBuilder<H, mode::Blocking> {
     /// given).
     pub fn build(mut self) -> Result<blocking::ClassClient<H>, TransportError> {
         let http = self.http_or_default()?;
-        Ok(blocking::ClassClient::from_async(
-            ClassClientBuilder::<BlockingHttp<H>, mode::Async> {
-                env: self.env,
-                config: self.config,
-                discovery: self.discovery,
-                http: None,
-                mode: PhantomData,
-            }
-            .parts(BlockingHttp(http)),
-        ))
+        Ok(self.blocking_parts(http))
     }
 }
 
@@ -311,16 +346,16 @@ impl<H: SyncHttpClient> ClassClientBuilder<H, mode::Blocking> {
     /// [`ClassClientBuilder::http`] (`None` when none was given).
     pub fn build_with_http(mut self) -> Option<blocking::ClassClient<H>> {
         let http = self.http.take()?;
-        Some(blocking::ClassClient::from_async(
-            ClassClientBuilder::<BlockingHttp<H>, mode::Async> {
-                env: self.env,
-                config: self.config,
-                discovery: self.discovery,
-                http: None,
-                mode: PhantomData,
-            }
-            .parts(BlockingHttp(http)),
-        ))
+        Some(self.blocking_parts(http))
+    }
+
+    fn blocking_parts(self, http: H) -> blocking::ClassClient<H> {
+        blocking::ClassClient::from_async(ClassClient {
+            http: Arc::new(BlockingHttp(http)),
+            env: self.env,
+            config: self.config,
+            discovery: Arc::new(futures_util::lock::Mutex::new(self.discovery)),
+        })
     }
 }
 

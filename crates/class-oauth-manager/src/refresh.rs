@@ -34,6 +34,10 @@ enum Decision {
 }
 
 /// How a write of rotated tokens ended.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "short-lived; boxing buys nothing"
+)]
 enum Persisted {
     /// Written at this version.
     Written(u64),
@@ -389,18 +393,13 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
             }
         }
         let Some(received) = flow.received().cloned() else {
-            let error = match flow.poll(now()) {
-                Step::Done(Err(e)) => e,
-                _ => {
-                    return {
-                        self.release(a).await;
-                        self.failed(
-                            a,
-                            &current,
-                            ManagerError::Config("the refresh flow ended without a result".into()),
-                        )
-                    };
-                }
+            let Step::Done(Err(error)) = flow.poll(now()) else {
+                self.release(a).await;
+                return self.failed(
+                    a,
+                    &current,
+                    ManagerError::Config("the refresh flow ended without a result".into()),
+                );
             };
             return self.not_rotated(a, &current, before, error).await;
         };
@@ -409,7 +408,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
         let sent = current.tokens.refresh_token.clone();
         let mut version = current.version;
         let mut written = false;
-        loop {
+        let error = loop {
             match flow.poll(now()) {
                 Step::Done(Ok(v)) => {
                     let claims = v.id_claims.or_else(|| current.id_claims.clone());
@@ -441,31 +440,6 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                         Persisted::Superseded(g) => Outcome::ok(g),
                         Persisted::Held(e) => Outcome::err(ManagerError::Store(e)),
                     };
-                }
-                Step::Done(Err(e)) => {
-                    let error = ManagerError::from(e);
-                    let reason = format!("the refreshed tokens were withheld: {error}");
-                    let status = GrantStatus::Unverified {
-                        reason: reason.clone(),
-                    };
-                    a.events.push(TokenEvent::Withheld {
-                        key: a.key.clone(),
-                        reason,
-                    });
-                    // The rotated refresh token is kept whatever happens to the write
-                    // (held in memory when it fails); the caller learns the real cause.
-                    let _ = self
-                        .persist(
-                            a,
-                            version,
-                            &received,
-                            current.id_claims.as_ref(),
-                            &status,
-                            true,
-                            sent.as_ref(),
-                        )
-                        .await;
-                    return Outcome::err(error);
                 }
                 Step::Send(keys) => {
                     if !written {
@@ -499,27 +473,31 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                     }
                 }
                 Step::Wait(d) => self.client.http().sleep(d).await,
-                _ => {
-                    let status = GrantStatus::Unverified {
-                        reason: "the refresh flow stopped unexpectedly".into(),
-                    };
-                    let _ = self
-                        .persist(
-                            a,
-                            version,
-                            &received,
-                            current.id_claims.as_ref(),
-                            &status,
-                            true,
-                            sent.as_ref(),
-                        )
-                        .await;
-                    return Outcome::err(ManagerError::Config(
-                        "the refresh flow stopped unexpectedly".into(),
-                    ));
-                }
+                Step::Done(Err(e)) => break ManagerError::from(e),
+                _ => break ManagerError::Config("the refresh flow stopped unexpectedly".into()),
             }
-        }
+        };
+        // The new access token failed a check (or was never checked): withheld, while the
+        // rotated refresh token is kept whatever happens to the write (held in memory
+        // when it fails); the caller learns the real cause.
+        let reason = format!("the refreshed tokens were withheld: {error}");
+        a.events.push(TokenEvent::Withheld {
+            key: a.key.clone(),
+            reason: reason.clone(),
+        });
+        let status = GrantStatus::Unverified { reason };
+        let _ = self
+            .persist(
+                a,
+                version,
+                &received,
+                current.id_claims.as_ref(),
+                &status,
+                true,
+                sent.as_ref(),
+            )
+            .await;
+        Outcome::err(error)
     }
 
     /// The token response carried no tokens: a refusal, or a body that could not be read.

@@ -251,7 +251,7 @@ fn a_dead_instances_lease_expires() {
             )
             .unwrap();
         assert!(matches!(taken, LeaseOutcome::Acquired { .. }));
-        let m = BlockingManager::builder_shared(s.blocking_client(), store.clone()).build();
+        let m = BlockingManager::builder_shared(s.blocking_client(), store).build();
         let started = Instant::now();
         let g = m.grant(&k).unwrap();
         assert!(

@@ -3,7 +3,7 @@
 //! The async transport for [`class_oauth_core`]: a thin driver over a `reqwest::Client`
 //! that moves bytes and holds no protocol logic. Every decision (what to send, how to
 //! parse it, when to refetch keys or wait out a 429) is made by the core's
-//! flows ([`Flow`]); this crate sends, reads the clock, and sleeps.
+//! flows ([`class_oauth_core::flow::Flow`]); this crate sends, reads the clock, and sleeps.
 //!
 //! - [`ReqwestTransport`]: never follows redirects, connect and total timeouts, a
 //!   response body cap (1 MiB default) enforced while reading, every header copied,
@@ -132,20 +132,10 @@ impl AsyncHttpClient for ReqwestTransport {
     }
 
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
-        let span = tracing::debug_span!("class_oauth.http", method = %request.method(), url = %class_oauth_core::flow::loggable_uri(request.uri()));
+        let span = class_oauth_client::http_span(&request);
         let started = std::time::Instant::now();
         let result = self.send_inner(request).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let _entered = span.enter();
-        match &result {
-            Ok(r) => tracing::debug!(
-                status = r.status().as_u16(),
-                elapsed_ms,
-                body_bytes = r.body().len(),
-                "response"
-            ),
-            Err(e) => tracing::debug!(kind = e.kind.as_str(), elapsed_ms, "transport failure"),
-        }
+        span.in_scope(|| class_oauth_client::log_exchange(&result, started));
         result
     }
 }

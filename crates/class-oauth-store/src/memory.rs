@@ -93,7 +93,9 @@ impl TokenStore for MemoryStore {
         let conflict = StoreError::Conflict {
             expected: update.expected_version,
         };
-        let entry = inner.grants.get_mut(key).ok_or(conflict.clone())?;
+        let Some(entry) = inner.grants.get_mut(key) else {
+            return Err(conflict);
+        };
         if entry.grant.version != update.expected_version {
             return Err(conflict);
         }

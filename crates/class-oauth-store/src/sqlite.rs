@@ -48,6 +48,9 @@ fn unix_millis() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A grant with its lease's owner and expiry (milliseconds).
+type LeasedRow = (StoredGrant, Option<String>, Option<i64>);
+
 /// A token store in an SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -135,7 +138,7 @@ impl SqliteStore {
         &self,
         c: &rusqlite::Connection,
         key: &TenantKey,
-    ) -> Result<Option<(StoredGrant, Option<String>, Option<i64>)>, StoreError> {
+    ) -> Result<Option<LeasedRow>, StoreError> {
         type Row = (String, String, String, i64, Option<String>, Option<i64>);
         let row: Option<Row> = c
             .query_row(

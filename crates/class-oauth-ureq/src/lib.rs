@@ -36,7 +36,6 @@
 
 use std::io::Read;
 
-use class_oauth_core::flow;
 use http::{Request, Response};
 
 pub use class_oauth_client::blocking::{drive, drive_with_clock};
@@ -62,6 +61,12 @@ pub struct UreqTransport {
 impl Default for UreqTransport {
     fn default() -> Self {
         Self::with_config(TransportConfig::default())
+    }
+}
+
+impl From<ureq::Agent> for UreqTransport {
+    fn from(agent: ureq::Agent) -> Self {
+        Self::from_agent(agent, TransportConfig::default())
     }
 }
 
@@ -104,12 +109,6 @@ impl UreqTransport {
     }
 }
 
-impl From<ureq::Agent> for UreqTransport {
-    fn from(agent: ureq::Agent) -> Self {
-        Self::from_agent(agent, TransportConfig::default())
-    }
-}
-
 fn classify(e: ureq::Error) -> TransportError {
     let kind = match &e {
         ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
@@ -139,20 +138,10 @@ impl DefaultHttp for UreqTransport {
 
 impl SyncHttpClient for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
-        let span = tracing::debug_span!("class_oauth.http", method = %request.method(), url = %flow::loggable_uri(request.uri()));
-        let _entered = span.enter();
+        let _span = class_oauth_client::http_span(&request).entered();
         let started = std::time::Instant::now();
         let result = self.send_inner(request);
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        match &result {
-            Ok(r) => tracing::debug!(
-                status = r.status().as_u16(),
-                elapsed_ms,
-                body_bytes = r.body().len(),
-                "response"
-            ),
-            Err(e) => tracing::debug!(kind = e.kind.as_str(), elapsed_ms, "transport failure"),
-        }
+        class_oauth_client::log_exchange(&result, started);
         result
     }
 }

@@ -228,6 +228,7 @@ type BlockingManager = class_oauth_manager::blocking::TokenManager<
     Faulty<dyn TokenStore>,
 >;
 
+#[allow(clippy::large_enum_variant, reason = "one per test")]
 pub enum Manager {
     Async(AsyncManager),
     Blocking(BlockingManager),
