@@ -36,15 +36,15 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
     "rand",
 ];
 
-#[test]
-fn core_dependency_tree_has_no_io_runtime_http_client_tls_or_rng() {
+/// The crate names in `cargo tree -p <package> -e normal`.
+fn normal_tree(package: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(project_root())
         .args([
             "tree",
             "-p",
-            "class-oauth-core",
+            package,
             "-e",
             "normal",
             "--prefix",
@@ -59,20 +59,46 @@ fn core_dependency_tree_has_no_io_runtime_http_client_tls_or_rng() {
         "cargo tree failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tree = String::from_utf8_lossy(&out.stdout);
-    let names: Vec<&str> = tree
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
     assert!(
-        names.contains(&"class-oauth-core") && names.contains(&"http"),
-        "unexpected tree output:\n{tree}"
+        names.iter().any(|n| n == package) && names.iter().any(|n| n == "http"),
+        "unexpected tree output: {names:?}"
     );
+    names
+}
+
+#[test]
+fn core_dependency_tree_has_no_io_runtime_http_client_tls_or_rng() {
+    let names = normal_tree("class-oauth-core");
     for bad in FORBIDDEN_IN_CORE {
         assert!(
-            !names.contains(bad),
-            "class-oauth-core depends on `{bad}`:\n{tree}"
+            !names.iter().any(|n| n == bad),
+            "class-oauth-core depends on `{bad}`: {names:?}"
         );
+    }
+}
+
+/// A user of the HTTP layer compiles no storage code.
+#[test]
+fn transports_do_not_depend_on_storage() {
+    for transport in [
+        "class-oauth-reqwest",
+        "class-oauth-ureq",
+        "class-oauth-client",
+    ] {
+        let names = normal_tree(transport);
+        for bad in names.iter().filter(|n| {
+            n.contains("store")
+                || n.contains("r2d2")
+                || n.contains("sqlite")
+                || n.contains("postgres")
+                || n.as_str() == "class-oauth-manager"
+        }) {
+            panic!("{transport} depends on `{bad}`");
+        }
     }
 }
 

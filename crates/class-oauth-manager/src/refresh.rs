@@ -57,7 +57,6 @@ struct Attempt<'a> {
 impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
     /// Runs one refresh procedure to its end and records its outcome (cache, events).
     pub(crate) async fn refresh(self: &Arc<Self>, key: &TenantKey, force: Option<u64>) -> Flown {
-        let _slot = self.slots.acquire().await.ok();
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -249,6 +248,9 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
         }
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);
+        // A refresh slot is held from the lease to the end; never while waiting for
+        // another instance's lease, so waiters cannot starve the refreshes.
+        let mut slot;
         let current = loop {
             let loaded = match self.store.load(a.key).await {
                 Ok(Some(g)) => g,
@@ -260,6 +262,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                 Decision::Dead(reason) => return self.dead(a, &loaded, reason).await,
                 Decision::Refresh => {}
             }
+            slot = self.slots.acquire().await.ok();
             match self.store.acquire_lease(a.key, &a.lease).await {
                 Err(e) => return self.failed(a, &loaded, ManagerError::Store(e)),
                 Ok(LeaseOutcome::Missing) => {
@@ -282,6 +285,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                         });
                     }
                     let nap = pause.min(remaining).max(Duration::from_millis(1));
+                    drop(slot.take());
                     self.client.http().sleep(nap).await;
                     pause = (pause * 2).min(Duration::from_millis(250));
                 }
@@ -320,7 +324,9 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                 }
             }
         };
-        self.send_refresh(a, current).await
+        let outcome = self.send_refresh(a, current).await;
+        drop(slot);
+        outcome
     }
 
     /// Holding the lease on `current`: one refresh request, then persist first.

@@ -22,6 +22,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
+/// A statement prepared once per connection (each use is then one round trip, not two).
+async fn prepared(
+    c: &deadpool_postgres::Object,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    c.prepare_cached(sql).await.map_err(pg)
+}
+
 use crate::row::{
     GRANT_COLUMNS, LIST_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
     encode_pending, pending_lookup, summary, update_sql,
@@ -238,15 +246,13 @@ impl PostgresStore {
     }
 
     async fn read(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                &format!("SELECT {GRANT_COLUMNS} FROM class_oauth_grants WHERE storage_key = $1"),
-                &[&key.storage_key()],
-            )
-            .await
-            .map_err(pg)?;
+        let c = self.client().await?;
+        let st = prepared(
+            &c,
+            &format!("SELECT {GRANT_COLUMNS} FROM class_oauth_grants WHERE storage_key = $1"),
+        )
+        .await?;
+        let row = c.query_opt(&st, &[&key.storage_key()]).await.map_err(pg)?;
         row.map(|r| decode_grant(&self.0.enc, key, r.get(0), r.get(1), r.get(2), r.get(3)))
             .transpose()
     }
@@ -265,7 +271,7 @@ impl PostgresStore {
             Some(e) => {
                 let n = c
                     .execute(
-                        REPLACE_SQL,
+                        &prepared(&c, REPLACE_SQL).await?,
                         &[
                             &row.storage_key,
                             &row.business_code,
@@ -287,7 +293,7 @@ impl PostgresStore {
             None => {
                 let r = c
                     .query_one(
-                        UPSERT_SQL,
+                        &prepared(&c, UPSERT_SQL).await?,
                         &[
                             &row.storage_key,
                             &key.client_id(),
@@ -331,7 +337,7 @@ impl PostgresStore {
                     &row.storage_key,
                     &expected,
                 ];
-                c.execute(&sql, &params).await
+                c.execute(&prepared(&c, &sql).await?, &params).await
             }
             None => {
                 let storage_key = key.storage_key();
@@ -343,7 +349,7 @@ impl PostgresStore {
                     &storage_key,
                     &expected,
                 ];
-                c.execute(&sql, &params).await
+                c.execute(&prepared(&c, &sql).await?, &params).await
             }
         }
         .map_err(pg)?;
@@ -360,16 +366,18 @@ impl PostgresStore {
         let ttl = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 2);
         // One statement: the old lease is read under the row lock the UPDATE takes, so
         // two instances can never both see it free.
-        let taken = c
-            .query_opt(
-                &format!(
+        let take = prepared(
+            &c,
+            &format!(
                     "WITH old AS (SELECT storage_key, lease_owner FROM class_oauth_grants WHERE storage_key = $1 FOR UPDATE) \
                      UPDATE class_oauth_grants g SET lease_owner = $2, lease_until = {DB_NOW_MS} + $3 FROM old \
                      WHERE g.storage_key = old.storage_key AND (g.lease_owner IS NULL OR g.lease_until <= {DB_NOW_MS}) \
                      RETURNING g.sealed, g.status, g.status_reason, g.version, old.lease_owner IS NOT NULL"
-                ),
-                &[&key.storage_key(), &lease.owner, &ttl],
-            )
+            ),
+        )
+        .await?;
+        let taken = c
+            .query_opt(&take, &[&key.storage_key(), &lease.owner, &ttl])
             .await
             .map_err(pg)?;
         if let Some(r) = taken {
@@ -379,11 +387,13 @@ impl PostgresStore {
                 took_over_expired: r.get(4),
             });
         }
+        let remaining = prepared(
+            &c,
+            &format!("SELECT GREATEST(lease_until - {DB_NOW_MS}, 0) FROM class_oauth_grants WHERE storage_key = $1"),
+        )
+        .await?;
         let held = c
-            .query_opt(
-                &format!("SELECT GREATEST(lease_until - {DB_NOW_MS}, 0) FROM class_oauth_grants WHERE storage_key = $1"),
-                &[&key.storage_key()],
-            )
+            .query_opt(&remaining, &[&key.storage_key()])
             .await
             .map_err(pg)?;
         Ok(match held {
@@ -504,12 +514,13 @@ impl PostgresStore {
     async fn op_release(&self, key: TenantKey, owner: String) -> Result<(), StoreError> {
         let s = self.clone();
         self.run(async move {
-            s.client()
-                .await?
-                .execute(
-                    "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = $1 AND lease_owner = $2",
-                    &[&key.storage_key(), &owner],
-                )
+            let c = s.client().await?;
+            let st = prepared(
+                &c,
+                "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = $1 AND lease_owner = $2",
+            )
+            .await?;
+            c.execute(&st, &[&key.storage_key(), &owner])
                 .await
                 .map_err(pg)?;
             Ok(())
