@@ -90,15 +90,14 @@ fn transports_do_not_depend_on_storage() {
         "class-oauth-client",
     ] {
         let names = normal_tree(transport);
-        for bad in names.iter().filter(|n| {
+        let storage = names.iter().find(|n| {
             n.contains("store")
                 || n.contains("r2d2")
                 || n.contains("sqlite")
                 || n.contains("postgres")
                 || n.as_str() == "class-oauth-manager"
-        }) {
-            panic!("{transport} depends on `{bad}`");
-        }
+        });
+        assert!(storage.is_none(), "{transport} depends on `{storage:?}`");
     }
 }
 

@@ -30,7 +30,11 @@ fn now() -> SystemTime {
 enum Decision {
     Use,
     Refresh,
+    /// The grant is over: record it and say why.
     Dead(String),
+    /// A forced refresh that cannot happen (no refresh token) while the access token is
+    /// still valid by its clock: refused, but the grant is not marked.
+    Cannot(String),
 }
 
 /// How a write of rotated tokens ended.
@@ -117,6 +121,10 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                 RefreshDecision::Reauthorize(_) => {
                     Decision::Dead("the refresh token is past its lifetime".into())
                 }
+                RefreshDecision::Use { .. } if g.tokens.refresh_token.is_none() => Decision::Cannot(
+                    "there is no refresh token to refresh with (offline_access was not granted)"
+                        .into(),
+                ),
                 _ if g.tokens.refresh_token.is_none() => no_refresh_token(),
                 _ => Decision::Refresh,
             },
@@ -164,6 +172,14 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
             error: Some(error),
             backoff: false,
         }
+    }
+
+    /// A refresh that cannot happen, on a grant that still works until it expires.
+    fn cannot(&self, a: &Attempt<'_>, reason: String) -> Outcome {
+        Outcome::err(ManagerError::NeedsReauthorization {
+            key: a.key.clone(),
+            reason,
+        })
     }
 
     /// Ends the grant (unless it already is) and says why.
@@ -260,6 +276,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
             match self.decide(&loaded, force, now(), false) {
                 Decision::Use => return Outcome::ok(loaded),
                 Decision::Dead(reason) => return self.dead(a, &loaded, reason).await,
+                Decision::Cannot(reason) => return self.cannot(a, reason),
                 Decision::Refresh => {}
             }
             slot = self.slots.acquire().await.ok();
@@ -305,6 +322,10 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                         Decision::Dead(reason) => {
                             self.release(a).await;
                             return self.dead(a, &grant, reason).await;
+                        }
+                        Decision::Cannot(reason) => {
+                            self.release(a).await;
+                            return self.cannot(a, reason);
                         }
                         Decision::Refresh => {}
                     }

@@ -327,3 +327,27 @@ fn errors_keep_their_cause() {
         );
     });
 }
+
+/// A forced refresh of a grant without a refresh token cannot happen: the caller is told
+/// re-authorization is needed, but the grant is not marked while its access token is
+/// valid (it keeps working until it expires).
+#[test]
+fn a_forced_refresh_without_a_refresh_token_leaves_the_grant_alone() {
+    let s = server(Duration::ZERO);
+    let m = BlockingManager::new(s.blocking_client(), MemoryStore::new());
+    let k = key();
+    let mut tokens = token_set("at-valid", "unused", 899, SystemTime::now());
+    tokens.refresh_token = None;
+    let v = m.store().save(&k, &tokens, None, None).unwrap();
+    let err = m.force_refresh(&k, v).unwrap_err();
+    assert!(
+        matches!(err, ManagerError::NeedsReauthorization { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        m.store().load(&k).unwrap().unwrap().status,
+        GrantStatus::Active
+    );
+    assert_eq!(m.access_token(&k).unwrap().secret(), "at-valid");
+    assert_eq!(s.ots.counts().refreshes, 0);
+}
