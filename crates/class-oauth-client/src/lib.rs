@@ -21,18 +21,23 @@
 //! use class_oauth_client::blocking::ClassClient;
 //! use class_oauth_core::{ClientId, Environment};
 //!
-//! // Any closure is a blocking HTTP client (here one that is never reached).
-//! let offline = |_req: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, TransportError> {
-//!     Err(TransportError::new(TransportErrorKind::Connect, "offline"))
-//! };
-//! let client = ClassClient::builder(Environment::Pie, ClientId::new("your-client-id"))
-//!     .http(offline)
+//! /// A blocking HTTP client of your own (closures qualify too).
+//! struct Offline;
+//!
+//! impl SyncHttpClient for Offline {
+//!     fn send(&self, _: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TransportError> {
+//!         Err(TransportError::new(TransportErrorKind::Connect, "offline"))
+//!     }
+//! }
+//!
+//! let client = ClassClient::<Offline>::builder(Environment::Pie, ClientId::new("your-client-id"))
+//!     .http(Offline)
 //!     .without_discovery()
 //!     .build_with_http()
 //!     .expect("an HTTP client was given");
 //! // No discovery: the PIE preset, no request sent.
 //! assert!(client.endpoints().unwrap().token_endpoint.as_str().starts_with("https://"));
-//! ```
+//! //! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
