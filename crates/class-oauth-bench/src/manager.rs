@@ -12,8 +12,6 @@ use class_oauth_store::{
     Encryption, EncryptionKey, KeyRing, MemoryStore, PostgresStore, TenantKey,
 };
 use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
 
 pub(crate) struct CachedResults {
     pub(crate) single_ns: f64,
@@ -141,15 +139,7 @@ async fn storm_with<S: AsyncTokenStore + Clone>(
     callers: usize,
 ) -> StormResult {
     let ots = OneTimeTokenServer::new();
-    let server = MockServer::builder()
-        .disable_request_recording()
-        .start()
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/connect/token"))
-        .respond_with(ots.clone())
-        .mount(&server)
-        .await;
+    let server = ots.serve().await;
     let env = Environment::Custom(IssuerUrl::new(&server.uri()).expect("issuer"));
     let client_id = ClientId::new(format!(
         "storm-{}",

@@ -249,23 +249,34 @@ fn writes_that_keep_failing_are_held_in_memory() {
     });
 }
 
+/// A rig whose client gives up after 300 ms.
+fn impatient(face: common::Face, kind: StoreKind) -> Rig {
+    Rig::new(
+        face,
+        kind,
+        Options {
+            timeout: Duration::from_millis(300),
+            ..Options::default()
+        },
+    )
+}
+
+/// The next token request is answered after the client gave up (900 ms); the emulator
+/// rotates the refresh token all the same.
+fn lose_next_answer(rig: &Rig) {
+    rig.emulator
+        .inject(TOKEN, Fault::Delay(Duration::from_millis(900)), 1);
+}
+
 /// The refresh request leaves and no answer comes (the server did rotate). The grant is
 /// marked in doubt; with the access token expired, the refresh token is not presented
 /// again: the grant needs re-authorization, and the reason says why.
 #[test]
 fn a_transport_failure_after_the_send() {
     matrix("transport failure after send", &FACES, |face, kind| {
-        let rig = Rig::new(
-            face,
-            kind,
-            Options {
-                timeout: Duration::from_millis(300),
-                ..Options::default()
-            },
-        );
+        let rig = impatient(face, kind);
         rig.login(true);
-        rig.emulator
-            .inject(TOKEN, Fault::Delay(Duration::from_millis(900)), 1);
+        lose_next_answer(&rig);
         let err = rig.grant().unwrap_err();
         assert!(
             matches!(err, ManagerError::Transport(_)),
@@ -296,17 +307,9 @@ fn a_transport_failure_after_the_send() {
 #[test]
 fn in_doubt_with_a_valid_access_token_serves_it() {
     matrix("in doubt, token valid", &FACES, |face, kind| {
-        let rig = Rig::new(
-            face,
-            kind,
-            Options {
-                timeout: Duration::from_millis(300),
-                ..Options::default()
-            },
-        );
+        let rig = impatient(face, kind);
         let first = rig.login(false);
-        rig.emulator
-            .inject(TOKEN, Fault::Delay(Duration::from_millis(900)), 1);
+        lose_next_answer(&rig);
         let err = rig.force_refresh(first.version).unwrap_err();
         assert!(
             matches!(err, ManagerError::Transport(_)),

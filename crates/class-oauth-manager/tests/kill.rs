@@ -23,8 +23,6 @@ use class_oauth_manager::{GrantStatus, TenantKey, TokenEvent};
 use class_oauth_store::{SqliteStore, TokenStore};
 use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
 use common::{bounded, keys};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
 
 const KILLS: usize = 100;
 
@@ -86,18 +84,7 @@ fn run() {
         .build()
         .unwrap();
     let ots = OneTimeTokenServer::new().with_delay(Duration::from_millis(2));
-    let mock = rt.block_on(async {
-        let mock = MockServer::builder()
-            .disable_request_recording()
-            .start()
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/connect/token"))
-            .respond_with(ots.clone())
-            .mount(&mock)
-            .await;
-        mock
-    });
+    let mock = rt.block_on(ots.serve());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("grants.sqlite3");
     let store = SqliteStore::open(&file, keys()).unwrap();

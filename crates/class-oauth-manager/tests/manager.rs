@@ -19,8 +19,7 @@ use class_oauth_store::{
 };
 use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
 use common::{Face, Options, Rig, StoreKind, bounded, keys, unique};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
+use wiremock::MockServer;
 
 struct Server {
     rt: tokio::runtime::Runtime,
@@ -35,15 +34,7 @@ fn server(latency: Duration) -> Server {
         .build()
         .unwrap();
     let ots = OneTimeTokenServer::new().with_delay(latency);
-    let mock = rt.block_on(async {
-        let mock = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/connect/token"))
-            .respond_with(ots.clone())
-            .mount(&mock)
-            .await;
-        mock
-    });
+    let mock = rt.block_on(ots.serve());
     Server { rt, mock, ots }
 }
 

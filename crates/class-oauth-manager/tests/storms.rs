@@ -16,8 +16,6 @@ use class_oauth_store::asynch::Blocking;
 use class_oauth_store::{AsyncTokenStore, MemoryStore, PostgresStore, SqliteStore};
 use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
 use common::{bounded, keys, pg_url, unique};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
 
 struct Storm {
     tenants: usize,
@@ -42,15 +40,7 @@ fn storm<S: AsyncTokenStore + Clone>(
     let stores = stores(&rt);
     let elapsed = rt.block_on(async {
         let ots = OneTimeTokenServer::new().with_delay(storm.latency);
-        let server = MockServer::builder()
-            .disable_request_recording()
-            .start()
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/connect/token"))
-            .respond_with(ots.clone())
-            .mount(&server)
-            .await;
+        let server = ots.serve().await;
         let env = Environment::Custom(IssuerUrl::new(&server.uri()).unwrap());
         let client_id = ClientId::new(unique("storm"));
         let keys: Vec<TenantKey> = (0..storm.tenants)

@@ -76,6 +76,21 @@ impl OneTimeTokenServer {
         rt
     }
 
+    /// Starts a mock server answering `POST /connect/token` with this server (requests
+    /// not recorded: storms send thousands).
+    pub async fn serve(&self) -> wiremock::MockServer {
+        let server = wiremock::MockServer::builder()
+            .disable_request_recording()
+            .start()
+            .await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path("/connect/token"))
+            .respond_with(self.clone())
+            .mount(&server)
+            .await;
+        server
+    }
+
     /// Whether `refresh_token` is the current (unspent) refresh token of a live grant.
     #[must_use]
     pub fn is_current(&self, refresh_token: &str) -> bool {
