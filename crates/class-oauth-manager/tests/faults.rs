@@ -358,3 +358,39 @@ fn refusals_and_proxy_pages() {
         });
     }
 }
+
+/// With `Settings::retry_in_doubt`, a grant left in doubt gets one more refresh once its
+/// access token has expired. Against the emulator (which did rotate the token and
+/// detects reuse) that retry is refused, and the grant ends with a reason naming the
+/// earlier unknown outcome; the refresh token was presented twice, by choice.
+#[test]
+fn retry_in_doubt_tries_once_more_and_says_why_it_failed() {
+    bounded("retry in doubt", Duration::from_secs(60), || {
+        let mut settings = Settings::default();
+        settings.retry_in_doubt = true;
+        let rig = Rig::new(
+            common::Face::Blocking,
+            StoreKind::Memory,
+            Options {
+                timeout: Duration::from_millis(300),
+                settings,
+                ..Options::default()
+            },
+        );
+        rig.login(true);
+        lose_next_answer(&rig);
+        let err = rig.grant().unwrap_err();
+        assert!(matches!(err, ManagerError::Transport(_)), "{err:?}");
+        // Wait for the late answer to land at the emulator before retrying.
+        std::thread::sleep(Duration::from_millis(800));
+        let err = rig.grant().unwrap_err();
+        match &err {
+            ManagerError::NeedsReauthorization { reason, .. } => {
+                assert!(reason.contains("outcome was unknown"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let (n, twice) = rig.refreshes();
+        assert_eq!((n, twice.len()), (2, 1), "one retry with the same token");
+    });
+}
