@@ -79,3 +79,47 @@ fn harness_detects_a_wrong_expectation() {
         .insert("username".into(), "other".into());
     assert!(replay_core(&fixture).unwrap_err().starts_with("request:"));
 }
+
+/// Every negative case names its specific reason (the error variant) wherever the error
+/// kind has one, so that a case cannot pass for the wrong reason: a mis-wired key set
+/// would turn every ID-token case into `NoKeySet`.
+#[test]
+fn every_negative_fixture_names_its_reason() {
+    let with_reasons = [
+        "id_token_rejected",
+        "policy_violation",
+        "malformed_response",
+        "invalid_input",
+    ];
+    let mut missing = Vec::new();
+    for (name, fixture) in load_all() {
+        let Some(error) = fixture.expect.get("error") else {
+            continue;
+        };
+        let kind = error["kind"].as_str().unwrap_or_default();
+        if with_reasons.contains(&kind) && error.get("reason").is_none() {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "negative fixtures without a `reason`:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+#[ignore = "prints every fixture's outcome (a tool for writing fixtures)"]
+fn print_outcomes() {
+    for (name, fixture) in load_all() {
+        if let Ok(Some(outcome)) = replay_core(&fixture) {
+            println!(
+                "{name}\t{}",
+                outcome
+                    .get("error")
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            );
+        }
+    }
+}

@@ -24,6 +24,7 @@ use class_oauth_core::discovery::{self, DiscoveryInput, DiscoveryPolicy};
 use class_oauth_core::flow::{
     DriveError, Exchange, Flow, OnFailure, Step, TokenFlow, ValidatedTokens, drive_blocking,
 };
+use class_oauth_core::id_token::IdTokenError;
 use class_oauth_core::jwks::KeySetCache;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
@@ -363,24 +364,34 @@ pub fn error_outcome(e: &Error) -> Value {
             json!(r.delay_from(now()).as_secs()),
         );
     }
-    if let Error::MalformedResponse(mr) = e {
-        m.insert(
-            "reason".into(),
-            json!(
-                format!("{:?}", mr.reason)
-                    .split(['(', ' ', '{'])
-                    .next()
-                    .unwrap_or("")
-            ),
-        );
+    // The specific reason: the variant name of the detailed error, so that a negative
+    // case cannot pass for the wrong reason (a mis-wired key set, say).
+    let reason = match e {
+        Error::MalformedResponse(mr) => Some(variant_name(&mr.reason)),
+        Error::PolicyViolation(p) => Some(variant_name(p)),
+        Error::IdTokenRejected(i) => Some(variant_name(i)),
+        Error::InvalidInput(i) => Some(variant_name(i)),
+        _ => None,
+    };
+    if let Some(r) = reason {
+        m.insert("reason".into(), json!(r));
     }
-    if let Error::PolicyViolation(p) = e {
-        m.insert(
-            "reason".into(),
-            json!(format!("{p:?}").split(['(', ' ', '{']).next().unwrap_or("")),
-        );
+    if let Error::IdTokenRejected(
+        IdTokenError::MissingClaim(claim) | IdTokenError::InvalidClaim { claim, .. },
+    ) = e
+    {
+        m.insert("claim".into(), json!(claim));
     }
     json!({ "error": m, "display": e.to_string() })
+}
+
+/// The name of an enum variant, from its `Debug` form (`Expired { .. }` gives `Expired`).
+fn variant_name(v: &impl std::fmt::Debug) -> String {
+    let text = format!("{v:?}");
+    text.split(['(', ' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn token_outcome(v: &ValidatedTokens) -> Value {
