@@ -7,7 +7,7 @@
 //! | 2 | `alg` is on the allow-list (never `none`; HS* only with a client secret set on purpose) | `AlgorithmNone`, `AlgorithmNotAllowed` | [`IdTokenValidator::with_algorithms`], [`IdTokenValidator::for_endpoints`] (discovery's list ∩ supported), [`IdTokenValidator::danger_allow_hmac_with_client_secret`] |
 //! | 3 | claim types are strict (an `exp` that is a string is an error, never "absent") | `InvalidClaim`, `MissingClaim` | - |
 //! | 4 | `iss` equals the issuer exactly | `IssuerMismatch` | the issuer given to the validator |
-//! | 5 | `aud` contains the client id; not empty; extra audiences only if trusted or `azp` is the client; `azp`, when present, is the client | `AudienceMismatch`, `UntrustedAudience`, `AzpMismatch` | [`IdTokenValidator::trust_audience`] |
+//! | 5 | `aud` contains the client id; not empty; every other audience is one the caller trusts, with or without `azp`; `azp`, when present, is the client | `AudienceMismatch`, `UntrustedAudience`, `AzpMismatch` | [`IdTokenValidator::trust_audience`] |
 //! | 6 | `exp`, `iat` (required) and `nbf` (when present) against `now` with leeway | `Expired`, `IssuedInFuture`, `NotYetValid` | [`IdTokenValidator::with_leeway`] (default 60 s, capped at 5 min) |
 //! | 7 | `nonce` equals the one sent, when one was sent | `NonceMissing`, `NonceMismatch` | [`Expectations::nonce`] |
 //! | 8 | `auth_time` within `max_age` when `max_age` was requested | `AuthTimeMissing`, `AuthenticationTooOld` | [`Expectations::max_age`] |
@@ -93,8 +93,10 @@ pub enum IdTokenError {
     /// `aud` does not contain the client id (or is empty).
     #[error("the ID token is not meant for this client (aud does not contain the client id)")]
     AudienceMismatch,
-    /// `aud` has audiences that are not trusted and `azp` is not the client.
-    #[error("the ID token is also meant for untrusted audiences and its azp is not this client")]
+    /// `aud` lists an audience that is neither the client nor one it trusts.
+    #[error(
+        "the ID token is also meant for an audience this client does not trust; name it with trust_audience if it is yours"
+    )]
     UntrustedAudience,
     /// `azp` is present and not the client id.
     #[error("the ID token's azp is another client")]
@@ -482,7 +484,9 @@ impl IdTokenValidator {
         self
     }
 
-    /// Trusts an extra audience (another client of the same partner, say).
+    /// Trusts an extra audience (another client of the same partner, say). Without it, a
+    /// token that lists any audience besides the client id is refused, whatever its
+    /// `azp` (OIDC Core 3.1.3.7 (3)).
     #[must_use]
     pub fn trust_audience(mut self, audience: impl Into<String>) -> Self {
         self.trusted_audiences.push(audience.into());
@@ -583,11 +587,12 @@ impl IdTokenValidator {
         if c.azp.as_deref().is_some_and(|azp| azp != client) {
             return Err(IdTokenError::AzpMismatch);
         }
-        let untrusted_extra = c
-            .aud
+        // OIDC Core 3.1.3.7 (3): reject the token if it lists an audience the client does
+        // not trust, whatever `azp` says.
+        if c.aud
             .iter()
-            .any(|a| a != client && !self.trusted_audiences.contains(a));
-        if untrusted_extra && c.azp.as_deref() != Some(client) {
+            .any(|a| a != client && !self.trusted_audiences.contains(a))
+        {
             return Err(IdTokenError::UntrustedAudience);
         }
         let now_s = crate::time::to_unix(now);

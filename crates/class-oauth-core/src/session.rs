@@ -28,6 +28,9 @@ pub struct ClientConfig {
     pub id_token_algorithms: Option<Vec<Algorithm>>,
     /// ID-token clock leeway (capped at 5 minutes by the validator).
     pub leeway: Duration,
+    /// Audiences besides the client id that an ID token may also name (other clients of
+    /// the same partner). Empty by default: any other audience is refused.
+    pub trusted_audiences: Vec<String>,
     /// Response body cap.
     pub max_body: usize,
     /// Longest 429 wait the API helper sits out before retrying once.
@@ -46,6 +49,7 @@ impl ClientConfig {
             pkce: PkceMode::default(),
             id_token_algorithms: None,
             leeway: DEFAULT_LEEWAY,
+            trusted_audiences: Vec::new(),
             max_body: crate::body::DEFAULT_MAX_BODY,
             max_rate_limit_wait: Duration::from_secs(60),
             keys: Arc::default(),
@@ -71,6 +75,9 @@ impl ClientConfig {
             .with_leeway(self.leeway);
         if let Some(algs) = &self.id_token_algorithms {
             v = v.with_algorithms(algs.iter().copied());
+        }
+        for audience in &self.trusted_audiences {
+            v = v.trust_audience(audience.clone());
         }
         v
     }

@@ -124,11 +124,18 @@ fn basic_rp_and_claim_cases() {
             Outcome::Reject(|e| *e == IdTokenError::UntrustedAudience),
         ),
         (
+            // OIDC Core 3.1.3.7 (3): an audience the client does not trust is refused,
+            // whatever azp says.
             "aud extra untrusted, azp = client",
             sign(with(
                 claims(),
                 json!({"aud": [CLIENT, "other"], "azp": CLIENT}),
             )),
+            Outcome::Reject(|e| *e == IdTokenError::UntrustedAudience),
+        ),
+        (
+            "aud = client and azp = client",
+            sign(with(claims(), json!({"aud": [CLIENT], "azp": CLIENT}))),
             Outcome::Accept,
         ),
         (

@@ -187,13 +187,15 @@ impl IdTokenSpec {
         if let Some(n) = nonce {
             claims["nonce"] = json!(n);
         }
+        let text = |s: &str| {
+            s.replace("{issuer}", issuer)
+                .replace("{client_id}", CLIENT_ID)
+                .replace("{nonce}", nonce.unwrap_or(""))
+        };
         for (k, v) in &self.claims {
             let v = match v {
                 Value::String(s) => {
-                    let s = s
-                        .replace("{issuer}", issuer)
-                        .replace("{client_id}", CLIENT_ID)
-                        .replace("{nonce}", nonce.unwrap_or(""));
+                    let s = text(s);
                     match s.parse::<u64>() {
                         Ok(n) if s.starts_with(char::is_numeric) && k != "sub" && k != "nonce" => {
                             json!(n)
@@ -201,6 +203,12 @@ impl IdTokenSpec {
                         _ => json!(s),
                     }
                 }
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.clone(), |s| json!(text(s))))
+                        .collect(),
+                ),
                 other => other.clone(),
             };
             if v.is_null() {
@@ -490,6 +498,12 @@ pub fn config_for(fixture: &Fixture, issuer: &str) -> (ClientConfig, Endpoints) 
         .then(|| ClientSecret::new(CLIENT_SECRET));
     let mut config = ClientConfig::new(ClientId::new(CLIENT_ID), secret);
     config.pkce = client.pkce();
+    if let Some(Value::Array(auds)) = fixture.client.get("trusted_audiences") {
+        config.trusted_audiences = auds
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+    }
     if let (Some(uri), Some(Value::Array(seed))) =
         (&endpoints.jwks_uri, fixture.client.get("jwks_seed"))
     {
