@@ -6,7 +6,7 @@
 //! calls left. [`ApiRefusal::wait`] turns those (and `Retry-After`) into a duration.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response, StatusCode};
 use serde_json::Value;
@@ -28,6 +28,9 @@ pub const RESET_AFTER_HEADER: &str = "x-ratelimit-resetafter";
 
 /// Wait this long on a 429 that carries no hint (Class's window is one minute).
 pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+/// The longest wait any `Retry-After` or reset header can ask for; longer hints are
+/// capped to it (a hostile or broken server cannot park a caller for days).
+pub const MAX_RETRY_WAIT: Duration = crate::headers::MAX_RETRY_AFTER;
 
 /// A Class API call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,13 +174,20 @@ pub struct ApiRefusal {
 }
 
 impl ApiRefusal {
-    /// For a 429, how long to wait before retrying.
+    /// How long to wait at `now` before retrying: the later of `Retry-After` (a delay,
+    /// or an HTTP date counted from `now`) and, on a 429, Class's
+    /// `X-RateLimit-ResetAfter`; a minute on a 429 that gives no hint; `None` for other
+    /// refusals without `Retry-After`. Never longer than [`MAX_RETRY_WAIT`].
     #[must_use]
-    pub fn wait(&self) -> Option<Duration> {
-        match self.retry_after {
-            Some(RetryAfter::Delay(d)) => Some(d),
-            _ if self.status == StatusCode::TOO_MANY_REQUESTS => Some(DEFAULT_RATE_LIMIT_WAIT),
-            _ => None,
+    pub fn wait_from(&self, now: SystemTime) -> Option<Duration> {
+        let limited = self.status == StatusCode::TOO_MANY_REQUESTS;
+        let header = self.retry_after.map(|r| r.delay_from(now));
+        let reset = self.rate_limit.reset_after.filter(|_| limited);
+        let wait = header.into_iter().chain(reset).max();
+        match wait {
+            Some(w) => Some(w.min(MAX_RETRY_WAIT)),
+            None if limited => Some(DEFAULT_RATE_LIMIT_WAIT),
+            None => None,
         }
     }
 
@@ -210,8 +220,8 @@ impl fmt::Display for ApiRefusal {
                 crate::error::truncate(&e.message, 200)
             )?;
         }
-        if let Some(w) = self.wait() {
-            write!(f, "; retry after {}s", w.as_secs())?;
+        if let Some(r) = &self.retry_after {
+            r.describe(f)?;
         } else if self.status == StatusCode::NOT_FOUND {
             f.write_str(
                 "; check that the business in the path is the one the token was granted for",
@@ -267,16 +277,17 @@ pub(crate) fn refusal(resp: &Response<Vec<u8>>, errors: Vec<ApiErrorItem>) -> Er
     let rate_limit = RateLimit::from_headers(resp.headers());
     let mut retry_after = RetryAfter::from_headers(resp.headers());
     if resp.status() == StatusCode::TOO_MANY_REQUESTS {
-        let header_wait = retry_after.map(|r| match r {
-            RetryAfter::Delay(d) => d,
-            RetryAfter::At(_) => Duration::ZERO,
-        });
-        let wait = header_wait.into_iter().chain(rate_limit.reset_after).max();
-        if let Some(w) = wait {
-            retry_after = Some(RetryAfter::Delay(w));
-        } else if retry_after.is_none() {
-            retry_after = Some(RetryAfter::Delay(DEFAULT_RATE_LIMIT_WAIT));
-        }
+        // A delay and the reset time combine now; an HTTP date is kept as a date and
+        // combined against `now` when the caller asks (`ApiRefusal::wait_from`).
+        retry_after = match retry_after {
+            Some(RetryAfter::At(at)) => Some(RetryAfter::At(at)),
+            Some(RetryAfter::Delay(d)) => Some(RetryAfter::Delay(
+                rate_limit.reset_after.map_or(d, |r| r.max(d)),
+            )),
+            None => Some(RetryAfter::Delay(
+                rate_limit.reset_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT),
+            )),
+        };
     }
     Error::ApiRefused(Box::new(ApiRefusal {
         status: resp.status(),
@@ -424,7 +435,10 @@ mod tests {
         let Error::ApiRefused(r) = limited else {
             panic!()
         };
-        assert_eq!(r.wait(), Some(Duration::from_secs(42)));
+        assert_eq!(
+            r.wait_from(SystemTime::UNIX_EPOCH),
+            Some(Duration::from_secs(42))
+        );
         let both = parse_response(
             &resp(429, &[(RESET_AFTER_HEADER, "5"), ("retry-after", "30")], ""),
             1 << 20,

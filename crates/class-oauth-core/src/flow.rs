@@ -714,8 +714,8 @@ impl Flow for ApiFlow {
         if let Err(Error::ApiRefused(refusal)) = &r {
             if refusal.status == http::StatusCode::TOO_MANY_REQUESTS && self.attempts < 2 {
                 let wait = refusal
-                    .retry_after
-                    .map_or(api::DEFAULT_RATE_LIMIT_WAIT, |w| w.delay_from(now));
+                    .wait_from(now)
+                    .unwrap_or(api::DEFAULT_RATE_LIMIT_WAIT);
                 if wait <= self.max_wait {
                     self.waiting = Some(wait);
                     return;
@@ -809,6 +809,36 @@ mod tests {
         );
         assert_eq!(r.unwrap().data, 1);
         assert_eq!(waits, [Duration::from_secs(7)]);
+        // A Retry-After HTTP date is a wait counted from `now`, not zero.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_767);
+        let mut waits = Vec::new();
+        let mut calls = 0;
+        let flow = ApiFlow::new(
+            &client,
+            ApiRequest::get(&base, "x").unwrap(),
+            AccessToken::new("t"),
+            Duration::from_secs(60),
+        );
+        let r = drive_blocking(
+            flow,
+            || now,
+            |_| {
+                calls += 1;
+                Ok(if calls == 1 {
+                    Response::builder()
+                        .status(429)
+                        .header("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")
+                        .header(api::RESET_AFTER_HEADER, "3")
+                        .body(Vec::new())
+                        .unwrap()
+                } else {
+                    json(200, r#"{"Errors":[],"Data":2}"#)
+                })
+            },
+            |d| waits.push(d),
+        );
+        assert_eq!(r.unwrap().data, 2);
+        assert_eq!(waits, [Duration::from_secs(10)]);
         // Two 429s in a row: the second is returned.
         let flow = ApiFlow::new(
             &client,

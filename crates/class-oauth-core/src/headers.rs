@@ -2,6 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
+/// The cap on any wait a `Retry-After` asks for (one hour).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// A parsed `Retry-After` (RFC 9110 10.2.3): a delay in seconds or an HTTP date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -23,12 +26,22 @@ impl RetryAfter {
         httpdate::parse_http_date(value).ok().map(Self::At)
     }
 
-    /// How long to wait from `now` (zero when the date has passed).
+    /// How long to wait from `now`: the delay, or the time until the date (zero when it
+    /// has passed); never more than [`MAX_RETRY_AFTER`].
     #[must_use]
     pub fn delay_from(&self, now: SystemTime) -> Duration {
-        match *self {
+        let d = match *self {
             Self::Delay(d) => d,
             Self::At(t) => t.duration_since(now).unwrap_or(Duration::ZERO),
+        };
+        d.min(MAX_RETRY_AFTER)
+    }
+
+    /// `; retry after 30s` or `; retry after <HTTP date>`, for error messages.
+    pub(crate) fn describe(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Delay(d) => write!(f, "; retry after {}s", d.as_secs()),
+            Self::At(t) => write!(f, "; retry after {}", httpdate::fmt_http_date(t)),
         }
     }
 
@@ -150,6 +163,17 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_767);
         assert_eq!(at.delay_from(now), Duration::from_secs(10));
         assert_eq!(RetryAfter::parse("soon"), None);
+        // Every wait is capped, whichever form asks for it.
+        assert_eq!(
+            RetryAfter::parse("99999999").unwrap().delay_from(now),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(
+            RetryAfter::parse("Sat, 06 Nov 2094 08:49:37 GMT")
+                .unwrap()
+                .delay_from(now),
+            MAX_RETRY_AFTER
+        );
         assert_eq!(RetryAfter::parse("-1"), None);
     }
 
