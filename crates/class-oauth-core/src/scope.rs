@@ -342,9 +342,26 @@ impl From<Target> for Scope {
     }
 }
 
-/// An ordered set of scopes, serialised space-delimited (RFC 6749 3.3).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+/// A set of scopes, serialised space-delimited (RFC 6749 3.3) in the order they were
+/// added. Compared and hashed as a set: `openid email` equals `email openid`
+/// (RFC 6749 3.3: "the order does not matter").
+#[derive(Clone, Debug, Default)]
 pub struct Scopes(Vec<Scope>);
+
+impl PartialEq for Scopes {
+    fn eq(&self, other: &Self) -> bool {
+        // No repeats on either side, so equal sizes and inclusion make equal sets.
+        self.0.len() == other.0.len() && self.0.iter().all(|s| other.contains(s))
+    }
+}
+
+impl Eq for Scopes {}
+
+impl std::hash::Hash for Scopes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.canonical().hash(state);
+    }
+}
 
 impl Scopes {
     /// A builder that checks the Class rules on `build()`.
@@ -442,6 +459,15 @@ impl Scopes {
         } else {
             Err(ScopeError::RefreshNeedsOfflineAccess)
         }
+    }
+
+    /// The scopes sorted and space-delimited: the same text for the same set, whatever
+    /// the order (for keys, such as a store's tenant key).
+    #[must_use]
+    pub fn canonical(&self) -> String {
+        let mut tokens: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        tokens.sort_unstable();
+        tokens.join(" ")
     }
 
     /// Fails with the first scope of `self` that `granted` lacks.
@@ -736,6 +762,24 @@ pub const CATALOGUE: &[ScopeInfo] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_compare_and_hash_as_sets() {
+        use std::hash::BuildHasher;
+        let a = Scopes::parse("openid email target:b/X fund.read").unwrap();
+        let b = Scopes::parse("fund.read target:b/X email openid").unwrap();
+        assert_eq!(a, b);
+        let h = std::hash::RandomState::new();
+        assert_eq!(h.hash_one(&a), h.hash_one(&b));
+        assert_eq!(a.canonical(), b.canonical());
+        // The wire form keeps the caller's order.
+        assert_eq!(b.to_string(), "fund.read target:b/X email openid");
+        assert_ne!(a, Scopes::parse("openid email target:b/X").unwrap());
+        assert_ne!(
+            a,
+            Scopes::parse("openid email target:b/X fund.write").unwrap()
+        );
+    }
 
     #[test]
     fn parses_every_family() {

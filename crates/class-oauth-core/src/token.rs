@@ -140,13 +140,15 @@ impl TokenRequest {
     }
 
     /// Asks a refresh for a narrower scope; it must be a subset of the granted scope
-    /// (Class: "the same or a subset"). Only for refresh requests.
+    /// (Class: "the same or a subset") and keep the Class rules (an access specifier
+    /// still needs its target). Only for refresh requests.
     pub fn with_narrower_scope(mut self, scope: Scopes) -> Result<Self, Error> {
         match &mut self.grant {
             Grant::RefreshToken { scope: s, .. } => {
                 scope
                     .check_subset_of(&self.requested_scope)
                     .map_err(InputError::from)?;
+                scope.validate().map_err(InputError::from)?;
                 self.requested_scope = scope.clone();
                 *s = Some(scope);
                 Ok(self)
@@ -661,13 +663,21 @@ mod tests {
         assert_eq!(second.refresh_token.unwrap().secret(), "r1");
         let narrow = TokenRequest::refresh(&first)
             .unwrap()
-            .with_narrower_scope(Scopes::parse("fund.read").unwrap())
+            .with_narrower_scope(Scopes::parse("target:b/X").unwrap())
             .unwrap();
         assert!(
             String::from_utf8(narrow.to_http(&client()).unwrap().into_body())
                 .unwrap()
-                .ends_with("&scope=fund.read")
+                .ends_with("&scope=target%3Ab%2FX")
         );
+        // A subset that breaks the Class rules (an access specifier without its target)
+        // is refused before any request.
+        assert!(matches!(
+            TokenRequest::refresh(&first)
+                .unwrap()
+                .with_narrower_scope(Scopes::parse("fund.read").unwrap()),
+            Err(Error::InvalidInput(InputError::Scope(_)))
+        ));
         assert!(
             TokenRequest::refresh(&first)
                 .unwrap()

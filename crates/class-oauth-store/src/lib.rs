@@ -147,14 +147,16 @@ impl TenantKey {
         )
     }
 
-    /// Adds the scope set (for several grants per tenant with different scopes).
+    /// Adds the scope set (for several grants per tenant with different scopes). The set
+    /// is keyed in its canonical (sorted) form, so the order the scopes were listed in
+    /// does not make another key.
     #[must_use]
     pub fn with_scope(self, scope: &Scopes) -> Self {
         Self::from_parts(
             self.0.client_id.clone(),
             self.0.tenant.clone(),
             self.0.subject.clone(),
-            scope.to_string(),
+            scope.canonical(),
         )
     }
 

@@ -455,3 +455,15 @@ fn sqlite_file_is_private() {
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
 }
+
+/// The scope set is part of the key as a set: listing the same scopes in another order
+/// finds the same grant.
+#[test]
+fn tenant_key_scope_is_a_set() {
+    let scopes = |s: &str| class_oauth_core::scope::Scopes::parse(s).unwrap();
+    let a = key("t").with_scope(&scopes("openid target:b/X fund.read"));
+    let b = key("t").with_scope(&scopes("fund.read openid target:b/X"));
+    assert_eq!(a, b);
+    assert_eq!(a.storage_key(), b.storage_key());
+    assert_ne!(a, key("t").with_scope(&scopes("openid target:b/X")));
+}
