@@ -460,6 +460,37 @@ mod tests {
     }
 
     #[test]
+    fn issuer_with_a_trailing_slash_is_compared_exactly() {
+        let env = Environment::Custom(IssuerUrl::new("https://idp.example/").unwrap());
+        let body = |iss: &str| {
+            doc(serde_json::json!({
+                "issuer": iss,
+                "authorization_endpoint": "https://idp.example/authorize",
+                "token_endpoint": "https://idp.example/token",
+                "jwks_uri": "https://idp.example/jwks"
+            }))
+        };
+        let policy = env.discovery_policy();
+        let e = resolve(
+            &env,
+            DiscoveryInput::Response(&body("https://idp.example/")),
+            &policy,
+        )
+        .unwrap();
+        assert_eq!(e.issuer.as_str(), "https://idp.example/");
+        assert!(matches!(
+            resolve(
+                &env,
+                DiscoveryInput::Response(&body("https://idp.example")),
+                &policy
+            ),
+            Err(Error::PolicyViolation(
+                PolicyViolation::DiscoveryIssuerMismatch { .. }
+            ))
+        ));
+    }
+
+    #[test]
     fn policy_rejections_and_named_relaxations() {
         let env = Environment::Production;
         let base = serde_json::json!({

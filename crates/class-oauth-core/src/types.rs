@@ -84,7 +84,7 @@ pub(crate) fn check_secure(field: &'static str, url: &Url) -> Result<(), InputEr
 
 /// The issuer identifier of an authorization server, e.g. `https://app.class.com.au`.
 ///
-/// Kept as given (minus one trailing slash), because issuers are compared as strings
+/// Kept as given (a trailing slash included), because issuers are compared as strings
 /// (OIDC Discovery 4.3, RFC 9207). The scheme and host are lower-cased once, here, as
 /// IdentityServer-style servers emit them lower-case.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -105,8 +105,15 @@ impl IssuerUrl {
                 detail: "a query is not allowed".into(),
             });
         }
-        // Lower-case scheme and host, keep the path exactly (minus one trailing slash).
-        let path = url.path().strip_suffix('/').unwrap_or_else(|| url.path());
+        // Lower-case scheme and host, keep the path exactly, a trailing slash included:
+        // `https://idp.example/` and `https://idp.example` are different issuers, and
+        // the token's `iss` must match the one configured or discovered byte for byte.
+        // (A URL parser reports the path `/` for both; the text tells them apart.)
+        let path = if url.path() == "/" && !trimmed.ends_with('/') {
+            ""
+        } else {
+            url.path()
+        };
         let mut text = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
         if let Some(port) = url.port() {
             text.push_str(&format!(":{port}"));
@@ -131,7 +138,11 @@ impl IssuerUrl {
     /// `https://host/base` gives `https://host/base/connect/token`.
     #[must_use]
     pub fn join(&self, path: &str) -> Url {
-        let joined = format!("{}/{}", self.text, path.trim_start_matches('/'));
+        let joined = format!(
+            "{}/{}",
+            self.text.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
         // The issuer parsed as a URL and the path is a literal of ours, so this holds.
         Url::parse(&joined).unwrap_or_else(|_| self.url.clone())
     }
@@ -253,9 +264,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issuer_normalises_scheme_host_and_trailing_slash() {
+    fn issuer_normalises_scheme_and_host_and_keeps_a_trailing_slash() {
         let i = IssuerUrl::new("HTTPS://App.Class.com.au/").unwrap();
-        assert_eq!(i.as_str(), "https://app.class.com.au");
+        assert_eq!(i.as_str(), "https://app.class.com.au/");
+        assert_ne!(i, IssuerUrl::new("https://app.class.com.au").unwrap());
+        assert_eq!(
+            IssuerUrl::new("https://idp.example/tenant/")
+                .unwrap()
+                .join("x")
+                .as_str(),
+            "https://idp.example/tenant/x"
+        );
         assert_eq!(
             i.join("connect/token").as_str(),
             "https://app.class.com.au/connect/token"
@@ -266,7 +285,7 @@ mod tests {
         assert!(IssuerUrl::new("http://app.class.com.au").is_err());
         assert!(IssuerUrl::new("http://127.0.0.1:8080").is_ok());
         assert_eq!(
-            IssuerUrl::new("http://[::1]:9/").unwrap().as_str(),
+            IssuerUrl::new("http://[::1]:9").unwrap().as_str(),
             "http://[::1]:9"
         );
         assert!(IssuerUrl::new("https://a/?x=1").is_err());

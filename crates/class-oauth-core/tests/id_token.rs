@@ -724,3 +724,26 @@ fn json_response(body: &Value) -> http::Response<Vec<u8>> {
         .body(body.to_string().into_bytes())
         .unwrap()
 }
+
+/// An issuer configured (or discovered) with a trailing slash is compared exactly: the
+/// token's `iss` with the slash matches, without it does not.
+#[test]
+fn issuer_with_a_trailing_slash_matches_exactly() {
+    let a = TestKey::rsa_a();
+    let keys = keyset(&[&a]);
+    let slash = format!("{ISS}/");
+    let v = IdTokenValidator::new(IssuerUrl::new(&slash).unwrap(), ClientId::new(CLIENT));
+    let token =
+        |iss: &str| IdToken::new(a.sign("RS256", &with(claims(), json!({"iss": iss})), &json!({})));
+    let expect = Expectations::default();
+    assert_eq!(
+        v.validate(&token(&slash), Some(&keys), now(), &expect)
+            .unwrap()
+            .iss,
+        slash
+    );
+    assert!(matches!(
+        v.validate(&token(ISS), Some(&keys), now(), &expect),
+        Err(IdTokenError::IssuerMismatch { .. })
+    ));
+}
