@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use url::Url;
 
-use crate::client::{Client, EntropySource, PkceMode};
+use crate::client::{Client, EntropySource, IdTokenTrust, NonceMode, PkceMode};
 use crate::error::{Error, InputError};
 use crate::scope::{Scope, Scopes};
 use crate::secret::{Nonce, PkceVerifier, State};
@@ -272,10 +272,15 @@ impl<'a> AuthorizationRequest<'a> {
             seen.push(name);
         }
 
+        let openid = self.scopes.contains(&Scope::OpenId);
+        if openid
+            && self.client.endpoints().jwks_uri.is_none()
+            && self.client.id_token_trust() == IdTokenTrust::Signature
+        {
+            return Err(InputError::OpenIdWithoutKeySet.into());
+        }
         let state = State::generate(entropy);
-        let nonce = self
-            .scopes
-            .contains(&Scope::OpenId)
+        let nonce = (openid && self.client.nonce() == NonceMode::Required)
             .then(|| Nonce::generate(entropy));
         let verifier = match self.client.pkce() {
             PkceMode::S256 => Some(PkceVerifier::generate(entropy)),
@@ -352,9 +357,59 @@ mod tests {
         }
     }
 
+    /// The Production preset with a key set, as discovery would give it.
+    fn endpoints_with_keys() -> crate::environment::Endpoints {
+        let mut e = Environment::Production.preset();
+        e.jwks_uri = Some(url::Url::parse("https://app.class.com.au/.well-known/jwks").unwrap());
+        e
+    }
+
+    #[test]
+    fn openid_without_a_key_set_is_refused_before_any_code_is_spent() {
+        let redirect = RedirectUrl::new("https://partner.example/cb").unwrap();
+        let scopes = Scopes::parse("openid target:b fund.read").unwrap();
+        // The preset publishes no jwks_uri: no ID token could ever be verified.
+        let client = Client::new(ClientId::new("cid"), Environment::Production.preset());
+        let err = AuthorizationRequest::new(&client, redirect.clone(), scopes.clone())
+            .build(&mut entropy(), SystemTime::UNIX_EPOCH)
+            .unwrap_err();
+        assert_eq!(err, Error::InvalidInput(InputError::OpenIdWithoutKeySet));
+        let text = err.to_string();
+        assert!(text.contains("jwks_uri") && text.contains("danger_trust_id_tokens"));
+        // The two ways out: a key set, or the named opt-in.
+        let keyed = Client::new(ClientId::new("cid"), endpoints_with_keys());
+        assert!(
+            AuthorizationRequest::new(&keyed, redirect.clone(), scopes.clone())
+                .build(&mut entropy(), SystemTime::UNIX_EPOCH)
+                .is_ok()
+        );
+        let opted_in = client.danger_trust_id_tokens_from_token_endpoint_tls();
+        assert!(
+            AuthorizationRequest::new(&opted_in, redirect, scopes)
+                .build(&mut entropy(), SystemTime::UNIX_EPOCH)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn nonce_mode_disabled_sends_and_expects_none() {
+        let redirect = RedirectUrl::new("https://partner.example/cb").unwrap();
+        let scopes = Scopes::parse("openid").unwrap();
+        let client = Client::new(ClientId::new("cid"), endpoints_with_keys());
+        let (url, pending) = AuthorizationRequest::new(&client, redirect.clone(), scopes.clone())
+            .build(&mut entropy(), SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert!(url.query_pairs().any(|(k, _)| k == "nonce") && pending.nonce.is_some());
+        let client = client.with_nonce(NonceMode::Disabled);
+        let (url, pending) = AuthorizationRequest::new(&client, redirect, scopes)
+            .build(&mut entropy(), SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert!(!url.query_pairs().any(|(k, _)| k == "nonce") && pending.nonce.is_none());
+    }
+
     #[test]
     fn url_has_every_parameter_once() {
-        let client = Client::new(ClientId::new("cid"), Environment::Production.preset());
+        let client = Client::new(ClientId::new("cid"), endpoints_with_keys());
         let redirect = RedirectUrl::new("https://partner.example/cb?tenant=7").unwrap();
         let scopes = Scopes::parse("openid target:b fund.read offline_access").unwrap();
         let (url, pending) = AuthorizationRequest::new(&client, redirect, scopes)

@@ -82,6 +82,36 @@ pub enum PkceMode {
     Disabled,
 }
 
+/// Whether authorization requests that ask for `openid` carry a `nonce`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NonceMode {
+    /// Send a fresh nonce and require the ID token to carry it back (default; OIDC Core
+    /// 3.1.2.1 and 3.1.3.7 (11)): a token replayed from another login is refused.
+    #[default]
+    Required,
+    /// Send none and expect none. Class documents no nonce handling; this switch exists
+    /// for a provider that rejects or mishandles the parameter. The code-flow tokens are
+    /// still bound to the login by `state` and PKCE.
+    Disabled,
+}
+
+/// How an ID token's origin is established.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IdTokenTrust {
+    /// Verify the signature with the provider's key set (default). Requesting `openid`
+    /// from a provider without a `jwks_uri` is refused before any code is spent.
+    #[default]
+    Signature,
+    /// When the provider publishes no key set, trust an ID token because it came
+    /// straight from the token endpoint over TLS (OIDC Core 3.1.3.7 (6)): every claim
+    /// is still checked, only the signature is not. Off by default; anyone able to
+    /// answer for the token endpoint could then forge identities. A key set, when one is
+    /// published, is always used.
+    DangerTokenEndpointTls,
+}
+
 /// A Class OAuth client: its credentials and the endpoints it talks to.
 ///
 /// `Debug` never prints the secret.
@@ -94,6 +124,8 @@ pub struct Client {
     basic: Option<ClientSecret>,
     endpoints: std::sync::Arc<Endpoints>,
     pkce: PkceMode,
+    nonce: NonceMode,
+    id_token_trust: IdTokenTrust,
     max_body: usize,
     pending_lifetime: Duration,
 }
@@ -109,6 +141,8 @@ impl Client {
             basic: None,
             endpoints: std::sync::Arc::new(endpoints),
             pkce: PkceMode::default(),
+            nonce: NonceMode::default(),
+            id_token_trust: IdTokenTrust::default(),
             max_body: DEFAULT_MAX_BODY,
             pending_lifetime: Duration::from_secs(30 * 60),
         }
@@ -127,6 +161,40 @@ impl Client {
     pub fn with_pkce(mut self, mode: PkceMode) -> Self {
         self.pkce = mode;
         self
+    }
+
+    /// Sets the nonce mode (default [`NonceMode::Required`]).
+    #[must_use]
+    pub fn with_nonce(mut self, mode: NonceMode) -> Self {
+        self.nonce = mode;
+        self
+    }
+
+    /// Trusts ID tokens from the token endpoint over TLS when the provider publishes no
+    /// key set ([`IdTokenTrust::DangerTokenEndpointTls`]); read its warning first.
+    #[must_use]
+    pub fn danger_trust_id_tokens_from_token_endpoint_tls(mut self) -> Self {
+        self.id_token_trust = IdTokenTrust::DangerTokenEndpointTls;
+        self
+    }
+
+    /// Sets how ID tokens are trusted (default [`IdTokenTrust::Signature`]).
+    #[must_use]
+    pub fn with_id_token_trust(mut self, trust: IdTokenTrust) -> Self {
+        self.id_token_trust = trust;
+        self
+    }
+
+    /// The nonce mode.
+    #[must_use]
+    pub fn nonce(&self) -> NonceMode {
+        self.nonce
+    }
+
+    /// How ID tokens are trusted.
+    #[must_use]
+    pub fn id_token_trust(&self) -> IdTokenTrust {
+        self.id_token_trust
     }
 
     /// Sets the response body cap the parsers enforce (default 1 MiB).

@@ -444,6 +444,12 @@ pub enum InputError {
     /// An extra parameter would repeat one the library sets.
     #[error("parameter `{0}` is set by the library and may not be repeated")]
     ReservedParameter(String),
+    /// `openid` was requested from a provider that publishes no key set, so no ID token
+    /// could ever be verified; refused before a code is spent.
+    #[error(
+        "openid was requested but the provider publishes no key set (jwks_uri), so its ID token could not be verified; configure the JWKS location, or opt in to trusting ID tokens from the token endpoint over TLS (Client::danger_trust_id_tokens_from_token_endpoint_tls, OIDC Core 3.1.3.7 (6))"
+    )]
+    OpenIdWithoutKeySet,
     /// `prompt=none` was combined with other prompt values.
     #[error("prompt=none must stand alone")]
     PromptNoneNotAlone,

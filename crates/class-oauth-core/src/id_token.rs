@@ -38,6 +38,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::authorize::PendingAuthorization;
+use crate::client::IdTokenTrust;
 use crate::environment::Endpoints;
 use crate::jose::{Algorithm, Jws};
 use crate::jwks::JwkSet;
@@ -437,6 +438,7 @@ pub struct IdTokenValidator {
     leeway: Duration,
     trusted_audiences: Vec<String>,
     hmac_secret: Option<ClientSecret>,
+    trust: IdTokenTrust,
 }
 
 impl IdTokenValidator {
@@ -450,6 +452,7 @@ impl IdTokenValidator {
             leeway: DEFAULT_LEEWAY,
             trusted_audiences: Vec::new(),
             hmac_secret: None,
+            trust: IdTokenTrust::Signature,
         }
     }
 
@@ -507,6 +510,16 @@ impl IdTokenValidator {
         self
     }
 
+    /// Sets how tokens are trusted when no key set is available. With
+    /// [`IdTokenTrust::DangerTokenEndpointTls`] a token validated without a key set has
+    /// every claim checked but no signature verified (OIDC Core 3.1.3.7 (6)); only pass
+    /// it tokens that came straight from the token endpoint over TLS.
+    #[must_use]
+    pub fn with_trust(mut self, trust: IdTokenTrust) -> Self {
+        self.trust = trust;
+        self
+    }
+
     /// The leeway in force.
     #[must_use]
     pub fn leeway(&self) -> Duration {
@@ -551,11 +564,15 @@ impl IdTokenValidator {
             (Some(secret), true) => {
                 crate::jose::verify_hmac(alg, secret.secret().as_bytes(), message, jws.signature())?
             }
-            _ => {
-                let keys = keys.ok_or(IdTokenError::NoKeySet)?;
-                let key = keys.select(jws.header.kid.as_deref(), alg)?;
-                crate::jose::verify(alg, &key.key, message, jws.signature())?;
-            }
+            _ => match keys {
+                Some(keys) => {
+                    let key = keys.select(jws.header.kid.as_deref(), alg)?;
+                    crate::jose::verify(alg, &key.key, message, jws.signature())?;
+                }
+                // The named opt-in: the token came from the token endpoint over TLS.
+                None if self.trust == IdTokenTrust::DangerTokenEndpointTls => {}
+                None => return Err(IdTokenError::NoKeySet),
+            },
         }
 
         if let (Some(at_hash), Some(at)) = (&claims.at_hash, expect.access_token) {

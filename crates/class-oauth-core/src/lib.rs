@@ -123,7 +123,7 @@ pub mod types;
 pub mod userinfo;
 
 pub use body::{DEFAULT_MAX_BODY, redacted_excerpt};
-pub use client::{Client, EntropySource, PkceMode};
+pub use client::{Client, EntropySource, IdTokenTrust, NonceMode, PkceMode};
 pub use environment::{EndpointSource, Endpoints, Environment};
 pub use error::{Error, ErrorCode, ErrorKind, OAuthError};
 pub use secret::{

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::client::{Client, PkceMode};
+use crate::client::{Client, IdTokenTrust, NonceMode, PkceMode};
 use crate::environment::Endpoints;
 use crate::flow::SharedKeySet;
 use crate::id_token::{DEFAULT_LEEWAY, IdTokenValidator};
@@ -24,6 +24,12 @@ pub struct ClientConfig {
     pub client_secret: Option<ClientSecret>,
     /// PKCE mode for authorization requests.
     pub pkce: PkceMode,
+    /// Nonce mode for authorization requests that ask for `openid` (default: send and
+    /// require).
+    pub nonce: NonceMode,
+    /// How ID tokens are trusted (default: signature with the provider's key set; see
+    /// [`IdTokenTrust::DangerTokenEndpointTls`] for the opt-in).
+    pub id_token_trust: IdTokenTrust,
     /// ID-token algorithms; `None` means discovery's list, or RS256.
     pub id_token_algorithms: Option<Vec<Algorithm>>,
     /// ID-token clock leeway (capped at 5 minutes by the validator).
@@ -47,6 +53,8 @@ impl ClientConfig {
             client_id,
             client_secret,
             pkce: PkceMode::default(),
+            nonce: NonceMode::default(),
+            id_token_trust: IdTokenTrust::default(),
             id_token_algorithms: None,
             leeway: DEFAULT_LEEWAY,
             trusted_audiences: Vec::new(),
@@ -61,6 +69,8 @@ impl ClientConfig {
     pub fn client(&self, endpoints: &Endpoints) -> Client {
         let mut c = Client::new(self.client_id.clone(), endpoints.clone())
             .with_pkce(self.pkce)
+            .with_nonce(self.nonce)
+            .with_id_token_trust(self.id_token_trust)
             .with_max_body(self.max_body);
         if let Some(s) = &self.client_secret {
             c = c.with_secret(s.clone());
@@ -72,7 +82,8 @@ impl ClientConfig {
     #[must_use]
     pub fn validator(&self, endpoints: &Endpoints) -> IdTokenValidator {
         let mut v = IdTokenValidator::for_endpoints(endpoints, self.client_id.clone())
-            .with_leeway(self.leeway);
+            .with_leeway(self.leeway)
+            .with_trust(self.id_token_trust);
         if let Some(algs) = &self.id_token_algorithms {
             v = v.with_algorithms(algs.iter().copied());
         }

@@ -274,6 +274,19 @@ impl TokenRequest {
     ) -> Result<TokenSet, Error> {
         let map = parse_oauth_body(EndpointKind::Token, resp, client.max_body())?;
         let mut set = TokenSet::from_map(resp, map, &self.requested_scope, now)?;
+        // OIDC Core 3.1.3.3: a code exchange for an `openid` request returns an ID token.
+        // Accepting one without would silently turn off every check that needs it (the
+        // UserInfo `sub` check among them).
+        if matches!(self.grant, Grant::AuthorizationCode { .. })
+            && self.requested_scope.contains(&crate::scope::Scope::OpenId)
+            && set.id_token.is_none()
+        {
+            return Err(body::malformed(
+                EndpointKind::Token,
+                resp,
+                MalformedReason::MissingField("id_token"),
+            ));
+        }
         if let Grant::RefreshToken { refresh_token, .. } = &self.grant {
             // RFC 6749 6: no new refresh token means the old one stays valid.
             if set.refresh_token.is_none() {

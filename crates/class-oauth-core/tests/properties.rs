@@ -19,8 +19,10 @@ fn now() -> SystemTime {
 }
 
 fn client() -> Client {
-    Client::new(ClientId::new("cid"), Environment::Production.preset())
-        .with_secret(ClientSecret::new("client-secret"))
+    // With a key set, as discovery gives it: `openid` needs one.
+    let mut endpoints = Environment::Production.preset();
+    endpoints.jwks_uri = Some("https://app.class.com.au/.well-known/jwks".parse().unwrap());
+    Client::new(ClientId::new("cid"), endpoints).with_secret(ClientSecret::new("client-secret"))
 }
 
 /// RFC 6749 NQCHAR tokens, biased towards the Class grammar.
@@ -112,7 +114,7 @@ proptest! {
         check(format!("{:?}", AccessToken::new(&secret)));
         check(format!("{:?}", RefreshToken::new(&secret)));
         check(format!("{:?}", Password::new(&secret)));
-        let c = Client::new(ClientId::new("cid"), Environment::Pie.preset()).with_secret(ClientSecret::new(&secret));
+        let c = Client::new(ClientId::new("cid"), client().endpoints().clone()).with_secret(ClientSecret::new(&secret));
         check(format!("{c:?}"));
         let pw = TokenRequest::password(Username::new("u"), Password::new(&secret), Scopes::default()).unwrap();
         check(format!("{pw:?}"));

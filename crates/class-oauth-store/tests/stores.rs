@@ -263,7 +263,7 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
     let (_, pending) = class_oauth_core::authorize::AuthorizationRequest::new(
         &client,
         class_oauth_core::RedirectUrl::new("https://p.example/cb").unwrap(),
-        class_oauth_core::scope::Scopes::parse(&format!("openid target:b/{run}")).unwrap(),
+        class_oauth_core::scope::Scopes::parse(&format!("target:b/{run} offline_access")).unwrap(),
     )
     .build(&mut entropy, now)
     .unwrap();

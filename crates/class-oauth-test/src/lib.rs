@@ -31,8 +31,8 @@ use class_oauth_core::scope::Scopes;
 use class_oauth_core::session::{AuthorizeOptions, Callback, ClientConfig};
 use class_oauth_core::token::TokenRequest;
 use class_oauth_core::{
-    AccessToken, Client, ClientId, ClientSecret, Endpoints, Environment, Error, IssuerUrl,
-    Password, PkceMode, RedirectUrl, RefreshToken, Username,
+    AccessToken, Client, ClientId, ClientSecret, Endpoints, Environment, Error, IdTokenTrust,
+    IssuerUrl, NonceMode, Password, PkceMode, RedirectUrl, RefreshToken, Username,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -498,6 +498,12 @@ pub fn config_for(fixture: &Fixture, issuer: &str) -> (ClientConfig, Endpoints) 
         .then(|| ClientSecret::new(CLIENT_SECRET));
     let mut config = ClientConfig::new(ClientId::new(CLIENT_ID), secret);
     config.pkce = client.pkce();
+    if fixture.client.get("nonce") == Some(&Value::Bool(false)) {
+        config.nonce = NonceMode::Disabled;
+    }
+    if str_of(&fixture.client, "id_token_trust") == Some("danger_token_endpoint_tls") {
+        config.id_token_trust = IdTokenTrust::DangerTokenEndpointTls;
+    }
     if let Some(Value::Array(auds)) = fixture.client.get("trusted_audiences") {
         config.trusted_audiences = auds
             .iter()

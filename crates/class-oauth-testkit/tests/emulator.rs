@@ -126,11 +126,27 @@ fn denials_faults_and_no_discovery() {
         EndpointSource::PresetNoDiscovery
     );
 
+    // The presets publish no key set: `openid` is refused before any code is spent.
+    let err = c
+        .start_authorization(
+            RedirectUrl::new("https://partner.example/class-callback").unwrap(),
+            scopes(),
+            AuthorizeOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.protocol(),
+        Some(&class_oauth_core::Error::InvalidInput(
+            class_oauth_core::error::InputError::OpenIdWithoutKeySet
+        ))
+    );
+    let plain = || Scopes::parse("target:b offline_access business.fund.list").unwrap();
+
     emulator.deny_next_authorization("consent_required");
     let (url, pending) = c
         .start_authorization(
             RedirectUrl::new("https://partner.example/class-callback").unwrap(),
-            scopes(),
+            plain(),
             AuthorizeOptions::default(),
         )
         .unwrap();
@@ -155,7 +171,7 @@ fn denials_faults_and_no_discovery() {
     let (url, _) = c
         .start_authorization(
             RedirectUrl::new("https://evil.example/cb").unwrap(),
-            scopes(),
+            plain(),
             AuthorizeOptions::default(),
         )
         .unwrap();
