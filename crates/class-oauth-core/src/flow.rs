@@ -425,8 +425,10 @@ enum Phase {
 /// A token request, then (when an ID token comes back) its validation. The token is
 /// validated against the cached key set first, so a token that fails the claim checks
 /// never causes a key-set request; only an otherwise acceptable token whose key is
-/// missing (empty cache, unknown `kid`) makes the flow fetch the key set, once, and only
-/// outside the cache's cooldown.
+/// missing (empty cache, unknown `kid`) or whose set is stale makes the flow fetch the
+/// key set, once, and only outside the cache's cooldown; the token is then validated
+/// again with the new set (a failed fetch keeps the last good set within its stale
+/// window, see [`crate::jwks`]).
 #[derive(Debug)]
 pub struct TokenFlow {
     client: Client,
@@ -545,7 +547,7 @@ impl TokenFlow {
             let guard = cache
                 .as_ref()
                 .map(|c| c.lock().unwrap_or_else(PoisonError::into_inner));
-            let keys = guard.as_ref().and_then(|g| g.keys());
+            let keys = guard.as_ref().and_then(|g| g.usable_keys(now));
             let mut expect = Expectations {
                 nonce: check.nonce.as_ref(),
                 max_age: check.max_age,
@@ -554,12 +556,21 @@ impl TokenFlow {
             };
             expect = expect.with_access_token(&tokens.access_token);
             match check.validator.validate(&id_token, keys, now, &expect) {
+                // An unknown `kid` (or no usable set): refetch, at most once per cooldown.
                 Err(e)
                     if e.wants_key_refresh()
                         && !fetched
                         && guard
                             .as_ref()
                             .is_some_and(|g| g.may_refetch_for_unknown_kid(now)) =>
+                {
+                    Err(guard.as_ref().map(|g| g.request()))
+                }
+                // Accepted with a stale set: refetch and validate again, so a key the
+                // provider has removed stops being trusted. A token that fails its
+                // claim checks never gets here, so it never causes a fetch.
+                Ok(_)
+                    if !fetched && guard.as_ref().is_some_and(|g| g.needs_fetch(now).is_some()) =>
                 {
                     Err(guard.as_ref().map(|g| g.request()))
                 }

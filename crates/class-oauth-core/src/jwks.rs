@@ -5,10 +5,23 @@
 //! by `kid`; without a `kid`, only when exactly one key fits the algorithm.
 //!
 //! [`KeySetCache`] tells its driver when to fetch: when it holds no keys, when they are
-//! older than `max_age`, and after an unknown `kid`, but never more than once per
-//! `cooldown` (60 s by default, as openid-client does). A failed refetch keeps the last
-//! good set. The cache exports to, and imports from, a serialisable snapshot for
-//! serverless callers.
+//! older than their lifetime, and after an unknown `kid`, but never more than once per
+//! `cooldown` (60 s by default, as openid-client does).
+//!
+//! # How long a key set is trusted
+//! - Its lifetime is the `Cache-Control: max-age` of the key-set response, clamped to
+//!   [`KeySetCache::min_ttl`]..=[`KeySetCache::max_ttl`] (60 s to 24 h by default), or
+//!   [`KeySetCache::max_age`] (10 minutes) when the response sends none (or `no-cache` /
+//!   `no-store`, which give the minimum).
+//! - Past its lifetime the set is stale: a driver that validates a token refetches it
+//!   first (at most once per cooldown), so a key the provider removed stops being trusted
+//!   as soon as the new set arrives.
+//! - A failed refetch keeps the last good set usable for [`KeySetCache::stale_window`]
+//!   (1 hour by default) past its lifetime; after that [`KeySetCache::usable_keys`] gives
+//!   nothing and tokens fail with `NoKeySet` until a fetch succeeds.
+//!
+//! The cache exports to, and imports from, a serialisable snapshot for serverless
+//! callers.
 
 use std::time::{Duration, SystemTime};
 
@@ -232,7 +245,8 @@ pub struct KeySetSnapshot {
 
 /// The key-set cache policy as a state machine. It does no I/O: the driver asks
 /// [`KeySetCache::needs_fetch`], sends [`KeySetCache::request`], and feeds the outcome
-/// back with [`KeySetCache::handle_response`] or [`KeySetCache::handle_failure`].
+/// back with [`KeySetCache::handle_response`] or [`KeySetCache::handle_failure`]. See the
+/// module docs for how long a set is trusted.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct KeySetCache {
@@ -240,13 +254,44 @@ pub struct KeySetCache {
     keys: Option<JwkSet>,
     raw: Option<String>,
     fetched_at: Option<SystemTime>,
+    ttl: Duration,
     last_attempt: Option<SystemTime>,
-    /// Refetch when the set is older than this (default 10 minutes).
+    /// The lifetime of a set whose response names none (default 10 minutes).
     pub max_age: Duration,
+    /// The shortest lifetime a `Cache-Control: max-age` may set (default 60 s).
+    pub min_ttl: Duration,
+    /// The longest lifetime a `Cache-Control: max-age` may set (default 24 h).
+    pub max_ttl: Duration,
+    /// How long past its lifetime a set stays usable while refetches fail (default 1 h).
+    pub stale_window: Duration,
     /// At most one fetch per this interval (default 60 s).
     pub cooldown: Duration,
     /// Body cap.
     pub max_body: usize,
+}
+
+/// The `max-age` of a `Cache-Control` header; `Some(0)` for `no-cache` / `no-store`.
+fn cache_control_max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    let mut max_age = None;
+    for value in headers.get_all(http::header::CACHE_CONTROL) {
+        let Ok(text) = value.to_str() else { continue };
+        for directive in text.split(',') {
+            let directive = directive.trim();
+            let (name, arg) = directive
+                .split_once('=')
+                .map_or((directive, None), |(n, a)| (n.trim(), Some(a.trim())));
+            if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store") {
+                return Some(Duration::ZERO);
+            }
+            if name.eq_ignore_ascii_case("max-age") {
+                max_age = arg
+                    .map(|a| a.trim_matches('"'))
+                    .and_then(|a| a.parse::<u64>().ok())
+                    .map(Duration::from_secs);
+            }
+        }
+    }
+    max_age
 }
 
 impl KeySetCache {
@@ -258,8 +303,12 @@ impl KeySetCache {
             keys: None,
             raw: None,
             fetched_at: None,
+            ttl: Duration::from_secs(600),
             last_attempt: None,
             max_age: Duration::from_secs(600),
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            stale_window: Duration::from_secs(3600),
             cooldown: Duration::from_secs(60),
             max_body: body::DEFAULT_MAX_BODY,
         }
@@ -290,16 +339,22 @@ impl KeySetCache {
             .is_none_or(|t| now >= crate::time::add(t, self.cooldown))
     }
 
-    /// Should the driver fetch now, before validating? (Empty or stale, and not within
-    /// the cooldown of the last attempt.)
+    /// When the current set stops being fresh (`None` without a set).
+    #[must_use]
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.fetched_at.map(|t| crate::time::add(t, self.ttl))
+    }
+
+    /// Should the driver fetch now, before trusting the set? (Empty or stale, and not
+    /// within the cooldown of the last attempt.)
     #[must_use]
     pub fn needs_fetch(&self, now: SystemTime) -> Option<FetchReason> {
         if !self.cooled_down(now) {
             return None;
         }
-        match self.fetched_at {
+        match self.expires_at() {
             None => Some(FetchReason::Empty),
-            Some(t) if now >= crate::time::add(t, self.max_age) => Some(FetchReason::Stale),
+            Some(t) if now >= t => Some(FetchReason::Stale),
             Some(_) => None,
         }
     }
@@ -311,8 +366,9 @@ impl KeySetCache {
         self.cooled_down(now)
     }
 
-    /// Feeds a fetch response. On success the set is replaced; on failure the last good
-    /// set stays and the error is returned.
+    /// Feeds a fetch response. On success the set is replaced and its lifetime taken
+    /// from `Cache-Control: max-age` (bounded); on failure the last good set stays and
+    /// the error is returned.
     pub fn handle_response(
         &mut self,
         now: SystemTime,
@@ -337,6 +393,8 @@ impl KeySetCache {
                 },
             )
         })?;
+        self.ttl = cache_control_max_age(resp.headers())
+            .map_or(self.max_age, |age| age.clamp(self.min_ttl, self.max_ttl));
         self.keys = Some(set);
         self.raw = Some(raw);
         self.fetched_at = Some(now);
@@ -348,10 +406,19 @@ impl KeySetCache {
         self.last_attempt = Some(now);
     }
 
-    /// The current key set, if any (possibly stale: serving it beats failing).
+    /// The last good set, whatever its age (see [`KeySetCache::usable_keys`]).
     #[must_use]
     pub fn keys(&self) -> Option<&JwkSet> {
         self.keys.as_ref()
+    }
+
+    /// The set to verify with at `now`: the last good set while it is fresh or within
+    /// [`KeySetCache::stale_window`] past its lifetime; `None` after that (and with no
+    /// set), so a set that can no longer be refreshed stops being trusted.
+    #[must_use]
+    pub fn usable_keys(&self, now: SystemTime) -> Option<&JwkSet> {
+        let until = crate::time::add(self.expires_at()?, self.stale_window);
+        (now < until).then_some(self.keys.as_ref()).flatten()
     }
 
     /// When the current set was fetched.
@@ -370,7 +437,8 @@ impl KeySetCache {
         })
     }
 
-    /// Rebuilds a cache from a snapshot (its age counts from the original fetch).
+    /// Rebuilds a cache from a snapshot (its age counts from the original fetch; its
+    /// lifetime is [`KeySetCache::max_age`]).
     pub fn import(snapshot: &KeySetSnapshot) -> Result<Self, IdTokenError> {
         let jwks_uri = Url::parse(&snapshot.jwks_uri)
             .map_err(|e| IdTokenError::Malformed(format!("snapshot URL: {e}")))?;
@@ -450,6 +518,40 @@ mod tests {
     }
 
     #[test]
+    fn cache_control_max_age_sets_the_lifetime_within_bounds() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let fetch = |cache_control: Option<&str>| {
+            let mut c = KeySetCache::new(Url::parse("https://idp.example/jwks").unwrap());
+            let mut b = Response::builder()
+                .status(200)
+                .header("content-type", "application/json");
+            if let Some(cc) = cache_control {
+                b = b.header("cache-control", cc);
+            }
+            c.handle_response(t0, &b.body(doc(&[rsa(Some("a"), None)])).unwrap())
+                .unwrap();
+            c.expires_at().unwrap().duration_since(t0).unwrap()
+        };
+        assert_eq!(fetch(None), Duration::from_secs(600), "the default");
+        assert_eq!(
+            fetch(Some("public, max-age=7200")),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(
+            fetch(Some("max-age=5")),
+            Duration::from_secs(60),
+            "lower bound"
+        );
+        assert_eq!(
+            fetch(Some("max-age=99999999")),
+            Duration::from_secs(86_400),
+            "upper bound"
+        );
+        assert_eq!(fetch(Some("no-store")), Duration::from_secs(60));
+        assert_eq!(fetch(Some("max-age=junk")), Duration::from_secs(600));
+    }
+
+    #[test]
     fn cache_policy() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let mut c = KeySetCache::new(Url::parse("https://idp.example/jwks").unwrap());
@@ -472,6 +574,12 @@ mod tests {
             c.needs_fetch(later + Duration::from_secs(10)),
             None,
             "cooldown after a failed attempt"
+        );
+        // Within the stale window the last good set is still usable; past it, not.
+        assert!(c.usable_keys(later).is_some());
+        assert!(
+            c.usable_keys(t0 + Duration::from_secs(600 + 3600))
+                .is_none()
         );
         let snap = c.export().unwrap();
         let json = serde_json::to_string(&snap).unwrap();
