@@ -360,7 +360,7 @@ mod tests {
     /// The Production preset with a key set, as discovery would give it.
     fn endpoints_with_keys() -> crate::environment::Endpoints {
         let mut e = Environment::Production.preset();
-        e.jwks_uri = Some(url::Url::parse("https://app.class.com.au/.well-known/jwks").unwrap());
+        e.jwks_uri = Some(Url::parse("https://app.class.com.au/.well-known/jwks").unwrap());
         e
     }
 

@@ -6,16 +6,77 @@
 //! types. The only way to read the value is the explicit `secret()` accessor, so a
 //! stray `{:?}` in a log line prints `AccessToken([redacted])`.
 //!
-//! Serialisation (serde) writes the clear value: it exists so that stores can
-//! encrypt a token set. Never serialise these types into logs.
+//! Serialising one of them is an explicit act: inside [`ExposeSecrets`] it writes the
+//! clear value (a store encrypting a token set does this); anywhere else it fails with
+//! an error that names the type, so a secret cannot slip into a log line, a JSON
+//! response or a cache by way of a derived `Serialize`. Deserialising is always allowed.
+//!
+//! An [`AuthorizationCode`] has no public constructor: it comes out of a verified
+//! callback, or out of [`AuthorizationCode::danger_new`].
 
+use std::cell::Cell;
 use std::fmt;
 
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+thread_local! {
+    /// How many [`ExposeSecrets`] serialisations are running on this thread.
+    static EXPOSED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Serialises the wrapped value with its secrets in clear: the explicit act the secret
+/// types require (without it, serialising one fails). For stores that encrypt what they
+/// write, and for nothing that ends up in a log.
+///
+/// ```
+/// use class_oauth_core::{AccessToken, secret::ExposeSecrets};
+/// let token = AccessToken::new("at-1");
+/// assert!(serde_json::to_string(&token).is_err());
+/// assert_eq!(serde_json::to_string(&ExposeSecrets(&token)).unwrap(), "\"at-1\"");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ExposeSecrets<'a, T: ?Sized>(pub &'a T);
+
+impl<T: ?Sized> fmt::Debug for ExposeSecrets<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ExposeSecrets(..)")
+    }
+}
+
+impl<T: serde::Serialize + ?Sized> serde::Serialize for ExposeSecrets<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Scope;
+        impl Drop for Scope {
+            fn drop(&mut self) {
+                EXPOSED.with(|c| c.set(c.get().saturating_sub(1)));
+            }
+        }
+        EXPOSED.with(|c| c.set(c.get().saturating_add(1)));
+        let _scope = Scope;
+        self.0.serialize(s)
+    }
+}
+
+fn serialize_secret<S: serde::Serializer>(
+    name: &'static str,
+    value: &str,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    if EXPOSED.with(Cell::get) > 0 {
+        s.serialize_str(value)
+    } else {
+        Err(serde::ser::Error::custom(format_args!(
+            "refusing to serialise a {name}: wrap the value in class_oauth_core::secret::ExposeSecrets to write secrets in clear"
+        )))
+    }
+}
+
 macro_rules! secret_type {
     ($(#[$meta:meta])* $name:ident) => {
+        secret_type!($(#[$meta])* $name, pub);
+    };
+    ($(#[$meta:meta])* $name:ident, $new_vis:vis) => {
         $(#[$meta])*
         #[derive(Clone)]
         pub struct $name(String);
@@ -28,7 +89,7 @@ macro_rules! secret_type {
 
         impl $name {
             /// Wraps a secret value.
-            pub fn new(value: impl Into<String>) -> Self {
+            $new_vis fn new(value: impl Into<String>) -> Self {
                 Self(value.into())
             }
 
@@ -58,8 +119,9 @@ macro_rules! secret_type {
         impl Eq for $name {}
 
         impl serde::Serialize for $name {
+            /// Fails unless inside [`ExposeSecrets`].
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                serialize_secret(stringify!($name), &self.0, s)
             }
         }
 
@@ -92,8 +154,20 @@ secret_type! {
     Password
 }
 secret_type! {
-    /// A one-time authorization code from the redirect.
-    AuthorizationCode
+    /// A one-time authorization code from the redirect. It comes out of a verified
+    /// callback ([`crate::authorize::PendingAuthorization::verify_callback`]); building
+    /// one from a raw string is [`AuthorizationCode::danger_new`].
+    AuthorizationCode, pub(crate)
+}
+
+impl AuthorizationCode {
+    /// Wraps a code that did not come through the callback checks (`state`, RFC 9207
+    /// `iss`). Redeeming such a code skips the login-CSRF and mix-up defences; only for
+    /// callers that made those checks themselves.
+    #[must_use]
+    pub fn danger_new(value: impl Into<String>) -> Self {
+        Self::new(value)
+    }
 }
 secret_type! {
     /// The `state` value that binds a redirect to the browser session that started it.
@@ -131,10 +205,20 @@ mod tests {
     }
 
     #[test]
-    fn serde_round_trip_keeps_value() {
+    fn serde_round_trip_keeps_value_only_when_exposed() {
         let t = RefreshToken::new("rt-1");
-        let json = serde_json::to_string(&t).unwrap();
+        let err = serde_json::to_string(&t).unwrap_err().to_string();
+        assert!(
+            err.contains("RefreshToken") && !err.contains("rt-1"),
+            "{err}"
+        );
+        // Nested in a derived Serialize, the refusal holds too.
+        let nested = serde_json::to_string(&vec![Some(t.clone())]);
+        assert!(nested.is_err());
+        let json = serde_json::to_string(&ExposeSecrets(&t)).unwrap();
         assert_eq!(json, "\"rt-1\"");
+        // The scope ends with the call.
+        assert!(serde_json::to_string(&t).is_err());
         let back: RefreshToken = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
     }

@@ -2,6 +2,7 @@
 
 use class_oauth_core::authorize::PendingAuthorization;
 use class_oauth_core::id_token::IdTokenClaims;
+use class_oauth_core::secret::ExposeSecrets;
 use class_oauth_core::token::TokenSet;
 use serde::{Deserialize, Serialize};
 
@@ -35,10 +36,11 @@ pub(crate) fn encode_grant(
 ) -> Result<GrantRow, StoreError> {
     let storage_key = key.storage_key();
     let payload = zeroize::Zeroizing::new(
-        serde_json::to_vec(&Payload {
+        // Sealed right below: the one place secrets are written in clear.
+        serde_json::to_vec(&ExposeSecrets(&Payload {
             tokens: tokens.clone(),
             id_claims: id_claims.cloned(),
-        })
+        }))
         .map_err(|e| StoreError::Backend(e.to_string()))?,
     );
     let (sealed, key_id) = enc.seal("grant", &storage_key, &payload)?;
@@ -86,7 +88,8 @@ pub(crate) fn encode_pending(
     pending: &PendingAuthorization,
 ) -> Result<(String, String, i64), StoreError> {
     let plain = zeroize::Zeroizing::new(
-        serde_json::to_vec(pending).map_err(|e| StoreError::Backend(e.to_string()))?,
+        serde_json::to_vec(&ExposeSecrets(pending))
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
     );
     let (sealed, _) = enc.seal("pending", lookup, &plain)?;
     Ok((
