@@ -16,5 +16,5 @@ fuzz_target!(|data: &[u8]| {
     let keys = JwkSet::parse(JWKS).unwrap();
     let v = IdTokenValidator::new(IssuerUrl::new("https://app.class.com.au").unwrap(), ClientId::new("c"));
     // Nobody without the RFC 7515 A.2 private key can produce a token that validates.
-    assert!(v.validate(&IdToken::new(text.as_ref()), Some(&keys), common::now(), &Expectations::default()).is_err());
+    assert!(v.validate(&IdToken::new(text.as_ref()), Some(&keys), common::now(), &Expectations::without_nonce()).is_err());
 });

@@ -161,7 +161,7 @@ fn main() {
                             &token,
                             Some(&keys),
                             now,
-                            &Expectations::default().with_nonce(&nonce)
+                            &Expectations::without_nonce().with_nonce(&nonce)
                         )
                         .is_ok()
                 );

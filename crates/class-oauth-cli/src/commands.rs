@@ -11,6 +11,7 @@ use class_oauth_core::authorize::Prompt;
 use class_oauth_core::flow::ValidatedTokens;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::{CATALOGUE, Confidence, Scope, Scopes};
+use class_oauth_core::userinfo::ExpectedSubject;
 use class_oauth_core::{ClientId, ClientSecret, Environment, Password, RedirectUrl, Username};
 use class_oauth_manager::blocking::TokenManager;
 use class_oauth_store::{
@@ -431,7 +432,7 @@ fn login(
     );
     drop(stream);
     let callback = format!("{}://{}{target}", url.scheme(), url.authority());
-    let granted = client.finish_authorization(&pending, Callback::Url(&callback))?;
+    let granted = client.finish_authorization(pending, Callback::Url(&callback))?;
     store_login(ctx, &granted)
 }
 
@@ -449,8 +450,9 @@ fn auth_start(
         scopes_from(scopes, DEFAULT_SCOPES)?,
         options(prompt, hint)?,
     )?;
-    store.put_pending(pending.state.secret(), &pending)?;
-    let value = json!({"authorization_url": url.as_str(), "state": pending.state.secret()});
+    let state = pending.state().secret().to_owned();
+    store.put_pending(&state, pending)?;
+    let value = json!({"authorization_url": url.as_str(), "state": state});
     if ctx.cli.json {
         println!("{value}");
     } else {
@@ -473,7 +475,7 @@ fn auth_finish(ctx: &mut Ctx, callback_url: &str) -> Result<(), CliError> {
         .take_pending(state.secret(), SystemTime::now())?
         .ok_or_else(|| CliError::validation("no pending authorization matches this callback's state (already used, expired, or started elsewhere)"))?;
     let client = ctx.client()?;
-    let granted = client.finish_authorization(&pending, Callback::Url(callback_url))?;
+    let granted = client.finish_authorization(pending, Callback::Url(callback_url))?;
     store_login(ctx, &granted)
 }
 
@@ -536,9 +538,11 @@ fn userinfo(ctx: &mut Ctx) -> Result<(), CliError> {
     let m = manager(ctx)?;
     let grant = m.grant(&ctx.tenant()?)?;
     let sub = grant.id_claims.as_ref().map(|c| c.sub.clone());
-    let info = m
-        .client()
-        .userinfo(&grant.tokens.access_token, sub.as_deref())?;
+    let expected = grant
+        .id_claims
+        .as_ref()
+        .map_or(ExpectedSubject::NoIdToken, ExpectedSubject::IdToken);
+    let info = m.client().userinfo(&grant.tokens.access_token, expected)?;
     let value = json!({"sub": info.sub, "name": info.name, "given_name": info.given_name, "family_name": info.family_name, "email": info.email,
         "business_code": info.business_code, "business_name": info.business_name, "class_role": info.class_role, "extra": info.extra});
     let human = format!(
@@ -665,7 +669,7 @@ pub(crate) fn demo(json: bool) -> Result<(), CliError> {
     eprintln!(
         "the user consented (business picked: OAUTH_TEST); Class redirected to the callback with code, state and iss"
     );
-    let granted = client.finish_authorization(&pending, Callback::Url(&callback))?;
+    let granted = client.finish_authorization(pending, Callback::Url(&callback))?;
 
     say("3. Stored per tenant, encrypted at rest (AES-256-GCM, SQLite)");
     let dir = std::env::temp_dir().join(format!("class-oauth-demo-{}", std::process::id()));
@@ -697,7 +701,11 @@ pub(crate) fn demo(json: bool) -> Result<(), CliError> {
 
     say("5. UserInfo (sub checked against the ID token)");
     let sub = refreshed.id_claims.as_ref().map(|c| c.sub.clone());
-    let info = client.userinfo(&refreshed.tokens.access_token, sub.as_deref())?;
+    let expected = refreshed
+        .id_claims
+        .as_ref()
+        .map_or(ExpectedSubject::NoIdToken, ExpectedSubject::IdToken);
+    let info = client.userinfo(&refreshed.tokens.access_token, expected)?;
     eprintln!(
         "sub {} name {:?} business {:?} roles {:?}",
         info.sub, info.name, info.business_code, info.class_role

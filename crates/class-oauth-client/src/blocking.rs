@@ -13,7 +13,7 @@ use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
 use class_oauth_core::session::ClientConfig;
 use class_oauth_core::token::TokenSet;
-use class_oauth_core::userinfo::UserInfo;
+use class_oauth_core::userinfo::{ExpectedSubject, UserInfo};
 use class_oauth_core::{
     AccessToken, ClientId, Endpoints, Environment, Password, RedirectUrl, Username,
 };
@@ -137,7 +137,7 @@ impl<H: SyncHttpClient> ClassClient<H> {
     /// See [`crate::ClassClient::finish_authorization`].
     pub fn finish_authorization(
         &self,
-        pending: &PendingAuthorization,
+        pending: PendingAuthorization,
         callback: Callback<'_>,
     ) -> Result<ValidatedTokens, DriveError> {
         block_on(self.inner.finish_authorization(pending, callback))
@@ -156,9 +156,9 @@ impl<H: SyncHttpClient> ClassClient<H> {
     pub fn userinfo(
         &self,
         access_token: &AccessToken,
-        expected_sub: Option<&str>,
+        expected: ExpectedSubject<'_>,
     ) -> Result<UserInfo, DriveError> {
-        block_on(self.inner.userinfo(access_token, expected_sub))
+        block_on(self.inner.userinfo(access_token, expected))
     }
 
     /// See [`crate::ClassClient::revoke`].

@@ -64,6 +64,7 @@ use http::{Request, Response};
 
 pub use class_oauth_core::flow::{DriveError, TransportConfig, TransportError, TransportErrorKind};
 pub use class_oauth_core::session::{AuthorizeOptions, Callback};
+pub use class_oauth_core::userinfo::ExpectedSubject;
 
 pub mod blocking;
 
@@ -480,7 +481,7 @@ impl<H: AsyncHttpClient> ClassClient<H> {
     /// ID token.
     pub async fn finish_authorization(
         &self,
-        pending: &PendingAuthorization,
+        pending: PendingAuthorization,
         callback: Callback<'_>,
     ) -> Result<ValidatedTokens, DriveError> {
         let e = self.endpoints().await?;
@@ -504,15 +505,14 @@ impl<H: AsyncHttpClient> ClassClient<H> {
             .await
     }
 
-    /// Calls UserInfo; with `expected_sub` (the ID token's `sub`) a different `sub` is
-    /// rejected.
+    /// Calls UserInfo; a `sub` other than the ID token's is rejected (OIDC Core 5.3.2).
     pub async fn userinfo(
         &self,
         access_token: &AccessToken,
-        expected_sub: Option<&str>,
+        expected: ExpectedSubject<'_>,
     ) -> Result<UserInfo, DriveError> {
         let e = self.endpoints().await?;
-        self.drive(self.config.userinfo_flow(&e, access_token, expected_sub))
+        self.drive(self.config.userinfo_flow(&e, access_token, expected))
             .await
     }
 

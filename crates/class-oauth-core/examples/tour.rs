@@ -7,12 +7,13 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use class_oauth_core::authorize::AuthorizationRequest;
+use class_oauth_core::flow::{TokenFlow, drive_blocking};
 use class_oauth_core::refresh::{RefreshDecision, RefreshPolicy};
 use class_oauth_core::scope::{AccessSpecifier, Scopes, Target};
 use class_oauth_core::token::TokenRequest;
-use class_oauth_core::{Client, ClientId, ClientSecret, Environment, Error, RedirectUrl};
+use class_oauth_core::{Client, ClientId, ClientSecret, Environment, RedirectUrl};
 
-fn main() -> Result<(), Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The example is the driver, so it reads the clock; the library never does.
     #[allow(clippy::disallowed_methods, reason = "the driver owns the clock")]
     let now = SystemTime::now();
@@ -23,8 +24,9 @@ fn main() -> Result<(), Error> {
     )
     .with_secret(ClientSecret::new("example-secret"));
 
+    // No `openid`: the PIE preset publishes no key set, so an ID token could not be
+    // verified (the request would be refused before any code is spent).
     let scopes = Scopes::builder()
-        .openid()
         .target(Target::AnyBusiness)
         .access(AccessSpecifier::FundRead)
         .offline_access()
@@ -47,34 +49,42 @@ fn main() -> Result<(), Error> {
 
     let callback = format!(
         "https://partner.example/class-callback?code=1fd827c4&state={}",
-        pending.state.secret()
+        pending.state().secret()
     );
-    let code = pending.verify_callback_url(&callback, now)?;
+    let verified = pending.verify_callback_url(&callback, now)?;
     println!("\n2. Callback verified (state matches, issuer ok); code received.");
 
-    let request = TokenRequest::authorization_code(&pending, code);
-    let http_request = request.to_http(&client)?;
-    println!(
-        "\n3. Token request: {} {}",
-        http_request.method(),
-        http_request.uri()
-    );
-    println!(
-        "   body: {}",
-        String::from_utf8_lossy(http_request.body()).replace("1fd827c4", "[code]")
-    );
-
-    let response = http::Response::builder()
-        .status(200)
-        .header("content-type", "application/json;charset=UTF-8")
-        .body(
-            br#"{"access_token":"CBfgN5Z5","token_type":"bearer","expires_in":"899","refresh_token":"9e0fccdb",
-                "scope":"openid target:b/OAUTH_TEST offline_access fund.read",
-                "BusinessName":"OAuth Test Business","BusinessCode":"OAUTH_TEST"}"#
-                .to_vec(),
-        )
-        .expect("valid response");
-    let tokens = request.parse_response(&client, &response, now)?;
+    // The flow sends the token request, parses the answer and validates any ID token
+    // (none here: openid was not requested); any HTTP client can drive it.
+    let flow = TokenFlow::new(&client, TokenRequest::authorization_code(verified));
+    let tokens = drive_blocking(
+        flow,
+        || now,
+        |http_request| {
+            println!(
+                "\n3. Token request: {} {}",
+                http_request.method(),
+                http_request.uri()
+            );
+            println!(
+                "   body: {}",
+                String::from_utf8_lossy(http_request.body()).replace("1fd827c4", "[code]")
+            );
+            Ok(http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json;charset=UTF-8")
+                .body(
+                    br#"{"access_token":"CBfgN5Z5","token_type":"bearer","expires_in":"899","refresh_token":"9e0fccdb",
+                        "scope":"target:b/OAUTH_TEST offline_access fund.read",
+                        "BusinessName":"OAuth Test Business","BusinessCode":"OAUTH_TEST"}"#
+                        .to_vec(),
+                )
+                .expect("valid response"))
+        },
+        |_| {},
+    )
+    ?
+    .tokens;
     println!(
         "\n4. Tokens for business {} ({}), access token {:?}, expires in {} s",
         tokens

@@ -119,38 +119,29 @@ impl ResponseMode {
 
 /// Everything needed to finish an authorization: keep it server-side, bound to the
 /// user's session (or keyed by `state` in a store), and hand it back with the callback.
+/// Verifying a callback ([`PendingAuthorization::verify_callback`]) consumes it, and its
+/// fields are read-only, so a record answers one callback with the values it was made
+/// with.
 ///
-/// `Debug` redacts `state`, `nonce` and the PKCE verifier. Serialisation writes them in
-/// clear: store the record where only your server can read it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
+/// `Debug` redacts `state`, `nonce` and the PKCE verifier. Serialising it needs
+/// [`ExposeSecrets`](crate::secret::ExposeSecrets): store the record where only your
+/// server can read it.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingAuthorization {
-    /// The `state` sent.
-    pub state: State,
-    /// The `nonce` sent (when `openid` was requested).
-    pub nonce: Option<Nonce>,
-    /// The PKCE verifier (when PKCE is on).
-    pub pkce_verifier: Option<PkceVerifier>,
-    /// The redirect URI sent; the token request repeats it exactly.
-    pub redirect_uri: RedirectUrl,
-    /// The issuer the request went to (mix-up defence, RFC 9207).
-    pub issuer: IssuerUrl,
-    /// Whether the provider promised `iss` on the response.
-    pub iss_required: bool,
-    /// The client that made the request.
-    pub client_id: ClientId,
-    /// The scope requested.
-    pub scopes: Scopes,
-    /// `max_age` sent, in seconds.
-    pub max_age: Option<u64>,
-    /// The response mode requested.
-    pub response_mode: Option<ResponseMode>,
-    /// When the request was built.
+    pub(crate) state: State,
+    pub(crate) nonce: Option<Nonce>,
+    pub(crate) pkce_verifier: Option<PkceVerifier>,
+    pub(crate) redirect_uri: RedirectUrl,
+    pub(crate) issuer: IssuerUrl,
+    pub(crate) iss_required: bool,
+    pub(crate) client_id: ClientId,
+    pub(crate) scopes: Scopes,
+    pub(crate) max_age: Option<u64>,
+    pub(crate) response_mode: Option<ResponseMode>,
     #[serde(with = "crate::time::unix_seconds")]
-    pub created_at: SystemTime,
-    /// After this the record is refused.
+    pub(crate) created_at: SystemTime,
     #[serde(with = "crate::time::unix_seconds")]
-    pub expires_at: SystemTime,
+    pub(crate) expires_at: SystemTime,
 }
 
 impl PendingAuthorization {
@@ -159,6 +150,78 @@ impl PendingAuthorization {
     #[must_use]
     pub fn lookup_key(&self) -> &str {
         self.state.secret()
+    }
+
+    /// The `state` sent.
+    #[must_use]
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The `nonce` sent (when `openid` was requested and the nonce is on).
+    #[must_use]
+    pub fn nonce(&self) -> Option<&Nonce> {
+        self.nonce.as_ref()
+    }
+
+    /// The PKCE verifier (when PKCE is on).
+    #[must_use]
+    pub fn pkce_verifier(&self) -> Option<&PkceVerifier> {
+        self.pkce_verifier.as_ref()
+    }
+
+    /// The redirect URI sent; the token request repeats it exactly.
+    #[must_use]
+    pub fn redirect_uri(&self) -> &RedirectUrl {
+        &self.redirect_uri
+    }
+
+    /// The issuer the request went to (mix-up defence, RFC 9207).
+    #[must_use]
+    pub fn issuer(&self) -> &IssuerUrl {
+        &self.issuer
+    }
+
+    /// Whether the provider promised `iss` on the response.
+    #[must_use]
+    pub fn iss_required(&self) -> bool {
+        self.iss_required
+    }
+
+    /// The client that made the request.
+    #[must_use]
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+
+    /// The scope requested.
+    #[must_use]
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// `max_age` sent.
+    #[must_use]
+    pub fn max_age(&self) -> Option<Duration> {
+        self.max_age.map(Duration::from_secs)
+    }
+
+    /// The response mode requested.
+    #[must_use]
+    pub fn response_mode(&self) -> Option<ResponseMode> {
+        self.response_mode
+    }
+
+    /// When the request was built.
+    #[must_use]
+    pub fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+
+    /// After this the record is refused.
+    #[must_use]
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
     }
 }
 
@@ -399,12 +462,12 @@ mod tests {
         let (url, pending) = AuthorizationRequest::new(&client, redirect.clone(), scopes.clone())
             .build(&mut entropy(), SystemTime::UNIX_EPOCH)
             .unwrap();
-        assert!(url.query_pairs().any(|(k, _)| k == "nonce") && pending.nonce.is_some());
+        assert!(url.query_pairs().any(|(k, _)| k == "nonce") && pending.nonce().is_some());
         let client = client.with_nonce(NonceMode::Disabled);
         let (url, pending) = AuthorizationRequest::new(&client, redirect, scopes)
             .build(&mut entropy(), SystemTime::UNIX_EPOCH)
             .unwrap();
-        assert!(!url.query_pairs().any(|(k, _)| k == "nonce") && pending.nonce.is_none());
+        assert!(!url.query_pairs().any(|(k, _)| k == "nonce") && pending.nonce().is_none());
     }
 
     #[test]
@@ -427,15 +490,15 @@ mod tests {
             get("scope"),
             Some("openid target:b fund.read offline_access")
         );
-        assert_eq!(get("state"), Some(pending.state.secret()));
-        assert_eq!(get("nonce"), Some(pending.nonce.as_ref().unwrap().secret()));
+        assert_eq!(get("state"), Some(pending.state().secret()));
+        assert_eq!(get("nonce"), Some(pending.nonce().unwrap().secret()));
         assert_eq!(get("code_challenge_method"), Some("S256"));
         assert_eq!(get("prompt"), Some("login consent"));
         let mut names: Vec<_> = pairs.iter().map(|(n, _)| n.clone()).collect();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), pairs.len());
-        assert!(!format!("{pending:?}").contains(pending.state.secret()));
+        assert!(!format!("{pending:?}").contains(pending.state().secret()));
     }
 
     #[test]
@@ -466,7 +529,7 @@ mod tests {
         let (url, p) = AuthorizationRequest::new(&client, redirect, Scopes::default())
             .build(&mut entropy(), SystemTime::UNIX_EPOCH)
             .unwrap();
-        assert!(p.pkce_verifier.is_none() && p.nonce.is_none());
+        assert!(p.pkce_verifier().is_none() && p.nonce().is_none());
         assert!(!url.as_str().contains("code_challenge"));
     }
 }

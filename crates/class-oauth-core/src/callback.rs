@@ -101,14 +101,73 @@ impl CallbackParams {
     }
 }
 
+/// A callback that passed every check, with the pending record it answers: the only
+/// way to redeem an authorization code ([`crate::token::TokenRequest::authorization_code`],
+/// [`crate::flow::TokenFlow::authorization_code`]).
+///
+/// The misuse it prevents does not compile. A code cannot be made from a string:
+/// ```compile_fail
+/// let code = class_oauth_core::AuthorizationCode::new("from-an-attacker");
+/// ```
+/// A pending record answers one callback (verifying uses it up), and its fields cannot
+/// be edited:
+/// ```compile_fail
+/// # use class_oauth_core::authorize::PendingAuthorization;
+/// fn twice(pending: PendingAuthorization, a: &str, b: &str, now: std::time::SystemTime) {
+///     let _ = pending.verify_callback_url(a, now);
+///     let _ = pending.verify_callback_url(b, now);
+/// }
+/// ```
+/// ```compile_fail
+/// # use class_oauth_core::authorize::PendingAuthorization;
+/// fn relax(pending: &mut PendingAuthorization) {
+///     pending.iss_required = false;
+/// }
+/// ```
+/// ID-token expectations have no default that leaves the nonce unchecked:
+/// ```compile_fail
+/// let e = class_oauth_core::id_token::Expectations::default();
+/// ```
+#[derive(Debug)]
+pub struct VerifiedCallback {
+    code: AuthorizationCode,
+    pending: PendingAuthorization,
+}
+
+impl VerifiedCallback {
+    /// Pairs a code with its pending record without the callback checks (`state`,
+    /// RFC 9207 `iss`, expiry). Only for callers that made those checks themselves;
+    /// otherwise use [`PendingAuthorization::verify_callback`].
+    #[must_use]
+    pub fn danger_from_parts(pending: PendingAuthorization, code: AuthorizationCode) -> Self {
+        Self { code, pending }
+    }
+
+    /// The authorization code.
+    #[must_use]
+    pub fn code(&self) -> &AuthorizationCode {
+        &self.code
+    }
+
+    /// The pending record the callback answered.
+    #[must_use]
+    pub fn pending(&self) -> &PendingAuthorization {
+        &self.pending
+    }
+
+    pub(crate) fn into_parts(self) -> (PendingAuthorization, AuthorizationCode) {
+        (self.pending, self.code)
+    }
+}
+
 impl PendingAuthorization {
     /// Checks a callback URL against this record (also that it arrived at the redirect
-    /// URI's path) and returns the authorization code.
+    /// URI's path). The record is used up either way: a callback is answered once.
     pub fn verify_callback_url(
-        &self,
+        self,
         callback: &str,
         now: SystemTime,
-    ) -> Result<AuthorizationCode, Error> {
+    ) -> Result<VerifiedCallback, Error> {
         let params = CallbackParams::from_url(callback)?;
         if let Some(base) = &params.base_url {
             let mut expected = self.redirect_uri.url().clone();
@@ -124,8 +183,21 @@ impl PendingAuthorization {
         self.verify_callback(&params, now)
     }
 
-    /// Checks callback parameters against this record and returns the authorization code.
+    /// Checks callback parameters against this record and returns the code with the
+    /// record. The record is used up either way: a callback is answered once.
     pub fn verify_callback(
+        self,
+        params: &CallbackParams,
+        now: SystemTime,
+    ) -> Result<VerifiedCallback, Error> {
+        let code = self.check_callback(params, now)?;
+        Ok(VerifiedCallback {
+            code,
+            pending: self,
+        })
+    }
+
+    fn check_callback(
         &self,
         params: &CallbackParams,
         now: SystemTime,
@@ -196,17 +268,14 @@ mod tests {
         let p = pending();
         let url = format!(
             "https://p.example/cb?t=1&code=abc&state={}",
-            p.state.secret()
+            p.state().secret()
         );
-        assert_eq!(
-            p.verify_callback_url(&url, SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .secret(),
-            "abc"
-        );
+        let verified = p.verify_callback_url(&url, SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(verified.code().secret(), "abc");
+        let p = pending();
         let form = format!(
             "code=abc&state={}&iss=https%3A%2F%2Fapp.class.com.au",
-            p.state.secret()
+            p.state().secret()
         );
         let params = CallbackParams::from_form_post(form.as_bytes()).unwrap();
         assert!(p.verify_callback(&params, SystemTime::UNIX_EPOCH).is_ok());
@@ -214,10 +283,10 @@ mod tests {
 
     #[test]
     fn every_rejection() {
-        let p = pending();
         let now = SystemTime::UNIX_EPOCH;
         let check = |q: String| {
-            p.verify_callback(&CallbackParams::from_query(&q).unwrap(), now)
+            pending()
+                .verify_callback(&CallbackParams::from_query(&q).unwrap(), now)
                 .unwrap_err()
         };
         assert_eq!(
@@ -228,7 +297,8 @@ mod tests {
             check("code=a&state=nope".into()),
             Error::PolicyViolation(PolicyViolation::StateMismatch)
         );
-        let s = p.state.secret().to_owned();
+        let p = pending();
+        let s = p.state().secret().to_owned();
         assert!(matches!(
             check(format!("code=a&state={s}&iss=https%3A%2F%2Fevil.example")),
             Error::PolicyViolation(PolicyViolation::IssuerMismatch { .. })
@@ -244,19 +314,33 @@ mod tests {
             Error::PolicyViolation(PolicyViolation::MalformedCallback(_))
         ));
         assert!(CallbackParams::from_query("code=a&code=b").is_err());
-        let late = p.expires_at + Duration::from_secs(1);
+        let late = p.expires_at() + Duration::from_secs(1);
         let ok = CallbackParams::from_query(&format!("code=a&state={s}")).unwrap();
         assert_eq!(
-            p.verify_callback(&ok, late).unwrap_err(),
+            pending().verify_callback(&ok, late).unwrap_err(),
             Error::PolicyViolation(PolicyViolation::PendingAuthorizationExpired)
         );
         let wrong_path = format!("https://p.example/other?code=a&state={s}");
         assert!(matches!(
-            p.verify_callback_url(&wrong_path, now).unwrap_err(),
+            pending().verify_callback_url(&wrong_path, now).unwrap_err(),
             Error::PolicyViolation(PolicyViolation::PendingAuthorizationMismatch(_))
         ));
-        let mut strict = p.clone();
-        strict.iss_required = true;
+        // A provider that promised `iss` (RFC 9207) must send it.
+        let client = Client::new(ClientId::new("cid"), {
+            let mut e = Environment::Production.preset();
+            e.authorization_response_iss_parameter_supported = true;
+            e
+        });
+        let mut e = |b: &mut [u8]| b.fill(3);
+        let strict = AuthorizationRequest::new(
+            &client,
+            RedirectUrl::new("https://p.example/cb?t=1").unwrap(),
+            Scopes::default(),
+        )
+        .build(&mut e, SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .1;
+        assert!(strict.iss_required());
         assert_eq!(
             strict.verify_callback(&ok, now).unwrap_err(),
             Error::PolicyViolation(PolicyViolation::MissingIssuer)

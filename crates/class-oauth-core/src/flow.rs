@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use http::{Request, Response};
 
 use crate::api::{self, ApiRequest};
-use crate::authorize::PendingAuthorization;
+use crate::callback::VerifiedCallback;
 use crate::client::Client;
 use crate::error::Error;
 use crate::id_token::{Expectations, IdTokenClaims, IdTokenValidator};
@@ -440,7 +440,9 @@ pub struct TokenFlow {
 }
 
 impl TokenFlow {
-    /// A token request with no ID-token validation (none is expected).
+    /// A token request with no ID-token validation (none is expected). An ID token in the
+    /// response is dropped, never returned unvalidated; use
+    /// [`TokenFlow::with_id_token_validation`] to receive one.
     #[must_use]
     pub fn new(client: &Client, request: TokenRequest) -> Self {
         Self {
@@ -471,28 +473,36 @@ impl TokenFlow {
         self.received.as_ref()
     }
 
+    /// The token request (after its HTTP request is built, a password grant's password
+    /// is already gone from it).
+    pub fn request(&self) -> &TokenRequest {
+        &self.request
+    }
+
     /// True while the flow waits for the key set (after the token response arrived).
     #[must_use]
     pub fn awaiting_keys(&self) -> bool {
         matches!(self.phase, Phase::AwaitKeys { .. })
     }
 
-    /// Redeems a code and validates the ID token against the pending record's nonce and
-    /// max_age.
+    /// Redeems the code of a verified callback and validates the ID token against the
+    /// pending record's nonce and max_age.
     #[must_use]
     pub fn authorization_code(
         client: &Client,
-        pending: &PendingAuthorization,
-        code: crate::secret::AuthorizationCode,
+        verified: VerifiedCallback,
         validator: IdTokenValidator,
         keys: Option<SharedKeySet>,
     ) -> Self {
-        let mut flow = Self::new(client, TokenRequest::authorization_code(pending, code));
+        let (pending, code) = verified.into_parts();
+        let nonce = pending.nonce.clone();
+        let max_age = pending.max_age();
+        let mut flow = Self::new(client, TokenRequest::from_pending(pending, code));
         flow.id_check = Some(IdCheck {
             validator,
             keys,
-            nonce: pending.nonce.clone(),
-            max_age: pending.max_age.map(Duration::from_secs),
+            nonce,
+            max_age,
             original: None,
         });
         flow
@@ -524,6 +534,12 @@ impl TokenFlow {
         now: SystemTime,
     ) -> Step<ValidatedTokens> {
         let Some(check) = &self.id_check else {
+            // No validator: an ID token nobody checked is never handed out (the stored
+            // one a refresh response kept was validated when it came).
+            let mut tokens = tokens;
+            if tokens.id_token.as_ref() != self.request.previous_id_token() {
+                tokens.id_token = None;
+            }
             return self.finish(Ok(ValidatedTokens {
                 tokens,
                 id_claims: None,
@@ -552,7 +568,7 @@ impl TokenFlow {
                 nonce: check.nonce.as_ref(),
                 max_age: check.max_age,
                 refreshed_from: check.original.as_ref(),
-                ..Expectations::default()
+                ..Expectations::without_nonce()
             };
             expect = expect.with_access_token(&tokens.access_token);
             match check.validator.validate(&id_token, keys, now, &expect) {
@@ -624,6 +640,8 @@ impl Flow for TokenFlow {
         match std::mem::replace(&mut self.phase, Phase::Finished) {
             Phase::Token => match self.request.to_http(&self.client) {
                 Ok(req) => {
+                    // The request carries the password now; the flow keeps no copy.
+                    self.request.forget_password();
                     self.phase = Phase::AwaitToken;
                     Step::Send(req)
                 }
@@ -787,6 +805,51 @@ mod tests {
             matches!(err, DriveError::Transport(ref t) if t.kind == TransportErrorKind::Timeout)
         );
         assert!(err.is_transient() && !err.requires_reauthorization());
+    }
+
+    #[test]
+    fn password_is_gone_once_its_request_is_built() {
+        let client = Client::new(ClientId::new("c"), Environment::Pie.preset())
+            .with_secret(ClientSecret::new("s"));
+        let req = TokenRequest::password(
+            Username::new("u"),
+            Password::new("hunter2"),
+            Scopes::default(),
+        )
+        .unwrap();
+        let mut flow = TokenFlow::new(&client, req);
+        let Step::Send(http) = flow.poll(SystemTime::UNIX_EPOCH) else {
+            panic!("the flow sends the token request first");
+        };
+        assert!(String::from_utf8_lossy(http.body()).contains("password=hunter2"));
+        let crate::token::Grant::Password { password, .. } = flow.request().grant() else {
+            panic!("a password grant");
+        };
+        assert_eq!(
+            password.secret(),
+            "",
+            "the flow keeps no copy of the password"
+        );
+    }
+
+    #[test]
+    fn a_flow_without_a_validator_never_returns_an_unvalidated_id_token() {
+        let client = Client::new(ClientId::new("c"), Environment::Pie.preset());
+        let req = TokenRequest::password(Username::new("u"), Password::new("p"), Scopes::default())
+            .unwrap();
+        let out = drive_blocking(
+            TokenFlow::new(&client, req),
+            || SystemTime::UNIX_EPOCH,
+            |_| {
+                Ok(json(
+                    200,
+                    r#"{"access_token":"a","id_token":"forged.jwt.here"}"#,
+                ))
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert!(out.tokens.id_token.is_none() && out.id_claims.is_none());
     }
 
     #[test]

@@ -206,8 +206,12 @@ impl IdTokenError {
     }
 }
 
-/// The claims of a validated ID token.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The claims of a validated ID token. Only [`IdTokenValidator::validate`] makes them
+/// from a token (deserialising is for stores that kept validated claims).
+///
+/// `Debug` shows the subject, issuer, audiences and times, and which personal claims are
+/// present, never their values (email, extra claims) or the nonce.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct IdTokenClaims {
     /// `iss`.
@@ -240,6 +244,29 @@ pub struct IdTokenClaims {
     pub email_verified: Option<bool>,
     /// Every other claim.
     pub extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for IdTokenClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::userinfo::{ClaimNames, presence};
+        f.debug_struct("IdTokenClaims")
+            .field("iss", &self.iss)
+            .field("sub", &self.sub)
+            .field("aud", &self.aud)
+            .field("exp", &self.exp)
+            .field("iat", &self.iat)
+            .field("nbf", &self.nbf)
+            .field("auth_time", &self.auth_time)
+            .field("nonce", &presence(self.nonce.as_ref()))
+            .field("azp", &self.azp)
+            .field("at_hash", &presence(self.at_hash.as_ref()))
+            .field("acr", &self.acr)
+            .field("amr", &self.amr)
+            .field("email", &presence(self.email.as_ref()))
+            .field("email_verified", &self.email_verified)
+            .field("extra", &ClaimNames(&self.extra))
+            .finish()
+    }
 }
 
 fn numeric_date(
@@ -290,8 +317,8 @@ fn string_claim(
 }
 
 impl IdTokenClaims {
-    /// Parses claims with strict types.
-    pub fn from_json(mut claims: Map<String, Value>) -> Result<Self, IdTokenError> {
+    /// Parses claims with strict types (only the validator calls it).
+    pub(crate) fn from_json(mut claims: Map<String, Value>) -> Result<Self, IdTokenError> {
         let iss = string_claim(&mut claims, "iss")?.ok_or(IdTokenError::MissingClaim("iss"))?;
         let sub = string_claim(&mut claims, "sub")?
             .filter(|s| !s.is_empty())
@@ -378,8 +405,11 @@ impl IdTokenClaims {
     }
 }
 
-/// What the caller expects of this particular token.
-#[derive(Clone, Copy, Debug, Default)]
+/// What the caller expects of this particular token. There is no `Default`: each
+/// constructor says which checks apply ([`Expectations::for_pending`] with the nonce
+/// sent, [`Expectations::for_refresh`], or [`Expectations::without_nonce`] for a grant
+/// that sent none), so a nonce check cannot be left off by accident.
+#[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct Expectations<'a> {
     /// The nonce sent in the authorization request.
@@ -393,6 +423,18 @@ pub struct Expectations<'a> {
 }
 
 impl<'a> Expectations<'a> {
+    /// Expectations for a token whose request sent no nonce (the password grant, or a
+    /// login made with [`crate::NonceMode::Disabled`]).
+    #[must_use]
+    pub fn without_nonce() -> Self {
+        Self {
+            nonce: None,
+            access_token: None,
+            max_age: None,
+            refreshed_from: None,
+        }
+    }
+
     /// Expectations for the token of a code exchange: the pending record's nonce and
     /// `max_age`.
     #[must_use]
@@ -400,7 +442,7 @@ impl<'a> Expectations<'a> {
         Self {
             nonce: pending.nonce.as_ref(),
             max_age: pending.max_age.map(Duration::from_secs),
-            ..Self::default()
+            ..Self::without_nonce()
         }
     }
 
@@ -409,7 +451,7 @@ impl<'a> Expectations<'a> {
     pub fn for_refresh(original: &'a IdTokenClaims) -> Self {
         Self {
             refreshed_from: Some(original),
-            ..Self::default()
+            ..Self::without_nonce()
         }
     }
 

@@ -8,14 +8,21 @@
 //! use the ready-made transports `class-oauth-reqwest` (async) and `class-oauth-ureq`
 //! (blocking).
 //!
-//! ## The drive loop: prepare, send with any client, parse
+//! ## The drive loop: prepare, send with any client, validate
+//!
+//! Every multi-step operation is a [`flow::Flow`]: it says which request to send, takes
+//! the response, and only hands out what it has validated (state and `iss` on the
+//! callback, the ID token against the key set, the nonce and `max_age`). Drive it with
+//! any HTTP client: [`flow::drive_blocking`] takes closures; the transports drive the
+//! same flows with reqwest and ureq.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use class_oauth_core::{Client, ClientId, ClientSecret, Environment, Error};
+//! use class_oauth_core::{Client, ClientId, ClientSecret, Environment};
 //! use class_oauth_core::authorize::AuthorizationRequest;
+//! use class_oauth_core::flow::{TokenFlow, drive_blocking};
+//! use class_oauth_core::id_token::IdTokenValidator;
 //! use class_oauth_core::scope::{AccessSpecifier, Scopes, Target};
-//! use class_oauth_core::token::TokenRequest;
 //! use class_oauth_core::types::RedirectUrl;
 //!
 //! // Any HTTP client will do; this one answers like Class does.
@@ -46,17 +53,21 @@
 //! let (url, pending) = AuthorizationRequest::new(&client, redirect, scopes).build(&mut os_rng, now)?;
 //! assert!(url.as_str().starts_with("https://app.class-pie.com.au/connect/authorize?response_type=code"));
 //!
-//! // 2. The browser comes back: check state (and iss), then redeem the code.
-//! let callback = format!("https://partner.example/class-callback?code=1fd827c4&state={}", pending.state.secret());
-//! let code = pending.verify_callback_url(&callback, now)?;
-//! let request = TokenRequest::authorization_code(&pending, code);
-//! let response = send(request.to_http(&client)?);
-//! let tokens = request.parse_response(&client, &response, now)?;
+//! // 2. The browser comes back: verifying the callback (state, iss) uses the record up
+//! //    and gives the only value a code can be redeemed with.
+//! let callback = format!("https://partner.example/class-callback?code=1fd827c4&state={}", pending.state().secret());
+//! let verified = pending.verify_callback_url(&callback, now)?;
 //!
+//! // 3. Redeem the code; an ID token (with `openid`) is validated before it is returned.
+//! let validator = IdTokenValidator::for_endpoints(client.endpoints(), client.client_id().clone());
+//! let flow = TokenFlow::authorization_code(&client, verified, validator, None);
+//! let granted = drive_blocking(flow, || now, |req| Ok(send(req)), |_| {})?;
+//!
+//! let tokens = &granted.tokens;
 //! assert_eq!(tokens.business_code().unwrap().as_str(), "OAUTH_TEST");
 //! assert_eq!(tokens.expires_at, Some(now + Duration::from_secs(899)));
 //! assert_eq!(format!("{:?}", tokens.access_token), "AccessToken([redacted])");
-//! # Ok::<(), Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! ## What is where
@@ -89,8 +100,22 @@
 //! ## Secrets
 //! Client secrets, tokens, codes, verifiers, state, nonce and passwords are newtypes in
 //! [`secret`]: `Debug` prints `[redacted]`, there is no `Display`, values are zeroized on
-//! drop and compared in constant time. Error excerpts of response bodies redact token
-//! members even in truncated JSON.
+//! drop and compared in constant time, and serialising one needs
+//! [`secret::ExposeSecrets`]. Error excerpts of response bodies redact token members even
+//! in truncated JSON. `Debug` of ID-token claims and UserInfo shows the subject, not
+//! personal data.
+//!
+//! ## Hard to misuse
+//! - ID-token claims only come out of [`id_token::IdTokenValidator::validate`] (the
+//!   flows call it); a flow without a validator drops an ID token rather than return it
+//!   unchecked, and `openid` against a provider with no key set is refused before a code
+//!   is spent (unless [`IdTokenTrust::DangerTokenEndpointTls`] says otherwise).
+//! - An authorization code is redeemed only through a
+//!   [`callback::VerifiedCallback`], which verifying a
+//!   [`authorize::PendingAuthorization`] (and using it up) gives.
+//! - No security check defaults off: the nonce ([`NonceMode`]), the UserInfo `sub`
+//!   ([`userinfo::ExpectedSubject`]) and ID-token expectations
+//!   ([`id_token::Expectations`] has no `Default`) are each an explicit choice.
 //!
 //! ## MSRV
 //! Rust 1.85 (edition 2024). MSRV bumps happen only in minor releases and never together

@@ -36,6 +36,10 @@ thread_local! {
 /// assert_eq!(serde_json::to_string(&ExposeSecrets(&token)).unwrap(), "\"at-1\"");
 /// ```
 #[derive(Clone, Copy)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "a transparent wrapper: built with its one public field"
+)]
 pub struct ExposeSecrets<'a, T: ?Sized>(pub &'a T);
 
 impl<T: ?Sized> fmt::Debug for ExposeSecrets<'_, T> {

@@ -184,19 +184,18 @@ impl ClientConfig {
     pub fn callback_flow(
         &self,
         endpoints: &Endpoints,
-        pending: &crate::authorize::PendingAuthorization,
+        pending: crate::authorize::PendingAuthorization,
         callback: Callback<'_>,
         now: std::time::SystemTime,
     ) -> Result<crate::flow::TokenFlow, crate::Error> {
-        let code = match callback {
+        let verified = match callback {
             Callback::Url(url) => pending.verify_callback_url(url, now)?,
             Callback::FormPost(body) => pending
                 .verify_callback(&crate::callback::CallbackParams::from_form_post(body)?, now)?,
         };
         Ok(crate::flow::TokenFlow::authorization_code(
             &self.client(endpoints),
-            pending,
-            code,
+            verified,
             self.validator(endpoints),
             self.keys(endpoints),
         ))
@@ -219,19 +218,27 @@ impl ClientConfig {
         )
     }
 
-    /// UserInfo, with the `sub` check when `expected_sub` is given.
+    /// UserInfo, with the `sub` checked against the ID token's (OIDC Core 5.3.2).
     #[must_use]
     pub fn userinfo_flow(
         &self,
         endpoints: &Endpoints,
         access_token: &crate::secret::AccessToken,
-        expected_sub: Option<&str>,
+        expected: crate::userinfo::ExpectedSubject<'_>,
     ) -> crate::flow::Exchange<crate::userinfo::UserInfo> {
+        use crate::userinfo::ExpectedSubject;
         let client = self.client(endpoints);
         let request = crate::userinfo::request(&client, access_token);
-        let expected = expected_sub.map(str::to_owned);
+        let expected_sub = match expected {
+            ExpectedSubject::IdToken(c) => Some(c.sub.clone()),
+            ExpectedSubject::Sub(s) => Some(s.to_owned()),
+            _ => None,
+        };
         crate::flow::Exchange::new(request, move |resp, _| {
-            crate::userinfo::parse_response(&client, resp, expected.as_deref())
+            let expected = expected_sub
+                .as_deref()
+                .map_or(ExpectedSubject::NoIdToken, ExpectedSubject::Sub);
+            crate::userinfo::parse_response(&client, resp, expected)
         })
     }
 

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::authorize::PendingAuthorization;
 use crate::body;
+use crate::callback::VerifiedCallback;
 use crate::client::Client;
 use crate::error::{
     EndpointKind, Error, InputError, MalformedReason, OAuthError, PolicyViolation, ServerRefusal,
@@ -74,8 +75,9 @@ impl Grant {
     }
 }
 
-/// A token-endpoint request. Build it, send [`TokenRequest::to_http`] with any HTTP
-/// client, and hand the response to [`TokenRequest::parse_response`].
+/// A token-endpoint request. Drive it with [`crate::flow::TokenFlow`] (which sends
+/// [`TokenRequest::to_http`], parses the answer and validates any ID token), with any
+/// HTTP client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct TokenRequest {
@@ -90,17 +92,23 @@ pub struct TokenRequest {
 
 impl TokenRequest {
     /// Redeems the code of a verified callback (RFC 6749 4.1.3): `redirect_uri` and the
-    /// PKCE verifier come from the pending record.
-    pub fn authorization_code(pending: &PendingAuthorization, code: AuthorizationCode) -> Self {
+    /// PKCE verifier come from the pending record. To validate the ID token too (the
+    /// nonce and `max_age` of the record), use [`crate::flow::TokenFlow::authorization_code`].
+    pub fn authorization_code(verified: VerifiedCallback) -> Self {
+        let (pending, code) = verified.into_parts();
+        Self::from_pending(pending, code)
+    }
+
+    pub(crate) fn from_pending(pending: PendingAuthorization, code: AuthorizationCode) -> Self {
         Self {
             grant: Grant::AuthorizationCode {
                 code,
-                redirect_uri: pending.redirect_uri.clone(),
-                code_verifier: pending.pkce_verifier.clone(),
+                redirect_uri: pending.redirect_uri,
+                code_verifier: pending.pkce_verifier,
             },
-            requested_scope: pending.scopes.clone(),
+            requested_scope: pending.scopes,
             previous_id_token: None,
-            bound_to: Some((pending.client_id.clone(), pending.issuer.clone())),
+            bound_to: Some((pending.client_id, pending.issuer)),
         }
     }
 
@@ -260,13 +268,22 @@ impl TokenRequest {
         })
     }
 
+    /// Drops a password grant's password (zeroized) once its HTTP request is built.
+    pub(crate) fn forget_password(&mut self) {
+        if let Grant::Password { password, .. } = &mut self.grant {
+            *password = Password::new(String::new());
+        }
+    }
+
     /// The ID token a refresh response without one keeps (the stored set's), if any.
     pub(crate) fn previous_id_token(&self) -> Option<&IdToken> {
         self.previous_id_token.as_ref()
     }
 
-    /// Parses the token endpoint's response. `now` stamps the absolute expiry.
-    pub fn parse_response(
+    /// Parses the token endpoint's response. `now` stamps the absolute expiry. Crate
+    /// private: the public way is [`crate::flow::TokenFlow`], which validates any ID
+    /// token before anyone can use it.
+    pub(crate) fn parse_response(
         &self,
         client: &Client,
         resp: &Response<Vec<u8>>,

@@ -66,7 +66,10 @@ pub struct Address {
 }
 
 /// The UserInfo claims.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// `Debug` shows the subject, the business code and roles, and which personal claims are
+/// present, never their values (names, email, phone, addresses).
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct UserInfo {
     /// `sub`, the only claim Class guarantees.
@@ -101,6 +104,50 @@ pub struct UserInfo {
     pub class_role: Vec<String>,
     /// Every other claim.
     pub extra: Map<String, Value>,
+}
+
+/// `Some("[redacted]")` for a present value: a `Debug` field that says a personal claim
+/// is there without printing it.
+pub(crate) fn presence<T>(value: Option<&T>) -> Option<&'static str> {
+    value.map(|_| "[redacted]")
+}
+
+/// The names of extra claims, without their values.
+pub(crate) struct ClaimNames<'a>(pub(crate) &'a Map<String, Value>);
+
+impl std::fmt::Debug for ClaimNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl std::fmt::Debug for UserInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserInfo")
+            .field("sub", &self.sub)
+            .field("name", &presence(self.name.as_ref()))
+            .field("given_name", &presence(self.given_name.as_ref()))
+            .field("middle_name", &presence(self.middle_name.as_ref()))
+            .field("family_name", &presence(self.family_name.as_ref()))
+            .field("gender", &presence(self.gender.as_ref()))
+            .field("email", &presence(self.email.as_ref()))
+            .field("email_verified", &self.email_verified)
+            .field("phone_number", &presence(self.phone_number.as_ref()))
+            .field("address", &presence(self.address.as_ref()))
+            .field("business_name", &presence(self.business_name.as_ref()))
+            .field("business_code", &self.business_code)
+            .field(
+                "business_address",
+                &presence(self.business_address.as_ref()),
+            )
+            .field(
+                "business_phone_number",
+                &presence(self.business_phone_number.as_ref()),
+            )
+            .field("class_role", &self.class_role)
+            .field("extra", &ClaimNames(&self.extra))
+            .finish()
+    }
 }
 
 impl UserInfo {
@@ -208,12 +255,36 @@ impl UserInfo {
     }
 }
 
-/// Parses a UserInfo response. With `expected_sub` (the validated ID token's `sub`), a
-/// different `sub` is a [`PolicyViolation::SubjectMismatch`].
+/// Whose UserInfo the caller expects. There is no "don't check": when an ID token was
+/// issued with the access token, its `sub` must be compared (OIDC Core 5.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExpectedSubject<'a> {
+    /// The validated ID token issued with the access token.
+    IdToken(&'a crate::id_token::IdTokenClaims),
+    /// The `sub` of that ID token, as stored.
+    Sub(&'a str),
+    /// No ID token was issued with this access token (the grant had no `openid`), so
+    /// there is nothing to compare the response's `sub` with.
+    NoIdToken,
+}
+
+impl ExpectedSubject<'_> {
+    fn sub(&self) -> Option<&str> {
+        match self {
+            Self::IdToken(claims) => Some(&claims.sub),
+            Self::Sub(sub) => Some(sub),
+            Self::NoIdToken => None,
+        }
+    }
+}
+
+/// Parses a UserInfo response; a `sub` other than the expected one is a
+/// [`PolicyViolation::SubjectMismatch`] and the response must not be used.
 pub fn parse_response(
     client: &Client,
     resp: &Response<Vec<u8>>,
-    expected_sub: Option<&str>,
+    expected: ExpectedSubject<'_>,
 ) -> Result<UserInfo, Error> {
     let status = resp.status();
     if !status.is_success() {
@@ -246,7 +317,7 @@ pub fn parse_response(
     }
     let map = crate::token::parse_oauth_body(EndpointKind::UserInfo, resp, client.max_body())?;
     let info = UserInfo::from_map(resp, map)?;
-    if let Some(expected) = expected_sub {
+    if let Some(expected) = expected.sub() {
         if info.sub != expected {
             return Err(PolicyViolation::SubjectMismatch {
                 expected: expected.to_owned(),
@@ -293,7 +364,7 @@ mod tests {
             200,
             r#"{"sub":"u1","business_code":"OAUTH_TEST","class_role":"Administrator, Access Controller, adviser","email_verified":"true","address":{"locality":"Sydney"},"zz":1}"#,
         );
-        let u = parse_response(&client(), &r, Some("u1")).unwrap();
+        let u = parse_response(&client(), &r, ExpectedSubject::Sub("u1")).unwrap();
         assert_eq!(
             u.class_role,
             ["Administrator", "Access Controller", "adviser"]
@@ -307,17 +378,25 @@ mod tests {
     fn rejections() {
         let r = json(200, r#"{"sub":"u1invalid"}"#);
         assert!(matches!(
-            parse_response(&client(), &r, Some("u1")),
+            parse_response(&client(), &r, ExpectedSubject::Sub("u1")),
             Err(Error::PolicyViolation(
                 PolicyViolation::SubjectMismatch { .. }
             ))
         ));
         assert!(matches!(
-            parse_response(&client(), &json(200, r#"{"name":"x"}"#), None),
+            parse_response(
+                &client(),
+                &json(200, r#"{"name":"x"}"#),
+                ExpectedSubject::NoIdToken
+            ),
             Err(Error::MalformedResponse(_))
         ));
         assert!(matches!(
-            parse_response(&client(), &json(200, r#"{"sub":5}"#), None),
+            parse_response(
+                &client(),
+                &json(200, r#"{"sub":5}"#),
+                ExpectedSubject::NoIdToken
+            ),
             Err(Error::MalformedResponse(_))
         ));
         let unauth = Response::builder()
@@ -328,13 +407,13 @@ mod tests {
             )
             .body(Vec::new())
             .unwrap();
-        let e = parse_response(&client(), &unauth, None).unwrap_err();
+        let e = parse_response(&client(), &unauth, ExpectedSubject::NoIdToken).unwrap_err();
         assert_eq!(e.code().map(|c| c.as_str()), Some("invalid_token"));
         let envelope = json(
             401,
             r#"{"Errors":[{"Code":"API_NOT_AUTHORISED","Message":"Not authorised"}]}"#,
         );
-        let e = parse_response(&client(), &envelope, None).unwrap_err();
+        let e = parse_response(&client(), &envelope, ExpectedSubject::NoIdToken).unwrap_err();
         assert!(
             matches!(e, Error::ApiRefused(ref r) if r.errors[0].code == "API_NOT_AUTHORISED"),
             "{e:?}"

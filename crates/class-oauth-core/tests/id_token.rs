@@ -80,7 +80,7 @@ fn basic_rp_and_claim_cases() {
     let a = TestKey::rsa_a();
     let keys = keyset(&[&a]);
     let n = nonce();
-    let expect = Expectations::default().with_nonce(&n);
+    let expect = Expectations::without_nonce().with_nonce(&n);
     let sign = |c: Value| a.sign("RS256", &c, &json!({}));
     let cases: Vec<(&str, String, Outcome)> = vec![
         (
@@ -282,7 +282,7 @@ fn kid_absent_with_several_keys_is_rejected_as_ambiguous() {
         .with_kid(None)
         .sign("RS256", &claims(), &json!({}));
     assert_eq!(
-        check(&token, &keys, &Expectations::default()).unwrap_err(),
+        check(&token, &keys, &Expectations::without_nonce()).unwrap_err(),
         IdTokenError::AmbiguousKey
     );
 }
@@ -302,7 +302,7 @@ fn configured_algorithms_and_hmac_on_purpose() {
                 &IdToken::new(&token),
                 Some(&keys),
                 now(),
-                &Expectations::default()
+                &Expectations::without_nonce()
             )
             .is_ok()
         );
@@ -313,14 +313,24 @@ fn configured_algorithms_and_hmac_on_purpose() {
         &[Algorithm::HS256],
     );
     assert!(
-        v.validate(&IdToken::new(&hs), None, now(), &Expectations::default())
-            .is_ok()
+        v.validate(
+            &IdToken::new(&hs),
+            None,
+            now(),
+            &Expectations::without_nonce()
+        )
+        .is_ok()
     );
     let wrong = validator()
         .danger_allow_hmac_with_client_secret(ClientSecret::new("other"), &[Algorithm::HS256]);
     assert_eq!(
         wrong
-            .validate(&IdToken::new(&hs), None, now(), &Expectations::default())
+            .validate(
+                &IdToken::new(&hs),
+                None,
+                now(),
+                &Expectations::without_nonce()
+            )
             .unwrap_err(),
         IdTokenError::BadSignature
     );
@@ -352,20 +362,20 @@ fn at_hash_and_max_age() {
         &with(claims(), json!({"at_hash": at_hash})),
         &json!({}),
     );
-    let expect = Expectations::default().with_access_token(&at);
+    let expect = Expectations::without_nonce().with_access_token(&at);
     assert!(check(&good, &keys, &expect).is_ok());
     let other = AccessToken::new("another");
     assert_eq!(
         check(
             &good,
             &keys,
-            &Expectations::default().with_access_token(&other)
+            &Expectations::without_nonce().with_access_token(&other)
         )
         .unwrap_err(),
         IdTokenError::AtHashMismatch
     );
 
-    let mut e = Expectations::default();
+    let mut e = Expectations::without_nonce();
     e.max_age = Some(Duration::from_secs(600));
     assert_eq!(
         check(&a.sign("RS256", &claims(), &json!({})), &keys, &e).unwrap_err(),
@@ -406,7 +416,7 @@ fn refresh_token_profile() {
             &json!({}),
         ),
         &keys,
-        &Expectations::default(),
+        &Expectations::without_nonce(),
     )
     .unwrap();
     let refreshed = |c: Value| a.sign("RS256", &c, &json!({}));
@@ -482,7 +492,7 @@ fn userinfo_sub_must_match_the_id_token() {
     let claims = check(
         &a.sign("RS256", &claims(), &json!({})),
         &keyset(&[&a]),
-        &Expectations::default(),
+        &Expectations::without_nonce(),
     )
     .unwrap();
     let mut info = UserInfo::default();
@@ -514,7 +524,7 @@ fn key_rotation_refetches_once_per_cooldown() {
             &IdToken::new(&rotated),
             cache.keys(),
             later,
-            &Expectations::default(),
+            &Expectations::without_nonce(),
         )
         .unwrap_err();
     assert!(err.wants_key_refresh());
@@ -526,7 +536,7 @@ fn key_rotation_refetches_once_per_cooldown() {
                 &IdToken::new(&rotated),
                 cache.keys(),
                 later,
-                &Expectations::default()
+                &Expectations::without_nonce()
             )
             .is_ok()
     );
@@ -543,7 +553,7 @@ fn key_rotation_refetches_once_per_cooldown() {
             &IdToken::new(&expired),
             cache.keys(),
             later,
-            &Expectations::default(),
+            &Expectations::without_nonce(),
         )
         .unwrap_err();
     assert!(matches!(e, IdTokenError::Expired { .. }) && !e.wants_key_refresh());
@@ -610,18 +620,18 @@ proptest! {
         prop_assume!(bytes[i] != replacement);
         bytes[i] = replacement;
         let mutated = String::from_utf8_lossy(&bytes).into_owned();
-        prop_assert!(check(&mutated, &keys, &Expectations::default()).is_err());
+        prop_assert!(check(&mutated, &keys, &Expectations::without_nonce()).is_err());
     }
 
     /// Arbitrary input never panics: token strings, key sets and cache snapshots.
     #[test]
     fn arbitrary_input_never_panics(s in "[A-Za-z0-9_.=-]{0,300}", bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let keys = keyset(&[&TestKey::rsa_a()]);
-        let _ = check(&s, &keys, &Expectations::default());
+        let _ = check(&s, &keys, &Expectations::without_nonce());
         let _ = JwkSet::parse(&bytes);
         let _ = Jws::parse(&String::from_utf8_lossy(&bytes));
         let header = URL_SAFE_NO_PAD.encode(&bytes);
-        let _ = check(&format!("{header}.{header}.{header}"), &keys, &Expectations::default());
+        let _ = check(&format!("{header}.{header}.{header}"), &keys, &Expectations::without_nonce());
     }
 
     /// Claims with arbitrary JSON types never panic and wrong types are errors.
@@ -629,7 +639,7 @@ proptest! {
     fn claim_types_are_strict(exp in prop_oneof![Just(json!("1")), Just(json!(null)), Just(json!([])), Just(json!(1e300)), Just(json!(-1)), Just(json!(true))]) {
         let a = TestKey::rsa_a();
         let token = a.sign("RS256", &with(claims(), json!({"exp": exp})), &json!({}));
-        prop_assert!(check(&token, &keyset(&[&a]), &Expectations::default()).is_err());
+        prop_assert!(check(&token, &keyset(&[&a]), &Expectations::without_nonce()).is_err());
     }
 }
 
@@ -644,7 +654,6 @@ fn refresh_without_id_token_keeps_the_original_and_a_new_one_is_checked() {
     use class_oauth_core::environment::Environment;
     use class_oauth_core::flow::{Flow, Step};
     use class_oauth_core::session::ClientConfig;
-    use class_oauth_core::token::TokenRequest;
 
     let a = TestKey::rsa_a();
     let endpoints = Environment::Custom(IssuerUrl::new(ISS).unwrap())
@@ -661,16 +670,23 @@ fn refresh_without_id_token_keeps_the_original_and_a_new_one_is_checked() {
     cache.handle_response(now(), &jwks_response).unwrap();
     config.set_keys(cache);
     let original_token = a.sign("RS256", &claims(), &json!({}));
-    let original = check(&original_token, &keyset(&[&a]), &Expectations::default()).unwrap();
+    let original = check(
+        &original_token,
+        &keyset(&[&a]),
+        &Expectations::without_nonce(),
+    )
+    .unwrap();
     // Stored an hour ago: the first ID token expired 55 minutes ago.
     let stored_at = now() - Duration::from_secs(3600);
-    let first = TokenRequest::refresh_token(class_oauth_core::RefreshToken::new("r0"), Default::default())
-        .parse_response(
-            &config.client(&endpoints),
-            &json_response(&json!({"access_token": "a0", "refresh_token": "r0", "expires_in": 899, "id_token": original_token})),
-            stored_at,
-        )
-        .unwrap();
+    let stored_unix = NOW - 3600;
+    let first: class_oauth_core::TokenSet = serde_json::from_value(json!({
+        "access_token": "a0", "token_type": "bearer", "refresh_token": "r0",
+        "id_token": original_token, "scopes": "openid", "scope_in_response": false,
+        "received_at": stored_unix, "expires_in": 899, "expires_at": stored_unix + 899,
+        "extra": {}
+    }))
+    .unwrap();
+    assert_eq!(first.received_at, stored_at);
     let later = now() + Duration::from_secs(3600);
     let run = |body: Value| {
         let mut flow = config
@@ -735,7 +751,7 @@ fn issuer_with_a_trailing_slash_matches_exactly() {
     let v = IdTokenValidator::new(IssuerUrl::new(&slash).unwrap(), ClientId::new(CLIENT));
     let token =
         |iss: &str| IdToken::new(a.sign("RS256", &with(claims(), json!({"iss": iss})), &json!({})));
-    let expect = Expectations::default();
+    let expect = Expectations::without_nonce();
     assert_eq!(
         v.validate(&token(&slash), Some(&keys), now(), &expect)
             .unwrap()
@@ -746,4 +762,48 @@ fn issuer_with_a_trailing_slash_matches_exactly() {
         v.validate(&token(ISS), Some(&keys), now(), &expect),
         Err(IdTokenError::IssuerMismatch { .. })
     ));
+}
+
+/// `Debug` of validated claims and of UserInfo shows the subject, never personal data.
+#[test]
+fn debug_of_claims_and_userinfo_redacts_personal_data() {
+    let a = TestKey::rsa_a();
+    let token = a.sign(
+        "RS256",
+        &with(
+            claims(),
+            json!({"email": "sam@example.com", "phone_number": "+61 400 000 000"}),
+        ),
+        &json!({}),
+    );
+    let n = nonce();
+    let claims = check(
+        &token,
+        &keyset(&[&a]),
+        &Expectations::without_nonce().with_nonce(&n),
+    )
+    .unwrap();
+    let text = format!("{claims:?}");
+    assert!(text.contains("user-123"), "{text}");
+    for personal in ["sam@example.com", "+61 400 000 000", "n-0S6_WzA2Mj"] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+    assert!(
+        text.contains("phone_number"),
+        "extra claims are named: {text}"
+    );
+    let info: UserInfo = serde_json::from_value(json!({
+        "sub": "user-123", "email": "sam@example.com", "name": "Sam Citizen",
+        "business_code": "OAUTH_TEST", "class_role": ["Accountant"], "extra": {}
+    }))
+    .unwrap();
+    let text = format!("{info:?}");
+    assert!(
+        text.contains("user-123") && text.contains("OAUTH_TEST"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("sam@example.com") && !text.contains("Sam Citizen"),
+        "{text}"
+    );
 }

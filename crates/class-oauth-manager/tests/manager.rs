@@ -186,7 +186,7 @@ impl TokenStore for Counting {
     fn put_pending(
         &self,
         l: &str,
-        p: &class_oauth_core::authorize::PendingAuthorization,
+        p: class_oauth_core::authorize::PendingAuthorization,
     ) -> Result<(), StoreError> {
         self.0.put_pending(l, p)
     }

@@ -150,19 +150,29 @@ fn no_secret_reaches_a_trace_log() {
             AuthorizeOptions::default(),
         )
         .unwrap();
-    secrets.push(pending.state.secret().to_owned());
-    secrets.push(pending.pkce_verifier.as_ref().unwrap().secret().to_owned());
+    secrets.push(pending.state().secret().to_owned());
+    secrets.push(
+        pending
+            .pkce_verifier()
+            .as_ref()
+            .unwrap()
+            .secret()
+            .to_owned(),
+    );
     let callback = format!(
         "https://partner.example/cb?code={code}&state={}",
-        pending.state.secret()
+        pending.state().secret()
     );
     let via_code = client
-        .finish_authorization(&pending, Callback::Url(&callback))
+        .finish_authorization(pending, Callback::Url(&callback))
         .unwrap();
     secrets.push(via_code.tokens.access_token.secret().to_owned());
     secrets.push("SECRET-RT-CODE".into());
     client
-        .userinfo(&via_code.tokens.access_token, Some("user-1"))
+        .userinfo(
+            &via_code.tokens.access_token,
+            class_oauth_core::userinfo::ExpectedSubject::Sub("user-1"),
+        )
         .unwrap();
 
     let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();

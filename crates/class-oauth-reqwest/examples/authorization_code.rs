@@ -10,7 +10,7 @@ use std::io::BufRead;
 
 use class_oauth_core::scope::{AccessSpecifier, Scopes, Target};
 use class_oauth_core::{ClientId, ClientSecret, Environment, RedirectUrl};
-use class_oauth_reqwest::{AuthorizeOptions, Callback, ClassClient};
+use class_oauth_reqwest::{AuthorizeOptions, Callback, ClassClient, ExpectedSubject};
 
 fn var(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("set {name}"))
@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let granted = client
-        .finish_authorization(&pending, Callback::Url(line.trim()))
+        .finish_authorization(pending, Callback::Url(line.trim()))
         .await?;
     let sub = granted.id_claims.as_ref().map(|c| c.sub.clone());
     println!(
@@ -49,7 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sub
     );
     let me = client
-        .userinfo(&granted.tokens.access_token, sub.as_deref())
+        .userinfo(
+            &granted.tokens.access_token,
+            granted
+                .id_claims
+                .as_ref()
+                .map_or(ExpectedSubject::NoIdToken, ExpectedSubject::IdToken),
+        )
         .await?;
     println!("userinfo: {} roles {:?}", me.sub, me.class_role);
     Ok(())

@@ -46,7 +46,7 @@ use http::{Request, Response};
 
 pub use class_oauth_client::{
     AsyncHttpClient, AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError,
-    TransportConfig, TransportError, TransportErrorKind, drive, drive_with_clock,
+    ExpectedSubject, TransportConfig, TransportError, TransportErrorKind, drive, drive_with_clock,
 };
 pub use reqwest;
 
@@ -203,16 +203,22 @@ mod tests {
             .status(200)
             .body(br#"{"access_token":"a","refresh_token":"r"}"#.to_vec())
             .unwrap();
-        let tokens = class_oauth_core::token::TokenRequest::refresh_token(
+        let request = class_oauth_core::token::TokenRequest::refresh_token(
             class_oauth_core::RefreshToken::new("r"),
             Scopes::default(),
+        );
+        let tokens = class_oauth_core::flow::drive_blocking(
+            class_oauth_core::flow::TokenFlow::new(&cc, request),
+            || SystemTime::UNIX_EPOCH,
+            |_| Ok(response.clone()),
+            |_| {},
         )
-        .parse_response(&cc, &response, SystemTime::UNIX_EPOCH)
-        .unwrap();
+        .unwrap()
+        .tokens;
         assert_send(&client.endpoints());
         assert_send(&client.password(Username::new("u"), Password::new("p"), Scopes::default()));
         assert_send(&client.refresh(&tokens, None));
-        assert_send(&client.userinfo(&AccessToken::new("a"), None));
+        assert_send(&client.userinfo(&AccessToken::new("a"), ExpectedSubject::NoIdToken));
         assert_send(&client.api_get(&AccessToken::new("a"), "x"));
     }
 }

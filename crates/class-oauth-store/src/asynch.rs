@@ -57,7 +57,7 @@ pub trait AsyncTokenStore: Send + Sync + 'static {
     async fn put_pending(
         &self,
         lookup: &str,
-        pending: &PendingAuthorization,
+        pending: PendingAuthorization,
     ) -> Result<(), StoreError>;
     /// See [`TokenStore::take_pending`].
     async fn take_pending(
@@ -105,7 +105,7 @@ impl<S: AsyncTokenStore + ?Sized> AsyncTokenStore for Arc<S> {
     async fn put_pending(
         &self,
         lookup: &str,
-        pending: &PendingAuthorization,
+        pending: PendingAuthorization,
     ) -> Result<(), StoreError> {
         (**self).put_pending(lookup, pending).await
     }
@@ -226,10 +226,10 @@ impl<S: TokenStore + ?Sized> AsyncTokenStore for Blocking<S> {
     async fn put_pending(
         &self,
         lookup: &str,
-        pending: &PendingAuthorization,
+        pending: PendingAuthorization,
     ) -> Result<(), StoreError> {
-        let (s, lookup, pending) = (self.0.clone(), lookup.to_owned(), pending.clone());
-        run(move || s.put_pending(&lookup, &pending)).await
+        let (s, lookup, pending) = (self.0.clone(), lookup.to_owned(), pending);
+        run(move || s.put_pending(&lookup, pending)).await
     }
     async fn take_pending(
         &self,

@@ -543,7 +543,7 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Stores a pending authorization under `lookup` (its `state`); it expires with the
     /// record.
-    fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError>;
+    fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError>;
 
     /// Takes (reads and deletes) a pending authorization: a record redeems once. Expired
     /// records are not returned.
@@ -584,7 +584,7 @@ macro_rules! delegate_token_store {
             fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
                 (**self).release_lease(key, owner)
             }
-            fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
+            fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError> {
                 (**self).put_pending(lookup, pending)
             }
             fn take_pending(

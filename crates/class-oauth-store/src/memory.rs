@@ -176,10 +176,8 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
-        self.inner()
-            .pending
-            .insert(lookup.to_owned(), pending.clone());
+    fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError> {
+        self.inner().pending.insert(lookup.to_owned(), pending);
         Ok(())
     }
 
@@ -192,6 +190,6 @@ impl TokenStore for MemoryStore {
             .inner()
             .pending
             .remove(lookup)
-            .filter(|p| now <= p.expires_at))
+            .filter(|p| now <= p.expires_at()))
     }
 }

@@ -623,10 +623,9 @@ impl AsyncTokenStore for PostgresStore {
     async fn put_pending(
         &self,
         lookup: &str,
-        pending: &PendingAuthorization,
+        pending: PendingAuthorization,
     ) -> Result<(), StoreError> {
-        self.op_put_pending(lookup.to_owned(), pending.clone())
-            .await
+        self.op_put_pending(lookup.to_owned(), pending).await
     }
     async fn take_pending(
         &self,
@@ -680,9 +679,9 @@ impl TokenStore for PostgresStore {
         let (key, owner) = (key.clone(), owner.to_owned());
         self.blocking(async move { s.op_release(key, owner).await })
     }
-    fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
+    fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError> {
         let s = self.clone();
-        let (lookup, pending) = (lookup.to_owned(), pending.clone());
+        let (lookup, pending) = (lookup.to_owned(), pending);
         self.blocking(async move { s.op_put_pending(lookup, pending).await })
     }
     fn take_pending(

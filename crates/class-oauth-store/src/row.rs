@@ -95,7 +95,7 @@ pub(crate) fn encode_pending(
     Ok((
         pending_lookup(lookup),
         sealed,
-        to_i64(class_oauth_core::time::to_unix(pending.expires_at)),
+        to_i64(class_oauth_core::time::to_unix(pending.expires_at())),
     ))
 }
 

@@ -340,8 +340,8 @@ impl TokenStore for SqliteStore {
         Ok(())
     }
 
-    fn put_pending(&self, lookup: &str, pending: &PendingAuthorization) -> Result<(), StoreError> {
-        let (hashed, sealed, expires_at) = encode_pending(&self.enc, lookup, pending)?;
+    fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError> {
+        let (hashed, sealed, expires_at) = encode_pending(&self.enc, lookup, &pending)?;
         let c = self.conn()?;
         c.execute(
             "DELETE FROM class_oauth_pending WHERE expires_at < ?1",

@@ -30,6 +30,7 @@ use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
 use class_oauth_core::session::{AuthorizeOptions, Callback, ClientConfig};
 use class_oauth_core::token::TokenRequest;
+use class_oauth_core::userinfo::ExpectedSubject;
 use class_oauth_core::{
     AccessToken, Client, ClientId, ClientSecret, Endpoints, Environment, Error, IdTokenTrust,
     IssuerUrl, NonceMode, Password, PkceMode, RedirectUrl, RefreshToken, Username,
@@ -605,19 +606,19 @@ pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
                 .map_err(fail)?;
             let query = str_of(input, "callback")
                 .unwrap_or("code=fixture-code&state={state}")
-                .replace("{state}", pending.state.secret())
+                .replace("{state}", pending.state().secret())
                 .replace("{issuer_encoded}", &encode(issuer));
             let url = format!(
                 "{}{}{query}",
-                pending.redirect_uri,
-                if pending.redirect_uri.as_str().contains('?') {
+                pending.redirect_uri(),
+                if pending.redirect_uri().as_str().contains('?') {
                     "&"
                 } else {
                     "?"
                 }
             );
             let flow = config
-                .callback_flow(&endpoints, &pending, Callback::Url(&url), now())
+                .callback_flow(&endpoints, pending, Callback::Url(&url), now())
                 .map_err(fail)?;
             boxed(flow, |v| token_outcome(&v))
         }
@@ -646,7 +647,12 @@ pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
         "userinfo" => {
             let at = AccessToken::new(str_of(input, "access_token").unwrap_or("at"));
             boxed(
-                config.userinfo_flow(&endpoints, &at, str_of(input, "expected_sub")),
+                config.userinfo_flow(
+                    &endpoints,
+                    &at,
+                    str_of(input, "expected_sub")
+                        .map_or(ExpectedSubject::NoIdToken, ExpectedSubject::Sub),
+                ),
                 |u| json!({"ok": {"sub": u.sub, "email": u.email, "business_code": u.business_code, "class_role": u.class_role, "name": u.name}}),
             )
         }

@@ -191,7 +191,13 @@ pub fn token_set(
         .header("content-type", "application/json")
         .body(body.to_string().into_bytes())
         .expect("response");
-    TokenRequest::refresh_token(RefreshToken::new(refresh_token), Scopes::default())
-        .parse_response(&client, &resp, received_at)
-        .expect("token set")
+    let request = TokenRequest::refresh_token(RefreshToken::new(refresh_token), Scopes::default());
+    class_oauth_core::flow::drive_blocking(
+        class_oauth_core::flow::TokenFlow::new(&client, request),
+        || received_at,
+        |_| Ok(resp.clone()),
+        |_| {},
+    )
+    .expect("token set")
+    .tokens
 }

@@ -42,7 +42,7 @@ fn code_flow_refresh_userinfo_api_and_revocation() {
         .unwrap();
     let callback = emulator.browse(url.as_str()).unwrap();
     let granted = c
-        .finish_authorization(&pending, Callback::Url(&callback))
+        .finish_authorization(pending, Callback::Url(&callback))
         .unwrap();
     let claims = granted
         .id_claims
@@ -57,7 +57,10 @@ fn code_flow_refresh_userinfo_api_and_revocation() {
     assert_eq!(granted.tokens.token_type, "bearer");
 
     let me = c
-        .userinfo(&granted.tokens.access_token, Some(&claims.sub))
+        .userinfo(
+            &granted.tokens.access_token,
+            class_oauth_core::userinfo::ExpectedSubject::IdToken(&claims),
+        )
         .unwrap();
     assert_eq!(
         me.class_role,
@@ -152,7 +155,7 @@ fn denials_faults_and_no_discovery() {
         .unwrap();
     let callback = emulator.browse(url.as_str()).unwrap();
     let err = c
-        .finish_authorization(&pending, Callback::Url(&callback))
+        .finish_authorization(pending, Callback::Url(&callback))
         .unwrap_err();
     assert_eq!(
         err.protocol()

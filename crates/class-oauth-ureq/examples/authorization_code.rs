@@ -10,7 +10,7 @@ use std::io::BufRead;
 
 use class_oauth_core::scope::{AccessSpecifier, Scopes, Target};
 use class_oauth_core::{ClientId, ClientSecret, Environment, RedirectUrl};
-use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient};
+use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, ExpectedSubject};
 
 fn var(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("set {name}"))
@@ -36,14 +36,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Open this URL, consent, and paste the URL the browser is sent back to:\n{url}");
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    let granted = client.finish_authorization(&pending, Callback::Url(line.trim()))?;
+    let granted = client.finish_authorization(pending, Callback::Url(line.trim()))?;
     let sub = granted.id_claims.as_ref().map(|c| c.sub.clone());
     println!(
         "business {:?}, user {:?}",
         granted.tokens.business_code(),
         sub
     );
-    let me = client.userinfo(&granted.tokens.access_token, sub.as_deref())?;
+    let me = client.userinfo(
+        &granted.tokens.access_token,
+        granted
+            .id_claims
+            .as_ref()
+            .map_or(ExpectedSubject::NoIdToken, ExpectedSubject::IdToken),
+    )?;
     println!("userinfo: {} roles {:?}", me.sub, me.class_role);
     Ok(())
 }

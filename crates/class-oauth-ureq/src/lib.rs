@@ -40,8 +40,8 @@ use http::{Request, Response};
 
 pub use class_oauth_client::blocking::{drive, drive_with_clock};
 pub use class_oauth_client::{
-    AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError, SyncHttpClient,
-    TransportConfig, TransportError, TransportErrorKind,
+    AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError, ExpectedSubject,
+    SyncHttpClient, TransportConfig, TransportError, TransportErrorKind,
 };
 pub use ureq;
 

@@ -143,7 +143,7 @@ impl<S: TokenStore + ?Sized> TokenStore for Faulty<S> {
     fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
         self.inner.release_lease(key, owner)
     }
-    fn put_pending(&self, l: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
+    fn put_pending(&self, l: &str, p: PendingAuthorization) -> Result<(), StoreError> {
         self.inner.put_pending(l, p)
     }
     fn take_pending(
@@ -191,7 +191,7 @@ impl<S: AsyncTokenStore + ?Sized> AsyncTokenStore for Faulty<S> {
     async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
         self.inner.release_lease(key, owner).await
     }
-    async fn put_pending(&self, l: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
+    async fn put_pending(&self, l: &str, p: PendingAuthorization) -> Result<(), StoreError> {
         self.inner.put_pending(l, p).await
     }
     async fn take_pending(
