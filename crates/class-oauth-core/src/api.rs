@@ -3,7 +3,7 @@
 //!
 //! Class allows 500 calls per minute per client id. A 429 says how long to wait in
 //! `X-RateLimit-ResetAfter` (seconds); `X-RateLimit-1Min-Remaining` counts down the
-//! calls left. [`ApiRefusal::wait`] turns those (and `Retry-After`) into a duration.
+//! calls left. [`ApiRefusal::wait_from`] turns those (and `Retry-After`, a delay or an HTTP date) into a capped duration.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
