@@ -253,7 +253,7 @@ impl<H, M> ClassClientBuilder<H, M> {
 
     /// Sets the client secret (confidential client, HTTP Basic).
     pub fn secret(mut self, secret: ClientSecret) -> Self {
-        self.config.client_secret = Some(secret);
+        self.config.set_secret(secret);
         self
     }
 

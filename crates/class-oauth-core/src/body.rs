@@ -297,8 +297,65 @@ fn find_string_end(s: &str) -> Option<usize> {
     None
 }
 
+/// An `application/x-www-form-urlencoded` body that may carry secrets (a code, a
+/// refresh token, a password). It is written into one allocation sized for the worst
+/// case (every byte percent-encoded), so building it never grows a buffer and leaves a
+/// copy of a secret behind in freed memory; the intermediate values are borrowed, not
+/// copied.
+#[derive(Default)]
+pub(crate) struct FormBody<'a> {
+    pairs: Vec<(&'static str, std::borrow::Cow<'a, str>)>,
+}
+
+impl<'a> FormBody<'a> {
+    pub(crate) fn pair(&mut self, name: &'static str, value: impl Into<std::borrow::Cow<'a, str>>) {
+        self.pairs.push((name, value.into()));
+    }
+
+    /// The worst-case encoded length: three bytes per input byte, plus `=` and `&`.
+    fn capacity(&self) -> usize {
+        self.pairs
+            .iter()
+            .map(|(k, v)| 3 * (k.len() + v.len()) + 2)
+            .sum()
+    }
+
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.finish_checked().0
+    }
+
+    /// The body, and whether its buffer kept the capacity it started with.
+    fn finish_checked(self) -> (Vec<u8>, bool) {
+        let buffer = String::with_capacity(self.capacity());
+        let reserved = buffer.capacity();
+        let mut form = url::form_urlencoded::Serializer::new(buffer);
+        for (k, v) in &self.pairs {
+            form.append_pair(k, v);
+        }
+        let body = form.finish();
+        let kept = body.capacity() == reserved;
+        debug_assert!(kept, "the form body never grows");
+        (body.into_bytes(), kept)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn form_body_is_built_in_one_allocation() {
+        // Worst-case input: every byte needs percent-encoding.
+        let secret = "€ &=+%/\u{1F600}".repeat(40);
+        let mut form = FormBody::default();
+        form.pair("grant_type", "password");
+        form.pair("password", secret.as_str());
+        form.pair("scope", String::from("openid fund.read"));
+        let (body, kept) = form.finish_checked();
+        assert!(kept, "no reallocation left a copy behind");
+        let decoded: Vec<(String, String)> =
+            url::form_urlencoded::parse(&body).into_owned().collect();
+        assert_eq!(decoded[1], ("password".to_owned(), secret));
+    }
+
     use super::*;
 
     #[test]

@@ -1,5 +1,6 @@
 //! The client configuration: id, secret, endpoints, and how requests authenticate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -112,17 +113,60 @@ pub enum IdTokenTrust {
     DangerTokenEndpointTls,
 }
 
+/// The client id, the secret and the `Authorization: Basic` value made from them, built
+/// once and shared (cloning a [`Client`], or a flow, copies no secret).
+#[derive(Debug)]
+pub(crate) struct Credentials {
+    client_id: ClientId,
+    client_secret: Option<ClientSecret>,
+    /// `Basic base64(urlencode(id):urlencode(secret))`, marked sensitive.
+    basic: Option<http::HeaderValue>,
+}
+
+impl Credentials {
+    pub(crate) fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+
+    pub(crate) fn is_confidential(&self) -> bool {
+        self.client_secret.is_some()
+    }
+
+    pub(crate) fn new(client_id: ClientId, client_secret: Option<ClientSecret>) -> Arc<Self> {
+        let basic = client_secret.as_ref().map(|secret| {
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let mut pair = zeroize::Zeroizing::new(format!(
+                "{}:{}",
+                enc(client_id.as_str()),
+                enc(secret.secret())
+            ));
+            let mut value =
+                zeroize::Zeroizing::new(String::with_capacity(6 + pair.len().div_ceil(3) * 4));
+            value.push_str("Basic ");
+            STANDARD.encode_string(pair.as_bytes(), &mut value);
+            zeroize::Zeroize::zeroize(&mut *pair);
+            let mut header = http::HeaderValue::from_str(&value)
+                .expect("base64 and `Basic ` are valid header characters");
+            header.set_sensitive(true);
+            header
+        });
+        Arc::new(Self {
+            client_id,
+            client_secret,
+            basic,
+        })
+    }
+}
+
 /// A Class OAuth client: its credentials and the endpoints it talks to.
 ///
 /// `Debug` never prints the secret.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Client {
-    client_id: ClientId,
-    client_secret: Option<ClientSecret>,
-    /// `Basic base64(urlencode(id):urlencode(secret))`, computed once.
-    basic: Option<ClientSecret>,
-    endpoints: std::sync::Arc<Endpoints>,
+    credentials: Arc<Credentials>,
+    endpoints: Arc<Endpoints>,
     pkce: PkceMode,
     nonce: NonceMode,
     id_token_trust: IdTokenTrust,
@@ -136,10 +180,8 @@ impl Client {
     #[must_use]
     pub fn new(client_id: ClientId, endpoints: Endpoints) -> Self {
         Self {
-            client_id,
-            client_secret: None,
-            basic: None,
-            endpoints: std::sync::Arc::new(endpoints),
+            credentials: Credentials::new(client_id, None),
+            endpoints: Arc::new(endpoints),
             pkce: PkceMode::default(),
             nonce: NonceMode::default(),
             id_token_trust: IdTokenTrust::default(),
@@ -151,8 +193,14 @@ impl Client {
     /// Sets the client secret; token requests then authenticate with HTTP Basic.
     #[must_use]
     pub fn with_secret(mut self, secret: ClientSecret) -> Self {
-        self.client_secret = Some(secret);
-        self.basic = self.compute_basic().map(ClientSecret::new);
+        self.credentials = Credentials::new(self.credentials.client_id.clone(), Some(secret));
+        self
+    }
+
+    /// Uses credentials built once elsewhere (a `ClientConfig` shares its own).
+    #[must_use]
+    pub(crate) fn with_credentials(mut self, credentials: Arc<Credentials>) -> Self {
+        self.credentials = credentials;
         self
     }
 
@@ -215,20 +263,20 @@ impl Client {
     /// Replaces the endpoints (after a discovery refresh, say).
     #[must_use]
     pub fn with_endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.endpoints = std::sync::Arc::new(endpoints);
+        self.endpoints = Arc::new(endpoints);
         self
     }
 
     /// The client id.
     #[must_use]
     pub fn client_id(&self) -> &ClientId {
-        &self.client_id
+        &self.credentials.client_id
     }
 
     /// Is a secret configured?
     #[must_use]
     pub fn is_confidential(&self) -> bool {
-        self.client_secret.is_some()
+        self.credentials.client_secret.is_some()
     }
 
     /// The endpoints.
@@ -256,31 +304,23 @@ impl Client {
     }
 
     /// The `Authorization: Basic` value for client_secret_basic, with id and secret
-    /// form-urlencoded before base64 (RFC 6749 2.3.1). `None` for a public client.
-    pub(crate) fn basic_authorization(&self) -> Option<&str> {
-        self.basic.as_ref().map(ClientSecret::secret)
-    }
-
-    fn compute_basic(&self) -> Option<String> {
-        let secret = self.client_secret.as_ref()?;
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let mut pair = format!("{}:{}", enc(self.client_id.as_str()), enc(secret.secret()));
-        let value = format!("Basic {}", STANDARD.encode(pair.as_bytes()));
-        zeroize::Zeroize::zeroize(&mut pair);
-        Some(value)
+    /// form-urlencoded before base64 (RFC 6749 2.3.1), built once per set of credentials
+    /// and marked sensitive. `None` for a public client.
+    pub(crate) fn basic_authorization(&self) -> Option<&http::HeaderValue> {
+        self.credentials.basic.as_ref()
     }
 
     /// Adds client authentication to a token-endpoint style request: Basic when a
     /// secret is set, otherwise `client_id` in the form (public client).
-    pub(crate) fn authenticate(
-        &self,
+    pub(crate) fn authenticate<'a>(
+        &'a self,
         builder: http::request::Builder,
-        form: &mut url::form_urlencoded::Serializer<'_, String>,
+        form: &mut crate::body::FormBody<'a>,
     ) -> http::request::Builder {
         match self.basic_authorization() {
-            Some(value) => builder.header(http::header::AUTHORIZATION, value),
+            Some(value) => builder.header(http::header::AUTHORIZATION, value.clone()),
             None => {
-                form.append_pair("client_id", self.client_id.as_str());
+                form.pair("client_id", self.client_id().as_str());
                 builder
             }
         }
@@ -318,7 +358,8 @@ mod tests {
             "Basic {}",
             STANDARD.encode("%3Cclient_id%3E:%3Cclient_secret%3E")
         );
-        assert_eq!(c.basic_authorization().unwrap(), expected);
+        assert_eq!(c.basic_authorization().unwrap(), expected.as_str());
+        assert!(c.basic_authorization().unwrap().is_sensitive());
         let guid = Client::new(
             ClientId::new("1eaa3979-9caf-4c6b-bab8-2cbcd549d410"),
             Environment::Production.preset(),
@@ -330,6 +371,7 @@ mod tests {
                 "Basic {}",
                 STANDARD.encode("1eaa3979-9caf-4c6b-bab8-2cbcd549d410:s3cr3t")
             )
+            .as_str()
         );
         assert!(!format!("{guid:?}").contains("s3cr3t"));
     }

@@ -33,9 +33,9 @@ impl RevocationRequest {
             Self::RefreshToken(t) => (t.secret(), "refresh_token"),
             Self::AccessToken(t) => (t.secret(), "access_token"),
         };
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("token", token)
-            .append_pair("token_type_hint", hint);
+        let mut form = crate::body::FormBody::default();
+        form.pair("token", token);
+        form.pair("token_type_hint", hint);
         let builder = Request::builder()
             .method(Method::POST)
             .uri(url.as_str())
@@ -45,7 +45,7 @@ impl RevocationRequest {
             )
             .header(http::header::ACCEPT, "application/json");
         let builder = client.authenticate(builder, &mut form);
-        builder.body(form.finish().into_bytes()).map_err(|e| {
+        builder.body(form.finish()).map_err(|e| {
             InputError::InvalidValue {
                 field: "revocation request",
                 detail: e.to_string(),

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::client::{Client, IdTokenTrust, NonceMode, PkceMode};
+use crate::client::{Client, Credentials, IdTokenTrust, NonceMode, PkceMode};
 use crate::environment::Endpoints;
 use crate::flow::SharedKeySet;
 use crate::id_token::{DEFAULT_LEEWAY, IdTokenValidator};
@@ -18,10 +18,8 @@ use crate::types::ClientId;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// The client id.
-    pub client_id: ClientId,
-    /// The client secret (HTTP Basic); `None` for a public client.
-    pub client_secret: Option<ClientSecret>,
+    /// The client id and secret, with the `Authorization: Basic` value built once.
+    credentials: Arc<Credentials>,
     /// PKCE mode for authorization requests.
     pub pkce: PkceMode,
     /// Nonce mode for authorization requests that ask for `openid` (default: send and
@@ -50,8 +48,7 @@ impl ClientConfig {
     #[must_use]
     pub fn new(client_id: ClientId, client_secret: Option<ClientSecret>) -> Self {
         Self {
-            client_id,
-            client_secret,
+            credentials: Credentials::new(client_id, client_secret),
             pkce: PkceMode::default(),
             nonce: NonceMode::default(),
             id_token_trust: IdTokenTrust::default(),
@@ -64,24 +61,39 @@ impl ClientConfig {
         }
     }
 
-    /// The core client for `endpoints`.
+    /// The client id.
+    #[must_use]
+    pub fn client_id(&self) -> &ClientId {
+        self.credentials.client_id()
+    }
+
+    /// Is a secret configured?
+    #[must_use]
+    pub fn is_confidential(&self) -> bool {
+        self.credentials.is_confidential()
+    }
+
+    /// Sets the client secret (its Basic header is built here, once).
+    pub fn set_secret(&mut self, secret: ClientSecret) {
+        self.credentials = Credentials::new(self.client_id().clone(), Some(secret));
+    }
+
+    /// The core client for `endpoints`. Every client of one configuration shares its
+    /// credentials: the secret is not copied and the Basic header is built once.
     #[must_use]
     pub fn client(&self, endpoints: &Endpoints) -> Client {
-        let mut c = Client::new(self.client_id.clone(), endpoints.clone())
+        Client::new(self.client_id().clone(), endpoints.clone())
+            .with_credentials(Arc::clone(&self.credentials))
             .with_pkce(self.pkce)
             .with_nonce(self.nonce)
             .with_id_token_trust(self.id_token_trust)
-            .with_max_body(self.max_body);
-        if let Some(s) = &self.client_secret {
-            c = c.with_secret(s.clone());
-        }
-        c
+            .with_max_body(self.max_body)
     }
 
     /// The ID-token validator for `endpoints`.
     #[must_use]
     pub fn validator(&self, endpoints: &Endpoints) -> IdTokenValidator {
-        let mut v = IdTokenValidator::for_endpoints(endpoints, self.client_id.clone())
+        let mut v = IdTokenValidator::for_endpoints(endpoints, self.client_id().clone())
             .with_leeway(self.leeway)
             .with_trust(self.id_token_trust);
         if let Some(algs) = &self.id_token_algorithms {
@@ -299,4 +311,27 @@ pub enum Callback<'a> {
     Url(&'a str),
     /// A `form_post` body.
     FormPost(&'a [u8]),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::Environment;
+
+    #[test]
+    fn clients_of_one_configuration_share_one_basic_header() {
+        let config = ClientConfig::new(ClientId::new("c"), Some(ClientSecret::new("s")));
+        let a = config.client(&Environment::Pie.preset());
+        let b = config.client(&Environment::Production.preset());
+        let (ha, hb) = (
+            a.basic_authorization().unwrap(),
+            b.basic_authorization().unwrap(),
+        );
+        assert_eq!(ha, hb);
+        assert!(
+            std::ptr::eq(ha, hb),
+            "built once per configuration, not once per call"
+        );
+        assert!(ha.is_sensitive());
+    }
 }

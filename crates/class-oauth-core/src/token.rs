@@ -214,27 +214,27 @@ impl TokenRequest {
                 .into());
             }
         }
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", self.grant.grant_type());
+        let mut form = body::FormBody::default();
+        form.pair("grant_type", self.grant.grant_type());
         match &self.grant {
             Grant::AuthorizationCode {
                 code,
                 redirect_uri,
                 code_verifier,
             } => {
-                form.append_pair("code", code.secret());
-                form.append_pair("redirect_uri", redirect_uri.as_str());
+                form.pair("code", code.secret());
+                form.pair("redirect_uri", redirect_uri.as_str());
                 if let Some(v) = code_verifier {
-                    form.append_pair("code_verifier", v.secret());
+                    form.pair("code_verifier", v.secret());
                 }
             }
             Grant::RefreshToken {
                 refresh_token,
                 scope,
             } => {
-                form.append_pair("refresh_token", refresh_token.secret());
+                form.pair("refresh_token", refresh_token.secret());
                 if let Some(s) = scope {
-                    form.append_pair("scope", &s.to_string());
+                    form.pair("scope", s.to_string());
                 }
             }
             Grant::Password {
@@ -242,10 +242,10 @@ impl TokenRequest {
                 password,
                 scope,
             } => {
-                form.append_pair("username", username.as_str());
-                form.append_pair("password", password.secret());
+                form.pair("username", username.as_str());
+                form.pair("password", password.secret());
                 if !scope.is_empty() {
-                    form.append_pair("scope", &scope.to_string());
+                    form.pair("scope", scope.to_string());
                 }
             }
         }
@@ -258,8 +258,7 @@ impl TokenRequest {
             )
             .header(http::header::ACCEPT, "application/json");
         let builder = client.authenticate(builder, &mut form);
-        let body = form.finish().into_bytes();
-        builder.body(body).map_err(|e| {
+        builder.body(form.finish()).map_err(|e| {
             InputError::InvalidValue {
                 field: "token request",
                 detail: e.to_string(),
