@@ -13,7 +13,7 @@ use url::Url;
 use crate::body::{self, DEFAULT_MAX_BODY};
 use crate::environment::{EndpointSource, Endpoints, Environment};
 use crate::error::{EndpointKind, Error, MalformedReason, PolicyViolation};
-use crate::types::{IssuerUrl, is_loopback};
+use crate::types::{IssuerUrl, is_secure_scheme};
 
 /// The discovery URL: `{issuer}/.well-known/openid-configuration` (OIDC Discovery 4:
 /// appended to the issuer, path included).
@@ -174,11 +174,9 @@ impl DiscoveryPolicy {
             field: field.to_owned(),
             url: raw.to_owned(),
         };
-        match url.scheme() {
-            "https" => {}
-            "http" if is_loopback(&url) || !self.require_https => {}
-            "http" => return Err(insecure().into()),
-            _ => return Err(insecure().into()),
+        let relaxed_http = !self.require_https && url.scheme() == "http";
+        if !is_secure_scheme(&url) && !relaxed_http {
+            return Err(insecure().into());
         }
         if self.validate_endpoints {
             let iss = issuer.url();

@@ -303,17 +303,12 @@ fn string_claim(
     claims: &mut Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<String>, IdTokenError> {
-    match claims.remove(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(IdTokenError::InvalidClaim {
+    crate::claims::take_string(claims, name, crate::claims::Null::WrongType).map_err(|e| {
+        IdTokenError::InvalidClaim {
             claim: name,
-            detail: format!(
-                "expected a string, found {}",
-                crate::body::json_type(&other)
-            ),
-        }),
-    }
+            detail: e.detail(),
+        }
+    })
 }
 
 impl IdTokenClaims {
@@ -375,16 +370,16 @@ impl IdTokenClaims {
             }
         };
         let email = string_claim(&mut claims, "email")?;
-        let email_verified = match claims.remove("email_verified") {
-            None => None,
-            Some(Value::Bool(b)) => Some(b),
-            Some(_) => {
-                return Err(IdTokenError::InvalidClaim {
-                    claim: "email_verified",
-                    detail: "not a boolean".into(),
-                });
-            }
-        };
+        let email_verified = crate::claims::take_bool(
+            &mut claims,
+            "email_verified",
+            crate::claims::Null::WrongType,
+            false,
+        )
+        .map_err(|e| IdTokenError::InvalidClaim {
+            claim: "email_verified",
+            detail: e.detail(),
+        })?;
         Ok(Self {
             iss,
             sub,

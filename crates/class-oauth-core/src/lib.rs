@@ -128,6 +128,7 @@ pub mod api;
 pub mod authorize;
 mod body;
 pub mod callback;
+mod claims;
 pub mod client;
 pub mod discovery;
 pub mod environment;

@@ -430,17 +430,10 @@ impl TokenSet {
                 MalformedReason::InvalidField { field, detail },
             )
         };
-        let take_string =
-            |field: &'static str, map: &mut Map<String, Value>| -> Result<Option<String>, Error> {
-                match map.remove(field) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::String(s)) => Ok(Some(s)),
-                    Some(other) => Err(bad(
-                        field,
-                        format!("expected a string, found {}", body::json_type(&other)),
-                    )),
-                }
-            };
+        let take_string = |field: &'static str, map: &mut Map<String, Value>| {
+            crate::claims::take_string(map, field, crate::claims::Null::Absent)
+                .map_err(|e| bad(field, e.detail()))
+        };
         let access_token = take_string("access_token", &mut map)?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {

@@ -54,10 +54,19 @@ pub(crate) fn parse_secure_url(field: &'static str, s: &str) -> Result<Url, Inpu
     Ok(url)
 }
 
+/// `https`, or `http` on a loopback host: the one rule for every URL that carries
+/// credentials or tokens (issuer, endpoints, redirect URIs, discovered endpoints).
+pub(crate) fn is_secure_scheme(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback(url),
+        _ => false,
+    }
+}
+
 pub(crate) fn check_secure(field: &'static str, url: &Url) -> Result<(), InputError> {
     match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(url) => {}
+        _ if is_secure_scheme(url) => {}
         other => {
             return Err(InputError::InvalidUrl {
                 field,

@@ -173,13 +173,9 @@ impl UserInfo {
                 MalformedReason::InvalidField { field, detail },
             )
         };
-        let string = |field: &'static str, map: &mut Map<String, Value>| match map.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(bad(
-                field,
-                format!("expected a string, found {}", body::json_type(&v)),
-            )),
+        use crate::claims::{Null, take_bool, take_object, take_string};
+        let string = |field: &'static str, map: &mut Map<String, Value>| {
+            take_string(map, field, Null::Absent).map_err(|e| bad(field, e.detail()))
         };
         let sub = string("sub", &mut map)?
             .filter(|s| !s.is_empty())
@@ -190,30 +186,18 @@ impl UserInfo {
                     MalformedReason::MissingField("sub"),
                 )
             })?;
-        let address = |field: &'static str, map: &mut Map<String, Value>| match map.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v @ Value::Object(_)) => serde_json::from_value::<Address>(v)
-                .map(Some)
-                .map_err(|e| bad(field, e.to_string())),
-            Some(v) => Err(bad(
-                field,
-                format!("expected an object, found {}", body::json_type(&v)),
-            )),
+        let address = |field: &'static str, map: &mut Map<String, Value>| {
+            take_object(map, field, Null::Absent)
+                .map_err(|e| bad(field, e.detail()))?
+                .map(|v| {
+                    serde_json::from_value::<Address>(v).map_err(|e| bad(field, e.to_string()))
+                })
+                .transpose()
         };
         let addr = address("address", &mut map)?;
         let business_address = address("business_address", &mut map)?;
-        let email_verified = match map.remove("email_verified") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(b),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
-            Some(v) => {
-                return Err(bad(
-                    "email_verified",
-                    format!("expected a boolean, found {}", body::json_type(&v)),
-                ));
-            }
-        };
+        let email_verified = take_bool(&mut map, "email_verified", Null::Absent, true)
+            .map_err(|e| bad("email_verified", e.detail()))?;
         let class_role = match map.remove("class_role") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => s
