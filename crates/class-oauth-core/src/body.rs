@@ -339,6 +339,16 @@ impl<'a> FormBody<'a> {
     }
 }
 
+/// A JSON response, for the unit tests of every module.
+#[cfg(test)]
+pub(crate) fn json_response(status: u16, body: &str) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body.as_bytes().to_vec())
+        .expect("a valid test response")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

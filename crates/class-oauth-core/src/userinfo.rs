@@ -323,13 +323,7 @@ mod tests {
         Client::new(ClientId::new("cid"), Environment::Production.preset())
     }
 
-    fn json(status: u16, body: &str) -> Response<Vec<u8>> {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(body.as_bytes().to_vec())
-            .unwrap()
-    }
+    use crate::body::json_response as json;
 
     #[test]
     fn request_is_bearer_get() {

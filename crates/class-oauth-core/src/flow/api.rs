@@ -89,88 +89,71 @@ mod tests {
     use crate::flow::drive_blocking;
     use crate::types::ClientId;
 
-    fn json(status: u16, body: &str) -> Response<Vec<u8>> {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(body.as_bytes().to_vec())
-            .unwrap()
-    }
+    use crate::body::json_response as json;
 
-    #[test]
-    fn api_flow_waits_once_on_429() {
+    /// Drives one API call at `now` whose first answer is `first` and whose later
+    /// answers are a success; returns the outcome and the waits asked for.
+    fn call(
+        now: SystemTime,
+        first: Response<Vec<u8>>,
+        then: Option<&str>,
+    ) -> (
+        Result<api::ApiResponse, crate::flow::DriveError>,
+        Vec<Duration>,
+    ) {
         let client = Client::new(ClientId::new("c"), Environment::Pie.preset());
         let base = client.endpoints().api_base.clone().unwrap();
-        let mut waits = Vec::new();
-        let mut calls = 0;
         let flow = ApiFlow::new(
             &client,
             ApiRequest::get(&base, "x").unwrap(),
             AccessToken::new("t"),
             Duration::from_secs(60),
         );
-        let r = drive_blocking(
-            flow,
-            || SystemTime::UNIX_EPOCH,
-            |_| {
-                calls += 1;
-                Ok(if calls == 1 {
-                    Response::builder()
-                        .status(429)
-                        .header(api::RESET_AFTER_HEADER, "7")
-                        .body(Vec::new())
-                        .unwrap()
-                } else {
-                    json(200, r#"{"Errors":[],"Data":1}"#)
-                })
-            },
-            |d| waits.push(d),
-        );
-        assert_eq!(r.unwrap().data, 1);
-        assert_eq!(waits, [Duration::from_secs(7)]);
-        // A Retry-After HTTP date is a wait counted from `now`, not zero.
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_767);
+        let mut first = Some(first);
         let mut waits = Vec::new();
-        let mut calls = 0;
-        let flow = ApiFlow::new(
-            &client,
-            ApiRequest::get(&base, "x").unwrap(),
-            AccessToken::new("t"),
-            Duration::from_secs(60),
-        );
         let r = drive_blocking(
             flow,
             || now,
             |_| {
-                calls += 1;
-                Ok(if calls == 1 {
-                    Response::builder()
-                        .status(429)
-                        .header("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")
-                        .header(api::RESET_AFTER_HEADER, "3")
-                        .body(Vec::new())
-                        .unwrap()
-                } else {
-                    json(200, r#"{"Errors":[],"Data":2}"#)
+                Ok(match (first.take(), then) {
+                    (Some(r), _) => r,
+                    (None, Some(body)) => json(200, body),
+                    (None, None) => Response::builder().status(429).body(Vec::new()).unwrap(),
                 })
             },
             |d| waits.push(d),
         );
-        assert_eq!(r.unwrap().data, 2);
+        (r, waits)
+    }
+
+    fn too_many(headers: &[(&str, &str)]) -> Response<Vec<u8>> {
+        let mut b = Response::builder().status(429);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn api_flow_waits_once_on_429() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        let ok = Some(r#"{"Errors":[],"Data":1}"#);
+        let (r, waits) = call(epoch, too_many(&[(api::RESET_AFTER_HEADER, "7")]), ok);
+        assert_eq!(r.unwrap().data, 1);
+        assert_eq!(waits, [Duration::from_secs(7)]);
+        // A Retry-After HTTP date is a wait counted from `now`, not zero (and the later
+        // of it and the reset header).
+        let now = epoch + Duration::from_secs(784_111_767);
+        let dated = too_many(&[
+            ("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            (api::RESET_AFTER_HEADER, "3"),
+        ]);
+        let (r, waits) = call(now, dated, ok);
+        assert_eq!(r.unwrap().data, 1);
         assert_eq!(waits, [Duration::from_secs(10)]);
         // Two 429s in a row: the second is returned.
-        let flow = ApiFlow::new(
-            &client,
-            ApiRequest::get(&base, "x").unwrap(),
-            AccessToken::new("t"),
-            Duration::from_secs(60),
-        );
-        let r = drive_blocking(
-            flow,
-            || SystemTime::UNIX_EPOCH,
-            |_| Ok(Response::builder().status(429).body(Vec::new()).unwrap()),
-            |_| {},
-        );
+        let (r, waits) = call(epoch, too_many(&[]), None);
         assert!(r.unwrap_err().is_transient());
+        assert_eq!(waits, [api::DEFAULT_RATE_LIMIT_WAIT]);
     }
 }

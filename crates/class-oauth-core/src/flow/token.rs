@@ -333,13 +333,7 @@ mod tests {
     use crate::secret::{ClientSecret, Password};
     use crate::types::{ClientId, Username};
 
-    fn json(status: u16, body: &str) -> Response<Vec<u8>> {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(body.as_bytes().to_vec())
-            .unwrap()
-    }
+    use crate::body::json_response as json;
 
     #[test]
     fn exchange_and_transport_failure() {
