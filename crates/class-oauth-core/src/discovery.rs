@@ -476,16 +476,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.issuer.as_str(), "https://idp.example/");
+        let err = resolve(
+            &env,
+            DiscoveryInput::Response(&body("https://idp.example")),
+            &policy,
+        )
+        .unwrap_err();
         assert!(matches!(
-            resolve(
-                &env,
-                DiscoveryInput::Response(&body("https://idp.example")),
-                &policy
-            ),
-            Err(Error::PolicyViolation(
-                PolicyViolation::DiscoveryIssuerMismatch { .. }
-            ))
+            err,
+            Error::PolicyViolation(PolicyViolation::DiscoveryIssuerMismatch { .. })
         ));
+        assert!(
+            err.to_string().contains("only by a trailing slash"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -385,7 +385,10 @@ pub enum PolicyViolation {
     #[error("the callback does not belong to this pending authorization: {0}")]
     PendingAuthorizationMismatch(String),
     /// The discovery document names another issuer.
-    #[error("the discovery document's issuer `{found}` is not the configured issuer `{expected}`")]
+    #[error(
+        "the discovery document's issuer `{found}` is not the configured issuer `{expected}`{}",
+        slash_hint(expected, found)
+    )]
     DiscoveryIssuerMismatch {
         /// The configured issuer.
         expected: String,
@@ -621,6 +624,16 @@ pub(crate) fn truncate(s: &str, max_chars: usize) -> &str {
     match s.char_indices().nth(max_chars) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+/// Issuers are compared exactly (OIDC Discovery 4.3); when two differ only by a trailing
+/// slash, say so, because that is the usual typo.
+fn slash_hint(expected: &str, found: &str) -> &'static str {
+    if expected.trim_end_matches('/') == found.trim_end_matches('/') {
+        "; they differ only by a trailing slash: configure the issuer exactly as the provider publishes it"
+    } else {
+        ""
     }
 }
 
