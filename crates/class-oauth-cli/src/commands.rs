@@ -107,13 +107,11 @@ impl Ctx {
     }
 
     fn open_store(&self) -> Result<Store, CliError> {
-        let encryption = match std::env::var("CLASS_OAUTH_STORE_KEY")
-            .ok()
-            .filter(|k| !k.trim().is_empty())
-        {
-            Some(spec) => Encryption::Keys(KeyRing::parse(&spec)?),
-            None => Encryption::Refuse,
-        };
+        let (ring, source) = crate::keys::resolve()?;
+        if let crate::keys::KeySource::File { created: true, .. } = &source {
+            eprintln!("class-oauth: created the store key: {}", source.describe());
+        }
+        let encryption = Encryption::Keys(ring);
         let location = match &self.cli.store {
             Some(s) => s.clone(),
             None => dirs::data_dir()
@@ -279,6 +277,23 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Profiles => profiles(&mut ctx),
         Command::Demo => demo(ctx.cli.json),
         Command::Key {
+            action: KeyAction::Show,
+        } => {
+            let (_, source) = crate::keys::resolve()?;
+            let (kind, path) = match &source {
+                crate::keys::KeySource::Environment => ("environment", None),
+                crate::keys::KeySource::File { path, .. } => {
+                    ("file", Some(path.display().to_string()))
+                }
+            };
+            emit(
+                ctx.cli.json,
+                &json!({"source": kind, "path": path}),
+                &format!("The store key is kept in {}.", source.describe()),
+            );
+            Ok(())
+        }
+        Command::Key {
             action: KeyAction::Generate,
         } => {
             let id = format!("k{}", class_oauth_core::time::to_unix(SystemTime::now()));
@@ -403,6 +418,7 @@ fn login(
             .trim_matches(['[', ']']),
         url.port_or_known_default().unwrap_or(80)
     );
+    ready_store(ctx)?;
     let listener = TcpListener::bind(&addr)
         .map_err(|e| CliError::config(format!("cannot listen on {addr}: {e}"), None))?;
     let client = ctx.client()?;
@@ -470,6 +486,7 @@ fn auth_finish(ctx: &mut Ctx, callback_url: &str) -> Result<(), CliError> {
     let state = params
         .state
         .ok_or_else(|| CliError::validation("the callback URL has no state parameter"))?;
+    ready_store(ctx)?;
     let store = ctx.store()?;
     let pending = store
         .take_pending(state.secret(), SystemTime::now())?
@@ -479,7 +496,17 @@ fn auth_finish(ctx: &mut Ctx, callback_url: &str) -> Result<(), CliError> {
     store_login(ctx, &granted)
 }
 
+/// Opens the store and checks its key against the profile's stored grant, if any:
+/// before a request that spends a password or an authorization code, so that a store
+/// that cannot keep the tokens fails first.
+fn ready_store(ctx: &mut Ctx) -> Result<(), CliError> {
+    let store = ctx.store()?;
+    store.load(&ctx.tenant()?)?;
+    Ok(())
+}
+
 fn password(ctx: &mut Ctx, username: &str, scopes: &[String]) -> Result<(), CliError> {
+    ready_store(ctx)?;
     let index = usize::from(ctx.cli.client_secret_stdin);
     let pw = Password::new(
         ctx.stdin_line(index)?

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod keys;
 mod output;
 
 use std::process::ExitCode;
@@ -136,6 +137,9 @@ pub(crate) enum AuthStep {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyAction {
+    /// Where the store key lives (CLASS_OAUTH_STORE_KEY, or the key file created on
+    /// first use); never prints the key.
+    Show,
     /// Print a new key for CLASS_OAUTH_STORE_KEY.
     Generate,
 }

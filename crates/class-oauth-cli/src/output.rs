@@ -131,13 +131,15 @@ impl From<StoreError> for CliError {
             StoreError::NoEncryptionKey => Self::config(
                 e.to_string(),
                 Some(
-                    "generate one with `class-oauth key generate` and export it as CLASS_OAUTH_STORE_KEY",
+                    "the CLI keeps its own key (see `class-oauth key show`); CLASS_OAUTH_STORE_KEY overrides it",
                 ),
             ),
             StoreError::Config(_) => Self::config(e.to_string(), None),
             StoreError::Crypto(_) => Self::config(
                 e.to_string(),
-                Some("is CLASS_OAUTH_STORE_KEY the key the profile was stored with?"),
+                Some(
+                    "is the store key the one the profile was stored with? `class-oauth key show` says where it lives; CLASS_OAUTH_STORE_KEY overrides it",
+                ),
             ),
             other => Self {
                 exit_code: 5,

@@ -32,6 +32,11 @@ impl Rig {
             .env("CLASS_CLIENT_SECRET", "demo-secret")
             .env("CLASS_OAUTH_STORE", self.dir.path().join("grants.sqlite3"))
             .env("CLASS_OAUTH_STORE_KEY", KEY)
+            // A home of its own: the CLI's key file and data directory never touch the
+            // real one.
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
             .env_remove("CLASS_OAUTH_PROFILE");
         c
     }
@@ -209,6 +214,7 @@ fn exit_codes_for_every_failure() {
         .output()
         .unwrap();
     assert_eq!(json(&out, 2)["error"]["kind"], "configuration");
+    // A key that cannot be parsed.
     let out = rig
         .cmd(&[
             "--json",
@@ -217,16 +223,11 @@ fn exit_codes_for_every_failure() {
             "--redirect-uri",
             "https://partner.example/class-callback",
         ])
-        .env_remove("CLASS_OAUTH_STORE_KEY")
+        .env("CLASS_OAUTH_STORE_KEY", "not-a-key")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        json(&out, 2)["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("encryption key")
-    );
+    assert_eq!(json(&out, 2)["error"]["kind"], "configuration");
     assert_eq!(rig.run(&["no-such-command"]).status.code(), Some(2));
 
     // 3: the server refused (wrong client secret; wrong password; a denied consent).
@@ -448,4 +449,130 @@ fn refresh_with_an_invalid_id_token_exits_4_with_the_reason() {
     assert_eq!(again["business_code"], "OAUTH_TEST");
     let profiles = json(&rig.run(&["--json", "profiles"]), 0);
     assert_eq!(profiles[0]["status"], "active", "{profiles}");
+}
+
+/// Zero set-up: with no CLASS_OAUTH_STORE_KEY, the first command that stores a grant
+/// creates a private key file, later commands read it, and `key show` says where it is.
+#[test]
+fn the_store_key_needs_no_set_up() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    let no_key = |args: &[&str], input: &str| {
+        let mut child = rig
+            .cmd(args)
+            .env_remove("CLASS_OAUTH_STORE_KEY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let key_file = rig.dir.path().join("config/class-oauth/store-key");
+    assert!(!key_file.exists());
+    let out = no_key(
+        &[
+            "--json",
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+        ],
+        "demo-password\n",
+    );
+    json(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created the store key"));
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is the user's alone");
+        let dir_mode = std::fs::metadata(key_file.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+    }
+    // The next run reads the same key: the stored grant opens.
+    let token = json(&no_key(&["--json", "token"], ""), 0);
+    assert!(
+        token["access_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let shown = json(&no_key(&["--json", "key", "show"], ""), 0);
+    assert_eq!(shown["source"], "file");
+    assert_eq!(shown["path"], key_file.display().to_string());
+    // The override still wins.
+    assert_eq!(
+        json(&rig.run(&["--json", "key", "show"]), 0)["source"],
+        "environment"
+    );
+    // A key file others can read is refused.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let refused = json(&no_key(&["--json", "token"], ""), 2);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("other users")
+    );
+}
+
+/// The store is opened and its key checked before a password is spent: with a key that
+/// cannot open the profile's grant, `password` fails without a token request.
+#[test]
+fn a_store_that_cannot_keep_the_tokens_fails_before_the_password_is_spent() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            "demo-password\n",
+        ),
+        0,
+    );
+    let before = rig.emulator.count("/connect/token");
+    let mut child = rig
+        .cmd(&[
+            "--json",
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+        ])
+        .env(
+            "CLASS_OAUTH_STORE_KEY",
+            "other:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyE=",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"demo-password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(json(&out, 2)["error"]["kind"], "configuration");
+    assert_eq!(
+        rig.emulator.count("/connect/token"),
+        before,
+        "no password was spent"
+    );
 }
