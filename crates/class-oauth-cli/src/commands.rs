@@ -448,7 +448,9 @@ fn login(
     );
     drop(stream);
     let callback = format!("{}://{}{target}", url.scheme(), url.authority());
-    let granted = client.finish_authorization(pending, Callback::Url(&callback))?;
+    let granted = client
+        .finish_authorization(pending, Callback::Url(&callback))
+        .map_err(|e| refused_grant(e, CODE_REFUSED_HINT))?;
     store_login(ctx, &granted)
 }
 
@@ -492,7 +494,9 @@ fn auth_finish(ctx: &mut Ctx, callback_url: &str) -> Result<(), CliError> {
         .take_pending(state.secret(), SystemTime::now())?
         .ok_or_else(|| CliError::validation("no pending authorization matches this callback's state (already used, expired, or started elsewhere)"))?;
     let client = ctx.client()?;
-    let granted = client.finish_authorization(pending, Callback::Url(callback_url))?;
+    let granted = client
+        .finish_authorization(pending, Callback::Url(callback_url))
+        .map_err(|e| refused_grant(e, CODE_REFUSED_HINT))?;
     store_login(ctx, &granted)
 }
 
@@ -514,19 +518,36 @@ fn password(ctx: &mut Ctx, username: &str, scopes: &[String]) -> Result<(), CliE
             .to_owned(),
     );
     let client = ctx.client()?;
-    let granted = client.password(Username::new(username), pw, scopes_from(scopes, "target:b offline_access business.fund.list")?).map_err(|e| {
-        // For the password grant, invalid_grant means wrong credentials: a refusal, not
-        // a lost grant.
-        let mut err = CliError::from(e);
-        if err.code.as_deref() == Some("invalid_grant") {
-            err.exit_code = 3;
-            err.kind = "server_refused";
-            err.hint = Some("check the username and password (and that the customer's SSLA covers API access)".into());
-        }
-        err
-    })?;
+    let granted = client
+        .password(
+            Username::new(username),
+            pw,
+            scopes_from(scopes, "target:b offline_access business.fund.list")?,
+        )
+        .map_err(|e| {
+            refused_grant(
+                e,
+                "check the username and password (and that the customer's SSLA covers API access)",
+            )
+        })?;
     store_login(ctx, &granted)
 }
+
+/// A grant request (password, or a code exchange) that Class refused with
+/// `invalid_grant` is a refusal (exit 3): nothing stored was lost, the credentials or the
+/// code were wrong. Only for a stored grant's refresh does `invalid_grant` mean
+/// "authorize again" (exit 6).
+fn refused_grant(e: class_oauth_core::flow::DriveError, hint: &str) -> CliError {
+    let mut err = CliError::from(e);
+    if err.code.as_deref() == Some("invalid_grant") {
+        err.exit_code = 3;
+        err.kind = "server_refused";
+        err.hint = Some(hint.into());
+    }
+    err
+}
+
+const CODE_REFUSED_HINT: &str = "the code was used, expired, or redeemed with another redirect URI (Class requires the exact registered one); sign in again";
 
 fn token(ctx: &mut Ctx) -> Result<(), CliError> {
     let m = manager(ctx)?;
@@ -550,6 +571,12 @@ fn refresh(ctx: &mut Ctx) -> Result<(), CliError> {
             ctx.cli.profile
         ))
     })?;
+    if current.tokens.refresh_token.is_none() {
+        return Err(CliError::reauth(format!(
+            "the grant of profile `{}` has no refresh token (offline_access was not granted); sign in again to renew it",
+            ctx.cli.profile
+        )));
+    }
     // A failed refresh is reported with its real cause (refused 3, validation 4,
     // transport 5, re-authorization 6), whatever the current token's expiry.
     let grant = m.force_refresh(&tenant, current.version)?;

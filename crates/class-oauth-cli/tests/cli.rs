@@ -576,3 +576,119 @@ fn a_store_that_cannot_keep_the_tokens_fails_before_the_password_is_spent() {
         "no password was spent"
     );
 }
+
+/// `token` with a valid stored token makes no HTTP request at all (the emulator's
+/// recording proves it); with no stored grant it exits 6 without touching the network.
+#[test]
+fn token_with_a_valid_grant_makes_no_request() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    let out = rig.run(&["--json", "token"]);
+    assert_eq!(json(&out, 6)["error"]["kind"], "reauthorization_required");
+    assert!(
+        rig.emulator.requests().is_empty(),
+        "no request without a grant: {:?}",
+        rig.emulator
+            .requests()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    );
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            "demo-password\n",
+        ),
+        0,
+    );
+    let before = rig.emulator.requests().len();
+    let token = json(&rig.run(&["--json", "token"]), 0);
+    assert!(
+        token["access_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let after = rig.emulator.requests();
+    assert_eq!(
+        after.len(),
+        before,
+        "token made requests: {:?}",
+        after[before..]
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The contract's exit codes for two refusals: a refused code exchange is 3 (the server
+/// refused), a grant without a refresh token is 6 (re-authorization needed).
+#[test]
+fn refused_code_exchange_is_3_and_no_refresh_token_is_6() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    // A first login spends its code.
+    let start = json(
+        &rig.run(&[
+            "--json",
+            "auth",
+            "start",
+            "--redirect-uri",
+            "https://partner.example/class-callback",
+        ]),
+        0,
+    );
+    let callback = rig
+        .emulator
+        .browse(start["authorization_url"].as_str().unwrap())
+        .unwrap();
+    json(
+        &rig.run(&["--json", "auth", "finish", "--callback-url", &callback]),
+        0,
+    );
+    // A second login presents the spent code with its own state: Class refuses it.
+    let second = json(
+        &rig.run(&[
+            "--json",
+            "auth",
+            "start",
+            "--redirect-uri",
+            "https://partner.example/class-callback",
+        ]),
+        0,
+    );
+    let old_state = start["state"].as_str().unwrap();
+    let replayed = callback.replace(old_state, second["state"].as_str().unwrap());
+    let err = json(
+        &rig.run(&["--json", "auth", "finish", "--callback-url", &replayed]),
+        3,
+    );
+    assert_eq!(err["error"]["code"], "invalid_grant");
+    assert_eq!(err["error"]["kind"], "server_refused");
+
+    // A password grant without offline_access has no refresh token.
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "--profile",
+                "no-rt",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+                "--scope",
+                "target:b",
+                "--scope",
+                "business.fund.list",
+            ],
+            "demo-password\n",
+        ),
+        0,
+    );
+    let err = json(&rig.run(&["--json", "--profile", "no-rt", "refresh"]), 6);
+    assert_eq!(err["error"]["kind"], "reauthorization_required");
+}
