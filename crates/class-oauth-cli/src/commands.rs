@@ -299,12 +299,13 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             let id = format!("k{}", class_oauth_core::time::to_unix(SystemTime::now()));
             let key = class_oauth_store::EncryptionKey::generate(id)?;
             let spec = key.to_spec();
-            emit(
-                ctx.cli.json,
-                &json!({"key": spec.as_str()}),
-                "Export this as CLASS_OAUTH_STORE_KEY (keep it secret; put older keys after a comma to keep reading rows they sealed):",
-            );
-            if !ctx.cli.json {
+            if ctx.cli.json {
+                println!("{}", json!({"key": spec.as_str()}));
+            } else {
+                // The key alone on stdout, so `$(class-oauth key generate)` captures it.
+                eprintln!(
+                    "A new store key (keep it secret; export it as CLASS_OAUTH_STORE_KEY, older keys after a comma to keep reading rows they sealed):"
+                );
                 println!("{}", spec.as_str());
             }
             Ok(())

@@ -43,7 +43,8 @@ pub(crate) struct Cli {
         global = true
     )]
     pub(crate) profile: String,
-    /// Machine output (JSON) on stdout; human text stays on stderr.
+    /// Machine output: one JSON value on stdout instead of the human text, failures
+    /// (usage errors included) as {"error": {"kind", "code", "message"}}.
     #[arg(long, global = true)]
     pub(crate) json: bool,
     #[command(subcommand)]
@@ -148,9 +149,24 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            if !e.use_stderr() {
+                // --help and --version.
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // A usage error: under --json it is a JSON error on stdout like every other
+            // failure (clap has not parsed the flag, so look for it).
+            let json = std::env::args_os().any(|a| a == "--json");
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let error =
+                output::CliError::usage(first.strip_prefix("error:").unwrap_or(first).trim());
+            if json {
+                output::report_error(&error, true);
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(error.exit_code);
         }
     };
     let json = cli.json;

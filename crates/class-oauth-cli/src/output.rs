@@ -201,12 +201,12 @@ pub(crate) fn report_error(e: &CliError, json: bool) {
     }
 }
 
-/// Prints a result: JSON on stdout when asked, the human lines on stderr.
+/// Prints a command's result on stdout: the JSON value with `--json` (and nothing else),
+/// the human text otherwise. Diagnostics (progress, hints, errors) go to stderr.
 pub(crate) fn emit(json: bool, value: &Value, human: &str) {
     if json {
         println!("{value}");
-    }
-    if !human.is_empty() {
-        eprintln!("{human}");
+    } else if !human.is_empty() {
+        println!("{human}");
     }
 }

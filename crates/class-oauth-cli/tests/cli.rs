@@ -692,3 +692,45 @@ fn refused_code_exchange_is_3_and_no_refresh_token_is_6() {
     let err = json(&rig.run(&["--json", "--profile", "no-rt", "refresh"]), 6);
     assert_eq!(err["error"]["kind"], "reauthorization_required");
 }
+
+/// Primary output goes to stdout (human tables included) and diagnostics to stderr; with
+/// `--json`, stdout holds one JSON value and nothing else, usage errors included.
+#[test]
+fn output_goes_where_tools_look() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    let out = rig.run(&["scopes"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("fund.read"),
+        "the table is on stdout: {stdout}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("fund.read"));
+
+    let out = rig.run(&["--json", "scopes"]);
+    let value: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    assert!(value.as_array().is_some_and(|a| !a.is_empty()));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("fund.read"),
+        "no human table beside the JSON"
+    );
+
+    for args in [
+        &["--json", "no-such-command"][..],
+        &["--json", "token", "--bogus-flag"][..],
+        &["no-such-command", "--json"][..],
+    ] {
+        let out = rig.run(args);
+        let err = json(&out, 2);
+        assert_eq!(err["error"]["kind"], "usage", "{args:?}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // Without --json a usage error stays clap's text on stderr.
+    let out = rig.run(&["no-such-command"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
