@@ -142,6 +142,24 @@ fn scopes_from(args: &[String], default: &str) -> Result<Scopes, CliError> {
         args.join(" ")
     };
     let scopes = Scopes::parse(&text)?;
+    // The Class grammar: a scope this library does not know is almost always a typo
+    // (Class refuses unknown scopes with invalid_scope after the user has signed in).
+    for scope in &scopes {
+        if let Scope::Other(unknown) = scope {
+            let suggestion = CATALOGUE
+                .iter()
+                .map(|e| (strsim::levenshtein(unknown, e.scope), e.scope))
+                .min()
+                .filter(|(distance, _)| *distance <= unknown.len().max(4) / 2)
+                .map(|(_, s)| s);
+            let mut err = CliError::usage(format!("unknown scope `{unknown}`"));
+            err.hint = Some(match suggestion {
+                Some(s) => format!("did you mean `{s}`? `class-oauth scopes` lists them all"),
+                None => "`class-oauth scopes` lists the Class scopes".into(),
+            });
+            return Err(err);
+        }
+    }
     scopes.validate()?;
     Ok(scopes)
 }

@@ -14,9 +14,26 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+const AFTER_HELP: &str = "\
+Environment:
+  CLASS_OAUTH_ENV        production, pie, or an issuer URL (--env)
+  CLASS_CLIENT_ID        the client id (--client-id)
+  CLASS_CLIENT_SECRET    the client secret (or --client-secret-stdin; never an argument)
+  CLASS_OAUTH_STORE      a SQLite file or a postgres:// URL (--store)
+  CLASS_OAUTH_PROFILE    the profile (--profile)
+  CLASS_OAUTH_STORE_KEY  the store key ring, overriding the key file the CLI keeps
+                         (see `class-oauth key show`)
+  RUST_LOG               library tracing (e.g. class_oauth=debug); or -v / -vv
+
+Exit codes:
+  0 ok  2 usage or configuration  3 the server refused (invalid_grant, invalid_client, ...)
+  4 validation failed (ID token, state, issuer, discovery policy, malformed response)
+  5 transport failure (connect, timeout, 5xx, non-JSON body)
+  6 re-authorization needed (no stored grant, refresh token expired or revoked)";
+
 /// Log in to Class, keep a grant per profile, and print valid tokens.
 #[derive(Debug, Parser)]
-#[command(name = "class-oauth", version, about, long_about = None)]
+#[command(name = "class-oauth", version, about, long_about = None, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     /// production, pie, or an issuer URL (http only for loopback hosts).
     #[arg(
@@ -47,6 +64,10 @@ pub(crate) struct Cli {
     /// (usage errors included) as {"error": {"kind", "code", "message"}}.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Show the library's tracing on stderr (-v info, -vv debug); RUST_LOG overrides.
+    /// Secrets never appear in it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -169,6 +190,7 @@ fn main() -> ExitCode {
             return ExitCode::from(error.exit_code);
         }
     };
+    init_tracing(cli.verbose);
     let json = cli.json;
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,4 +199,23 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code)
         }
     }
+}
+
+/// Library tracing on stderr: `RUST_LOG` when set, else `-v` (info) / `-vv` (debug) for
+/// the class_oauth crates; nothing without either.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ => match verbose {
+            0 => return,
+            1 => EnvFilter::new("class_oauth=info"),
+            _ => EnvFilter::new("class_oauth=debug"),
+        },
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .try_init();
 }

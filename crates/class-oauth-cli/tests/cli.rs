@@ -734,3 +734,98 @@ fn output_goes_where_tools_look() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
+
+/// `--scope` is checked against the Class grammar with a suggestion; `--help` lists the
+/// environment variables and the exit codes; `-vv` shows the library's tracing without
+/// a secret.
+#[test]
+fn scopes_help_and_tracing() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    let out = rig.run_stdin(
+        &[
+            "--json",
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+            "--scope",
+            "target:b",
+            "--scope",
+            "fund.raed",
+        ],
+        "demo-password\n",
+    );
+    let err = json(&out, 2);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fund.raed")
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `fund.read`"));
+    assert_eq!(
+        rig.emulator.count("/connect/token"),
+        0,
+        "refused before any request"
+    );
+    let out = rig.run_stdin(
+        &[
+            "--json",
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+            "--scope",
+            "bogus.scope",
+        ],
+        "demo-password\n",
+    );
+    assert_eq!(json(&out, 2)["error"]["kind"], "usage");
+
+    let help = rig.run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "CLASS_CLIENT_SECRET",
+        "CLASS_OAUTH_STORE_KEY",
+        "Exit codes",
+        "6 re-authorization",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle}");
+    }
+
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            "demo-password\n",
+        ),
+        0,
+    );
+    let access = json(&rig.run(&["--json", "token"]), 0)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = rig.run(&["-vv", "refresh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("class_oauth"), "library tracing shown: {log}");
+    for secret in [access.as_str(), "demo-secret", "demo-password"] {
+        assert!(!log.contains(secret), "the log shows a secret");
+    }
+    let quiet = rig.run(&["refresh"]);
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("class_oauth_"),
+        "no tracing without -v"
+    );
+}
