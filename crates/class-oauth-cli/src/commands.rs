@@ -114,14 +114,33 @@ impl Ctx {
         let encryption = Encryption::Keys(ring);
         let location = match &self.cli.store {
             Some(s) => s.clone(),
-            None => dirs::data_dir()
-                .ok_or_else(|| CliError::config("no user data directory; pass --store", None))?
-                .join("class-oauth")
-                .join("grants.sqlite3")
-                .to_string_lossy()
-                .into_owned(),
+            None => {
+                let dir = dirs::data_dir()
+                    .ok_or_else(|| CliError::config("no user data directory; pass --store", None))?
+                    .join("class-oauth");
+                crate::keys::create_private_dir(&dir)?;
+                dir.join("grants.sqlite3").to_string_lossy().into_owned()
+            }
         };
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        let is_postgres =
+            location.starts_with("postgres://") || location.starts_with("postgresql://");
+        if !is_postgres && self.cli.store.is_some() {
+            // An explicit path is taken as given: a missing directory is a typo far more
+            // often than a wish to create one.
+            let parent = std::path::Path::new(&location)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty());
+            if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+                return Err(CliError::config(
+                    format!(
+                        "the directory of --store `{location}` does not exist: {}",
+                        dir.display()
+                    ),
+                    Some("create it first, or leave --store out to use the default location"),
+                ));
+            }
+        }
+        if is_postgres {
             Ok(Arc::new(PostgresStore::connect_blocking(
                 &location, 4, encryption,
             )?))

@@ -114,16 +114,22 @@ fn read_private(path: &Path) -> Result<Option<String>, CliError> {
         .map_err(|e| io_error("cannot read the store key file", path, &e))
 }
 
+/// Creates a directory (and its parents) readable by the user only (0700); an existing
+/// directory is left as it is.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CliError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| io_error("cannot create the directory", dir, &e))
+}
+
 /// Writes a new key file: the directory 0700, the file 0600, never over an existing one.
 fn write_private(path: &Path, spec: &str) -> Result<(), CliError> {
     if let Some(dir) = path.parent() {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(dir)
-            .map_err(|e| io_error("cannot create the directory for the store key", dir, &e))?;
+        create_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

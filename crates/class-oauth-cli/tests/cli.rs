@@ -829,3 +829,82 @@ fn scopes_help_and_tracing() {
         "no tracing without -v"
     );
 }
+
+/// The store is the user's alone: the default location's directory is 0700 and the file
+/// 0600; an explicit `--store` in a missing directory is an error that says so (before
+/// any request).
+#[test]
+fn the_store_is_private_and_an_explicit_path_is_taken_as_given() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let rig = Rig::new(EmulatorConfig::demo());
+    let run_default = |args: &[&str]| {
+        let mut child = rig
+            .cmd(args)
+            .env_remove("CLASS_OAUTH_STORE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"demo-password\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    json(
+        &run_default(&[
+            "--json",
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+        ]),
+        0,
+    );
+    let dir = rig.dir.path().join("data/class-oauth");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("grants.sqlite3")), 0o600);
+
+    let missing = rig.dir.path().join("no-such-dir/grants.sqlite3");
+    let out = {
+        let mut child = rig
+            .cmd(&[
+                "--json",
+                "--store",
+                missing.to_str().unwrap(),
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"demo-password\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let err = json(&out, 2);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    assert!(!missing.parent().unwrap().exists(), "not created silently");
+    assert_eq!(
+        rig.emulator.count("/connect/token"),
+        1,
+        "only the first password grant"
+    );
+}
