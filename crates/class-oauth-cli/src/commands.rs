@@ -305,8 +305,10 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             step: AuthStep::Finish { callback_url },
         } => auth_finish(&mut ctx, &callback_url),
         Command::Password {
-            username, scopes, ..
-        } => password(&mut ctx, &username, &scopes),
+            username,
+            password_stdin,
+            scopes,
+        } => password(&mut ctx, &username, password_stdin, &scopes),
         Command::Token => token(&mut ctx),
         Command::Refresh => refresh(&mut ctx),
         Command::Userinfo => userinfo(&mut ctx),
@@ -547,14 +549,27 @@ fn ready_store(ctx: &mut Ctx) -> Result<(), CliError> {
     Ok(())
 }
 
-fn password(ctx: &mut Ctx, username: &str, scopes: &[String]) -> Result<(), CliError> {
+fn password(
+    ctx: &mut Ctx,
+    username: &str,
+    password_stdin: bool,
+    scopes: &[String],
+) -> Result<(), CliError> {
     ready_store(ctx)?;
-    let index = usize::from(ctx.cli.client_secret_stdin);
-    let pw = Password::new(
-        ctx.stdin_line(index)?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned(),
-    );
+    let pw = if !password_stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // On a terminal: a prompt, without echo.
+        Password::new(
+            rpassword::prompt_password(format!("Class password for {username}: "))
+                .map_err(|e| CliError::usage(format!("reading the password: {e}")))?,
+        )
+    } else {
+        let index = usize::from(ctx.cli.client_secret_stdin);
+        Password::new(
+            ctx.stdin_line(index)?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        )
+    };
     let client = ctx.client()?;
     let granted = client
         .password(

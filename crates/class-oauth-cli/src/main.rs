@@ -107,7 +107,9 @@ pub(crate) enum Command {
         #[arg(long)]
         username: String,
         /// Read the password from stdin (after the client secret, when that is read too).
-        #[arg(long, required = true)]
+        /// Without it the password is prompted for, without echo, on a terminal, and read
+        /// from stdin when stdin is a pipe.
+        #[arg(long)]
         password_stdin: bool,
         /// A scope (repeatable).
         #[arg(long = "scope")]

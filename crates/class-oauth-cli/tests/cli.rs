@@ -908,3 +908,33 @@ fn the_store_is_private_and_an_explicit_path_is_taken_as_given() {
         "only the first password grant"
     );
 }
+
+/// The password comes from a pipe without `--password-stdin` too (on a terminal it is
+/// prompted for without echo); `--password-stdin` keeps working.
+#[test]
+fn password_from_a_pipe_without_the_flag() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    let granted = json(
+        &rig.run_stdin(
+            &["--json", "password", "--username", "sam@example.com"],
+            "demo-password\n",
+        ),
+        0,
+    );
+    assert_eq!(granted["business_code"], "OAUTH_TEST");
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "--profile",
+                "p2",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            "demo-password\n",
+        ),
+        0,
+    );
+}
