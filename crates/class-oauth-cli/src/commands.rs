@@ -2,8 +2,7 @@
 //! manager, and the stores.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
+use std::io::Read as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -284,13 +283,17 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             no_browser,
             prompt,
             login_hint,
+            timeout,
         } => login(
             &mut ctx,
-            &scopes,
-            &redirect_uri,
-            no_browser,
-            prompt,
-            login_hint,
+            &LoginArgs {
+                scopes,
+                redirect_uri,
+                no_browser,
+                prompt,
+                login_hint,
+                timeout: Duration::from_secs(timeout),
+            },
         ),
         Command::Auth {
             step:
@@ -435,63 +438,140 @@ fn options(
     Ok(o)
 }
 
-fn login(
-    ctx: &mut Ctx,
-    scopes: &[String],
-    redirect: &str,
+/// The `login` command's arguments.
+struct LoginArgs {
+    scopes: Vec<String>,
+    redirect_uri: String,
     no_browser: bool,
     prompt: Option<String>,
-    hint: Option<String>,
-) -> Result<(), CliError> {
-    let redirect = RedirectUrl::new(redirect)?;
-    let url = redirect.url();
-    let loopback = url.scheme() == "http" && class_oauth_core::types::is_loopback(url);
+    login_hint: Option<String>,
+    timeout: Duration,
+}
+
+/// The page the browser sees at the end of a login.
+fn page(status: u16, title: &str, text: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{0}</title></head><body><h1>{0}</h1><p>{1}</p></body></html>",
+        escape(title),
+        escape(text)
+    );
+    let header = |name: &str, value: &str| {
+        tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+            .expect("static header names and values are valid")
+    };
+    tiny_http::Response::from_data(body.into_bytes())
+        .with_status_code(status)
+        .with_header(header("Content-Type", "text/html; charset=utf-8"))
+        .with_header(header("Referrer-Policy", "no-referrer"))
+        .with_header(header("Cache-Control", "no-store"))
+}
+
+fn login(ctx: &mut Ctx, args: &LoginArgs) -> Result<(), CliError> {
+    let redirect = RedirectUrl::new(&args.redirect_uri)?;
+    let url = redirect.url().clone();
+    let loopback = url.scheme() == "http" && class_oauth_core::types::is_loopback(&url);
     if !loopback {
         return Err(CliError::usage(
             "login listens on a loopback redirect URI (http://127.0.0.1:PORT/...); for other URIs use `auth start` and `auth finish`",
         ));
     }
+    ready_store(ctx)?;
+    // `host_str` keeps the brackets of an IPv6 literal, as a socket address needs them.
     let addr = format!(
         "{}:{}",
-        url.host_str()
-            .unwrap_or("127.0.0.1")
-            .trim_matches(['[', ']']),
+        url.host_str().unwrap_or("127.0.0.1"),
         url.port_or_known_default().unwrap_or(80)
     );
-    ready_store(ctx)?;
-    let listener = TcpListener::bind(&addr)
+    let server = tiny_http::Server::http(&addr)
         .map_err(|e| CliError::config(format!("cannot listen on {addr}: {e}"), None))?;
     let client = ctx.client()?;
     let (auth_url, pending) = client.start_authorization(
         redirect.clone(),
-        scopes_from(scopes, DEFAULT_SCOPES)?,
-        options(prompt, hint)?,
+        scopes_from(&args.scopes, DEFAULT_SCOPES)?,
+        options(args.prompt.clone(), args.login_hint.clone())?,
     )?;
     eprintln!("Open this URL to sign in to Class and choose the business:\n{auth_url}");
-    if !no_browser && webbrowser::open(auth_url.as_str()).is_err() {
+    if !args.no_browser && webbrowser::open(auth_url.as_str()).is_err() {
         eprintln!("(could not open a browser; open the URL yourself)");
     }
-    let (mut stream, _) = listener
-        .accept()
-        .map_err(|e| CliError::config(format!("waiting for the callback: {e}"), None))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut line)
-        .map_err(|e| CliError::validation(format!("reading the callback: {e}")))?;
-    let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let page = "<html><body><p>Signed in to Class. You can close this window.</p></body></html>";
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nReferrer-Policy: no-referrer\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
-        page.len()
-    );
-    drop(stream);
-    let callback = format!("{}://{}{target}", url.scheme(), url.authority());
-    let granted = client
-        .finish_authorization(pending, Callback::Url(&callback))
-        .map_err(|e| refused_grant(e, CODE_REFUSED_HINT))?;
-    store_login(ctx, &granted)
+    let deadline = std::time::Instant::now() + args.timeout;
+    // Wait for the redirect: other paths (favicon, preconnects) get a 404, and a request
+    // at the redirect path whose state is not this login's gets an error page; neither
+    // uses up the login.
+    let callback = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let request = match server.recv_timeout(left) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return Err(CliError {
+                    exit_code: 5,
+                    kind: "transport",
+                    code: Some("timeout".into()),
+                    message: format!(
+                        "no browser came back to {redirect} within {} s",
+                        args.timeout.as_secs()
+                    ),
+                    hint: Some("sign in within the time, or pass a longer --timeout".into()),
+                });
+            }
+            Err(e) => {
+                return Err(CliError::config(
+                    format!("waiting for the callback: {e}"),
+                    None,
+                ));
+            }
+        };
+        let target = request.url().to_owned();
+        let path = target.split('?').next().unwrap_or_default();
+        if request.method() != &tiny_http::Method::Get || path != url.path() {
+            let _ = request.respond(page(
+                404,
+                "Not found",
+                "This is the class-oauth sign-in listener.",
+            ));
+            continue;
+        }
+        let callback = format!("{}://{}{target}", url.scheme(), url.authority());
+        let state_matches = class_oauth_core::callback::CallbackParams::from_url(&callback)
+            .ok()
+            .and_then(|p| p.state)
+            .is_some_and(|s| s == *pending.state());
+        if !state_matches {
+            let _ = request.respond(page(
+                400,
+                "Sign-in not accepted",
+                "This response does not belong to the sign-in class-oauth started (its state differs). Nothing was signed in.",
+            ));
+            eprintln!("(ignored a request at the redirect URI whose state is not this login's)");
+            continue;
+        }
+        break (request, callback);
+    };
+    let (request, callback_url) = callback;
+    // The state is this login's: finish it (iss, error=, the code exchange and the ID
+    // token), and only then tell the browser how it went.
+    let result = client
+        .finish_authorization(pending, Callback::Url(&callback_url))
+        .map_err(|e| refused_grant(e, CODE_REFUSED_HINT));
+    match &result {
+        Ok(_) => {
+            let _ = request.respond(page(
+                200,
+                "Signed in to Class",
+                "class-oauth has the tokens. You can close this window.",
+            ));
+        }
+        Err(e) => {
+            let _ = request.respond(page(400, "Sign-in failed", &e.message));
+        }
+    }
+    store_login(ctx, &result?)
 }
 
 fn auth_start(

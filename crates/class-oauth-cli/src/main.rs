@@ -95,6 +95,9 @@ pub(crate) enum Command {
         /// login_hint: the user's email.
         #[arg(long)]
         login_hint: Option<String>,
+        /// How long to wait for the browser to come back, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Two-step authorization for redirect URIs that are not loopback.
     Auth {

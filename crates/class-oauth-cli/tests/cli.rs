@@ -374,8 +374,38 @@ fn exit_codes_for_every_failure() {
     );
 }
 
-#[test]
-fn login_through_the_loopback_listener() {
+/// Waits for a child process, failing (and killing it) after `secs` seconds.
+fn wait_bounded(mut child: std::process::Child, secs: u64) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the CLI did not exit within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A browser's GET to the loopback listener; the page it gets back.
+fn browser_get(port: u16, target: &str) -> String {
+    let mut browser = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    browser
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        browser,
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    browser.read_to_string(&mut page).unwrap();
+    page
+}
+
+/// Starts `login` on a free loopback port; returns the rig, the child, the port and the
+/// authorization URL it printed.
+fn start_login(extra: &[&str]) -> (Rig, std::process::Child, u16, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -385,14 +415,16 @@ fn login_through_the_loopback_listener() {
     let mut config = EmulatorConfig::demo();
     config.clients[0].redirect_uris.push(redirect.clone());
     let rig = Rig::new(config);
+    let mut args = vec![
+        "--json",
+        "login",
+        "--no-browser",
+        "--redirect-uri",
+        &redirect,
+    ];
+    args.extend_from_slice(extra);
     let mut child = rig
-        .cmd(&[
-            "--json",
-            "login",
-            "--no-browser",
-            "--redirect-uri",
-            &redirect,
-        ])
+        .cmd(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -407,17 +439,73 @@ fn login_through_the_loopback_listener() {
             "the CLI printed no URL"
         );
     }
-    let callback = rig.emulator.browse(url.trim()).unwrap();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+    });
+    (rig, child, port, url.trim().to_owned())
+}
+
+#[test]
+fn login_through_the_loopback_listener() {
+    let (rig, child, port, url) = start_login(&[]);
+    let callback = rig.emulator.browse(&url).unwrap();
     let target = callback
         .strip_prefix(&format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    let mut browser = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(browser, "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut page = String::new();
-    browser.read_to_string(&mut page).unwrap();
-    assert!(page.contains("200 OK") && page.contains("no-referrer"));
-    let out = child.wait_with_output().unwrap();
+        .unwrap()
+        .to_owned();
+    // Other requests do not use up the login: a favicon gets a 404, a forged state an
+    // error page (never "signed in").
+    assert!(browser_get(port, "/favicon.ico").contains("404"));
+    let forged = target.replace("state=", "state=forged");
+    let page = browser_get(port, &forged);
+    assert!(
+        page.contains("400") && page.contains("not accepted"),
+        "{page}"
+    );
+    assert!(!page.contains("Signed in"));
+    // The real callback: checked, exchanged, and only then the success page.
+    let page = browser_get(port, &target);
+    assert!(
+        page.contains("200 OK") && page.contains("Signed in to Class"),
+        "{page}"
+    );
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("referrer-policy: no-referrer")
+    );
+    let out = wait_bounded(child, 60);
     assert_eq!(json(&out, 0)["business_code"], "OAUTH_TEST");
+}
+
+/// A callback that fails its checks shows the error in the browser, not "signed in".
+#[test]
+fn login_shows_a_failed_callback_as_a_failure() {
+    let (rig, child, port, url) = start_login(&[]);
+    rig.emulator.deny_next_authorization("access_denied");
+    let callback = rig.emulator.browse(&url).unwrap();
+    let target = callback
+        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .to_owned();
+    let page = browser_get(port, &target);
+    assert!(
+        page.contains("400") && page.contains("Sign-in failed"),
+        "{page}"
+    );
+    assert!(!page.contains("Signed in to Class"));
+    let out = wait_bounded(child, 60);
+    assert_eq!(json(&out, 3)["error"]["code"], "access_denied");
+}
+
+/// The listener gives up after --timeout with exit 5, instead of waiting for ever.
+#[test]
+fn login_times_out() {
+    let (_rig, child, _port, _url) = start_login(&["--timeout", "1"]);
+    let out = wait_bounded(child, 30);
+    let err = json(&out, 5);
+    assert_eq!(err["error"]["code"], "timeout");
 }
 
 #[test]
