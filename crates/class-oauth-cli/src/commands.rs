@@ -213,6 +213,17 @@ fn summary(grant: &StoredGrant) -> Value {
     })
 }
 
+/// A Unix time as a date people read (`2026-11-27T09:38:35Z`).
+fn date(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(unix))
+        .to_string()
+}
+
+/// An optional value for people: the value, or a dash.
+fn or_dash(value: Option<&str>) -> &str {
+    value.filter(|v| !v.is_empty()).unwrap_or("-")
+}
+
 fn describe_grant(title: &str, grant: &StoredGrant) -> String {
     let t = &grant.tokens;
     let mut out = format!("{title}\n");
@@ -230,7 +241,8 @@ fn describe_grant(title: &str, grant: &StoredGrant) -> String {
             .map_or(0, |d| d.as_secs());
         let _ = writeln!(
             out,
-            "access token: valid for {secs} s{}",
+            "access token: valid until {} ({secs} s){}",
+            date(class_oauth_core::time::to_unix(exp)),
             if t.refresh_token.is_some() {
                 "; refresh token stored"
             } else {
@@ -241,8 +253,19 @@ fn describe_grant(title: &str, grant: &StoredGrant) -> String {
     if let Some(c) = &grant.id_claims {
         let _ = writeln!(
             out,
-            "ID token (validated): sub {} iss {} aud {:?} auth_time {:?} email {:?} amr {:?}",
-            c.sub, c.iss, c.aud, c.auth_time, c.email, c.amr
+            "signed-in user (ID token validated): {}{}, issuer {}, signed in at {}{}",
+            c.sub,
+            c.email
+                .as_deref()
+                .map(|e| format!(" <{e}>"))
+                .unwrap_or_default(),
+            c.iss,
+            c.auth_time.map_or_else(|| "-".to_owned(), date),
+            c.amr
+                .as_ref()
+                .filter(|a| !a.is_empty())
+                .map(|a| format!(" with {}", a.join(", ")))
+                .unwrap_or_default()
         );
     }
     let _ = write!(out, "granted scope:\n{}", consent_lines(&t.scopes));
@@ -317,7 +340,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Userinfo => userinfo(&mut ctx),
         Command::Revoke => revoke(&mut ctx),
         Command::Profiles => profiles(&mut ctx),
-        Command::Demo => demo(ctx.cli.json),
+        Command::Demo => demo(&mut ctx),
         Command::Key {
             action: KeyAction::Show,
         } => {
@@ -733,17 +756,22 @@ fn userinfo(ctx: &mut Ctx) -> Result<(), CliError> {
     let value = json!({"sub": info.sub, "name": info.name, "given_name": info.given_name, "family_name": info.family_name, "email": info.email,
         "business_code": info.business_code, "business_name": info.business_name, "class_role": info.class_role, "extra": info.extra});
     let human = format!(
-        "UserInfo{}: sub {} name {:?} email {:?} business {:?} roles {:?}",
+        "UserInfo{}\n  sub       {}\n  name      {}\n  email     {}\n  business  {} ({})\n  roles     {}",
         if sub.is_some() {
             " (sub matches the ID token)"
         } else {
             ""
         },
         info.sub,
-        info.name,
-        info.email,
-        info.business_code,
-        info.class_role
+        or_dash(info.name.as_deref()),
+        or_dash(info.email.as_deref()),
+        or_dash(info.business_code.as_deref()),
+        or_dash(info.business_name.as_deref()),
+        if info.class_role.is_empty() {
+            "-".to_owned()
+        } else {
+            info.class_role.join(", ")
+        }
     );
     emit(ctx.cli.json, &value, &human);
     Ok(())
@@ -795,10 +823,13 @@ fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
     for v in &value {
         let _ = writeln!(
             human,
-            "  {:<16} {:<14} {:<24} {}  {}",
+            "  {:<16} {:<14} {:<24} {:<21} {}  {}",
             v["profile"].as_str().unwrap_or(""),
             v["business_code"].as_str().unwrap_or("-"),
             v["status"].as_str().unwrap_or(""),
+            v["expires_at"]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), date),
             v["client_id"].as_str().unwrap_or(""),
             v["scope"].as_str().unwrap_or("")
         );
@@ -810,7 +841,8 @@ fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
 /// The tour, against the built-in emulator: code flow with ID-token validation, the
 /// token manager with an encrypted SQLite store, refresh, UserInfo, a Class API call,
 /// revocation.
-pub(crate) fn demo(json: bool) -> Result<(), CliError> {
+fn demo(ctx: &mut Ctx) -> Result<(), CliError> {
+    let json = ctx.cli.json;
     let say = |step: &str| eprintln!("\n== {step}");
     let emulator = class_oauth_testkit::ClassEmulator::start_blocking(
         class_oauth_testkit::EmulatorConfig::demo(),
@@ -858,15 +890,28 @@ pub(crate) fn demo(json: bool) -> Result<(), CliError> {
     );
     let granted = client.finish_authorization(pending, Callback::Url(&callback))?;
 
-    say("3. Stored per tenant, encrypted at rest (AES-256-GCM, SQLite)");
+    say("3. Stored per tenant, encrypted at rest (AES-256-GCM)");
+    // With --store, the demo writes where it is told (with the CLI's own key); else a
+    // throw-away SQLite file.
     let dir = std::env::temp_dir().join(format!("class-oauth-demo-{}", std::process::id()));
-    let key = class_oauth_store::EncryptionKey::generate("demo")?;
-    let store: Store = Arc::new(SqliteStore::open(
-        dir.join("grants.sqlite3"),
-        Encryption::Keys(KeyRing::new(key)),
-    )?);
+    let store: Store = if ctx.cli.store.is_some() {
+        ctx.store()?
+    } else {
+        let key = class_oauth_store::EncryptionKey::generate("demo")?;
+        Arc::new(SqliteStore::open(
+            dir.join("grants.sqlite3"),
+            Encryption::Keys(KeyRing::new(key)),
+        )?)
+    };
+    eprintln!(
+        "store: {}",
+        ctx.cli
+            .store
+            .as_deref()
+            .unwrap_or("a temporary SQLite file (pass --store to keep it elsewhere)")
+    );
     let manager: Manager = TokenManager::builder_shared(client.clone(), store.clone())
-        .on_event(|e| eprintln!("   event: {e:?}"))
+        .on_event(|e| eprintln!("   event: {e}"))
         .build();
     let tenant = TenantKey::new(&ClientId::new("demo-client"), "OAUTH_TEST");
     let grant = manager.store_tokens(&tenant, &granted)?;
@@ -894,8 +939,11 @@ pub(crate) fn demo(json: bool) -> Result<(), CliError> {
         .map_or(ExpectedSubject::NoIdToken, ExpectedSubject::IdToken);
     let info = client.userinfo(&refreshed.tokens.access_token, expected)?;
     eprintln!(
-        "sub {} name {:?} business {:?} roles {:?}",
-        info.sub, info.name, info.business_code, info.class_role
+        "sub {} name {} business {} roles {}",
+        info.sub,
+        or_dash(info.name.as_deref()),
+        or_dash(info.business_code.as_deref()),
+        info.class_role.join(", ")
     );
 
     say("6. A Class API call (Bearer, vendor Accept header, Errors envelope, rate-limit headers)");

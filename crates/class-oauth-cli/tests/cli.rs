@@ -521,6 +521,43 @@ fn demo_runs_the_tour() {
     assert_eq!(v["funds"], 2);
 }
 
+/// The demo's human output is for people (dates as dates, no `Some(..)` or Rust Debug
+/// text), and it honours `--store`.
+#[test]
+fn demo_reads_well_and_honours_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("demo.sqlite3");
+    let out = Command::new(env!("CARGO_BIN_EXE_class-oauth"))
+        .args(["demo", "--store", store.to_str().unwrap()])
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env_remove("CLASS_OAUTH_STORE_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for debug in ["Some(", "None", "TenantKey(", " { "] {
+        assert!(
+            !text.contains(debug),
+            "Rust Debug text `{debug}` in the demo:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("valid until 20"),
+        "an expiry as a date:\n{text}"
+    );
+    assert!(store.exists(), "the demo used --store");
+}
+
 /// `class-oauth refresh` when the refreshed ID token does not validate: exit 4 with the
 /// real reason (before: exit 5, "transport failure (other): the refresh did not
 /// complete"); the rotated refresh token is kept, so the next refresh works.

@@ -210,6 +210,79 @@ pub enum TokenEvent {
     },
 }
 
+/// One line for people: what happened to which tenant (never a token).
+impl std::fmt::Display for TokenEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stored { key, version } => {
+                write!(f, "{}: grant stored (version {version})", key.tenant())
+            }
+            Self::Refreshed {
+                key,
+                version,
+                durable_after,
+                ..
+            } => write!(
+                f,
+                "{}: refreshed (version {version}; the rotated refresh token was durable {} ms after the answer)",
+                key.tenant(),
+                durable_after.as_millis()
+            ),
+            Self::RefreshedElsewhere { key } => {
+                write!(
+                    f,
+                    "{}: another instance had refreshed; its tokens are used",
+                    key.tenant()
+                )
+            }
+            Self::RefreshFailed {
+                key,
+                error,
+                transient,
+            } => write!(
+                f,
+                "{}: refresh failed ({}): {error}",
+                key.tenant(),
+                if *transient {
+                    "may pass later"
+                } else {
+                    "will not pass by retrying"
+                }
+            ),
+            Self::InDoubt { key, reason } => {
+                write!(f, "{}: refresh outcome unknown: {reason}", key.tenant())
+            }
+            Self::Withheld { key, reason } => write!(
+                f,
+                "{}: rotated refresh token kept, new access token withheld: {reason}",
+                key.tenant()
+            ),
+            Self::ReauthorizationRequired { key, reason } => {
+                write!(f, "{}: the user must sign in again: {reason}", key.tenant())
+            }
+            Self::PersistRetry {
+                key,
+                attempt,
+                error,
+            } => write!(
+                f,
+                "{}: writing the rotated refresh token failed (attempt {attempt}), retrying: {error}",
+                key.tenant()
+            ),
+            Self::PersistFailed { key, error } => write!(
+                f,
+                "{}: writing the rotated refresh token failed; held in memory: {error}",
+                key.tenant()
+            ),
+            Self::Superseded { key } => write!(
+                f,
+                "{}: a newer sign-in replaced the grant during a refresh",
+                key.tenant()
+            ),
+        }
+    }
+}
+
 impl TokenEvent {
     /// Logs the event with `tracing` (tenant keys and reasons only, never a token).
     pub fn log(&self) {
