@@ -38,6 +38,10 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
 
 /// The crate names in `cargo tree -p <package> -e normal`.
 fn normal_tree(package: &str) -> Vec<String> {
+    normal_tree_with(package, &[])
+}
+
+fn normal_tree_with(package: &str, extra: &[&str]) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(project_root())
@@ -52,6 +56,7 @@ fn normal_tree(package: &str) -> Vec<String> {
             "--offline",
             "--locked",
         ])
+        .args(extra)
         .output()
         .expect("cargo tree runs");
     assert!(
@@ -79,6 +84,21 @@ fn core_dependency_tree_has_no_io_runtime_http_client_tls_or_rng() {
             "class-oauth-core depends on `{bad}`: {names:?}"
         );
     }
+}
+
+/// The CLI without its default `demo` feature links neither the emulator nor wiremock
+/// (and with it, it does: the check can fail).
+#[test]
+fn cli_without_demo_links_no_emulator() {
+    let lean = normal_tree_with("class-oauth-cli", &["--no-default-features"]);
+    for bad in ["class-oauth-testkit", "wiremock"] {
+        assert!(
+            !lean.iter().any(|n| n == bad),
+            "class-oauth-cli --no-default-features depends on `{bad}`"
+        );
+    }
+    let full = normal_tree("class-oauth-cli");
+    assert!(full.iter().any(|n| n == "class-oauth-testkit"));
 }
 
 /// A user of the HTTP layer compiles no storage code.

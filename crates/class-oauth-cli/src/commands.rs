@@ -14,7 +14,7 @@ use class_oauth_core::userinfo::ExpectedSubject;
 use class_oauth_core::{ClientId, ClientSecret, Environment, Password, RedirectUrl, Username};
 use class_oauth_manager::blocking::TokenManager;
 use class_oauth_store::{
-    Encryption, KeyRing, PostgresStore, SqliteStore, StoredGrant, TenantKey, TokenStore,
+    Encryption, PostgresStore, SqliteStore, StoredGrant, TenantKey, TokenStore,
 };
 use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, UreqTransport};
 use serde_json::{Value, json};
@@ -340,7 +340,12 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Userinfo => userinfo(&mut ctx),
         Command::Revoke => revoke(&mut ctx),
         Command::Profiles => profiles(&mut ctx),
+        #[cfg(feature = "demo")]
         Command::Demo => demo(&mut ctx),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo => Err(CliError::usage(
+            "this class-oauth was built without the demo (cargo feature `demo`)",
+        )),
         Command::Key {
             action: KeyAction::Show,
         } => {
@@ -841,6 +846,7 @@ fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
 /// The tour, against the built-in emulator: code flow with ID-token validation, the
 /// token manager with an encrypted SQLite store, refresh, UserInfo, a Class API call,
 /// revocation.
+#[cfg(feature = "demo")]
 fn demo(ctx: &mut Ctx) -> Result<(), CliError> {
     let json = ctx.cli.json;
     let say = |step: &str| eprintln!("\n== {step}");
@@ -900,7 +906,7 @@ fn demo(ctx: &mut Ctx) -> Result<(), CliError> {
         let key = class_oauth_store::EncryptionKey::generate("demo")?;
         Arc::new(SqliteStore::open(
             dir.join("grants.sqlite3"),
-            Encryption::Keys(KeyRing::new(key)),
+            Encryption::Keys(class_oauth_store::KeyRing::new(key)),
         )?)
     };
     eprintln!(
