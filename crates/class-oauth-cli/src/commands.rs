@@ -364,6 +364,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Key {
+            action: KeyAction::Rotate,
+        } => rotate_key(&mut ctx),
+        Command::Key {
             action: KeyAction::Generate,
         } => {
             let id = format!("k{}", class_oauth_core::time::to_unix(SystemTime::now()));
@@ -381,6 +384,72 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `key rotate`: a new key, every grant re-encrypted with it, the old key retired. The
+/// key file always holds a ring that opens every row: first the new key with the old
+/// one behind it, then (once every grant is rewritten) the new key alone.
+fn rotate_key(ctx: &mut Ctx) -> Result<(), CliError> {
+    let (_, source) = crate::keys::resolve()?;
+    let crate::keys::KeySource::File { path, .. } = source else {
+        return Err(CliError::config(
+            "the store key comes from CLASS_OAUTH_STORE_KEY, which this command cannot rewrite",
+            Some(
+                "put a new key first in CLASS_OAUTH_STORE_KEY (`class-oauth key generate`), keep the old one after a comma until the rows are rewritten, then drop it",
+            ),
+        ));
+    };
+    let old_spec = crate::keys::read_spec(&path)?;
+    // A key id the ring does not have yet (rows name the key that sealed them).
+    let taken: Vec<&str> = old_spec
+        .split(',')
+        .filter_map(|k| k.split(':').next())
+        .map(str::trim)
+        .collect();
+    let base = format!("k{}", class_oauth_core::time::to_unix(SystemTime::now()));
+    let id = (0..)
+        .map(|n| {
+            if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|id| !taken.contains(&id.as_str()))
+        .expect("an unused id exists");
+    let new_key = class_oauth_store::EncryptionKey::generate(id)?;
+    let new_spec = new_key.to_spec();
+    // 1. New key first, old keys after: every row stays readable whatever happens next.
+    crate::keys::replace_key_file(&path, &format!("{},{old_spec}", new_spec.as_str()))?;
+    // 2. Rewrite every grant: a write seals with the current (new) key.
+    let store = ctx.store()?;
+    let mut rewritten = 0usize;
+    for summary in store.list()? {
+        let Some(grant) = store.load(&summary.key)? else {
+            continue;
+        };
+        store.update(
+            &summary.key,
+            &class_oauth_store::GrantUpdate::tokens(
+                grant.version,
+                &grant.tokens,
+                grant.id_claims.as_ref(),
+                &grant.status,
+            ),
+        )?;
+        rewritten += 1;
+    }
+    // 3. Retire the old key.
+    crate::keys::replace_key_file(&path, new_spec.as_str())?;
+    emit(
+        ctx.cli.json,
+        &json!({"rotated": true, "grants": rewritten, "path": path.display().to_string()}),
+        &format!(
+            "Rotated the store key in {}: {rewritten} grant(s) re-encrypted; the old key is retired.",
+            path.display()
+        ),
+    );
+    Ok(())
 }
 
 fn scopes(ctx: &Ctx) -> Result<(), CliError> {

@@ -86,6 +86,22 @@ fn io_error(what: &str, path: &Path, e: &std::io::Error) -> CliError {
     CliError::config(format!("{what} {}: {e}", path.display()), None)
 }
 
+/// The key file's text (a key-ring spec), for rotation.
+pub(crate) fn read_spec(path: &Path) -> Result<String, CliError> {
+    read_private(path)?
+        .map(|s| s.trim().to_owned())
+        .ok_or_else(|| CliError::config(format!("no store key file at {}", path.display()), None))
+}
+
+/// Replaces the key file in one step (a private temporary file renamed over it), so a
+/// crash leaves either the old or the new file, never half of one.
+pub(crate) fn replace_key_file(path: &Path, spec: &str) -> Result<(), CliError> {
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, spec)?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error("cannot replace the store key file", path, &e))
+}
+
 /// The key file's content, or `None` when there is none. A file that others may read is
 /// refused: the key would no longer be the user's alone.
 fn read_private(path: &Path) -> Result<Option<String>, CliError> {

@@ -169,6 +169,10 @@ pub(crate) enum KeyAction {
     Show,
     /// Print a new key for CLASS_OAUTH_STORE_KEY.
     Generate,
+    /// Replace the key in the key file with a new one and re-encrypt every stored grant
+    /// with it; the old key is then retired (pending authorizations sealed with it are
+    /// dropped: start those sign-ins again).
+    Rotate,
 }
 
 fn main() -> ExitCode {

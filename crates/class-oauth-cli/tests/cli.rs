@@ -1063,3 +1063,74 @@ fn password_from_a_pipe_without_the_flag() {
         0,
     );
 }
+
+/// `key rotate` re-encrypts every grant with a new key and retires the old one: the
+/// grant still opens with the key file, and no longer with the old key alone.
+#[test]
+fn key_rotate_reencrypts_every_grant() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    let no_key = |args: &[&str], input: &str| {
+        let mut child = rig
+            .cmd(args)
+            .env_remove("CLASS_OAUTH_STORE_KEY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    for profile in ["a", "b"] {
+        json(
+            &no_key(
+                &[
+                    "--json",
+                    "--profile",
+                    profile,
+                    "password",
+                    "--username",
+                    "sam@example.com",
+                ],
+                "demo-password\n",
+            ),
+            0,
+        );
+    }
+    let key_file = rig.dir.path().join("config/class-oauth/store-key");
+    let old_spec = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let rotated = json(&no_key(&["--json", "key", "rotate"], ""), 0);
+    assert_eq!(rotated["grants"], 2);
+    let new_spec = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(new_spec, old_spec);
+    assert!(
+        !new_spec.contains(','),
+        "the old key is retired: {new_spec:?}"
+    );
+    for profile in ["a", "b"] {
+        json(&no_key(&["--json", "--profile", profile, "token"], ""), 0);
+    }
+    let with_old = rig
+        .cmd(&["--json", "--profile", "a", "token"])
+        .env("CLASS_OAUTH_STORE_KEY", &old_spec)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(json(&with_old, 2)["error"]["kind"], "configuration");
+    // With the key in the environment the command refuses: it cannot rewrite it.
+    assert_eq!(
+        json(&rig.run(&["--json", "key", "rotate"]), 2)["error"]["kind"],
+        "configuration"
+    );
+}
