@@ -342,9 +342,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Profiles => profiles(&mut ctx),
         #[cfg(feature = "demo")]
         Command::Demo => demo(&mut ctx),
+        #[cfg(feature = "demo")]
+        Command::Emulator { port } => emulator(ctx.cli.json, port),
         #[cfg(not(feature = "demo"))]
-        Command::Demo => Err(CliError::usage(
-            "this class-oauth was built without the demo (cargo feature `demo`)",
+        Command::Demo | Command::Emulator { .. } => Err(CliError::usage(
+            "this class-oauth was built without the demo and the emulator (cargo feature `demo`)",
         )),
         Command::Key {
             action: KeyAction::Show,
@@ -915,6 +917,34 @@ fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
 /// The tour, against the built-in emulator: code flow with ID-token validation, the
 /// token manager with an encrypted SQLite store, refresh, UserInfo, a Class API call,
 /// revocation.
+/// `class-oauth emulator`: the demo emulator on a loopback port until interrupted.
+#[cfg(feature = "demo")]
+fn emulator(json: bool, port: u16) -> Result<(), CliError> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| CliError::config(format!("cannot listen on 127.0.0.1:{port}: {e}"), None))?;
+    let emulator = class_oauth_testkit::ClassEmulator::start_blocking_on(
+        listener,
+        class_oauth_testkit::EmulatorConfig::demo(),
+    );
+    let issuer = emulator.issuer();
+    emit(
+        json,
+        &json!({"issuer": issuer, "client_id": "demo-client", "client_secret": "demo-secret",
+            "username": "sam@example.com", "password": "demo-password",
+            "redirect_uris": ["http://127.0.0.1:8765/callback", "https://partner.example/class-callback"]}),
+        &format!(
+            "Class emulator at {issuer} (discovery at {issuer}/.well-known/openid-configuration)\n\
+             client demo-client / demo-secret; user sam@example.com / demo-password; businesses OAUTH_TEST, SECOND_BIZ\n\
+             redirect URIs http://127.0.0.1:8765/callback, https://partner.example/class-callback\n\
+             Its keys are public: trust nothing it signs outside tests. Ctrl-C stops it."
+        ),
+    );
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    loop {
+        std::thread::park();
+    }
+}
+
 #[cfg(feature = "demo")]
 fn demo(ctx: &mut Ctx) -> Result<(), CliError> {
     let json = ctx.cli.json;

@@ -130,6 +130,13 @@ pub(crate) enum Command {
     Profiles,
     /// The whole tour against the built-in Class emulator: no credentials needed.
     Demo,
+    /// Run the Class emulator as a standalone server (demo client, user and businesses)
+    /// until interrupted, so programs in any language can be tested against it.
+    Emulator {
+        /// The loopback port to listen on (0: any free port; the issuer is printed).
+        #[arg(long, default_value_t = 8790)]
+        port: u16,
+    },
     /// Store encryption keys.
     Key {
         #[command(subcommand)]

@@ -1134,3 +1134,62 @@ fn key_rotate_reencrypts_every_grant() {
         "configuration"
     );
 }
+
+/// `class-oauth emulator` runs the emulator as a standalone server: another program
+/// (here, the CLI itself in another process) signs in against it.
+#[test]
+fn the_emulator_runs_standalone() {
+    let dir = tempfile::tempdir().unwrap();
+    /// The server process dies with the test, whatever happens.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_class-oauth"))
+            .args(["--json", "emulator", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let info: Value = serde_json::from_str(&first).expect("the emulator prints its issuer");
+    let issuer = info["issuer"].as_str().unwrap().to_owned();
+    let mut client = Command::new(env!("CARGO_BIN_EXE_class-oauth"))
+        .args([
+            "--json",
+            "--env",
+            &issuer,
+            "password",
+            "--username",
+            "sam@example.com",
+        ])
+        .env("CLASS_CLIENT_ID", "demo-client")
+        .env("CLASS_CLIENT_SECRET", "demo-secret")
+        .env("CLASS_OAUTH_STORE", dir.path().join("g.sqlite3"))
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env_remove("CLASS_OAUTH_STORE_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"demo-password\n")
+        .unwrap();
+    let out = wait_bounded(client, 60);
+    drop(server);
+    assert_eq!(json(&out, 0)["business_code"], "OAUTH_TEST");
+}

@@ -125,7 +125,197 @@ pub struct EmulatorConfig {
     pub id_token_on_refresh: bool,
 }
 
+impl Business {
+    /// A business with its code (e.g. `OAUTH_TEST`) and name.
+    #[must_use]
+    pub fn new(code: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl User {
+    /// A user who signs in with `username` / `password` and whose stable subject id is
+    /// `sub`; add the businesses they may grant with [`User::business`].
+    #[must_use]
+    pub fn new(
+        username: impl Into<String>,
+        password: impl Into<String>,
+        sub: impl Into<String>,
+    ) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+            sub: sub.into(),
+            given_name: String::new(),
+            family_name: String::new(),
+            businesses: Vec::new(),
+            roles: Vec::new(),
+        }
+    }
+
+    /// Sets the given and family names (UserInfo `given_name`, `family_name`).
+    #[must_use]
+    pub fn names(mut self, given: impl Into<String>, family: impl Into<String>) -> Self {
+        self.given_name = given.into();
+        self.family_name = family.into();
+        self
+    }
+
+    /// A business the user may grant access to (the first one added is the default
+    /// pick on the consent screen).
+    #[must_use]
+    pub fn business(mut self, code: impl Into<String>) -> Self {
+        self.businesses.push(code.into());
+        self
+    }
+
+    /// A Class role (UserInfo `class_role`).
+    #[must_use]
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.roles.push(role.into());
+        self
+    }
+}
+
+impl ClientRegistration {
+    /// A client with its id and secret; add redirect URIs with
+    /// [`ClientRegistration::redirect_uri`].
+    #[must_use]
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            redirect_uris: Vec::new(),
+        }
+    }
+
+    /// A registered redirect URI (compared exactly, as Class does).
+    #[must_use]
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uris.push(uri.into());
+        self
+    }
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl EmulatorConfig {
+    /// An emulator with no business, user or client yet, and Class's behaviour: a
+    /// discovery document, 899 s access tokens, 30-day one-time refresh tokens, 500 API
+    /// calls a minute, 300 s ID tokens sent on refresh too, no signed-in browser session.
+    /// Add what your tests need:
+    ///
+    /// ```
+    /// use class_oauth_testkit::{Business, ClassEmulator, ClientRegistration, EmulatorConfig, User};
+    ///
+    /// let config = EmulatorConfig::new()
+    ///     .business(Business::new("ACME_SMSF", "Acme Super Fund"))
+    ///     .user(User::new("pat@acme.example", "s3cret", "user-pat").business("ACME_SMSF"))
+    ///     .client(ClientRegistration::new("acme-app", "acme-secret").redirect_uri("https://acme.example/cb"))
+    ///     .access_token_lifetime(60);
+    /// let emulator = ClassEmulator::start_blocking(config);
+    ///
+    /// // Any HTTP client, any language: here a password grant with ureq.
+    /// use class_oauth_core::scope::Scopes;
+    /// use class_oauth_core::{ClientId, ClientSecret, Environment, Password, Username};
+    /// let client = class_oauth_ureq::ClassClient::builder(
+    ///     Environment::parse(&emulator.issuer()).unwrap(),
+    ///     ClientId::new("acme-app"),
+    /// )
+    /// .secret(ClientSecret::new("acme-secret"))
+    /// .build()
+    /// .unwrap();
+    /// let granted = client
+    ///     .password(
+    ///         Username::new("pat@acme.example"),
+    ///         Password::new("s3cret"),
+    ///         Scopes::parse("target:b offline_access business.fund.list").unwrap(),
+    ///     )
+    ///     .unwrap();
+    /// assert_eq!(granted.tokens.business_code().unwrap().as_str(), "ACME_SMSF");
+    /// assert_eq!(granted.tokens.expires_in, Some(60));
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            businesses: Vec::new(),
+            users: Vec::new(),
+            clients: Vec::new(),
+            discovery: true,
+            access_token_lifetime: 899,
+            refresh_token_lifetime: 30 * 24 * 3600,
+            expires_in_as_string: false,
+            rate_limit: 500,
+            session_user: None,
+            id_token_lifetime: 300,
+            id_token_on_refresh: true,
+        }
+    }
+
+    /// Adds a business.
+    #[must_use]
+    pub fn business(mut self, business: Business) -> Self {
+        self.businesses.push(business);
+        self
+    }
+
+    /// Adds a user.
+    #[must_use]
+    pub fn user(mut self, user: User) -> Self {
+        self.users.push(user);
+        self
+    }
+
+    /// Adds a client registration.
+    #[must_use]
+    pub fn client(mut self, client: ClientRegistration) -> Self {
+        self.clients.push(client);
+        self
+    }
+
+    /// Serves no discovery document (Class may publish none): clients fall back to the
+    /// presets.
+    #[must_use]
+    pub fn without_discovery(mut self) -> Self {
+        self.discovery = false;
+        self
+    }
+
+    /// The access-token lifetime (`expires_in`).
+    #[must_use]
+    pub fn access_token_lifetime(mut self, seconds: u64) -> Self {
+        self.access_token_lifetime = seconds;
+        self
+    }
+
+    /// The refresh-token lifetime.
+    #[must_use]
+    pub fn refresh_token_lifetime(mut self, seconds: u64) -> Self {
+        self.refresh_token_lifetime = seconds;
+        self
+    }
+
+    /// API calls per client per minute before a 429.
+    #[must_use]
+    pub fn rate_limit(mut self, per_minute: u32) -> Self {
+        self.rate_limit = per_minute;
+        self
+    }
+
+    /// The user signed in to Class in "the browser" (consent without a login page).
+    #[must_use]
+    pub fn session_user(mut self, username: impl Into<String>) -> Self {
+        self.session_user = Some(username.into());
+        self
+    }
+
     /// A demo setup: business `OAUTH_TEST`, user `sam@example.com` / `demo-password`,
     /// client `demo-client` / `demo-secret` with redirect `http://127.0.0.1:8765/callback`
     /// and `https://partner.example/class-callback`.
@@ -907,7 +1097,38 @@ impl std::fmt::Debug for ClassEmulator {
 impl ClassEmulator {
     /// Starts an emulator (from async code).
     pub async fn start(config: EmulatorConfig) -> Self {
-        let server = MockServer::start().await;
+        Self::serve(MockServer::start().await, config).await
+    }
+
+    /// Starts an emulator on `listener` (a chosen port, for a standalone server other
+    /// programs can reach: `class-oauth emulator --port 8790`).
+    pub async fn start_on(listener: std::net::TcpListener, config: EmulatorConfig) -> Self {
+        let server = MockServer::builder().listener(listener).start().await;
+        Self::serve(server, config).await
+    }
+
+    /// Starts an emulator on `listener` from blocking code (its own threads).
+    ///
+    /// # Panics
+    /// As [`ClassEmulator::start_blocking`].
+    #[must_use]
+    pub fn start_blocking_on(listener: std::net::TcpListener, config: EmulatorConfig) -> Self {
+        Self::on_own_runtime(Self::start_on(listener, config))
+    }
+
+    /// Runs `start` on a runtime of its own, which the emulator then keeps.
+    fn on_own_runtime(start: impl Future<Output = Self>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the emulator");
+        let mut emulator = runtime.block_on(start);
+        emulator.runtime = Some(runtime);
+        emulator
+    }
+
+    async fn serve(server: MockServer, config: EmulatorConfig) -> Self {
         let state = Arc::new(Mutex::new(State {
             issuer: server.uri(),
             cfg: config,
@@ -941,14 +1162,7 @@ impl ClassEmulator {
     /// when no runtime can be built.
     #[must_use]
     pub fn start_blocking(config: EmulatorConfig) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the emulator");
-        let mut emulator = runtime.block_on(Self::start(config));
-        emulator.runtime = Some(runtime);
-        emulator
+        Self::on_own_runtime(Self::start(config))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
