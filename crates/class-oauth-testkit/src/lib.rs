@@ -397,6 +397,9 @@ pub struct RecordedRequest {
     pub path: String,
     /// Query string.
     pub query: Option<String>,
+    /// Headers as sent (names lower-case; this is a test tool, so `Authorization` is
+    /// kept too).
+    pub headers: Vec<(String, String)>,
     /// Form or body text.
     pub body: String,
     /// Status answered.
@@ -421,6 +424,8 @@ struct CodeGrant {
     challenge: Option<String>,
     used: bool,
     expires: u64,
+    /// The grant the code was redeemed for, revoked if the code comes back.
+    issued: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -766,6 +771,7 @@ impl State {
                 challenge,
                 used: false,
                 expires: now() + 300,
+                issued: None,
             },
         );
         if q.get("response_mode").map(String::as_str) == Some("form_post") {
@@ -796,8 +802,12 @@ impl State {
                     return oauth_error(400, "invalid_grant", "unknown code");
                 };
                 if c.used || c.expires < now() {
-                    // A reused code revokes what it issued (RFC 6749 4.1.2).
+                    // A reused code revokes what it issued (RFC 6749 4.1.2, RFC 9700
+                    // 4.5): someone else holds the code, so the tokens are suspect.
                     c.used = true;
+                    if let Some(gi) = c.issued {
+                        self.grants[gi].revoked = true;
+                    }
                     return oauth_error(
                         400,
                         "invalid_grant",
@@ -826,7 +836,11 @@ impl State {
                     }
                 }
                 self.grants.push(c.grant);
-                let body = self.issue(self.grants.len() - 1, c.nonce.as_deref());
+                let gi = self.grants.len() - 1;
+                if let Some(record) = self.codes.get_mut(&code) {
+                    record.issued = Some(gi);
+                }
+                let body = self.issue(gi, c.nonce.as_deref());
                 json_response(200, &body)
             }
             Some("password") => {
@@ -1072,6 +1086,16 @@ impl Respond for Router {
             method: req.method.as_str().to_owned(),
             path,
             query: req.url.query().map(str::to_owned),
+            headers: req
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
             body: String::from_utf8_lossy(&req.body).into_owned(),
             status,
         });

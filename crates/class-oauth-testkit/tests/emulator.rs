@@ -221,3 +221,61 @@ fn denials_faults_and_no_discovery() {
         Some("invalid_grant")
     );
 }
+
+/// A reused authorization code revokes what it issued (RFC 6749 4.1.2): the grant's
+/// refresh token stops working. The recording keeps request headers.
+#[test]
+fn a_reused_code_revokes_its_grant_and_headers_are_recorded() {
+    let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo());
+    let c = client(&emulator);
+    let redirect = "https://partner.example/class-callback";
+    let (url, pending) = c
+        .start_authorization(
+            RedirectUrl::new(redirect).unwrap(),
+            scopes(),
+            AuthorizeOptions::default(),
+        )
+        .unwrap();
+    let callback = emulator.browse(url.as_str()).unwrap();
+    let granted = c
+        .finish_authorization(pending, Callback::Url(&callback))
+        .unwrap();
+    let token_request = emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/connect/token")
+        .unwrap();
+    let authorization = token_request
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(authorization.starts_with("Basic "), "headers recorded");
+
+    // Someone replays the code.
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let replay = class_oauth_ureq::ureq::post(format!("{}/connect/token", emulator.issuer()))
+        .header("authorization", &authorization)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_form([
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+        ])
+        .unwrap();
+    assert_eq!(replay.status(), 400);
+    // The grant the code issued is revoked.
+    let err = c
+        .refresh(&granted.tokens, granted.id_claims.as_ref())
+        .unwrap_err();
+    assert!(err.requires_reauthorization(), "{err:?}");
+}
