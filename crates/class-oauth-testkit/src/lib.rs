@@ -1276,12 +1276,31 @@ impl ClassEmulator {
     /// Simulates the browser at the authorization URL: returns where Class redirects it
     /// (the callback URL with `code`/`error`, `state` and `iss`), or the page it shows.
     pub fn browse(&self, authorization_url: &str) -> Result<String, String> {
-        let url = url::Url::parse(authorization_url).map_err(|e| e.to_string())?;
-        let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
-        let reply = self.state().authorize(&query);
-        reply
-            .location
-            .ok_or_else(|| format!("the emulator did not redirect (HTTP {})", reply.status))
+        // Over HTTP, as a browser would: faults injected on `/connect/authorize` apply and
+        // the request is recorded. Redirects are not followed; the Location is the answer.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let response = agent
+            .get(authorization_url)
+            .call()
+            .map_err(|e| format!("the authorization request failed: {e}"))?;
+        let status = response.status();
+        if !status.is_redirection() {
+            return Err(format!(
+                "the emulator did not redirect (HTTP {})",
+                status.as_u16()
+            ));
+        }
+        response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| "a redirect without a Location".to_owned())
     }
 }
 

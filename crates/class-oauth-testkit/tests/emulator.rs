@@ -261,7 +261,7 @@ fn a_reused_code_revokes_its_grant_and_headers_are_recorded() {
         .unwrap()
         .1
         .into_owned();
-    let replay = class_oauth_ureq::ureq::post(format!("{}/connect/token", emulator.issuer()))
+    let replay = ureq::post(format!("{}/connect/token", emulator.issuer()))
         .header("authorization", &authorization)
         .config()
         .http_status_as_error(false)
@@ -278,4 +278,28 @@ fn a_reused_code_revokes_its_grant_and_headers_are_recorded() {
         .refresh(&granted.tokens, granted.id_claims.as_ref())
         .unwrap_err();
     assert!(err.requires_reauthorization(), "{err:?}");
+}
+
+/// `browse` goes over HTTP like a browser: the authorization request is recorded and
+/// faults injected on it apply.
+#[test]
+fn browse_goes_over_http() {
+    let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo());
+    let c = client(&emulator);
+    let (url, _pending) = c
+        .start_authorization(
+            RedirectUrl::new("https://partner.example/class-callback").unwrap(),
+            scopes(),
+            AuthorizeOptions::default(),
+        )
+        .unwrap();
+    emulator.inject("/connect/authorize", Fault::Status(503), 1);
+    assert!(emulator.browse(url.as_str()).is_err(), "the fault applied");
+    let callback = emulator.browse(url.as_str()).unwrap();
+    assert!(callback.starts_with("https://partner.example/class-callback?code="));
+    assert_eq!(
+        emulator.count("/connect/authorize"),
+        2,
+        "both were recorded"
+    );
 }
