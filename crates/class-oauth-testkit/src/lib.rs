@@ -443,6 +443,8 @@ struct State {
     rate: HashMap<String, (u64, u32)>,
     requests: Vec<RecordedRequest>,
     corrupt_id_tokens: usize,
+    /// Seconds added to the real clock (`ClassEmulator::advance_clock`).
+    clock_offset: u64,
 }
 
 /// A response under construction that remembers its status and redirect target.
@@ -547,6 +549,11 @@ fn pick_business(user: &User, scopes: &[String]) -> Option<String> {
 }
 
 impl State {
+    /// The emulator's clock: the real one plus the offset tests advance.
+    fn now(&self) -> u64 {
+        now() + self.clock_offset
+    }
+
     fn user(&self, username: &str) -> Option<&User> {
         self.cfg.users.iter().find(|u| u.username == username)
     }
@@ -597,7 +604,7 @@ impl State {
         let user = self.user(&grant.user).expect("grant user exists");
         let digest = ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes());
         let mut claims = json!({
-            "iss": self.issuer, "sub": user.sub, "aud": grant.client_id, "iat": now(), "exp": now() + self.cfg.id_token_lifetime,
+            "iss": self.issuer, "sub": user.sub, "aud": grant.client_id, "iat": self.now(), "exp": self.now() + self.cfg.id_token_lifetime,
             "auth_time": grant.auth_time, "at_hash": URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]), "amr": ["pwd", "mfa"],
         });
         if let Some(n) = nonce {
@@ -639,7 +646,7 @@ impl State {
         let at = random();
         self.access.insert(
             at.clone(),
-            (grant_index, now() + self.cfg.access_token_lifetime + 1),
+            (grant_index, self.now() + self.cfg.access_token_lifetime + 1),
         );
         let business = self.business(&grant.business).cloned();
         let scope: Vec<String> = grant
@@ -667,7 +674,11 @@ impl State {
             let rt = random();
             self.refresh.insert(
                 rt.clone(),
-                (grant_index, true, now() + self.cfg.refresh_token_lifetime),
+                (
+                    grant_index,
+                    true,
+                    self.now() + self.cfg.refresh_token_lifetime,
+                ),
             );
             body["refresh_token"] = json!(rt);
         }
@@ -751,7 +762,7 @@ impl State {
             business,
             scopes,
             revoked: false,
-            auth_time: now(),
+            auth_time: self.now(),
         };
         let code = random();
         let challenge = match (
@@ -770,7 +781,7 @@ impl State {
                 nonce: q.get("nonce").cloned(),
                 challenge,
                 used: false,
-                expires: now() + 300,
+                expires: self.now() + 300,
                 issued: None,
             },
         );
@@ -798,10 +809,11 @@ impl State {
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => {
                 let code = form.get("code").cloned().unwrap_or_default();
+                let now = self.now();
                 let Some(c) = self.codes.get_mut(&code) else {
                     return oauth_error(400, "invalid_grant", "unknown code");
                 };
-                if c.used || c.expires < now() {
+                if c.used || c.expires < now {
                     // A reused code revokes what it issued (RFC 6749 4.1.2, RFC 9700
                     // 4.5): someone else holds the code, so the tokens are suspect.
                     c.used = true;
@@ -869,7 +881,7 @@ impl State {
                     business,
                     scopes,
                     revoked: false,
-                    auth_time: now(),
+                    auth_time: self.now(),
                 });
                 let body = self.issue(self.grants.len() - 1, None);
                 json_response(200, &body)
@@ -880,7 +892,7 @@ impl State {
                     return oauth_error(400, "invalid_grant", "Invalid Grant");
                 };
                 if self.grants[gi].revoked
-                    || expires < now()
+                    || expires < self.now()
                     || self.grants[gi].client_id != client.client_id
                 {
                     return oauth_error(400, "invalid_grant", "Invalid Grant");
@@ -916,7 +928,7 @@ impl State {
         let header = req.headers.get("authorization")?.to_str().ok()?;
         let token = header.strip_prefix("Bearer ")?;
         let (gi, expires) = *self.access.get(token)?;
-        (expires >= now() && !self.grants[gi].revoked).then_some(gi)
+        (expires >= self.now() && !self.grants[gi].revoked).then_some(gi)
     }
 
     fn userinfo(&self, req: &Request) -> Reply {
@@ -961,14 +973,15 @@ impl State {
             return envelope(401, "API_NOT_AUTHORISED", "Not authorised");
         };
         let client_id = self.grants[gi].client_id.clone();
-        let minute = now() / 60;
+        let now = self.now();
+        let minute = now / 60;
         let entry = self.rate.entry(client_id).or_insert((minute, 0));
         if entry.0 != minute {
             *entry = (minute, 0);
         }
         entry.1 += 1;
         let remaining = self.cfg.rate_limit.saturating_sub(entry.1);
-        let reset = 60 - now() % 60;
+        let reset = 60 - now % 60;
         if entry.1 > self.cfg.rate_limit {
             return Reply::new(429)
                 .header("x-ratelimit-1min-remaining", "0")
@@ -1167,6 +1180,7 @@ impl ClassEmulator {
             rate: HashMap::new(),
             requests: Vec::new(),
             corrupt_id_tokens: 0,
+            clock_offset: 0,
         }));
         Mock::given(any())
             .respond_with(Router(state.clone()))
@@ -1197,6 +1211,13 @@ impl ClassEmulator {
     #[must_use]
     pub fn issuer(&self) -> String {
         self.state().issuer.clone()
+    }
+
+    /// Moves the emulator's clock forward: codes, access and refresh tokens expire as if
+    /// this much time had passed, and new ID tokens carry the later `iat`/`exp` (a client
+    /// whose clock stays behind then sees a clock skew).
+    pub fn advance_clock(&self, by: Duration) {
+        self.state().clock_offset += by.as_secs();
     }
 
     /// The signing-key rotation: the next key signs; both stay in the key set. Calling

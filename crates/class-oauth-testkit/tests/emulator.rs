@@ -303,3 +303,33 @@ fn browse_goes_over_http() {
         "both were recorded"
     );
 }
+
+/// The emulator's clock can be moved: after 15 minutes the access token no longer opens
+/// the API, after 30 days the refresh token is expired too.
+#[test]
+fn the_clock_can_be_advanced() {
+    let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo());
+    let c = client(&emulator);
+    let granted = c
+        .password(
+            Username::new("sam@example.com"),
+            Password::new("demo-password"),
+            Scopes::parse("target:b/OAUTH_TEST offline_access business.fund.list").unwrap(),
+        )
+        .unwrap();
+    let call = |at: &class_oauth_core::AccessToken| c.api_get(at, "b/OAUTH_TEST/fund/list");
+    assert!(call(&granted.tokens.access_token).is_ok());
+    emulator.advance_clock(Duration::from_secs(960));
+    assert!(
+        call(&granted.tokens.access_token).is_err(),
+        "expired at the emulator"
+    );
+    let refreshed = c.refresh(&granted.tokens, None).unwrap();
+    assert!(call(&refreshed.tokens.access_token).is_ok());
+    emulator.advance_clock(Duration::from_secs(31 * 24 * 3600));
+    assert!(
+        c.refresh(&refreshed.tokens, None)
+            .unwrap_err()
+            .requires_reauthorization()
+    );
+}
