@@ -95,6 +95,19 @@ pub struct ClientRegistration {
     pub redirect_uris: Vec<String>,
 }
 
+/// What the emulator does with a refresh token that was already spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RefreshTokenMode {
+    /// Class: one-time. Presenting a spent refresh token again revokes the grant (reuse
+    /// detection, RFC 9700 4.14.2).
+    #[default]
+    OneTime,
+    /// A spent refresh token is still accepted for this long after it was spent (a grace
+    /// window, as some servers allow for lost responses); later it revokes the grant.
+    ReusableWithin(Duration),
+}
+
 /// The emulator's configuration.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -123,6 +136,8 @@ pub struct EmulatorConfig {
     /// Send an ID token with refreshed tokens when `openid` was granted (default true;
     /// OIDC Core 12.2 makes it optional).
     pub id_token_on_refresh: bool,
+    /// One-time refresh tokens (Class) or a grace window for reuse.
+    pub refresh_token_mode: RefreshTokenMode,
 }
 
 impl Business {
@@ -256,6 +271,7 @@ impl EmulatorConfig {
             session_user: None,
             id_token_lifetime: 300,
             id_token_on_refresh: true,
+            refresh_token_mode: RefreshTokenMode::OneTime,
         }
     }
 
@@ -306,6 +322,13 @@ impl EmulatorConfig {
     #[must_use]
     pub fn rate_limit(mut self, per_minute: u32) -> Self {
         self.rate_limit = per_minute;
+        self
+    }
+
+    /// What a spent refresh token does when presented again.
+    #[must_use]
+    pub fn refresh_token_mode(mut self, mode: RefreshTokenMode) -> Self {
+        self.refresh_token_mode = mode;
         self
     }
 
@@ -361,6 +384,7 @@ impl EmulatorConfig {
             session_user: Some("sam@example.com".into()),
             id_token_lifetime: 300,
             id_token_on_refresh: true,
+            refresh_token_mode: RefreshTokenMode::OneTime,
         }
     }
 }
@@ -445,6 +469,8 @@ struct State {
     corrupt_id_tokens: usize,
     /// Seconds added to the real clock (`ClassEmulator::advance_clock`).
     clock_offset: u64,
+    /// When each spent refresh token was spent (for a reuse grace window).
+    spent_at: HashMap<String, u64>,
 }
 
 /// A response under construction that remembers its status and redirect target.
@@ -898,9 +924,18 @@ impl State {
                     return oauth_error(400, "invalid_grant", "Invalid Grant");
                 }
                 if !current {
-                    // Reuse of a spent refresh token: revoke the grant.
-                    self.grants[gi].revoked = true;
-                    return oauth_error(400, "invalid_grant", "Invalid Grant");
+                    let within_grace = match self.cfg.refresh_token_mode {
+                        RefreshTokenMode::ReusableWithin(window) => self
+                            .spent_at
+                            .get(&rt)
+                            .is_some_and(|&at| self.now() <= at + window.as_secs()),
+                        _ => false,
+                    };
+                    if !within_grace {
+                        // Reuse of a spent refresh token: revoke the grant.
+                        self.grants[gi].revoked = true;
+                        return oauth_error(400, "invalid_grant", "Invalid Grant");
+                    }
                 }
                 if let Some(narrow) = form.get("scope") {
                     let granted = &self.grants[gi].scopes;
@@ -915,6 +950,10 @@ impl State {
                             "the scope must be the same as or a subset of the granted scope",
                         );
                     }
+                }
+                if current {
+                    let now = self.now();
+                    self.spent_at.insert(rt.clone(), now);
                 }
                 self.refresh.insert(rt, (gi, false, expires));
                 let body = self.issue_with(gi, None, self.cfg.id_token_on_refresh);
@@ -1181,6 +1220,7 @@ impl ClassEmulator {
             requests: Vec::new(),
             corrupt_id_tokens: 0,
             clock_offset: 0,
+            spent_at: HashMap::new(),
         }));
         Mock::given(any())
             .respond_with(Router(state.clone()))

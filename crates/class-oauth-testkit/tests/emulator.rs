@@ -333,3 +333,48 @@ fn the_clock_can_be_advanced() {
             .requires_reauthorization()
     );
 }
+
+/// The refresh-token mode: one-time (Class) revokes on reuse; a grace window accepts a
+/// spent token for a while, then revokes.
+#[test]
+fn refresh_token_modes() {
+    let grant = |emulator: &ClassEmulator| {
+        client(emulator)
+            .password(
+                Username::new("sam@example.com"),
+                Password::new("demo-password"),
+                Scopes::parse("target:b/OAUTH_TEST offline_access business.fund.list").unwrap(),
+            )
+            .unwrap()
+            .tokens
+    };
+    // One-time: the spent token revokes the grant, so even the new one stops working.
+    let one_time = ClassEmulator::start_blocking(EmulatorConfig::demo());
+    let c = client(&one_time);
+    let first = grant(&one_time);
+    let second = c.refresh(&first, None).unwrap().tokens;
+    assert!(
+        c.refresh(&first, None)
+            .unwrap_err()
+            .requires_reauthorization()
+    );
+    assert!(c.refresh(&second, None).is_err(), "the grant was revoked");
+
+    // A grace window: the spent token works again within it, not after.
+    let mut config = EmulatorConfig::demo();
+    config = config.refresh_token_mode(class_oauth_testkit::RefreshTokenMode::ReusableWithin(
+        Duration::from_secs(60),
+    ));
+    let graceful = ClassEmulator::start_blocking(config);
+    let c = client(&graceful);
+    let first = grant(&graceful);
+    let second = c.refresh(&first, None).unwrap().tokens;
+    let again = c.refresh(&first, None).unwrap().tokens;
+    assert_ne!(again.access_token, second.access_token);
+    graceful.advance_clock(Duration::from_secs(61));
+    assert!(
+        c.refresh(&first, None)
+            .unwrap_err()
+            .requires_reauthorization()
+    );
+}
