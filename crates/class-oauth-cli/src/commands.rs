@@ -107,7 +107,9 @@ impl Ctx {
 
     fn open_store(&self) -> Result<Store, CliError> {
         let (ring, source) = crate::keys::resolve()?;
-        if let crate::keys::KeySource::File { created: true, .. } = &source {
+        if let crate::keys::KeySource::File { created: true, .. }
+        | crate::keys::KeySource::Keyring { created: true } = &source
+        {
             eprintln!("class-oauth: created the store key: {}", source.describe());
         }
         let encryption = Encryption::Keys(ring);
@@ -354,6 +356,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             let (_, source) = crate::keys::resolve()?;
             let (kind, path) = match &source {
                 crate::keys::KeySource::Environment => ("environment", None),
+                crate::keys::KeySource::Keyring { .. } => ("keyring", None),
                 crate::keys::KeySource::File { path, .. } => {
                     ("file", Some(path.display().to_string()))
                 }
@@ -393,15 +396,28 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
 /// one behind it, then (once every grant is rewritten) the new key alone.
 fn rotate_key(ctx: &mut Ctx) -> Result<(), CliError> {
     let (_, source) = crate::keys::resolve()?;
-    let crate::keys::KeySource::File { path, .. } = source else {
-        return Err(CliError::config(
-            "the store key comes from CLASS_OAUTH_STORE_KEY, which this command cannot rewrite",
-            Some(
-                "put a new key first in CLASS_OAUTH_STORE_KEY (`class-oauth key generate`), keep the old one after a comma until the rows are rewritten, then drop it",
-            ),
-        ));
+    type Write = Box<dyn Fn(&str) -> Result<(), CliError>>;
+    let (old_spec, write): (String, Write) = match &source {
+        crate::keys::KeySource::File { path, .. } => {
+            let path = path.clone();
+            (
+                crate::keys::read_spec(&path)?,
+                Box::new(move |spec: &str| crate::keys::replace_key_file(&path, spec)),
+            )
+        }
+        crate::keys::KeySource::Keyring { .. } => (
+            crate::keys::keyring_spec()?,
+            Box::new(crate::keys::replace_keyring_spec),
+        ),
+        crate::keys::KeySource::Environment => {
+            return Err(CliError::config(
+                "the store key comes from CLASS_OAUTH_STORE_KEY, which this command cannot rewrite",
+                Some(
+                    "put a new key first in CLASS_OAUTH_STORE_KEY (`class-oauth key generate`), keep the old one after a comma until the rows are rewritten, then drop it",
+                ),
+            ));
+        }
     };
-    let old_spec = crate::keys::read_spec(&path)?;
     // A key id the ring does not have yet (rows name the key that sealed them).
     let taken: Vec<&str> = old_spec
         .split(',')
@@ -422,7 +438,7 @@ fn rotate_key(ctx: &mut Ctx) -> Result<(), CliError> {
     let new_key = class_oauth_store::EncryptionKey::generate(id)?;
     let new_spec = new_key.to_spec();
     // 1. New key first, old keys after: every row stays readable whatever happens next.
-    crate::keys::replace_key_file(&path, &format!("{},{old_spec}", new_spec.as_str()))?;
+    write(&format!("{},{old_spec}", new_spec.as_str()))?;
     // 2. Rewrite every grant: a write seals with the current (new) key.
     let store = ctx.store()?;
     let mut rewritten = 0usize;
@@ -442,13 +458,13 @@ fn rotate_key(ctx: &mut Ctx) -> Result<(), CliError> {
         rewritten += 1;
     }
     // 3. Retire the old key.
-    crate::keys::replace_key_file(&path, new_spec.as_str())?;
+    write(new_spec.as_str())?;
     emit(
         ctx.cli.json,
-        &json!({"rotated": true, "grants": rewritten, "path": path.display().to_string()}),
+        &json!({"rotated": true, "grants": rewritten, "kept_in": source.describe()}),
         &format!(
             "Rotated the store key in {}: {rewritten} grant(s) re-encrypted; the old key is retired.",
-            path.display()
+            source.describe()
         ),
     );
     Ok(())

@@ -1,11 +1,16 @@
-//! The store key, with no set-up: `CLASS_OAUTH_STORE_KEY` when set (it overrides), else a
-//! private key file in the user's configuration directory, created on first use.
+//! The store key, with no set-up: `CLASS_OAUTH_STORE_KEY` when set (it overrides); else
+//! the key file when one exists; else the OS keyring (macOS Keychain, Windows Credential
+//! Manager, the Secret Service on Linux desktops) when it has the key or can keep it;
+//! else a private key file, created on first use.
 //!
 //! The key file is `<config dir>/class-oauth/store-key` (on Linux
 //! `$XDG_CONFIG_HOME/class-oauth/store-key`, else `~/.config/class-oauth/store-key`),
 //! written once with mode 0600 in a 0700 directory, and refused when others can read it.
-//! Its content is a key-ring spec (`id:base64`, older keys after a comma), the same text
-//! `CLASS_OAUTH_STORE_KEY` takes.
+//! Its content, and the keyring entry's (service `class-oauth`, user `store-key`), is a
+//! key-ring spec (`id:base64`, older keys after a comma), the same text
+//! `CLASS_OAUTH_STORE_KEY` takes. `CLASS_OAUTH_KEYRING=off` keeps the CLI away from the
+//! OS keyring (servers, CI, tests). A keyring that does not answer within
+//! [`KEYRING_TIMEOUT`] counts as unavailable, so a command never hangs on it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,11 +22,20 @@ use crate::output::CliError;
 /// The environment variable that overrides the key file.
 pub(crate) const KEY_VAR: &str = "CLASS_OAUTH_STORE_KEY";
 
+/// Turns the OS keyring off (`off`).
+pub(crate) const KEYRING_VAR: &str = "CLASS_OAUTH_KEYRING";
+/// The longest a keyring call may take before it counts as unavailable.
+pub(crate) const KEYRING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const KEYRING_SERVICE: &str = "class-oauth";
+const KEYRING_USER: &str = "store-key";
+
 /// Where the key came from.
 #[derive(Debug)]
 pub(crate) enum KeySource {
     /// `CLASS_OAUTH_STORE_KEY`.
     Environment,
+    /// The OS keyring (created by this run when `created`).
+    Keyring { created: bool },
     /// The key file (created by this run when `created`).
     File { path: PathBuf, created: bool },
 }
@@ -31,6 +45,10 @@ impl KeySource {
     pub(crate) fn describe(&self) -> String {
         match self {
             Self::Environment => format!("the {KEY_VAR} environment variable"),
+            Self::Keyring { created } => format!(
+                "the OS keyring (service `{KEYRING_SERVICE}`, entry `{KEYRING_USER}`){}",
+                if *created { ", created now" } else { "" }
+            ),
             Self::File {
                 path,
                 created: true,
@@ -57,29 +75,112 @@ pub(crate) fn resolve() -> Result<(KeyRing, KeySource), CliError> {
         return Ok((KeyRing::parse(spec.trim())?, KeySource::Environment));
     }
     let path = key_file()?;
-    match read_private(&path)? {
-        Some(spec) => Ok((
+    if let Some(spec) = read_private(&path)? {
+        return Ok((
             KeyRing::parse(spec.trim())?,
             KeySource::File {
                 path,
                 created: false,
             },
-        )),
-        None => {
-            let key = EncryptionKey::generate(format!(
-                "k{}",
-                class_oauth_core::time::to_unix(std::time::SystemTime::now())
-            ))?;
-            write_private(&path, key.to_spec().as_str())?;
-            Ok((
-                KeyRing::new(key),
-                KeySource::File {
-                    path,
-                    created: true,
-                },
-            ))
+        ));
+    }
+    let keyring = keyring_enabled().then(os_keyring).flatten();
+    let keyring = match keyring {
+        Some(Keyring::Has(spec)) => {
+            return Ok((
+                KeyRing::parse(spec.trim())?,
+                KeySource::Keyring { created: false },
+            ));
+        }
+        Some(Keyring::Empty(entry)) => Some(entry),
+        None => None,
+    };
+    let key = EncryptionKey::generate(format!(
+        "k{}",
+        class_oauth_core::time::to_unix(std::time::SystemTime::now())
+    ))?;
+    let spec = key.to_spec();
+    if let Some(entry) = keyring {
+        if keyring_call(move || entry.set_password(spec.as_str())).is_some_and(|r| r.is_ok()) {
+            return Ok((KeyRing::new(key), KeySource::Keyring { created: true }));
         }
     }
+    write_private(&path, key.to_spec().as_str())?;
+    Ok((
+        KeyRing::new(key),
+        KeySource::File {
+            path,
+            created: true,
+        },
+    ))
+}
+
+fn keyring_enabled() -> bool {
+    !std::env::var(KEYRING_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("off"))
+}
+
+/// What the OS keyring holds for the store key.
+enum Keyring {
+    /// The key-ring spec.
+    Has(String),
+    /// Nothing yet, and the keyring answers: the key can be kept there.
+    Empty(keyring::Entry),
+}
+
+/// Runs a keyring call on its own thread, bounded by [`KEYRING_TIMEOUT`]; `None` when it
+/// did not answer in time.
+fn keyring_call<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    call_within(KEYRING_TIMEOUT, call)
+}
+
+fn call_within<T: Send + 'static>(
+    timeout: std::time::Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(call());
+    });
+    rx.recv_timeout(timeout).ok()
+}
+
+/// Replaces the key-ring spec kept in the OS keyring (for `key rotate`).
+pub(crate) fn replace_keyring_spec(spec: &str) -> Result<(), CliError> {
+    let spec = spec.to_owned();
+    match keyring_call(move || {
+        keyring::Entry::new(KEYRING_SERVICE, KEYRING_USER)?.set_password(&spec)
+    }) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(CliError::config(
+            format!("cannot write the store key to the OS keyring: {e}"),
+            None,
+        )),
+        None => Err(CliError::config(
+            "the OS keyring did not answer in time",
+            None,
+        )),
+    }
+}
+
+/// The key-ring spec kept in the OS keyring.
+pub(crate) fn keyring_spec() -> Result<String, CliError> {
+    match os_keyring() {
+        Some(Keyring::Has(spec)) => Ok(spec.trim().to_owned()),
+        _ => Err(CliError::config("the OS keyring holds no store key", None)),
+    }
+}
+
+/// The OS keyring's store-key entry; `None` when there is no usable keyring.
+fn os_keyring() -> Option<Keyring> {
+    keyring_call(|| {
+        let entry = keyring::Entry::new(KEYRING_SERVICE, KEYRING_USER).ok()?;
+        match entry.get_password() {
+            Ok(spec) => Some(Keyring::Has(spec)),
+            Err(keyring::Error::NoEntry) => Some(Keyring::Empty(entry)),
+            Err(_) => None,
+        }
+    })
+    .flatten()
 }
 
 fn io_error(what: &str, path: &Path, e: &std::io::Error) -> CliError {
@@ -158,4 +259,45 @@ fn write_private(path: &Path, spec: &str) -> Result<(), CliError> {
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
         .map_err(|e| io_error("cannot write the store key file", path, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With a keyring that answers and holds no key, the new key is kept there (the mock
+    /// keyring stands in for the platform's).
+    #[test]
+    fn a_new_key_goes_to_the_keyring_when_one_answers() {
+        keyring::set_default_credential_builder(keyring::mock::default_credential_builder());
+        let Some(Keyring::Empty(entry)) = os_keyring() else {
+            panic!("the mock keyring answers and is empty");
+        };
+        let key = EncryptionKey::generate("k1").unwrap();
+        let spec = key.to_spec();
+        let stored = keyring_call(move || {
+            entry.set_password(spec.as_str())?;
+            entry.get_password()
+        })
+        .expect("answered")
+        .expect("kept");
+        assert!(stored.starts_with("k1:"));
+        assert_eq!(
+            KeySource::Keyring { created: true }.describe(),
+            "the OS keyring (service `class-oauth`, entry `store-key`), created now"
+        );
+    }
+
+    #[test]
+    fn a_keyring_that_does_not_answer_counts_as_unavailable() {
+        let limit = std::time::Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let answer = call_within(limit, move || std::thread::sleep(limit * 20));
+        assert!(answer.is_none());
+        assert!(
+            started.elapsed() < limit * 10,
+            "it did not wait for the call"
+        );
+        assert_eq!(call_within(limit, || 7), Some(7));
+    }
 }

@@ -21,8 +21,9 @@ Environment:
   CLASS_CLIENT_SECRET    the client secret (or --client-secret-stdin; never an argument)
   CLASS_OAUTH_STORE      a SQLite file or a postgres:// URL (--store)
   CLASS_OAUTH_PROFILE    the profile (--profile)
-  CLASS_OAUTH_STORE_KEY  the store key ring, overriding the key file the CLI keeps
-                         (see `class-oauth key show`)
+  CLASS_OAUTH_STORE_KEY  the store key ring, overriding the key the CLI keeps in the OS
+                         keyring or a private key file (see `class-oauth key show`)
+  CLASS_OAUTH_KEYRING    `off`: never use the OS keyring (the key file instead)
   RUST_LOG               library tracing (e.g. class_oauth=debug); or -v / -vv
 
 Exit codes:

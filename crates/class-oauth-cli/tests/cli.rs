@@ -32,6 +32,8 @@ impl Rig {
             .env("CLASS_CLIENT_SECRET", "demo-secret")
             .env("CLASS_OAUTH_STORE", self.dir.path().join("grants.sqlite3"))
             .env("CLASS_OAUTH_STORE_KEY", KEY)
+            // Never the developer's OS keyring.
+            .env("CLASS_OAUTH_KEYRING", "off")
             // A home of its own: the CLI's key file and data directory never touch the
             // real one.
             .env("HOME", self.dir.path())
@@ -531,6 +533,7 @@ fn demo_reads_well_and_honours_store() {
         .args(["demo", "--store", store.to_str().unwrap()])
         .env("HOME", dir.path())
         .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("CLASS_OAUTH_KEYRING", "off")
         .env_remove("CLASS_OAUTH_STORE_KEY")
         .output()
         .unwrap();
@@ -1177,6 +1180,7 @@ fn the_emulator_runs_standalone() {
         .env("CLASS_OAUTH_STORE", dir.path().join("g.sqlite3"))
         .env("HOME", dir.path())
         .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("CLASS_OAUTH_KEYRING", "off")
         .env_remove("CLASS_OAUTH_STORE_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
