@@ -640,6 +640,14 @@ fn the_store_key_needs_no_set_up() {
         json(&rig.run(&["--json", "key", "show"]), 0)["source"],
         "environment"
     );
+    // `key generate` prints the key alone on stdout, ready for `export ...=$(...)`.
+    let generated = rig.run(&["key", "generate"]);
+    assert_eq!(generated.status.code(), Some(0));
+    let spec = String::from_utf8_lossy(&generated.stdout).trim().to_owned();
+    assert!(
+        spec.starts_with('k') && spec.contains(':') && !spec.contains(' '),
+        "{spec:?}"
+    );
     // A key file others can read is refused.
     {
         use std::os::unix::fs::PermissionsExt as _;
