@@ -1205,3 +1205,48 @@ fn the_emulator_runs_standalone() {
     drop(server);
     assert_eq!(json(&out, 0)["business_code"], "OAUTH_TEST");
 }
+
+/// On a terminal the password is prompted for and not echoed (a pty from util-linux's
+/// `script` stands in for the user's terminal).
+#[test]
+fn password_prompt_on_a_terminal_does_not_echo() {
+    let rig = Rig::new(EmulatorConfig::demo());
+    let bin = env!("CARGO_BIN_EXE_class-oauth");
+    let mut script = Command::new("script")
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!("{bin} --json password --username sam@example.com"),
+            "/dev/null",
+        ])
+        .env("CLASS_OAUTH_ENV", rig.emulator.issuer())
+        .env("CLASS_CLIENT_ID", "demo-client")
+        .env("CLASS_CLIENT_SECRET", "demo-secret")
+        .env("CLASS_OAUTH_STORE", rig.dir.path().join("grants.sqlite3"))
+        .env("CLASS_OAUTH_STORE_KEY", KEY)
+        .env("CLASS_OAUTH_KEYRING", "off")
+        .env("HOME", rig.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` provides the terminal");
+    let mut stdin = script.stdin.take().unwrap();
+    // Give the prompt a moment to appear, then type the password.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stdin.write_all(b"demo-password\n").unwrap();
+    let out = wait_bounded(script, 60);
+    drop(stdin);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Class password for sam@example.com"),
+        "prompted: {text}"
+    );
+    assert!(
+        !text.contains("demo-password"),
+        "the password was echoed: {text}"
+    );
+    assert!(text.contains("OAUTH_TEST"), "signed in: {text}");
+}
