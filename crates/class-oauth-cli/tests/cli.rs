@@ -1232,13 +1232,37 @@ fn password_prompt_on_a_terminal_does_not_echo() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("util-linux `script` provides the terminal");
+    // Type the password only once the prompt is up (echo is off by then): read the
+    // terminal's output as it comes, bounded in time.
     let mut stdin = script.stdin.take().unwrap();
-    // Give the prompt a moment to appear, then type the password.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut stdout = script.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen).contains("Class password for") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => {
+                let _ = script.kill();
+                panic!("no prompt within 30 s: {}", String::from_utf8_lossy(&seen));
+            }
+        }
+    }
     stdin.write_all(b"demo-password\n").unwrap();
     let out = wait_bounded(script, 60);
     drop(stdin);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = reader.join();
+    seen.extend(rx.try_iter().flatten());
+    let text = String::from_utf8_lossy(&seen);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
         text.contains("Class password for sam@example.com"),
