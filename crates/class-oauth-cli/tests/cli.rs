@@ -1257,6 +1257,8 @@ fn password_prompt_on_a_terminal_does_not_echo() {
             }
         }
     }
+    // The prompt is written just before echo is switched off; type at a person's pace.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     stdin.write_all(b"demo-password\n").unwrap();
     let out = wait_bounded(script, 60);
     drop(stdin);
