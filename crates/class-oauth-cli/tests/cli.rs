@@ -48,20 +48,7 @@ impl Rig {
     }
 
     fn run_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        feed(&mut self.cmd(args), input)
     }
 
     fn login_via_auth_start_finish(&self) -> Value {
@@ -88,6 +75,23 @@ impl Rig {
 }
 
 #[track_caller]
+/// Runs `cmd` with `input` on its stdin; its output.
+fn feed(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn json(out: &Output, code: i32) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -233,28 +237,17 @@ fn exit_codes_for_every_failure() {
     assert_eq!(rig.run(&["no-such-command"]).status.code(), Some(2));
 
     // 3: the server refused (wrong client secret; wrong password; a denied consent).
-    let out = rig
-        .cmd(&[
+    let out = feed(
+        rig.cmd(&[
             "--json",
             "password",
             "--username",
             "sam@example.com",
             "--password-stdin",
         ])
-        .env("CLASS_CLIENT_SECRET", "wrong")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = out;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"demo-password\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .env("CLASS_CLIENT_SECRET", "wrong"),
+        "demo-password\n",
+    );
     let err = json(&out, 3);
     assert_eq!(err["error"]["code"], "invalid_client");
     assert!(
@@ -584,23 +577,8 @@ fn refresh_with_an_invalid_id_token_exits_4_with_the_reason() {
 #[test]
 fn the_store_key_needs_no_set_up() {
     let rig = Rig::new(EmulatorConfig::demo());
-    let no_key = |args: &[&str], input: &str| {
-        let mut child = rig
-            .cmd(args)
-            .env_remove("CLASS_OAUTH_STORE_KEY")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let no_key =
+        |args: &[&str], input: &str| feed(rig.cmd(args).env_remove("CLASS_OAUTH_STORE_KEY"), input);
     let key_file = rig.dir.path().join("config/class-oauth/store-key");
     assert!(!key_file.exists());
     let out = no_key(
@@ -681,8 +659,8 @@ fn a_store_that_cannot_keep_the_tokens_fails_before_the_password_is_spent() {
         0,
     );
     let before = rig.emulator.count("/connect/token");
-    let mut child = rig
-        .cmd(&[
+    let out = feed(
+        rig.cmd(&[
             "--json",
             "password",
             "--username",
@@ -692,19 +670,9 @@ fn a_store_that_cannot_keep_the_tokens_fails_before_the_password_is_spent() {
         .env(
             "CLASS_OAUTH_STORE_KEY",
             "other:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyE=",
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"demo-password\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ),
+        "demo-password\n",
+    );
     assert_eq!(json(&out, 2)["error"]["kind"], "configuration");
     assert_eq!(
         rig.emulator.count("/connect/token"),
@@ -974,21 +942,10 @@ fn the_store_is_private_and_an_explicit_path_is_taken_as_given() {
     use std::os::unix::fs::PermissionsExt as _;
     let rig = Rig::new(EmulatorConfig::demo());
     let run_default = |args: &[&str]| {
-        let mut child = rig
-            .cmd(args)
-            .env_remove("CLASS_OAUTH_STORE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"demo-password\n")
-            .unwrap();
-        child.wait_with_output().unwrap()
+        feed(
+            rig.cmd(args).env_remove("CLASS_OAUTH_STORE"),
+            "demo-password\n",
+        )
     };
     json(
         &run_default(&[
@@ -1006,30 +963,18 @@ fn the_store_is_private_and_an_explicit_path_is_taken_as_given() {
     assert_eq!(mode(&dir.join("grants.sqlite3")), 0o600);
 
     let missing = rig.dir.path().join("no-such-dir/grants.sqlite3");
-    let out = {
-        let mut child = rig
-            .cmd(&[
-                "--json",
-                "--store",
-                missing.to_str().unwrap(),
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"demo-password\n")
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let out = rig.run_stdin(
+        &[
+            "--json",
+            "--store",
+            missing.to_str().unwrap(),
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+        ],
+        "demo-password\n",
+    );
     let err = json(&out, 2);
     assert!(
         err["error"]["message"]
@@ -1080,23 +1025,8 @@ fn password_from_a_pipe_without_the_flag() {
 #[test]
 fn key_rotate_reencrypts_every_grant() {
     let rig = Rig::new(EmulatorConfig::demo());
-    let no_key = |args: &[&str], input: &str| {
-        let mut child = rig
-            .cmd(args)
-            .env_remove("CLASS_OAUTH_STORE_KEY")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let no_key =
+        |args: &[&str], input: &str| feed(rig.cmd(args).env_remove("CLASS_OAUTH_STORE_KEY"), input);
     for profile in ["a", "b"] {
         json(
             &no_key(
