@@ -101,6 +101,52 @@ fn cli_without_demo_links_no_emulator() {
     assert!(full.iter().any(|n| n == "class-oauth-testkit"));
 }
 
+/// `cargo build` builds no benchmark peer: every crate but the bench is a default member
+/// (so a new crate cannot be left out of plain builds and tests by accident).
+#[test]
+fn the_bench_is_not_a_default_member() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(project_root())
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let name_of = |id: &serde_json::Value| {
+        let id = id.as_str().unwrap_or_default();
+        meta["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["id"] == id)
+            .and_then(|p| p["name"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let members: Vec<String> = meta["workspace_members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(name_of)
+        .collect();
+    let defaults: Vec<String> = meta["workspace_default_members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(name_of)
+        .collect();
+    assert!(members.iter().any(|m| m == "class-oauth-bench"));
+    for member in &members {
+        let is_default = defaults.contains(member);
+        assert_eq!(
+            is_default,
+            member != "class-oauth-bench",
+            "{member}: default member {is_default}"
+        );
+    }
+}
+
 /// A user of the HTTP layer compiles no storage code.
 #[test]
 fn transports_do_not_depend_on_storage() {
