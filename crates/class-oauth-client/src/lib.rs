@@ -39,6 +39,7 @@
 //! assert!(client.endpoints().unwrap().token_endpoint.as_str().starts_with("https://"));
 //! //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 

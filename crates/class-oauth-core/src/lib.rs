@@ -121,6 +121,7 @@
 //! Rust 1.85 (edition 2024). MSRV bumps happen only in minor releases and never together
 //! with other changes.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 

@@ -35,6 +35,7 @@
 //!
 //! The signing keys ship with this crate: never trust a token the emulator signed.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
