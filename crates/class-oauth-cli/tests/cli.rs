@@ -398,6 +398,20 @@ fn browser_get(port: u16, target: &str) -> String {
     page
 }
 
+/// The lines a child writes to a pipe, read on a thread of their own (which keeps
+/// draining it), so a test can wait for one with a bound instead of blocking.
+fn lines_of(pipe: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            // The receiver may be gone; keep draining anyway.
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// Starts `login` on a free loopback port; returns the rig, the child, the port and the
 /// authorization URL it printed.
 fn start_login(extra: &[&str]) -> (Rig, std::process::Child, u16, String) {
@@ -425,20 +439,17 @@ fn start_login(extra: &[&str]) -> (Rig, std::process::Child, u16, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut url = String::new();
-    while !url.starts_with("http") {
-        url.clear();
-        assert!(
-            stderr.read_line(&mut url).unwrap() > 0,
-            "the CLI printed no URL"
-        );
-    }
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stderr.read_to_string(&mut rest);
-    });
+    let lines = lines_of(child.stderr.take().unwrap());
+    let url = loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("http") => break line,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the CLI printed no URL within 60 s");
+            }
+        }
+    };
     (rig, child, port, url.trim().to_owned())
 }
 
@@ -1098,10 +1109,9 @@ fn the_emulator_runs_standalone() {
             .spawn()
             .unwrap(),
     );
-    let mut first = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let first = lines_of(server.0.stdout.take().unwrap())
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the emulator printed its issuer within 60 s");
     let info: Value = serde_json::from_str(&first).expect("the emulator prints its issuer");
     let issuer = info["issuer"].as_str().unwrap().to_owned();
     let mut client = Command::new(env!("CARGO_BIN_EXE_class-oauth"))
