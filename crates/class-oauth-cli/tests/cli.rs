@@ -51,8 +51,9 @@ impl Rig {
         feed(&mut self.cmd(args), input)
     }
 
-    fn login_via_auth_start_finish(&self) -> Value {
-        let start = json(
+    /// `auth start` for the demo redirect URI; its JSON.
+    fn auth_start(&self) -> Value {
+        json(
             &self.run(&[
                 "--json",
                 "auth",
@@ -61,11 +62,21 @@ impl Rig {
                 "https://partner.example/class-callback",
             ]),
             0,
-        );
+        )
+    }
+
+    /// `auth start`, then the emulator's browser at its URL: the JSON and the callback.
+    fn start_and_browse(&self) -> (Value, String) {
+        let start = self.auth_start();
         let callback = self
             .emulator
             .browse(start["authorization_url"].as_str().unwrap())
             .unwrap();
+        (start, callback)
+    }
+
+    fn login_via_auth_start_finish(&self) -> Value {
+        let (start, callback) = self.start_and_browse();
         assert!(callback.contains(start["state"].as_str().unwrap()));
         json(
             &self.run(&["--json", "auth", "finish", "--callback-url", &callback]),
@@ -271,20 +282,7 @@ fn exit_codes_for_every_failure() {
         "invalid_grant"
     );
     rig.emulator.deny_next_authorization("access_denied");
-    let start = json(
-        &rig.run(&[
-            "--json",
-            "auth",
-            "start",
-            "--redirect-uri",
-            "https://partner.example/class-callback",
-        ]),
-        0,
-    );
-    let callback = rig
-        .emulator
-        .browse(start["authorization_url"].as_str().unwrap())
-        .unwrap();
+    let (_, callback) = rig.start_and_browse();
     assert_eq!(
         json(
             &rig.run(&["--json", "auth", "finish", "--callback-url", &callback]),
@@ -294,20 +292,7 @@ fn exit_codes_for_every_failure() {
     );
 
     // 4: validation: a callback whose state matches no pending authorization; a replayed one.
-    let start = json(
-        &rig.run(&[
-            "--json",
-            "auth",
-            "start",
-            "--redirect-uri",
-            "https://partner.example/class-callback",
-        ]),
-        0,
-    );
-    let callback = rig
-        .emulator
-        .browse(start["authorization_url"].as_str().unwrap())
-        .unwrap();
+    let (start, callback) = rig.start_and_browse();
     let forged = callback.replace(start["state"].as_str().unwrap(), "forged-state");
     assert_eq!(
         json(
@@ -746,35 +731,13 @@ fn token_with_a_valid_grant_makes_no_request() {
 fn refused_code_exchange_is_3_and_no_refresh_token_is_6() {
     let rig = Rig::new(EmulatorConfig::demo());
     // A first login spends its code.
-    let start = json(
-        &rig.run(&[
-            "--json",
-            "auth",
-            "start",
-            "--redirect-uri",
-            "https://partner.example/class-callback",
-        ]),
-        0,
-    );
-    let callback = rig
-        .emulator
-        .browse(start["authorization_url"].as_str().unwrap())
-        .unwrap();
+    let (start, callback) = rig.start_and_browse();
     json(
         &rig.run(&["--json", "auth", "finish", "--callback-url", &callback]),
         0,
     );
     // A second login presents the spent code with its own state: Class refuses it.
-    let second = json(
-        &rig.run(&[
-            "--json",
-            "auth",
-            "start",
-            "--redirect-uri",
-            "https://partner.example/class-callback",
-        ]),
-        0,
-    );
+    let second = rig.auth_start();
     let old_state = start["state"].as_str().unwrap();
     let replayed = callback.replace(old_state, second["state"].as_str().unwrap());
     let err = json(

@@ -179,8 +179,13 @@ impl Client {
     /// confidential Class client.
     #[must_use]
     pub fn new(client_id: ClientId, endpoints: Endpoints) -> Self {
+        Self::with_shared(Credentials::new(client_id, None), endpoints)
+    }
+
+    /// A client on credentials built once elsewhere (a `ClientConfig` shares its own).
+    pub(crate) fn with_shared(credentials: Arc<Credentials>, endpoints: Endpoints) -> Self {
         Self {
-            credentials: Credentials::new(client_id, None),
+            credentials,
             endpoints: Arc::new(endpoints),
             pkce: PkceMode::default(),
             nonce: NonceMode::default(),
@@ -194,13 +199,6 @@ impl Client {
     #[must_use]
     pub fn with_secret(mut self, secret: ClientSecret) -> Self {
         self.credentials = Credentials::new(self.credentials.client_id.clone(), Some(secret));
-        self
-    }
-
-    /// Uses credentials built once elsewhere (a `ClientConfig` shares its own).
-    #[must_use]
-    pub(crate) fn with_credentials(mut self, credentials: Arc<Credentials>) -> Self {
-        self.credentials = credentials;
         self
     }
 

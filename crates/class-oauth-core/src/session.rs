@@ -82,8 +82,7 @@ impl ClientConfig {
     /// credentials: the secret is not copied and the Basic header is built once.
     #[must_use]
     pub fn client(&self, endpoints: &Endpoints) -> Client {
-        Client::new(self.client_id().clone(), endpoints.clone())
-            .with_credentials(Arc::clone(&self.credentials))
+        Client::with_shared(Arc::clone(&self.credentials), endpoints.clone())
             .with_pkce(self.pkce)
             .with_nonce(self.nonce)
             .with_id_token_trust(self.id_token_trust)

@@ -28,11 +28,12 @@ fn scopes() -> Scopes {
         .unwrap()
 }
 
-#[test]
-fn code_flow_refresh_userinfo_api_and_revocation() {
-    let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo());
-    let c = client(&emulator);
-    assert_eq!(c.endpoints().unwrap().source, EndpointSource::Discovery);
+/// The code flow through the emulator's browser: the validated tokens and the callback
+/// URL they were redeemed from.
+fn sign_in(
+    emulator: &ClassEmulator,
+    c: &ClassClient,
+) -> (class_oauth_core::flow::ValidatedTokens, String) {
     let (url, pending) = c
         .start_authorization(
             RedirectUrl::new("https://partner.example/class-callback").unwrap(),
@@ -44,6 +45,15 @@ fn code_flow_refresh_userinfo_api_and_revocation() {
     let granted = c
         .finish_authorization(pending, Callback::Url(&callback))
         .unwrap();
+    (granted, callback)
+}
+
+#[test]
+fn code_flow_refresh_userinfo_api_and_revocation() {
+    let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo());
+    let c = client(&emulator);
+    assert_eq!(c.endpoints().unwrap().source, EndpointSource::Discovery);
+    let (granted, _) = sign_in(&emulator, &c);
     let claims = granted
         .id_claims
         .clone()
@@ -229,17 +239,7 @@ fn a_reused_code_revokes_its_grant_and_headers_are_recorded() {
     let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo());
     let c = client(&emulator);
     let redirect = "https://partner.example/class-callback";
-    let (url, pending) = c
-        .start_authorization(
-            RedirectUrl::new(redirect).unwrap(),
-            scopes(),
-            AuthorizeOptions::default(),
-        )
-        .unwrap();
-    let callback = emulator.browse(url.as_str()).unwrap();
-    let granted = c
-        .finish_authorization(pending, Callback::Url(&callback))
-        .unwrap();
+    let (granted, callback) = sign_in(&emulator, &c);
     let token_request = emulator
         .requests()
         .into_iter()
