@@ -11,10 +11,10 @@ const HELP: &str = "\
 cargo xtask <command>
 
   ci      everything CI checks: fmt, lint, test, conformance, doc (the README's test command)
-  test    cargo test --workspace (unit, integration, property, fixture replay, doc tests, tidy)
-  lint    cargo clippy --workspace --all-targets -D warnings
+  test    cargo test --workspace --all-features (every backend and middleware; unit, integration, property, fixture replay, doc tests, tidy)
+  lint    cargo clippy --workspace --all-targets --all-features -D warnings
   fmt     cargo fmt --all --check
-  doc     cargo doc --workspace --no-deps with warnings denied
+  doc     cargo doc --workspace --no-deps --all-features with warnings denied
   msrv    cargo check --locked --lib on the MSRV toolchain (rust-version in Cargo.toml)
   conformance  every fixture through core, async and blocking transports; prints the matrix
   fuzz    [--smoke | --seconds N]  every cargo-fuzz target for N seconds (smoke: 10 s each; needs nightly and cargo-fuzz)
@@ -137,7 +137,7 @@ fn conformance() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--locked"]);
+    cmd.args(["test", "--workspace", "--all-features", "--locked"]);
     run(cmd)
 }
 
@@ -147,6 +147,7 @@ fn lint() -> Result<(), String> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--locked",
         "--",
         "-D",
@@ -163,8 +164,14 @@ fn fmt() -> Result<(), String> {
 
 fn doc() -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["doc", "--workspace", "--no-deps", "--locked"])
-        .env("RUSTDOCFLAGS", "-D warnings");
+    cmd.args([
+        "doc",
+        "--workspace",
+        "--no-deps",
+        "--all-features",
+        "--locked",
+    ])
+    .env("RUSTDOCFLAGS", "-D warnings");
     run(cmd)
 }
 

@@ -73,6 +73,10 @@ pub(crate) fn run(base: &str, rounds: usize) -> ExchangeResults {
         .enable_all()
         .build()
         .expect("runtime");
+    let peer_client = reqwest012::Client::builder()
+        .redirect(reqwest012::redirect::Policy::none())
+        .build()
+        .expect("reqwest 0.12");
     let reqwest_client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -82,7 +86,8 @@ pub(crate) fn run(base: &str, rounds: usize) -> ExchangeResults {
         class_oauth_reqwest::TransportConfig::default(),
     );
     let ours_blocking =
-        class_oauth_ureq::UreqTransport::with_config(class_oauth_ureq::TransportConfig::default());
+        class_oauth_ureq::UreqTransport::with_config(class_oauth_ureq::TransportConfig::default())
+            .unwrap();
     let ureq3 = ureq::Agent::new_with_defaults();
     let ureq2 = oauth2::ureq::AgentBuilder::new().redirects(0).build();
     let client = our_client(base);
@@ -104,7 +109,7 @@ pub(crate) fn run(base: &str, rounds: usize) -> ExchangeResults {
                     peer.exchange_refresh_token(&oauth2::RefreshToken::new(
                         "9e0fccdb-ec4f-4e6a-ae60-83ad66be9547".into(),
                     ))
-                    .request_async(&reqwest_client),
+                    .request_async(&peer_client),
                 )
                 .expect("exchange");
             assert!(t.expires_in().is_some());
@@ -169,6 +174,10 @@ pub(crate) fn run(base: &str, rounds: usize) -> ExchangeResults {
         .build()
         .expect("runtime");
     let _guard = mt.enter();
+    let peer_client = reqwest012::Client::builder()
+        .redirect(reqwest012::redirect::Policy::none())
+        .build()
+        .expect("reqwest 0.12");
     let reqwest_client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -198,6 +207,7 @@ pub(crate) fn run(base: &str, rounds: usize) -> ExchangeResults {
                         auth.clone(),
                     );
                     let rc = reqwest_client.clone();
+                    let pc = peer_client.clone();
                     handles.push(tokio::spawn(async move {
                         while Instant::now() < deadline {
                             match variant {
@@ -213,7 +223,7 @@ pub(crate) fn run(base: &str, rounds: usize) -> ExchangeResults {
                                     peer.exchange_refresh_token(&oauth2::RefreshToken::new(
                                         "rt".into(),
                                     ))
-                                    .request_async(&rc)
+                                    .request_async(&pc)
                                     .await
                                     .expect("exchange");
                                 }

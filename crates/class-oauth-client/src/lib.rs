@@ -63,7 +63,30 @@ use class_oauth_core::{
 };
 use http::{Request, Response};
 
-pub use class_oauth_core::flow::{DriveError, TransportConfig, TransportError, TransportErrorKind};
+pub use class_oauth_core::flow::{
+    DriveError, ProxyMode, ProxySettings, RootCerts, TransportConfig, TransportError,
+    TransportErrorKind,
+};
+
+/// The `User-Agent` both transports send unless the request names one:
+/// `class-oauth/<version>`.
+pub const USER_AGENT: &str = concat!("class-oauth/", env!("CARGO_PKG_VERSION"));
+
+/// Names this library in `request`'s `User-Agent`, unless the caller set one.
+pub fn set_user_agent(request: &mut Request<Vec<u8>>) {
+    request
+        .headers_mut()
+        .entry(http::header::USER_AGENT)
+        .or_insert(http::HeaderValue::from_static(USER_AGENT));
+}
+
+/// The proxy a transport's default client or agent uses under `config`, read from the
+/// process environment by the rule of [`ProxyMode::Environment`] (the same for both
+/// transports).
+#[must_use]
+pub fn proxy_settings(config: &TransportConfig) -> Option<ProxySettings> {
+    ProxySettings::from_env(config.proxy, |k| std::env::var(k).ok())
+}
 pub use class_oauth_core::session::{AuthorizeOptions, Callback};
 pub use class_oauth_core::userinfo::ExpectedSubject;
 
@@ -212,7 +235,8 @@ fn unknown_step() -> class_oauth_core::Error {
 fn os_entropy(buf: &mut [u8]) {
     // The OS CSPRNG does not fail on supported platforms after boot; if it does, no
     // secure state or verifier can be made, and stopping is the only safe answer.
-    getrandom::getrandom(buf).expect("the operating system's random number generator failed");
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), buf)
+        .expect("the operating system's random number generator failed");
 }
 
 /// Builder modes: which face [`ClassClientBuilder::build`] returns.

@@ -208,7 +208,8 @@ pub fn run_all() -> Vec<Row> {
     let (async_cfg, blocking_cfg) = config();
     let async_http =
         class_oauth_reqwest::ReqwestTransport::with_config(async_cfg).expect("reqwest client");
-    let blocking_http = class_oauth_ureq::UreqTransport::with_config(blocking_cfg);
+    let blocking_http =
+        class_oauth_ureq::UreqTransport::with_config(blocking_cfg).expect("the blocking transport");
     let mut rows = Vec::new();
     for (name, fixture) in load_all() {
         let core = match replay_core(&fixture) {

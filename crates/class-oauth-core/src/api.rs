@@ -180,15 +180,7 @@ impl ApiRefusal {
     /// refusals without `Retry-After`. Never longer than [`MAX_RETRY_WAIT`].
     #[must_use]
     pub fn wait_from(&self, now: SystemTime) -> Option<Duration> {
-        let limited = self.status == StatusCode::TOO_MANY_REQUESTS;
-        let header = self.retry_after.map(|r| r.delay_from(now));
-        let reset = self.rate_limit.reset_after.filter(|_| limited);
-        let wait = header.into_iter().chain(reset).max();
-        match wait {
-            Some(w) => Some(w.min(MAX_RETRY_WAIT)),
-            None if limited => Some(DEFAULT_RATE_LIMIT_WAIT),
-            None => None,
-        }
+        wait(self.status, self.retry_after, &self.rate_limit, now)
     }
 
     /// A 401: the token expired or its scope does not cover the endpoint. Renew the
@@ -228,6 +220,39 @@ impl fmt::Display for ApiRefusal {
             )?;
         }
         Ok(())
+    }
+}
+
+/// How long to wait at `now` before retrying a response with this status and these
+/// headers, by the rule of [`ApiRefusal::wait_from`]; for middleware that sees only a
+/// response's head. `None`: not a response to wait out.
+#[must_use]
+pub fn retry_wait(
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    now: SystemTime,
+) -> Option<Duration> {
+    wait(
+        status,
+        RetryAfter::from_headers(headers),
+        &RateLimit::from_headers(headers),
+        now,
+    )
+}
+
+fn wait(
+    status: StatusCode,
+    retry_after: Option<RetryAfter>,
+    rate_limit: &RateLimit,
+    now: SystemTime,
+) -> Option<Duration> {
+    let limited = status == StatusCode::TOO_MANY_REQUESTS;
+    let header = retry_after.map(|r| r.delay_from(now));
+    let reset = rate_limit.reset_after.filter(|_| limited);
+    match header.into_iter().chain(reset).max() {
+        Some(w) => Some(w.min(MAX_RETRY_WAIT)),
+        None if limited => Some(DEFAULT_RATE_LIMIT_WAIT),
+        None => None,
     }
 }
 
@@ -439,6 +464,30 @@ mod tests {
             r.wait_from(SystemTime::UNIX_EPOCH),
             Some(Duration::from_secs(42))
         );
+        // The head alone gives the same wait (for middleware).
+        for (status, headers, want) in [
+            (429, vec![(RESET_AFTER_HEADER, "42")], Some(42)),
+            (
+                429,
+                vec![(RESET_AFTER_HEADER, "5"), ("retry-after", "30")],
+                Some(30),
+            ),
+            (429, vec![], Some(DEFAULT_RATE_LIMIT_WAIT.as_secs())),
+            (503, vec![("retry-after", "3")], Some(3)),
+            (
+                429,
+                vec![("retry-after", "999999")],
+                Some(MAX_RETRY_WAIT.as_secs()),
+            ),
+            (401, vec![], None),
+        ] {
+            let r = resp(status, &headers, "");
+            assert_eq!(
+                retry_wait(r.status(), r.headers(), SystemTime::UNIX_EPOCH),
+                want.map(Duration::from_secs),
+                "{status} {headers:?}"
+            );
+        }
         let both = parse_response(
             &resp(429, &[(RESET_AFTER_HEADER, "5"), ("retry-after", "30")], ""),
             1 << 20,

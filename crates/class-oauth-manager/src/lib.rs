@@ -89,6 +89,7 @@ pub use error::{ManagerError, TokenEvent};
 pub mod blocking;
 mod cache;
 mod error;
+pub mod middleware;
 mod refresh;
 
 use cache::GrantCache;

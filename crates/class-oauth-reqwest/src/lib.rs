@@ -18,8 +18,15 @@
 //! Per-tenant grants that stay valid (refresh ahead of expiry, one-time refresh tokens,
 //! several instances) are the token manager's job: `class-oauth-manager`.
 //!
-//! TLS: the `rustls` feature (default) or `native-tls` configures the default client; with
-//! neither, bring your own `reqwest::Client` via [`ReqwestTransport::from_client`].
+//! TLS: the `rustls` feature (default) configures the default client with rustls on
+//! *ring*, trusting the bundled Mozilla roots or, with [`RootCerts::Platform`], the
+//! operating system's store (`rustls-platform-verifier`). Without it, bring your own
+//! `reqwest::Client` via [`ReqwestTransport::from_client`] (native-tls, for instance).
+//!
+//! Proxies: the default client uses the proxy [`ProxyMode::Environment`] names
+//! (`HTTPS_PROXY`, else `ALL_PROXY`; `NO_PROXY` honoured), by the same rule as the ureq
+//! transport; [`ProxyMode::Off`] connects directly. Every request names this library in
+//! its `User-Agent` ([`USER_AGENT`](class_oauth_client::USER_AGENT)) unless it has one.
 //!
 //! ```no_run
 //! use class_oauth_core::{ClientId, ClientSecret, Environment, Password, Username};
@@ -47,9 +54,13 @@ use http::{Request, Response};
 
 pub use class_oauth_client::{
     AsyncHttpClient, AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError,
-    ExpectedSubject, TransportConfig, TransportError, TransportErrorKind, drive, drive_with_clock,
+    ExpectedSubject, ProxyMode, RootCerts, TransportConfig, TransportError, TransportErrorKind,
+    USER_AGENT, drive, drive_with_clock,
 };
 pub use reqwest;
+
+#[cfg(feature = "rustls")]
+mod tls;
 
 /// The async Class client on reqwest (see [`class_oauth_client::ClassClient`]).
 pub type ClassClient = class_oauth_client::ClassClient<ReqwestTransport>;
@@ -67,17 +78,37 @@ impl ReqwestTransport {
         Self::with_config(TransportConfig::default())
     }
 
-    /// A transport with a default client and these timeouts and limits.
+    /// A transport with a default client and these timeouts, limits, roots and proxy
+    /// mode (see [`TransportConfig`]).
     pub fn with_config(config: TransportConfig) -> Result<Self, TransportError> {
-        let client = reqwest::Client::builder()
+        let failed = |e: reqwest::Error| {
+            TransportError::new(TransportErrorKind::Other, "could not build the HTTP client")
+                .with_source(e)
+        };
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
-            .build()
-            .map_err(|e| {
-                TransportError::new(TransportErrorKind::Other, "could not build the HTTP client")
+            .user_agent(USER_AGENT)
+            // The proxy comes from the rule both transports share, never reqwest's own.
+            .no_proxy();
+        if let Some(settings) = class_oauth_client::proxy_settings(&config) {
+            // Checked once here, so a bad URL fails the build rather than each request.
+            let via = reqwest::Url::parse(&settings.url).map_err(|e| {
+                TransportError::new(TransportErrorKind::Other, "the proxy URL is not valid")
                     .with_source(e)
             })?;
+            // The bypass rule is the core's (`ProxySettings::bypasses`), the same as the
+            // ureq transport's.
+            builder = builder.proxy(reqwest::Proxy::custom(move |url| {
+                (!settings.bypasses(url.host_str().unwrap_or_default())).then(|| via.clone())
+            }));
+        }
+        #[cfg(feature = "rustls")]
+        {
+            builder = builder.tls_backend_preconfigured(tls::client_config(config.roots)?);
+        }
+        let client = builder.build().map_err(failed)?;
         Ok(Self { client, config })
     }
 
@@ -87,6 +118,15 @@ impl ReqwestTransport {
     #[must_use]
     pub fn from_client(client: reqwest::Client, config: TransportConfig) -> Self {
         Self { client, config }
+    }
+
+    /// The `reqwest::Client`: for calls of your own with the same TLS and proxy set-up
+    /// (a reqwest-middleware stack with the manager's `ClassAuth`, for instance). A
+    /// client built with `reqwest::Client::new()` needs a rustls crypto provider of its
+    /// own when reqwest's default features are off; this one has one.
+    #[must_use]
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// The configuration.
@@ -133,6 +173,8 @@ impl AsyncHttpClient for ReqwestTransport {
     }
 
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+        let mut request = request;
+        class_oauth_client::set_user_agent(&mut request);
         let span = class_oauth_client::http_span(&request);
         let started = std::time::Instant::now();
         let result = self.send_inner(request).await;

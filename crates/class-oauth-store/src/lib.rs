@@ -23,6 +23,15 @@
 //! A store opened without a key refuses to write secrets ([`StoreError::NoEncryptionKey`])
 //! unless opened with [`Encryption::DangerPlaintext`].
 //!
+//! ## Features
+//! Backends are opt-in, so a crate that needs only one links only one:
+//! - `sqlite`: [`SqliteStore`] (rusqlite with SQLite compiled in);
+//! - `postgres`: [`PostgresStore`] (tokio-postgres, deadpool);
+//! - `tokio` (default): async callers on tokio run blocking stores on the blocking pool.
+//!
+//! [`MemoryStore`] and the traits are always there; an async-native backend of your own
+//! implements [`AsyncTokenStore`] (see its docs).
+//!
 //! ## Choosing a store
 //! ```no_run
 //! use class_oauth_store::{Encryption, KeyRing, MemoryStore, PostgresStore, SqliteStore};

@@ -1,6 +1,7 @@
 //! SQLite: the embedded default. One file (created with mode 0600), WAL mode with
-//! `synchronous=FULL` (a committed rotation survives power loss), a small connection
-//! pool. The refresh lease is two columns of the row, taken and released by short write
+//! `synchronous=FULL` (a committed rotation survives power loss), one connection per
+//! store value, its statements taken in turn (SQLite runs one writer at a time anyway,
+//! and the manager's reads come from its own cache). The refresh lease is two columns of the row, taken and released by short write
 //! transactions; nothing is held while a refresh talks to Class, so other processes
 //! using the same file are never blocked for longer than one statement.
 
@@ -10,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use class_oauth_core::authorize::PendingAuthorization;
 use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::token::TokenSet;
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{OptionalExtension, params};
 
 use crate::row::{
@@ -31,8 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// transaction here is one or two statements long, so this is generous.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Pool = r2d2::Pool<SqliteConnectionManager>;
-type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+type Conn<'a> = std::sync::MutexGuard<'a, rusqlite::Connection>;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -54,7 +53,7 @@ type LeasedRow = (StoredGrant, Option<String>, Option<i64>);
 /// A token store in an SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: Pool,
+    conn: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
     enc: std::sync::Arc<Encryption>,
 }
 
@@ -86,25 +85,25 @@ impl SqliteStore {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
         create_private(path)?;
-        let manager = SqliteConnectionManager::file(path).with_init(|c| {
-            c.busy_timeout(BUSY_TIMEOUT)?;
-            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-        });
-        let pool = r2d2::Pool::builder()
-            .max_size(8)
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)
+        let conn = rusqlite::Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(backend)?;
         let store = Self {
-            pool,
+            conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
             enc: std::sync::Arc::new(encryption),
         };
         store.migrate()?;
         Ok(store)
     }
 
-    fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().map_err(backend)
+    /// The connection. A panic in another holder leaves nothing half-done (an open
+    /// transaction rolls back when dropped), so a poisoned lock is taken as it is.
+    fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        Ok(self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     fn migrate(&self) -> Result<(), StoreError> {

@@ -1319,6 +1319,12 @@ impl ClassEmulator {
         }
     }
 
+    /// Invalidates every access token issued so far (refresh tokens keep working), as
+    /// when Class ends sessions early: the next API call with one gets a 401.
+    pub fn expire_access_tokens(&self) {
+        self.state().access.clear();
+    }
+
     /// Every request so far.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {

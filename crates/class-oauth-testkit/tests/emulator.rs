@@ -16,9 +16,10 @@ fn client(emulator: &ClassEmulator) -> ClassClient {
         ClientId::new("demo-client"),
     )
     .secret(ClientSecret::new("demo-secret"))
-    .http(UreqTransport::with_config(
-        TransportConfig::default().timeout(Duration::from_millis(800)),
-    ))
+    .http(
+        UreqTransport::with_config(TransportConfig::default().timeout(Duration::from_millis(800)))
+            .unwrap(),
+    )
     .build()
     .unwrap()
 }

@@ -72,9 +72,12 @@ fn clients(issuer: &str) -> Clients {
         blocking: class_oauth_ureq::ClassClient::builder(env, id)
             .secret(ClientSecret::new("demo-secret"))
             .without_discovery()
-            .http(class_oauth_ureq::UreqTransport::with_config(
-                class_oauth_ureq::TransportConfig::default().timeout(t),
-            ))
+            .http(
+                class_oauth_ureq::UreqTransport::with_config(
+                    class_oauth_ureq::TransportConfig::default().timeout(t),
+                )
+                .unwrap(),
+            )
             .build()
             .unwrap(),
     }

@@ -16,7 +16,16 @@
 //! Per-tenant grants that stay valid are the token manager's job: `class-oauth-manager`
 //! (its `blocking` face needs no runtime either).
 //!
-//! TLS: the `rustls` feature (default) or `native-tls` configures the default agent.
+//! TLS: the `rustls` feature (default) configures the default agent with rustls on
+//! *ring*, trusting the bundled Mozilla roots or, with [`RootCerts::Platform`], the
+//! operating system's store (`rustls-platform-verifier`). Without it, bring your own
+//! agent via [`UreqTransport::from_agent`] (native-tls, for instance).
+//!
+//! Proxies: the default agent uses the proxy [`ProxyMode::Environment`] names
+//! (`HTTPS_PROXY`, else `ALL_PROXY`; `NO_PROXY` honoured), by the same rule as the
+//! reqwest transport; [`ProxyMode::Off`] connects directly. Every request names this
+//! library in its `User-Agent` ([`USER_AGENT`](class_oauth_client::USER_AGENT)) unless it
+//! has one.
 //!
 //! ```no_run
 //! use class_oauth_core::{ClientId, ClientSecret, Environment, Password, Username};
@@ -42,7 +51,8 @@ use http::{Request, Response};
 pub use class_oauth_client::blocking::{drive, drive_with_clock};
 pub use class_oauth_client::{
     AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError, ExpectedSubject,
-    SyncHttpClient, TransportConfig, TransportError, TransportErrorKind,
+    ProxyMode, RootCerts, SyncHttpClient, TransportConfig, TransportError, TransportErrorKind,
+    USER_AGENT,
 };
 pub use ureq;
 
@@ -57,12 +67,14 @@ pub struct UreqTransport {
     /// The agent was built here with the right settings; a caller's agent gets them per
     /// request instead.
     configured: bool,
+    /// With a proxy: the hosts that go direct, and the agent that takes them.
+    bypass: Option<std::sync::Arc<Bypass>>,
 }
 
-impl Default for UreqTransport {
-    fn default() -> Self {
-        Self::with_config(TransportConfig::default())
-    }
+#[derive(Debug)]
+struct Bypass {
+    settings: class_oauth_client::ProxySettings,
+    direct: ureq::Agent,
 }
 
 impl From<ureq::Agent> for UreqTransport {
@@ -72,24 +84,57 @@ impl From<ureq::Agent> for UreqTransport {
 }
 
 impl UreqTransport {
-    /// A transport with a default agent and these timeouts and limits.
-    #[must_use]
-    pub fn with_config(config: TransportConfig) -> Self {
-        let agent = ureq::Agent::new_with_config(
-            ureq::Agent::config_builder()
+    /// A transport with a default agent: no redirects, default timeouts, bundled roots,
+    /// the environment's proxy.
+    pub fn new() -> Result<Self, TransportError> {
+        Self::with_config(TransportConfig::default())
+    }
+
+    /// A transport with a default agent and these timeouts, limits, roots and proxy
+    /// mode (see [`TransportConfig`]). Fails only on a proxy URL that does not parse.
+    pub fn with_config(config: TransportConfig) -> Result<Self, TransportError> {
+        let proxy = class_oauth_client::proxy_settings(&config);
+        let via = match &proxy {
+            Some(settings) => Some(ureq::Proxy::new(&settings.url).map_err(|e| {
+                TransportError::new(TransportErrorKind::Other, "the proxy URL is not valid")
+                    .with_source(e)
+            })?),
+            None => None,
+        };
+        let agent = |proxy: Option<ureq::Proxy>| {
+            let builder = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .timeout_connect(Some(config.connect_timeout))
                 .timeout_send_request(Some(config.timeout))
                 .timeout_recv_response(Some(config.timeout))
                 .timeout_recv_body(Some(config.timeout))
-                .build(),
-        );
-        Self {
-            agent,
+                .user_agent(USER_AGENT)
+                .proxy(proxy);
+            #[cfg(feature = "rustls")]
+            let builder = builder.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(match config.roots {
+                        RootCerts::Platform => ureq::tls::RootCerts::PlatformVerifier,
+                        _ => ureq::tls::RootCerts::WebPki,
+                    })
+                    .build(),
+            );
+            ureq::Agent::new_with_config(builder.build())
+        };
+        // Hosts the proxy settings exempt go through a direct agent: the bypass rule is
+        // the core's (`ProxySettings::bypasses`), the same as the reqwest transport's.
+        let bypass = proxy.map(|settings| Bypass {
+            settings,
+            direct: agent(None),
+        });
+        Ok(Self {
+            agent: agent(via),
+            bypass: bypass.map(std::sync::Arc::new),
             config,
             configured: true,
-        }
+        })
     }
 
     /// Wraps a caller's agent; redirects, status handling and timeouts are set per
@@ -100,6 +145,7 @@ impl UreqTransport {
             agent,
             config,
             configured: false,
+            bypass: None,
         }
     }
 
@@ -133,12 +179,14 @@ fn classify(e: ureq::Error) -> TransportError {
 
 impl DefaultHttp for UreqTransport {
     fn default_http() -> Result<Self, TransportError> {
-        Ok(Self::default())
+        Self::new()
     }
 }
 
 impl SyncHttpClient for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+        let mut request = request;
+        class_oauth_client::set_user_agent(&mut request);
         let _span = class_oauth_client::http_span(&request).entered();
         let started = std::time::Instant::now();
         let result = self.send_inner(request);
@@ -162,7 +210,16 @@ impl UreqTransport {
                 .timeout_recv_body(Some(self.config.timeout))
                 .build()
         };
-        let response = self.agent.run(request).map_err(classify)?;
+        let agent = match &self.bypass {
+            Some(b)
+                if b.settings
+                    .bypasses(request.uri().host().unwrap_or_default()) =>
+            {
+                &b.direct
+            }
+            _ => &self.agent,
+        };
+        let response = agent.run(request).map_err(classify)?;
         let (parts, body) = response.into_parts();
         // Read at most one byte past the cap, so the core reports BodyTooLarge.
         let limit = self.config.max_body.saturating_add(1);

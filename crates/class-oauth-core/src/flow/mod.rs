@@ -33,7 +33,8 @@ mod transport;
 pub use api::ApiFlow;
 pub use token::{SharedKeySet, TokenFlow, ValidatedTokens};
 pub use transport::{
-    DriveError, TransportConfig, TransportError, TransportErrorKind, loggable_uri,
+    DriveError, ProxyMode, ProxySettings, RootCerts, TransportConfig, TransportError,
+    TransportErrorKind, loggable_uri,
 };
 
 /// What the driver should do next.

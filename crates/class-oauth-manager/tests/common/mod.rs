@@ -219,7 +219,7 @@ pub enum StoreKind {
 pub const FACES: [Face; 2] = [Face::Async, Face::Blocking];
 pub const STORES: [StoreKind; 3] = [StoreKind::Memory, StoreKind::Sqlite, StoreKind::Postgres];
 
-type AsyncManager = class_oauth_manager::TokenManager<
+pub type AsyncManager = class_oauth_manager::TokenManager<
     class_oauth_reqwest::ReqwestTransport,
     Faulty<dyn AsyncTokenStore>,
 >;
@@ -349,9 +349,12 @@ impl Rig {
                             c.leeway = l;
                         }
                     })
-                    .http(class_oauth_ureq::UreqTransport::with_config(
-                        class_oauth_ureq::TransportConfig::default().timeout(options.timeout),
-                    ))
+                    .http(
+                        class_oauth_ureq::UreqTransport::with_config(
+                            class_oauth_ureq::TransportConfig::default().timeout(options.timeout),
+                        )
+                        .unwrap(),
+                    )
                     .build()
                     .unwrap();
                 seed_keys(client.config());
