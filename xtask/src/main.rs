@@ -10,7 +10,8 @@ mod tidy;
 const HELP: &str = "\
 cargo xtask <command>
 
-  ci      everything CI checks: fmt, lint, test, conformance, doc (the README's test command)
+  ci      everything CI checks: fmt, lint, test, conformance, examples, doc (the README's test command)
+  examples  every example, offline against the emulator it starts (each bounded to 300 s)
   test    cargo test --workspace --all-features (every backend and middleware; unit, integration, property, fixture replay, doc tests, tidy)
   lint    cargo clippy --workspace --all-targets --all-features -D warnings
   fmt     cargo fmt --all --check
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some("msrv") => msrv(),
         Some("bench") => bench(),
         Some("conformance") => conformance(),
+        Some("examples") => examples(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
@@ -79,7 +81,45 @@ fn ci() -> Result<(), String> {
     lint()?;
     test()?;
     conformance()?;
+    examples()?;
     doc()
+}
+
+/// Every example, run offline (against the emulator it starts), each bounded in time.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("class-oauth-reqwest", "password"),
+    ("class-oauth-reqwest", "authorization_code"),
+    ("class-oauth-ureq", "blocking_password"),
+    ("class-oauth-ureq", "blocking_authorization_code"),
+    ("class-oauth-core", "tour"),
+];
+
+fn examples() -> Result<(), String> {
+    for (package, example) in EXAMPLES {
+        let mut cmd = cargo();
+        cmd.args(["run", "-q", "--locked", "-p", package, "--example", example])
+            .env_remove("CLASS_CLIENT_ID")
+            .stdin(std::process::Stdio::null());
+        eprintln!("xtask: example {package} {example}");
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("{package} {example}: {e}"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("example {package} {example} ran past 300 s"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        if !status.success() {
+            return Err(format!("example {package} {example} failed: {status}"));
+        }
+    }
+    Ok(())
 }
 
 /// The cargo-fuzz targets (one per parser); keep in step with fuzz/Cargo.toml.

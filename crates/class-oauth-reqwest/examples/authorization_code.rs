@@ -1,6 +1,7 @@
 //! The authorization-code flow end to end: print the URL, paste the callback URL the
 //! browser lands on, get validated tokens, call UserInfo with the `sub` check.
 //!
+//! Without `CLASS_CLIENT_ID` it runs offline against the Class emulator. With Class:
 //! ```sh
 //! CLASS_OAUTH_ENV=pie CLASS_CLIENT_ID=... CLASS_CLIENT_SECRET=... \
 //!   CLASS_REDIRECT_URI=https://your.app/class-callback cargo run -p class-oauth-reqwest --example authorization_code
@@ -12,15 +13,17 @@ use class_oauth_core::scope::{AccessSpecifier, Scopes, Target};
 use class_oauth_core::{ClientId, ClientSecret, Environment, RedirectUrl};
 use class_oauth_reqwest::{AuthorizeOptions, Callback, ClassClient, ExpectedSubject};
 
-fn var(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("set {name}"))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let env = Environment::parse(&var("CLASS_OAUTH_ENV").unwrap_or_else(|_| "pie".into()))?;
-    let client = ClassClient::builder(env, ClientId::new(var("CLASS_CLIENT_ID")?))
-        .secret(ClientSecret::new(var("CLASS_CLIENT_SECRET")?))
+    // Class with CLASS_CLIENT_ID and friends set; the Class emulator otherwise.
+    let target = class_oauth_testkit::example::Target::start().await;
+    let env = Environment::parse(
+        &target
+            .var("CLASS_OAUTH_ENV")
+            .unwrap_or_else(|_| "pie".into()),
+    )?;
+    let client = ClassClient::builder(env, ClientId::new(target.var("CLASS_CLIENT_ID")?))
+        .secret(ClientSecret::new(target.var("CLASS_CLIENT_SECRET")?))
         .build()?;
     let scopes = Scopes::builder()
         .openid()
@@ -31,14 +34,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let (url, pending) = client
         .start_authorization(
-            RedirectUrl::new(&var("CLASS_REDIRECT_URI")?)?,
+            RedirectUrl::new(&target.var("CLASS_REDIRECT_URI")?)?,
             scopes,
             AuthorizeOptions::default(),
         )
         .await?;
-    println!("Open this URL, consent, and paste the URL the browser is sent back to:\n{url}");
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    let line = match target.consent(url.as_str()) {
+        Some(offline) => offline?,
+        None => {
+            println!(
+                "Open this URL, consent, and paste the URL the browser is sent back to:\n{url}"
+            );
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line
+        }
+    };
     let granted = client
         .finish_authorization(pending, Callback::Url(line.trim()))
         .await?;

@@ -1,6 +1,7 @@
 //! The password grant (Class customers' private clients reaching their own data), then a
 //! Class API call with the token.
 //!
+//! Without `CLASS_CLIENT_ID` it runs offline against the Class emulator. With Class:
 //! ```sh
 //! CLASS_OAUTH_ENV=pie CLASS_CLIENT_ID=... CLASS_CLIENT_SECRET=... CLASS_USERNAME=... CLASS_PASSWORD=... \
 //!   CLASS_SCOPE="target:b/MYBIZ business.fund.list" cargo run -p class-oauth-reqwest --example password
@@ -11,21 +12,23 @@ use class_oauth_core::scope::Scopes;
 use class_oauth_core::{ClientId, ClientSecret, Environment, Password, Username};
 use class_oauth_reqwest::ClassClient;
 
-fn var(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("set {name}"))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let env = Environment::parse(&var("CLASS_OAUTH_ENV").unwrap_or_else(|_| "pie".into()))?;
-    let client = ClassClient::builder(env, ClientId::new(var("CLASS_CLIENT_ID")?))
-        .secret(ClientSecret::new(var("CLASS_CLIENT_SECRET")?))
+    // Class with CLASS_CLIENT_ID and friends set; the Class emulator otherwise.
+    let target = class_oauth_testkit::example::Target::start().await;
+    let env = Environment::parse(
+        &target
+            .var("CLASS_OAUTH_ENV")
+            .unwrap_or_else(|_| "pie".into()),
+    )?;
+    let client = ClassClient::builder(env, ClientId::new(target.var("CLASS_CLIENT_ID")?))
+        .secret(ClientSecret::new(target.var("CLASS_CLIENT_SECRET")?))
         .build()?;
-    let scopes = Scopes::parse(&var("CLASS_SCOPE")?)?;
+    let scopes = Scopes::parse(&target.var("CLASS_SCOPE")?)?;
     let granted = client
         .password(
-            Username::new(var("CLASS_USERNAME")?),
-            Password::new(var("CLASS_PASSWORD")?),
+            Username::new(target.var("CLASS_USERNAME")?),
+            Password::new(target.var("CLASS_PASSWORD")?),
             scopes,
         )
         .await?;

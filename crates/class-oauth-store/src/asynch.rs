@@ -17,6 +17,59 @@ use crate::{
 };
 
 /// A token store for async callers: the methods of [`TokenStore`], as futures.
+///
+/// This is the seam for async-native backends (sqlx, tokio-postgres of your own, a
+/// key-value service): implement it in your crate and hand the store to
+/// `class_oauth_manager::TokenManager`. Each method is one short operation; `update`
+/// and `acquire_lease` are conditional writes (compare the version, or the lease's
+/// owner and expiry) that must be atomic in the backend, as the SQL stores do them. The
+/// shape, here delegating to [`MemoryStore`](crate::MemoryStore):
+///
+/// ```
+/// use std::time::SystemTime;
+/// use class_oauth_core::{authorize::PendingAuthorization, id_token::IdTokenClaims, token::TokenSet};
+/// use class_oauth_store::asynch::AsyncTokenStore;
+/// use class_oauth_store::*;
+///
+/// struct MyStore(MemoryStore); // your connection pool here
+///
+/// #[async_trait::async_trait]
+/// impl AsyncTokenStore for MyStore {
+///     async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+///         self.0.load(key) // e.g. SELECT ... WHERE key = $1
+///     }
+///     async fn save(&self, key: &TenantKey, tokens: &TokenSet, id: Option<&IdTokenClaims>,
+///                   expected: Option<u64>) -> Result<u64, StoreError> {
+///         self.0.save(key, tokens, id, expected)
+///     }
+///     async fn update(&self, key: &TenantKey, u: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+///         self.0.update(key, u) // UPDATE ... WHERE key = $1 AND version = $2
+///     }
+///     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> { self.0.delete(key) }
+///     async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> { self.0.list() }
+///     async fn acquire_lease(&self, key: &TenantKey, lease: &Lease)
+///         -> Result<LeaseOutcome, StoreError> {
+///         self.0.acquire_lease(key, lease)
+///     }
+///     async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+///         self.0.release_lease(key, owner)
+///     }
+///     async fn put_pending(&self, lookup: &str, p: PendingAuthorization) -> Result<(), StoreError> {
+///         self.0.put_pending(lookup, p)
+///     }
+///     async fn take_pending(&self, lookup: &str, now: SystemTime)
+///         -> Result<Option<PendingAuthorization>, StoreError> {
+///         self.0.take_pending(lookup, now)
+///     }
+/// }
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let store = MyStore(MemoryStore::new());
+/// let key = TenantKey::new(&class_oauth_core::ClientId::new("app"), "MYBIZ");
+/// assert!(store.load(&key).await?.is_none());
+/// # Ok::<(), StoreError>(()) }).unwrap();
+/// ```
 #[async_trait::async_trait]
 pub trait AsyncTokenStore: Send + Sync + 'static {
     /// See [`TokenStore::load`].

@@ -34,8 +34,10 @@
 //!
 //! ## Choosing a store
 //! ```no_run
-//! use class_oauth_store::{Encryption, KeyRing, MemoryStore, PostgresStore, SqliteStore};
+//! # #[cfg(not(all(feature = "sqlite", feature = "postgres")))] fn main() {}
+//! # #[cfg(all(feature = "sqlite", feature = "postgres"))]
 //! # fn main() -> Result<(), class_oauth_store::StoreError> {
+//! use class_oauth_store::{Encryption, KeyRing, MemoryStore, PostgresStore, SqliteStore};
 //! let keys = KeyRing::parse(&std::env::var("CLASS_OAUTH_STORE_KEY").unwrap_or_default())?;
 //! // One process, nothing at rest:
 //! let memory = MemoryStore::new();

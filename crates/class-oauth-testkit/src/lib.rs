@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
+pub mod example;
 pub mod keys;
 
 use std::collections::HashMap;
