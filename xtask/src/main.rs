@@ -11,6 +11,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
   ci      everything CI checks: fmt, lint, test, conformance, examples, doc (the README's test command)
+  deny    cargo-deny (deny.toml): licences, bans, sources; advisories when the database can be fetched
   examples  every example, offline against the emulator it starts (each bounded to 300 s)
   test    cargo test --workspace --all-features (every backend and middleware; unit, integration, property, fixture replay, doc tests, tidy)
   lint    cargo clippy --workspace --all-targets --all-features -D warnings
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("conformance") => conformance(),
         Some("examples") => examples(),
+        Some("deny") => deny(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
@@ -83,6 +85,37 @@ fn ci() -> Result<(), String> {
     conformance()?;
     examples()?;
     doc()
+}
+
+/// cargo-deny with `deny.toml`. Licences, bans and sources need nothing but the lock
+/// file; the advisory check needs the RustSec database, and is reported as skipped (not
+/// passed) when it cannot be fetched.
+fn deny() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "deny",
+        "--all-features",
+        "check",
+        "bans",
+        "licenses",
+        "sources",
+    ]);
+    run(cmd)?;
+    let mut fetch = cargo();
+    fetch.args(["deny", "fetch", "db"]);
+    if run(fetch).is_err() {
+        eprintln!("xtask: advisories SKIPPED: the RustSec database could not be fetched");
+        return Ok(());
+    }
+    let mut cmd = cargo();
+    cmd.args([
+        "deny",
+        "--all-features",
+        "check",
+        "--disable-fetch",
+        "advisories",
+    ]);
+    run(cmd)
 }
 
 /// Every example, run offline (against the emulator it starts), each bounded in time.

@@ -168,6 +168,16 @@ fn classify(e: ureq::Error) -> TransportError {
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             TransportErrorKind::Connect
         }
+        // A refused certificate or handshake reaches ureq as an I/O error around rustls's;
+        // reqwest calls it a connection failure, and so does this transport.
+        #[cfg(feature = "rustls")]
+        ureq::Error::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            TransportErrorKind::Connect
+        }
         ureq::Error::Io(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => {
             TransportErrorKind::Io
         }
