@@ -12,6 +12,7 @@ cargo xtask <command>
 
   ci      everything CI checks: fmt, lint, test, conformance, examples, doc (the README's test command)
   deny    cargo-deny (deny.toml): licences, bans, sources; advisories when the database can be fetched
+  external-types  the public API names only the external types each manifest allows (nightly, cargo-check-external-types)
   examples  every example, offline against the emulator it starts (each bounded to 300 s)
   test    cargo test --workspace --all-features (every backend and middleware; unit, integration, property, fixture replay, doc tests, tidy)
   lint    cargo clippy --workspace --all-targets --all-features -D warnings
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Some("conformance") => conformance(),
         Some("examples") => examples(),
         Some("deny") => deny(),
+        Some("external-types") => external_types(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
@@ -85,6 +87,38 @@ fn ci() -> Result<(), String> {
     conformance()?;
     examples()?;
     doc()
+}
+
+/// The published library crates: what `external-types` checks.
+const PUBLISHED_LIBS: &[&str] = &[
+    "class-oauth-core",
+    "class-oauth-client",
+    "class-oauth-reqwest",
+    "class-oauth-ureq",
+    "class-oauth-store",
+    "class-oauth-manager",
+    "class-oauth-testkit",
+];
+
+/// `cargo check-external-types` on every published library, all features: its public
+/// API may name only the external types its manifest lists
+/// (`[package.metadata.cargo_check_external_types]`), so a dependency's type cannot
+/// slip into the API (and its semver into ours) unnoticed. Needs the nightly the tool
+/// supports.
+fn external_types() -> Result<(), String> {
+    for krate in PUBLISHED_LIBS {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(project_root())
+            .args([
+                "+nightly",
+                "check-external-types",
+                "--all-features",
+                "--manifest-path",
+            ])
+            .arg(format!("crates/{krate}/Cargo.toml"));
+        run(cmd)?;
+    }
+    Ok(())
 }
 
 /// cargo-deny with `deny.toml`. Licences, bans and sources need nothing but the lock
