@@ -875,13 +875,12 @@ fn revoke(ctx: &mut Ctx) -> Result<(), CliError> {
     let client = ctx.client()?;
     let endpoints = client.endpoints()?;
     let mut revoked = false;
-    if endpoints.revocation_endpoint.is_some() {
-        if let Some(grant) = store.load(&tenant)? {
-            if let Some(rt) = grant.tokens.refresh_token {
-                client.revoke(RevocationRequest::RefreshToken(rt))?;
-                revoked = true;
-            }
-        }
+    if endpoints.revocation_endpoint.is_some()
+        && let Some(grant) = store.load(&tenant)?
+        && let Some(rt) = grant.tokens.refresh_token
+    {
+        client.revoke(RevocationRequest::RefreshToken(rt))?;
+        revoked = true;
     }
     let deleted = store.delete(&tenant)?;
     let human = match (revoked, deleted) {

@@ -100,10 +100,10 @@ pub(crate) fn resolve() -> Result<(KeyRing, KeySource), CliError> {
         class_oauth_core::time::to_unix(std::time::SystemTime::now())
     ))?;
     let spec = key.to_spec();
-    if let Some(entry) = keyring {
-        if keyring_call(move || entry.set_password(spec.as_str())).is_some_and(|r| r.is_ok()) {
-            return Ok((KeyRing::new(key), KeySource::Keyring { created: true }));
-        }
+    if let Some(entry) = keyring
+        && keyring_call(move || entry.set_password(spec.as_str())).is_some_and(|r| r.is_ok())
+    {
+        return Ok((KeyRing::new(key), KeySource::Keyring { created: true }));
     }
     write_private(&path, key.to_spec().as_str())?;
     Ok((
@@ -124,7 +124,7 @@ enum Keyring {
     /// The key-ring spec.
     Has(String),
     /// Nothing yet, and the keyring answers: the key can be kept there.
-    Empty(keyring::Entry),
+    Empty(keyring_core::Entry),
 }
 
 /// Runs a keyring call on its own thread, bounded by [`KEYRING_TIMEOUT`]; `None` when it
@@ -148,7 +148,8 @@ fn call_within<T: Send + 'static>(
 pub(crate) fn replace_keyring_spec(spec: &str) -> Result<(), CliError> {
     let spec = spec.to_owned();
     match keyring_call(move || {
-        keyring::Entry::new(KEYRING_SERVICE, KEYRING_USER)?.set_password(&spec)
+        platform_store()?;
+        keyring_core::Entry::new(KEYRING_SERVICE, KEYRING_USER)?.set_password(&spec)
     }) {
         Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(CliError::config(
@@ -173,14 +174,53 @@ pub(crate) fn keyring_spec() -> Result<String, CliError> {
 /// The OS keyring's store-key entry; `None` when there is no usable keyring.
 fn os_keyring() -> Option<Keyring> {
     keyring_call(|| {
-        let entry = keyring::Entry::new(KEYRING_SERVICE, KEYRING_USER).ok()?;
+        platform_store().ok()?;
+        let entry = keyring_core::Entry::new(KEYRING_SERVICE, KEYRING_USER).ok()?;
         match entry.get_password() {
             Ok(spec) => Some(Keyring::Has(spec)),
-            Err(keyring::Error::NoEntry) => Some(Keyring::Empty(entry)),
+            Err(keyring_core::Error::NoEntry) => Some(Keyring::Empty(entry)),
             Err(_) => None,
         }
     })
     .flatten()
+}
+
+/// Makes the platform's credential store (Keychain, Credential Manager, Secret Service)
+/// the default when none is set yet; a store already set (a test's mock) is kept.
+fn platform_store() -> keyring_core::Result<()> {
+    if keyring_core::get_default_store().is_some() {
+        return Ok(());
+    }
+    keyring_core::set_default_store(os_store()?);
+    Ok(())
+}
+
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+fn os_store() -> keyring_core::Result<std::sync::Arc<keyring_core::CredentialStore>> {
+    Ok(apple_native_keyring_store::keychain::Store::new()?)
+}
+
+#[cfg(target_os = "windows")]
+fn os_store() -> keyring_core::Result<std::sync::Arc<keyring_core::CredentialStore>> {
+    Ok(windows_native_keyring_store::Store::new()?)
+}
+
+#[cfg(all(
+    unix,
+    not(any(target_os = "macos", target_os = "ios", target_os = "android"))
+))]
+fn os_store() -> keyring_core::Result<std::sync::Arc<keyring_core::CredentialStore>> {
+    Ok(zbus_secret_service_keyring_store::Store::new()?)
+}
+
+#[cfg(not(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "windows",
+    all(unix, not(target_os = "android"))
+)))]
+fn os_store() -> keyring_core::Result<std::sync::Arc<keyring_core::CredentialStore>> {
+    Err(keyring_core::Error::NoDefaultStore)
 }
 
 fn io_error(what: &str, path: &Path, e: &std::io::Error) -> CliError {
@@ -269,7 +309,7 @@ mod tests {
     /// keyring stands in for the platform's).
     #[test]
     fn a_new_key_goes_to_the_keyring_when_one_answers() {
-        keyring::set_default_credential_builder(keyring::mock::default_credential_builder());
+        keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
         let Some(Keyring::Empty(entry)) = os_keyring() else {
             panic!("the mock keyring answers and is empty");
         };

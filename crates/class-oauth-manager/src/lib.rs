@@ -89,6 +89,11 @@ pub use error::{ManagerError, TokenEvent};
 pub mod blocking;
 mod cache;
 mod error;
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "reqwest-middleware", feature = "tower")))
+)]
 pub mod middleware;
 mod refresh;
 

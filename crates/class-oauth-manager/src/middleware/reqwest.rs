@@ -4,7 +4,7 @@
 //! # async fn run(
 //! #     manager: class_oauth_manager::TokenManager<
 //! #         class_oauth_reqwest::ReqwestTransport,
-//! #         class_oauth_store::MemoryStore,
+//! #         class_oauth_store::asynch::Blocking<class_oauth_store::MemoryStore>,
 //! #     >,
 //! #     tenant: class_oauth_manager::TenantKey,
 //! # ) -> Result<(), Box<dyn std::error::Error>> {

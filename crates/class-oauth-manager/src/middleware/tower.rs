@@ -8,7 +8,7 @@
 //! # fn wrap<Svc>(
 //! #     manager: class_oauth_manager::TokenManager<
 //! #         class_oauth_reqwest::ReqwestTransport,
-//! #         class_oauth_store::MemoryStore,
+//! #         class_oauth_store::asynch::Blocking<class_oauth_store::MemoryStore>,
 //! #     >,
 //! #     tenant: class_oauth_manager::TenantKey,
 //! #     inner: Svc,
