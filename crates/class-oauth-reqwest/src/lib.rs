@@ -26,7 +26,7 @@
 //! Proxies: the default client uses the proxy [`ProxyMode::Environment`] names
 //! (`HTTPS_PROXY`, else `ALL_PROXY`; `NO_PROXY` honoured), by the same rule as the ureq
 //! transport; [`ProxyMode::Off`] connects directly. Every request names this library in
-//! its `User-Agent` ([`USER_AGENT`](class_oauth_client::USER_AGENT)) unless it has one.
+//! its `User-Agent` ([`USER_AGENT`]) unless it has one.
 //!
 //! ```no_run
 //! use class_oauth_core::{ClientId, ClientSecret, Environment, Password, Username};

@@ -24,7 +24,7 @@
 //! Proxies: the default agent uses the proxy [`ProxyMode::Environment`] names
 //! (`HTTPS_PROXY`, else `ALL_PROXY`; `NO_PROXY` honoured), by the same rule as the
 //! reqwest transport; [`ProxyMode::Off`] connects directly. Every request names this
-//! library in its `User-Agent` ([`USER_AGENT`](class_oauth_client::USER_AGENT)) unless it
+//! library in its `User-Agent` ([`USER_AGENT`]) unless it
 //! has one.
 //!
 //! ```no_run
