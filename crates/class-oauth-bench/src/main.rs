@@ -33,6 +33,9 @@ fn wanted(section: &str) -> bool {
 }
 
 fn main() {
+    // reqwest 0.13 is built here without a default crypto provider (the transports bring
+    // their own); the raw reqwest clients of the floor rows need one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if std::env::args().nth(1).as_deref() == Some("server") {
         server::serve();
         return;
