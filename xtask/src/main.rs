@@ -21,7 +21,7 @@ cargo xtask <command>
   msrv    cargo check --locked --lib on the MSRV toolchain (rust-version in Cargo.toml)
   conformance  every fixture through core, async and blocking transports; prints the matrix
   fuzz    [--smoke | --seconds N]  every cargo-fuzz target for N seconds (smoke: 10 s each; needs nightly and cargo-fuzz)
-  bench   the benchmark table (release build; BENCH_ROUNDS=n to change the rounds)
+  bench   [--split]  the benchmark table (release build; client and token server pinned to CPU 0, --split: server on CPU 1; BENCH_ROUNDS=n, BENCH_ONLY=exchange,cached,...)
 ";
 
 fn main() -> ExitCode {
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Some("fmt") => fmt(),
         Some("doc") => doc(),
         Some("msrv") => msrv(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("conformance") => conformance(),
         Some("examples") => examples(),
         Some("deny") => deny(),
@@ -282,9 +282,17 @@ fn doc() -> Result<(), String> {
     run(cmd)
 }
 
-fn bench() -> Result<(), String> {
+fn bench(args: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "--locked", "-p", "class-oauth-bench"]);
+    cmd.args([
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "class-oauth-bench",
+        "--",
+    ])
+    .args(args);
     run(cmd)
 }
 

@@ -37,11 +37,10 @@ pub(crate) fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Results: (name, median wall ns/iter, median CPU ns/iter, min, max of wall).
+/// Results: (name, median wall ns/iter, min, max of wall).
 pub(crate) struct Measured {
     pub(crate) name: String,
     pub(crate) wall_ns: f64,
-    pub(crate) cpu_ns: f64,
     pub(crate) spread: (f64, f64),
 }
 
@@ -85,7 +84,6 @@ pub(crate) fn run_interleaved(
             Measured {
                 name: c.name.clone(),
                 wall_ns: median(&c.wall),
-                cpu_ns: median(&c.cpu),
                 spread: (w[0], w[w.len() - 1]),
             }
         })

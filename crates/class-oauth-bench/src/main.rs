@@ -1,14 +1,14 @@
 //! `cargo xtask bench`: one table, every figure from one run on this machine.
 //!
-//! Knobs (environment): `BENCH_ROUNDS` (interleaved rounds, default 21),
+//! `--split` pins the token server to CPU 1 instead of the client's CPU 0 (section 1).
+//! Knobs (environment): `BENCH_ROUNDS` (interleaved rounds, default 9),
 //! `BENCH_TENANTS` (default 10000), `CLASS_OAUTH_TEST_POSTGRES_URL` (the PostgreSQL storm;
 //! skipped when unreachable), `BENCH_SKIP_BUILD=1` (skip the clean core build),
 //! `BENCH_ONLY=exchange,cached,storm,idtoken,weight` (a subset).
 
-mod exchange;
 mod harness;
 mod manager;
-mod server;
+mod pinned;
 mod weight;
 
 use std::time::{Duration, SystemTime};
@@ -36,11 +36,7 @@ fn main() {
     // reqwest 0.13 is built here without a default crypto provider (the transports bring
     // their own); the raw reqwest clients of the floor rows need one.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if std::env::args().nth(1).as_deref() == Some("server") {
-        server::serve();
-        return;
-    }
-    let rounds = env_usize("BENCH_ROUNDS", 21);
+    let rounds = env_usize("BENCH_ROUNDS", 9);
     let tenants = env_usize("BENCH_TENANTS", 10_000);
     println!(
         "class-oauth benchmarks: medians of {rounds} interleaved rounds unless noted; one run, one machine ({} cores)\n",
@@ -48,54 +44,8 @@ fn main() {
     );
 
     if wanted("exchange") {
-        let (server, base) = server::spawn();
-        let r = exchange::run(&base, rounds);
-        drop(server);
-        println!(
-            "1. Token exchange (refresh_token grant, Basic auth, Class-shaped response, loopback server in another process)"
-        );
-        println!(
-            "   {:<34} {:>12} {:>14} {:>22} {:>10}",
-            "client", "latency", "client CPU", "latency spread", "vs floor"
-        );
-        let floor = |name: &str| {
-            r.latency
-                .iter()
-                .find(|m| m.name == name)
-                .map_or(f64::NAN, |m| m.wall_ns)
-        };
-        for m in &r.latency {
-            let f = if m.name.contains("ureq 3") || m.name.contains("blocking (ureq 3)") {
-                floor("raw ureq 3 (floor)")
-            } else if m.name.contains("ureq 2") {
-                f64::NAN
-            } else {
-                floor("raw reqwest (floor)")
-            };
-            println!(
-                "   {:<34} {:>12} {:>14} {:>22} {:>10}",
-                m.name,
-                fmt_ns(m.wall_ns),
-                fmt_ns(m.cpu_ns),
-                format!("{}..{}", fmt_ns(m.spread.0), fmt_ns(m.spread.1)),
-                if f.is_finite() {
-                    format!("{:.2}x", m.wall_ns / f)
-                } else {
-                    "-".into()
-                }
-            );
-        }
-        println!("   requests/s with N concurrent async tasks (2 worker threads, 1.5 s each):");
-        for tasks in [1, 8, 64] {
-            let row: Vec<String> = r
-                .throughput
-                .iter()
-                .filter(|(_, t, _)| *t == tasks)
-                .map(|(n, _, rps)| format!("{n}: {rps:.0}"))
-                .collect();
-            println!("     N={tasks:<3} {}", row.join(" | "));
-        }
-        println!();
+        let split = std::env::args().any(|a| a == "--split");
+        pinned::print(&pinned::run(rounds, split));
     }
 
     if wanted("cached") {

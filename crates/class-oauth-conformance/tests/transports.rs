@@ -345,3 +345,50 @@ fn child_platform_roots() {
         assert_eq!(result.as_deref(), Ok("tls ok"));
     }
 }
+
+/// A caller's reqwest client that follows redirects: the transport refuses the
+/// redirected answer (the redirect check compares the response's URL part by part).
+#[test]
+fn a_callers_client_that_followed_a_redirect_is_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let Some((line, _)) = read_head(&mut reader) else {
+                continue;
+            };
+            if line.starts_with("GET /moved") {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            } else {
+                respond(&mut stream, "elsewhere");
+            }
+        }
+    });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let follows = class_oauth_reqwest::reqwest::Client::builder()
+        .redirect(class_oauth_reqwest::reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap();
+    let transport = ReqwestTransport::from_client(follows, TransportConfig::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let refused = transport
+            .send(get(&format!("http://127.0.0.1:{port}/moved")))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind, TransportErrorKind::Redirect);
+        // The same client, no redirect: answered.
+        let ok = transport
+            .send(get(&format!("http://127.0.0.1:{port}/elsewhere")))
+            .await
+            .unwrap();
+        assert_eq!(ok.body(), b"elsewhere");
+    });
+}

@@ -167,6 +167,8 @@ impl Credentials {
 pub struct Client {
     credentials: Arc<Credentials>,
     endpoints: Arc<Endpoints>,
+    /// The token endpoint as an `http::Uri`, parsed once per set of endpoints.
+    token_uri: Option<http::Uri>,
     pkce: PkceMode,
     nonce: NonceMode,
     id_token_trust: IdTokenTrust,
@@ -186,6 +188,7 @@ impl Client {
     pub(crate) fn with_shared(credentials: Arc<Credentials>, endpoints: Endpoints) -> Self {
         Self {
             credentials,
+            token_uri: token_uri(&endpoints),
             endpoints: Arc::new(endpoints),
             pkce: PkceMode::default(),
             nonce: NonceMode::default(),
@@ -261,6 +264,7 @@ impl Client {
     /// Replaces the endpoints (after a discovery refresh, say).
     #[must_use]
     pub fn with_endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.token_uri = token_uri(&endpoints);
         self.endpoints = Arc::new(endpoints);
         self
     }
@@ -308,21 +312,60 @@ impl Client {
         self.credentials.basic.as_ref()
     }
 
-    /// Adds client authentication to a token-endpoint style request: Basic when a
-    /// secret is set, otherwise `client_id` in the form (public client).
-    pub(crate) fn authenticate<'a>(
+    /// A form POST to a token-endpoint style `uri`, authenticated as this client (Basic
+    /// when a secret is set, else `client_id` in the form: a public client), asking for
+    /// JSON. Built straight into the request (no `http::request::Builder`, which moves
+    /// its parts through every call).
+    pub(crate) fn form_post<'a>(
         &'a self,
-        builder: http::request::Builder,
-        form: &mut crate::body::FormBody<'a>,
-    ) -> http::request::Builder {
-        match self.basic_authorization() {
-            Some(value) => builder.header(http::header::AUTHORIZATION, value.clone()),
-            None => {
-                form.pair("client_id", self.client_id().as_str());
-                builder
-            }
+        uri: http::Uri,
+        mut form: crate::body::FormBody<'a>,
+    ) -> http::Request<Vec<u8>> {
+        let basic = self.basic_authorization();
+        if basic.is_none() {
+            form.pair("client_id", self.client_id().as_str());
+        }
+        let mut request = http::Request::new(form.finish());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.reserve(3);
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),
+        );
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if let Some(value) = basic {
+            headers.insert(http::header::AUTHORIZATION, value.clone());
+        }
+        request
+    }
+
+    /// The token endpoint as an `http::Uri` (parsed once per set of endpoints).
+    pub(crate) fn token_uri(&self) -> Result<http::Uri, crate::Error> {
+        match &self.token_uri {
+            Some(uri) => Ok(uri.clone()),
+            None => parse_uri(self.endpoints.token_endpoint.as_str(), "token request"),
         }
     }
+}
+
+fn token_uri(endpoints: &Endpoints) -> Option<http::Uri> {
+    http::Uri::try_from(endpoints.token_endpoint.as_str()).ok()
+}
+
+/// `url` as an `http::Uri`, or an input error naming `field`.
+pub(crate) fn parse_uri(url: &str, field: &'static str) -> Result<http::Uri, crate::Error> {
+    http::Uri::try_from(url).map_err(|e| {
+        crate::error::InputError::InvalidValue {
+            field,
+            detail: e.to_string(),
+        }
+        .into()
+    })
 }
 
 #[cfg(test)]

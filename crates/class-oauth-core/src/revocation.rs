@@ -4,7 +4,7 @@
 //! Partner Application Access). Without an endpoint, [`RevocationRequest::to_http`]
 //! fails with [`InputError::MissingEndpoint`] and the caller just deletes its tokens.
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 
 use crate::client::Client;
 use crate::error::{EndpointKind, Error, InputError};
@@ -36,22 +36,8 @@ impl RevocationRequest {
         let mut form = crate::body::FormBody::default();
         form.pair("token", token);
         form.pair("token_type_hint", hint);
-        let builder = Request::builder()
-            .method(Method::POST)
-            .uri(url.as_str())
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded;charset=UTF-8",
-            )
-            .header(http::header::ACCEPT, "application/json");
-        let builder = client.authenticate(builder, &mut form);
-        builder.body(form.finish()).map_err(|e| {
-            InputError::InvalidValue {
-                field: "revocation request",
-                detail: e.to_string(),
-            }
-            .into()
-        })
+        let uri = crate::client::parse_uri(url.as_str(), "revocation request")?;
+        Ok(client.form_post(uri, form))
     }
 
     /// Parses the response: any 200 is success (RFC 7009 2.2: also for unknown tokens;

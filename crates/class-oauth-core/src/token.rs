@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::authorize::PendingAuthorization;
@@ -249,22 +249,7 @@ impl TokenRequest {
                 }
             }
         }
-        let builder = Request::builder()
-            .method(Method::POST)
-            .uri(client.endpoints().token_endpoint.as_str())
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded;charset=UTF-8",
-            )
-            .header(http::header::ACCEPT, "application/json");
-        let builder = client.authenticate(builder, &mut form);
-        builder.body(form.finish()).map_err(|e| {
-            InputError::InvalidValue {
-                field: "token request",
-                detail: e.to_string(),
-            }
-            .into()
-        })
+        Ok(client.form_post(client.token_uri()?, form))
     }
 
     /// Drops a password grant's password (zeroized) once its HTTP request is built.
@@ -577,7 +562,7 @@ mod tests {
     #[test]
     fn password_request_shape() {
         let req = password_request().to_http(&client()).unwrap();
-        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.method(), http::Method::POST);
         assert_eq!(req.uri(), "https://app.class.com.au/connect/token");
         assert!(
             req.headers()["authorization"]

@@ -188,15 +188,23 @@ impl ReqwestTransport {
         &self,
         request: Request<Vec<u8>>,
     ) -> Result<Response<Vec<u8>>, TransportError> {
-        let url = request.uri().to_string();
+        // What the response must come from (compared part by part, not formatted).
+        let expected = request.uri().clone();
         let mut req = reqwest::Request::try_from(request).map_err(|e| {
             TransportError::new(TransportErrorKind::Other, "invalid request").with_source(e)
         })?;
         // reqwest's per-request timeout covers the body too.
         *req.timeout_mut() = Some(self.config.timeout);
         let mut resp = self.client.execute(req).await.map_err(classify)?;
-        if resp.url().as_str() != url
-            && resp.url().as_str().trim_end_matches('/') != url.trim_end_matches('/')
+        let from = resp.url();
+        let path = expected.path();
+        let same_path =
+            from.path() == path || from.path().trim_end_matches('/') == path.trim_end_matches('/');
+        if from.host_str() != expected.host()
+            || from.port_or_known_default()
+                != expected.port_u16().or_else(|| from.port_or_known_default())
+            || !same_path
+            || from.query() != expected.query()
         {
             return Err(TransportError::new(
                 TransportErrorKind::Redirect,

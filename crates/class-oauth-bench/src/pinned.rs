@@ -1,0 +1,711 @@
+//! Section 1, one refresh_token grant per call, measured so that the library's own cost
+//! shows:
+//! - an in-process hyper server on a runtime thread of its own, with the client and the
+//!   server pinned to one CPU (the default; `--split` pins them to two), so no
+//!   cross-CPU wake-up hides or inflates anything;
+//! - every variant built once, connections kept alive (new connections counted and
+//!   reported);
+//! - rounds interleaved with the order rotated each round, and each variant's time
+//!   divided by its raw floor's *in the same round* (the floor is the same HTTP client
+//!   doing the same request by hand, parsed into a struct with serde): medians and the
+//!   spread of those paired ratios;
+//! - client CPU = all of this process's threads' CPU clocks (`/proc/self/task/*/schedstat`,
+//!   ns) minus the server thread's;
+//! - a digest of every parsed response (access-token length, `expires_in`, scope count),
+//!   checked, so a variant that parses less cannot look faster;
+//! - the same Class-shaped body everywhere (an 800-character access token, `expires_in`
+//!   899, four scopes).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use class_oauth_core::flow::TokenFlow;
+use class_oauth_core::scope::Scopes;
+use class_oauth_core::token::TokenRequest;
+use class_oauth_core::{Client, ClientId, ClientSecret, Environment, IssuerUrl, RefreshToken};
+use http_body_util::{BodyExt, Full};
+use oauth2::TokenResponse as _;
+
+use crate::harness::{fmt_ns, median};
+
+const ID: &str = "1eaa3979-9caf-4c6b-bab8-2cbcd549d410";
+const SECRET: &str = "bench-secret";
+const RT: &str = "9e0fccdb-ec4f-4e6a-ae60-83ad66be9547";
+const FORM: &str = "grant_type=refresh_token&refresh_token=9e0fccdb-ec4f-4e6a-ae60-83ad66be9547";
+const SCOPE: &str = "target:b/OAUTH_TEST offline_access business.fund.create fund.read";
+
+/// The Class-shaped token response.
+pub(crate) fn body() -> Vec<u8> {
+    let token: String = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImNsYXNzIn0."
+        .chars()
+        .chain(std::iter::repeat('x'))
+        .take(800)
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": 899,
+        "refresh_token": RT,
+        "scope": SCOPE,
+        "BusinessName": "OAuth Test Business",
+        "BusinessCode": "OAUTH_TEST",
+    }))
+    .expect("json")
+}
+
+/// What every variant must have parsed from one response.
+const DIGEST: u64 = 800 + 899 + 4 * 1000;
+
+fn digest(token_len: usize, expires_in: u64, scopes: usize) -> u64 {
+    token_len as u64 + expires_in + scopes as u64 * 1000
+}
+
+/// The floor's parse: serde into a struct.
+#[derive(serde::Deserialize)]
+struct Raw {
+    access_token: String,
+    expires_in: u64,
+    scope: String,
+    #[allow(dead_code, reason = "parsed as the library parses it")]
+    refresh_token: String,
+}
+
+fn raw_digest(body: &[u8]) -> u64 {
+    let r: Raw = serde_json::from_slice(body).expect("json");
+    digest(
+        r.access_token.len(),
+        r.expires_in,
+        r.scope.split(' ').count(),
+    )
+}
+
+fn ours_digest(t: &class_oauth_core::flow::ValidatedTokens) -> u64 {
+    digest(
+        t.tokens.access_token.secret().len(),
+        t.tokens.expires_in.unwrap_or(0),
+        t.tokens.scopes.iter().count(),
+    )
+}
+
+fn oauth2_digest(t: &oauth2::basic::BasicTokenResponse) -> u64 {
+    digest(
+        t.access_token().secret().len(),
+        t.expires_in().map_or(0, |d| d.as_secs()),
+        t.scopes().map_or(0, Vec::len),
+    )
+}
+
+/// CPU time of thread `tid` of this process, ns.
+fn task_cpu_ns(tid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// CPU time of every thread of this process, ns.
+fn process_cpu_ns() -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .map(|e| task_cpu_ns(&e.file_name().to_string_lossy()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn pin(cpu: usize) {
+    let ok = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+    assert!(ok, "could not pin to CPU {cpu}");
+}
+
+/// The in-process token server.
+pub(crate) struct Server {
+    pub(crate) base: String,
+    tid: String,
+    connections: Arc<AtomicU64>,
+}
+
+impl Server {
+    fn cpu_ns(&self) -> u64 {
+        task_cpu_ns(&self.tid)
+    }
+}
+
+/// Starts the server on a thread of its own, pinned to `cpu`.
+pub(crate) fn start_server(cpu: usize) -> Server {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let connections = Arc::new(AtomicU64::new(0));
+    let counted = connections.clone();
+    let response = Bytes::from(body());
+    std::thread::Builder::new()
+        .name("token-server".into())
+        .spawn(move || {
+            pin(cpu);
+            let tid = std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .expect("own thread id");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let port = listener.local_addr().expect("addr").port();
+                tx.send((port, tid)).expect("report");
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let _ = stream.set_nodelay(true);
+                    let response = response.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(
+                            move |req: hyper::Request<hyper::body::Incoming>| {
+                                let response = response.clone();
+                                async move {
+                                    let _ = req.into_body().collect().await;
+                                    Ok::<_, Infallible>(
+                                        hyper::Response::builder()
+                                            .header(
+                                                "content-type",
+                                                "application/json;charset=UTF-8",
+                                            )
+                                            .header("cache-control", "no-store")
+                                            .body(Full::new(response))
+                                            .expect("response"),
+                                    )
+                                }
+                            },
+                        );
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        })
+        .expect("server thread");
+    let (port, tid) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server started");
+    Server {
+        base: format!("http://127.0.0.1:{port}"),
+        tid,
+        connections,
+    }
+}
+
+fn our_client(base: &str) -> Client {
+    Client::new(
+        ClientId::new(ID),
+        Environment::Custom(IssuerUrl::new(base).expect("issuer")).preset(),
+    )
+    .with_secret(ClientSecret::new(SECRET))
+}
+
+fn our_request() -> TokenRequest {
+    TokenRequest::refresh_token(RefreshToken::new(RT), Scopes::parse(SCOPE).expect("scopes"))
+}
+
+type Oauth2Client = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    oauth2::basic::BasicTokenResponse,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+fn oauth2_client(base: &str) -> Oauth2Client {
+    oauth2::basic::BasicClient::new(oauth2::ClientId::new(ID.into()))
+        .set_client_secret(oauth2::ClientSecret::new(SECRET.into()))
+        .set_token_uri(oauth2::TokenUrl::new(format!("{base}/connect/token")).expect("url"))
+}
+
+fn basic() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ID}:{SECRET}"))
+    )
+}
+
+/// One variant: a name, the floor it is paired with, and one call returning its digest.
+struct Variant<'a> {
+    name: &'static str,
+    floor: &'static str,
+    call: Box<dyn FnMut() -> u64 + 'a>,
+    iters: u64,
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+    connections: u64,
+}
+
+/// One row of the result.
+pub(crate) struct Row {
+    pub(crate) name: &'static str,
+    pub(crate) floor: &'static str,
+    pub(crate) wall_ns: f64,
+    pub(crate) cpu_ns: f64,
+    /// Median, min, max of the paired per-round ratios to the floor.
+    pub(crate) wall_ratio: (f64, f64, f64),
+    pub(crate) cpu_ratio: (f64, f64, f64),
+    pub(crate) connections: u64,
+}
+
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(v), min, max)
+}
+
+fn measure(server: Option<&Server>, variants: &mut [Variant<'_>], rounds: usize) -> Vec<Row> {
+    // `BENCH_PROFILE=<variant name>`: run that variant alone for 5 s (for perf record).
+    if let Ok(which) = std::env::var("BENCH_PROFILE") {
+        if let Some(v) = variants.iter_mut().find(|v| v.name == which) {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                (v.call)();
+            }
+            eprintln!("profiled {which}");
+            std::process::exit(0);
+        }
+        return Vec::new();
+    }
+    const BATCH: Duration = Duration::from_millis(40);
+    // Calibrate (and warm up: connections opened, caches filled).
+    for v in variants.iter_mut() {
+        let mut iters = 1u64;
+        loop {
+            let t = Instant::now();
+            for _ in 0..iters {
+                assert_eq!((v.call)(), DIGEST, "{}: wrong parse", v.name);
+            }
+            if t.elapsed() >= BATCH || iters >= 1 << 22 {
+                break;
+            }
+            iters *= 2;
+        }
+        v.iters = iters;
+    }
+    let n = variants.len();
+    for round in 0..rounds {
+        for k in 0..n {
+            let v = &mut variants[(round + k) % n];
+            let conns = server.map(|s| s.connections.load(Ordering::Relaxed));
+            let (cpu0, srv0) = (process_cpu_ns(), server.map_or(0, Server::cpu_ns));
+            let t = Instant::now();
+            let mut sum = 0;
+            for _ in 0..v.iters {
+                sum += (v.call)();
+            }
+            let wall = t.elapsed().as_nanos() as f64;
+            let client_cpu = (process_cpu_ns() - cpu0)
+                .saturating_sub(server.map_or(0, Server::cpu_ns) - srv0)
+                as f64;
+            assert_eq!(sum, DIGEST * v.iters, "{}: wrong parse", v.name);
+            v.wall.push(wall / v.iters as f64);
+            v.cpu.push(client_cpu / v.iters as f64);
+            if let (Some(before), Some(s)) = (conns, server) {
+                v.connections += s.connections.load(Ordering::Relaxed) - before;
+            }
+        }
+    }
+    let index = |name: &str| variants.iter().position(|v| v.name == name);
+    variants
+        .iter()
+        .map(|v| {
+            let floor = &variants[index(v.floor).expect("floor variant")];
+            let ratios = |a: &[f64], b: &[f64]| -> Vec<f64> {
+                a.iter().zip(b).map(|(x, y)| x / y).collect()
+            };
+            Row {
+                name: v.name,
+                floor: v.floor,
+                wall_ns: median(&v.wall),
+                cpu_ns: median(&v.cpu),
+                wall_ratio: spread(&ratios(&v.wall, &floor.wall)),
+                cpu_ratio: spread(&ratios(&v.cpu, &floor.cpu)),
+                connections: v.connections,
+            }
+        })
+        .collect()
+}
+
+/// Section results.
+pub(crate) struct Results {
+    pub(crate) grants: Vec<Row>,
+    pub(crate) no_io: Vec<Row>,
+    /// (variant, floor, median requests/s, median ratio to the floor's).
+    pub(crate) concurrent: Vec<(&'static str, f64, (f64, f64, f64))>,
+    pub(crate) split: bool,
+}
+
+pub(crate) fn run(rounds: usize, split: bool) -> Results {
+    pin(0);
+    let server = start_server(if split { 1 } else { 0 });
+    let base = server.base.clone();
+    let url = format!("{base}/connect/token");
+    let auth = basic();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let reqwest13 = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("reqwest 0.13");
+    let reqwest12 = reqwest012::Client::builder()
+        .redirect(reqwest012::redirect::Policy::none())
+        .build()
+        .expect("reqwest 0.12");
+    let ours_async =
+        class_oauth_reqwest::ReqwestTransport::from_client(reqwest13.clone(), Default::default());
+    let ours_blocking =
+        class_oauth_ureq::UreqTransport::with_config(Default::default()).expect("ureq transport");
+    let ureq3 = ureq::Agent::new_with_defaults();
+    let ureq2 = oauth2::ureq::AgentBuilder::new().redirects(0).build();
+    let client = our_client(&base);
+    let peer = oauth2_client(&base);
+
+    let raw13 = || {
+        rt.block_on(async {
+            let r = reqwest13
+                .post(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("accept", "application/json")
+                .body(FORM)
+                .send()
+                .await
+                .expect("send");
+            raw_digest(&r.bytes().await.expect("body"))
+        })
+    };
+    let mut grants = vec![
+        Variant::new(
+            "raw reqwest 0.13 (floor)",
+            "raw reqwest 0.13 (floor)",
+            raw13,
+        ),
+        Variant::new("class-oauth-reqwest", "raw reqwest 0.13 (floor)", || {
+            let t = rt
+                .block_on(class_oauth_reqwest::drive(
+                    &ours_async,
+                    TokenFlow::new(&client, our_request()),
+                ))
+                .expect("grant");
+            ours_digest(&t)
+        }),
+        Variant::new(
+            "raw reqwest 0.12 (floor)",
+            "raw reqwest 0.12 (floor)",
+            || {
+                rt.block_on(async {
+                    let r = reqwest12
+                        .post(&url)
+                        .header("authorization", &auth)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("accept", "application/json")
+                        .body(FORM)
+                        .send()
+                        .await
+                        .expect("send");
+                    raw_digest(&r.bytes().await.expect("body"))
+                })
+            },
+        ),
+        Variant::new(
+            "oauth2-rs 5 on reqwest 0.12",
+            "raw reqwest 0.12 (floor)",
+            || {
+                let t = rt
+                    .block_on(
+                        peer.exchange_refresh_token(&oauth2::RefreshToken::new(RT.into()))
+                            .request_async(&reqwest12),
+                    )
+                    .expect("grant");
+                oauth2_digest(&t)
+            },
+        ),
+        Variant::new("raw ureq 3 (floor)", "raw ureq 3 (floor)", || {
+            let mut r = ureq3
+                .post(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("accept", "application/json")
+                .send(FORM)
+                .expect("send");
+            raw_digest(&r.body_mut().read_to_vec().expect("body"))
+        }),
+        Variant::new("class-oauth-ureq", "raw ureq 3 (floor)", || {
+            let t = class_oauth_ureq::drive(&ours_blocking, TokenFlow::new(&client, our_request()))
+                .expect("grant");
+            ours_digest(&t)
+        }),
+        Variant::new("raw ureq 2 (floor)", "raw ureq 2 (floor)", || {
+            let r = ureq2
+                .post(&url)
+                .set("authorization", &auth)
+                .set("content-type", "application/x-www-form-urlencoded")
+                .set("accept", "application/json")
+                .send_string(FORM)
+                .expect("send");
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut r.into_reader(), &mut body).expect("body");
+            raw_digest(&body)
+        }),
+        Variant::new("oauth2-rs 5 on ureq 2", "raw ureq 2 (floor)", || {
+            let t = peer
+                .exchange_refresh_token(&oauth2::RefreshToken::new(RT.into()))
+                .request(&ureq2)
+                .expect("grant");
+            oauth2_digest(&t)
+        }),
+    ];
+    let grants = measure(Some(&server), &mut grants, rounds);
+
+    // Without sockets: building the request and parsing the canned response.
+    let canned = {
+        let mut r = http::Response::new(body());
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json;charset=UTF-8"),
+        );
+        r
+    };
+    let now = SystemTime::now();
+    let mut no_io = vec![
+        Variant::new(
+            "hand-rolled http::Request + serde (floor)",
+            "hand-rolled http::Request + serde (floor)",
+            || {
+                let req = http::Request::post(&url)
+                    .header(http::header::AUTHORIZATION, &auth)
+                    .header(
+                        http::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .header(http::header::ACCEPT, "application/json")
+                    .body(FORM.as_bytes().to_vec())
+                    .expect("request");
+                std::hint::black_box(&req);
+                raw_digest(std::hint::black_box(canned.clone()).body())
+            },
+        ),
+        Variant::new(
+            "class-oauth-core TokenFlow",
+            "hand-rolled http::Request + serde (floor)",
+            || {
+                let t = class_oauth_core::flow::drive_blocking(
+                    TokenFlow::new(&client, our_request()),
+                    || now,
+                    |req| {
+                        std::hint::black_box(&req);
+                        Ok(canned.clone())
+                    },
+                    |_| {},
+                )
+                .expect("grant");
+                ours_digest(&t)
+            },
+        ),
+        Variant::new(
+            "oauth2-rs 5 (no I/O)",
+            "hand-rolled http::Request + serde (floor)",
+            || {
+                let t = peer
+                    .exchange_refresh_token(&oauth2::RefreshToken::new(RT.into()))
+                    .request(&|req: oauth2::HttpRequest| {
+                        std::hint::black_box(&req);
+                        Ok::<_, Infallible>(canned.clone())
+                    })
+                    .expect("grant");
+                oauth2_digest(&t)
+            },
+        ),
+    ];
+    let no_io = measure(None, &mut no_io, rounds);
+
+    let concurrent = concurrent(&rt, &base, &reqwest13, &reqwest12, rounds.min(5));
+    Results {
+        grants,
+        no_io,
+        concurrent,
+        split,
+    }
+}
+
+impl<'a> Variant<'a> {
+    fn new(name: &'static str, floor: &'static str, call: impl FnMut() -> u64 + 'a) -> Self {
+        Self {
+            name,
+            floor,
+            call: Box::new(call),
+            iters: 0,
+            wall: Vec::new(),
+            cpu: Vec::new(),
+            connections: 0,
+        }
+    }
+}
+
+/// 64 tasks on one client, on the pinned client thread, for 1 s per variant and round;
+/// rounds rotated; requests/s and the paired ratio to the floor on the same client.
+fn concurrent(
+    rt: &tokio::runtime::Runtime,
+    base: &str,
+    reqwest13: &reqwest::Client,
+    reqwest12: &reqwest012::Client,
+    rounds: usize,
+) -> Vec<(&'static str, f64, (f64, f64, f64))> {
+    const TASKS: usize = 64;
+    let names = [
+        "raw reqwest 0.13 (floor)",
+        "class-oauth-reqwest",
+        "raw reqwest 0.12 (floor)",
+        "oauth2-rs 5 on reqwest 0.12",
+    ];
+    let transport =
+        class_oauth_reqwest::ReqwestTransport::from_client(reqwest13.clone(), Default::default());
+    let url = format!("{base}/connect/token");
+    let auth = basic();
+    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for round in 0..rounds {
+        for k in 0..names.len() {
+            let which = (round + k) % names.len();
+            let done = Arc::new(AtomicU64::new(0));
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs(1);
+            rt.block_on(async {
+                let mut tasks = tokio::task::JoinSet::new();
+                for _ in 0..TASKS {
+                    let (done, url, auth) = (done.clone(), url.clone(), auth.clone());
+                    let (r13, r12, transport) =
+                        (reqwest13.clone(), reqwest12.clone(), transport.clone());
+                    let (client, peer) = (our_client(base), oauth2_client(base));
+                    tasks.spawn(async move {
+                        while Instant::now() < deadline {
+                            let d = match which {
+                                0 => raw_digest(
+                                    &r13.post(&url)
+                                        .header("authorization", &auth)
+                                        .header("content-type", "application/x-www-form-urlencoded")
+                                        .header("accept", "application/json")
+                                        .body(FORM)
+                                        .send()
+                                        .await
+                                        .expect("send")
+                                        .bytes()
+                                        .await
+                                        .expect("body"),
+                                ),
+                                1 => ours_digest(
+                                    &class_oauth_reqwest::drive(
+                                        &transport,
+                                        TokenFlow::new(&client, our_request()),
+                                    )
+                                    .await
+                                    .expect("grant"),
+                                ),
+                                2 => raw_digest(
+                                    &r12.post(&url)
+                                        .header("authorization", &auth)
+                                        .header("content-type", "application/x-www-form-urlencoded")
+                                        .header("accept", "application/json")
+                                        .body(FORM)
+                                        .send()
+                                        .await
+                                        .expect("send")
+                                        .bytes()
+                                        .await
+                                        .expect("body"),
+                                ),
+                                _ => oauth2_digest(
+                                    &peer
+                                        .exchange_refresh_token(&oauth2::RefreshToken::new(
+                                            RT.into(),
+                                        ))
+                                        .request_async(&r12)
+                                        .await
+                                        .expect("grant"),
+                                ),
+                            };
+                            assert_eq!(d, DIGEST);
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+                while tasks.join_next().await.is_some() {}
+            });
+            rps[which].push(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    let floor_of = |i: usize| if i < 2 { 0 } else { 2 };
+    (0..names.len())
+        .map(|i| {
+            let ratios: Vec<f64> = rps[i]
+                .iter()
+                .zip(&rps[floor_of(i)])
+                .map(|(a, b)| a / b)
+                .collect();
+            (names[i], median(&rps[i]), spread(&ratios))
+        })
+        .collect()
+}
+
+/// Prints the section.
+pub(crate) fn print(r: &Results) {
+    println!(
+        "1. One refresh_token grant per call (in-process hyper server, Class-shaped 1 KB body; client and server pinned to {}; paired ratios to the raw floor on the same HTTP client, median [min..max] over rounds)",
+        if r.split {
+            "CPUs 0 and 1 (--split)"
+        } else {
+            "CPU 0"
+        }
+    );
+    println!(
+        "   {:<30} {:>10} {:>10} {:>24} {:>24} {:>6}",
+        "variant", "wall", "client CPU", "wall vs floor", "CPU vs floor", "conns"
+    );
+    for row in r.grants.iter().chain(&r.no_io) {
+        let fmt = |(m, lo, hi): (f64, f64, f64)| format!("{m:.3}x [{lo:.2}..{hi:.2}]");
+        println!(
+            "   {:<30} {:>10} {:>10} {:>24} {:>24} {:>6}",
+            row.name,
+            fmt_ns(row.wall_ns),
+            fmt_ns(row.cpu_ns),
+            if row.name == row.floor {
+                "floor".into()
+            } else {
+                fmt(row.wall_ratio)
+            },
+            if row.name == row.floor {
+                "floor".into()
+            } else {
+                fmt(row.cpu_ratio)
+            },
+            row.connections
+        );
+    }
+    println!(
+        "   64 concurrent tasks on one client (pinned client thread, 1 s per variant and round):"
+    );
+    for (name, rps, (m, lo, hi)) in &r.concurrent {
+        println!("   {name:<30} {rps:>10.0} req/s   {m:.3}x of its floor [{lo:.2}..{hi:.2}]");
+    }
+    println!();
+}
