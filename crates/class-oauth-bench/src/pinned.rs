@@ -354,7 +354,18 @@ pub(crate) struct Results {
     pub(crate) split: bool,
 }
 
+/// Runs the section on a thread of its own (pinned), so the later sections run
+/// unpinned on the main thread.
 pub(crate) fn run(rounds: usize, split: bool) -> Results {
+    std::thread::Builder::new()
+        .name("bench-client".into())
+        .spawn(move || run_pinned(rounds, split))
+        .expect("client thread")
+        .join()
+        .expect("the section ran")
+}
+
+fn run_pinned(rounds: usize, split: bool) -> Results {
     pin(0);
     let server = start_server(if split { 1 } else { 0 });
     let base = server.base.clone();
