@@ -273,8 +273,17 @@ impl TokenRequest {
         resp: &Response<Vec<u8>>,
         now: SystemTime,
     ) -> Result<TokenSet, Error> {
-        let map = parse_oauth_body(EndpointKind::Token, resp, client.max_body())?;
-        let mut set = TokenSet::from_map(resp, map, &self.requested_scope, now)?;
+        // The usual answer (a 2xx JSON object of the expected types, no `error`) is read
+        // straight into its typed fields; anything else takes the general path, which
+        // reports precisely what is wrong.
+        let fields = match Fields::fast(resp, client.max_body()) {
+            Some(fields) => fields,
+            None => Fields::from_map(
+                resp,
+                parse_oauth_body(EndpointKind::Token, resp, client.max_body())?,
+            )?,
+        };
+        let mut set = TokenSet::from_fields(resp, fields, &self.requested_scope, now)?;
         // OIDC Core 3.1.3.3: a code exchange for an `openid` request returns an ID token.
         // Accepting one without would silently turn off every check that needs it (the
         // UserInfo `sub` check among them).
@@ -401,10 +410,162 @@ pub struct TokenSet {
     pub extra: Map<String, Value>,
 }
 
+/// A token response's members, typed; what is not modelled stays as sent.
+struct Fields {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+    scope: Option<String>,
+    expires_in: Option<Value>,
+    extra: Map<String, Value>,
+}
+
+impl Fields {
+    /// From a decoded object (the general path).
+    fn from_map(resp: &Response<Vec<u8>>, mut map: Map<String, Value>) -> Result<Self, Error> {
+        let take_string = |field: &'static str, map: &mut Map<String, Value>| {
+            crate::claims::take_string(map, field, crate::claims::Null::Absent).map_err(|e| {
+                body::malformed(
+                    EndpointKind::Token,
+                    resp,
+                    MalformedReason::InvalidField {
+                        field,
+                        detail: e.detail(),
+                    },
+                )
+            })
+        };
+        // A missing access token is reported before the other members' types.
+        let access_token = take_string("access_token", &mut map)?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                body::malformed(
+                    EndpointKind::Token,
+                    resp,
+                    MalformedReason::MissingField("access_token"),
+                )
+            })?;
+        Ok(Self {
+            access_token: Some(access_token),
+            token_type: take_string("token_type", &mut map)?,
+            refresh_token: take_string("refresh_token", &mut map)?,
+            id_token: take_string("id_token", &mut map)?,
+            scope: take_string("scope", &mut map)?,
+            expires_in: map.remove("expires_in").filter(|v| !v.is_null()),
+            extra: map,
+        })
+    }
+
+    /// Straight from the body, when it is the usual answer: a success status, JSON
+    /// within the cap, an object without `error` whose modelled members have their
+    /// types. `None` otherwise (the general path then says why).
+    fn fast(resp: &Response<Vec<u8>>, max_body: usize) -> Option<Self> {
+        if !body::is_success(resp.status())
+            || resp.body().len() > max_body
+            || !matches!(body::format_of(resp), body::BodyFormat::Json)
+        {
+            return None;
+        }
+        serde_json::from_slice::<FastFields>(resp.body())
+            .ok()
+            .map(|f| f.0)
+    }
+}
+
+/// [`Fields`] deserialised member by member: no intermediate `Value` for the modelled
+/// members; an `error` member or a member of the wrong type fails (to the general path).
+struct FastFields(Fields);
+
+/// A member name: one of the modelled ones, or another kept as sent.
+enum Member {
+    AccessToken,
+    TokenType,
+    RefreshToken,
+    IdToken,
+    Scope,
+    ExpiresIn,
+    Error,
+    Other(String),
+}
+
+impl<'de> serde::Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Member;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Member, E> {
+                Ok(match name {
+                    "access_token" => Member::AccessToken,
+                    "token_type" => Member::TokenType,
+                    "refresh_token" => Member::RefreshToken,
+                    "id_token" => Member::IdToken,
+                    "scope" => Member::Scope,
+                    "expires_in" => Member::ExpiresIn,
+                    "error" => Member::Error,
+                    other => Member::Other(other.to_owned()),
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FastFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FastFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a token response object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FastFields, A::Error> {
+                let mut f = Fields {
+                    access_token: None,
+                    token_type: None,
+                    refresh_token: None,
+                    id_token: None,
+                    scope: None,
+                    expires_in: None,
+                    extra: Map::new(),
+                };
+                while let Some(member) = map.next_key::<Member>()? {
+                    match member {
+                        Member::AccessToken => f.access_token = map.next_value()?,
+                        Member::TokenType => f.token_type = map.next_value()?,
+                        Member::RefreshToken => f.refresh_token = map.next_value()?,
+                        Member::IdToken => f.id_token = map.next_value()?,
+                        Member::Scope => f.scope = map.next_value()?,
+                        Member::ExpiresIn => {
+                            f.expires_in =
+                                Some(map.next_value::<Value>()?).filter(|v| !v.is_null());
+                        }
+                        Member::Error => {
+                            return Err(serde::de::Error::custom("an error response"));
+                        }
+                        Member::Other(name) => {
+                            let value = map.next_value::<Value>()?;
+                            f.extra.insert(name, value);
+                        }
+                    }
+                }
+                Ok(FastFields(f))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 impl TokenSet {
-    fn from_map(
+    fn from_fields(
         resp: &Response<Vec<u8>>,
-        mut map: Map<String, Value>,
+        fields: Fields,
         requested: &Scopes,
         now: SystemTime,
     ) -> Result<Self, Error> {
@@ -415,21 +576,23 @@ impl TokenSet {
                 MalformedReason::InvalidField { field, detail },
             )
         };
-        let take_string = |field: &'static str, map: &mut Map<String, Value>| {
-            crate::claims::take_string(map, field, crate::claims::Null::Absent)
-                .map_err(|e| bad(field, e.detail()))
-        };
-        let access_token = take_string("access_token", &mut map)?
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                body::malformed(
-                    EndpointKind::Token,
-                    resp,
-                    MalformedReason::MissingField("access_token"),
-                )
-            })?;
-        let token_type =
-            take_string("token_type", &mut map)?.unwrap_or_else(|| "bearer".to_owned());
+        let Fields {
+            access_token,
+            token_type,
+            refresh_token,
+            id_token,
+            scope: scope_text,
+            expires_in,
+            extra,
+        } = fields;
+        let access_token = access_token.filter(|s| !s.is_empty()).ok_or_else(|| {
+            body::malformed(
+                EndpointKind::Token,
+                resp,
+                MalformedReason::MissingField("access_token"),
+            )
+        })?;
+        let token_type = token_type.unwrap_or_else(|| "bearer".to_owned());
         if !token_type.eq_ignore_ascii_case("bearer") {
             return Err(body::malformed(
                 EndpointKind::Token,
@@ -437,11 +600,10 @@ impl TokenSet {
                 MalformedReason::UnsupportedTokenType(token_type),
             ));
         }
-        let refresh_token = take_string("refresh_token", &mut map)?.filter(|s| !s.is_empty());
-        let id_token = take_string("id_token", &mut map)?.filter(|s| !s.is_empty());
-        let scope_text = take_string("scope", &mut map)?;
-        let expires_in = match map.remove("expires_in") {
-            None | Some(Value::Null) => None,
+        let refresh_token = refresh_token.filter(|s| !s.is_empty());
+        let id_token = id_token.filter(|s| !s.is_empty());
+        let expires_in = match expires_in {
+            None => None,
             Some(v) => Some(parse_expires_in(&v).map_err(|d| bad("expires_in", d))?),
         };
         let (scopes, scope_in_response) = match scope_text {
@@ -461,7 +623,7 @@ impl TokenSet {
             received_at: now,
             expires_in,
             expires_at: expires_in.map(|s| crate::time::add(now, Duration::from_secs(s))),
-            extra: map,
+            extra,
         })
     }
 
@@ -527,6 +689,99 @@ fn parse_expires_in(v: &Value) -> Result<u64, String> {
             "expected a number, found {}",
             body::json_type(other)
         )),
+    }
+}
+
+#[cfg(test)]
+mod fast_path {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            Just(Value::from("")),
+            Just(Value::from("bearer")),
+            Just(Value::from("Bearer")),
+            Just(Value::from("mac")),
+            Just(Value::from("tok\u{e9}n \"q\"")),
+            Just(Value::from("openid fund.read target:b/OAUTH_TEST")),
+            Just(Value::from("899")),
+            Just(Value::from(899)),
+            Just(Value::from(-1)),
+            Just(Value::from(1.5)),
+            Just(Value::from(true)),
+            Just(serde_json::json!([])),
+            Just(serde_json::json!({"a": 1})),
+        ]
+    }
+
+    fn member() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("access_token"),
+            Just("token_type"),
+            Just("refresh_token"),
+            Just("id_token"),
+            Just("scope"),
+            Just("expires_in"),
+            Just("error"),
+            Just("BusinessCode"),
+            Just("acc\\u0065ss_token"),
+        ]
+    }
+
+    fn general(resp: &Response<Vec<u8>>) -> Result<TokenSet, Error> {
+        let map = parse_oauth_body(EndpointKind::Token, resp, 1 << 20)?;
+        TokenSet::from_fields(
+            resp,
+            Fields::from_map(resp, map)?,
+            &Scopes::default(),
+            SystemTime::UNIX_EPOCH,
+        )
+    }
+
+    proptest! {
+        /// Whatever the body, the fast path gives exactly what the general path gives
+        /// whenever it takes the body at all.
+        #[test]
+        fn the_fast_path_agrees_with_the_general_path(
+            members in proptest::collection::vec((member(), value()), 0..9),
+            status in prop_oneof![Just(200u16), Just(201), Just(400)],
+        ) {
+            // Written by hand so that duplicate and escaped member names reach the parser.
+            let body = format!(
+                "{{{}}}",
+                members
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let resp = Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(body.into_bytes())
+                .unwrap();
+            if let Some(fields) = Fields::fast(&resp, 1 << 20) {
+                let fast = TokenSet::from_fields(&resp, fields, &Scopes::default(), SystemTime::UNIX_EPOCH);
+                prop_assert_eq!(fast, general(&resp));
+            }
+        }
+    }
+
+    #[test]
+    fn a_class_response_takes_the_fast_path() {
+        let resp = Response::builder()
+            .status(200)
+            .header("content-type", "application/json;charset=UTF-8")
+            .body(br#"{"access_token":"a","token_type":"bearer","expires_in":899,"refresh_token":"r","scope":"fund.read","BusinessCode":"OAUTH_TEST"}"#.to_vec())
+            .unwrap();
+        let fields = Fields::fast(&resp, 1 << 20).expect("the fast path");
+        assert_eq!(fields.extra["BusinessCode"], "OAUTH_TEST");
+        assert_eq!(
+            TokenSet::from_fields(&resp, fields, &Scopes::default(), SystemTime::UNIX_EPOCH),
+            general(&resp)
+        );
     }
 }
 
