@@ -13,6 +13,7 @@ mod weight;
 
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use class_oauth_core::id_token::{Expectations, IdTokenValidator};
 use class_oauth_core::jose::Jws;
 use class_oauth_core::jwks::JwkSet;
@@ -106,6 +107,16 @@ fn main() {
         let nonce = Nonce::new("n-1");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let compact = token.secret().to_owned();
+        // The same verification by ring alone: what the validation cannot go below.
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v.as_str().expect("base64url member"))
+                .expect("base64url")
+        };
+        let jwk = jwks(&[&key]);
+        let (rsa_n, rsa_e) = (b64(&jwk["keys"][0]["n"]), b64(&jwk["keys"][0]["e"]));
+        let (signing_input, signature) = compact.rsplit_once('.').expect("compact JWS");
+        let signature = b64(&serde_json::Value::from(signature));
         let mut cases = vec![
             Case::new("validate RS256 ID token, warm key set", || {
                 assert!(
@@ -121,6 +132,20 @@ fn main() {
             }),
             Case::new("parse compact JWS only", || {
                 std::hint::black_box(Jws::parse(std::hint::black_box(&compact)).is_ok());
+            }),
+            Case::new("ring RSA verify alone (the floor)", || {
+                assert!(
+                    ring::signature::RsaPublicKeyComponents {
+                        n: rsa_n.as_slice(),
+                        e: rsa_e.as_slice()
+                    }
+                    .verify(
+                        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                        std::hint::black_box(signing_input.as_bytes()),
+                        &signature,
+                    )
+                    .is_ok()
+                );
             }),
         ];
         let m = run_interleaved(&mut cases, rounds, Duration::from_millis(5));
