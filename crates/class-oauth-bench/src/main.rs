@@ -117,6 +117,27 @@ fn main() {
         let (rsa_n, rsa_e) = (b64(&jwk["keys"][0]["n"]), b64(&jwk["keys"][0]["e"]));
         let (signing_input, signature) = compact.rsplit_once('.').expect("compact JWS");
         let signature = b64(&serde_json::Value::from(signature));
+        // Cache hits on the paths every call takes.
+        let mut key_cache = class_oauth_core::jwks::KeySetCache::new(
+            "https://app.class.com.au/.well-known/openid-configuration/jwks"
+                .parse()
+                .expect("url"),
+        );
+        let jwks_response = http::Response::builder()
+            .header("content-type", "application/json")
+            .header("cache-control", "max-age=3600")
+            .body(jwks(&[&key]).to_string().into_bytes())
+            .expect("response");
+        key_cache
+            .handle_response(now, &jwks_response)
+            .expect("key set");
+        let classic = class_oauth_ureq::ClassClient::builder(
+            class_oauth_core::Environment::Production,
+            ClientId::new(client_id),
+        )
+        .endpoints(class_oauth_core::Environment::Production.preset())
+        .build()
+        .expect("client");
         let mut cases = vec![
             Case::new("validate RS256 ID token, warm key set", || {
                 assert!(
@@ -148,8 +169,14 @@ fn main() {
                 );
             }),
         ];
+        cases.push(Case::new("KeySetCache::usable_keys, warm", || {
+            assert!(std::hint::black_box(&key_cache).usable_keys(now).is_some());
+        }));
+        cases.push(Case::new("ClassClient::endpoints(), cached", || {
+            assert!(classic.endpoints().is_ok());
+        }));
         let m = run_interleaved(&mut cases, rounds, Duration::from_millis(5));
-        println!("4. ID-token validation");
+        println!("4. ID-token validation, and the cache hits every call takes");
         for x in m {
             println!(
                 "   {:<40} {:>10} (spread {}..{})",
