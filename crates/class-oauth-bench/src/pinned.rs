@@ -99,6 +99,27 @@ fn oauth2_digest(t: &oauth2::basic::BasicTokenResponse) -> u64 {
     )
 }
 
+/// The raw floor's grant on a reqwest client (0.13 or 0.12: two types, one text): the
+/// request by hand, the body parsed into a struct; its digest.
+macro_rules! raw_reqwest_grant {
+    ($client:expr, $url:expr, $auth:expr) => {
+        raw_digest(
+            &$client
+                .post($url)
+                .header("authorization", $auth)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("accept", "application/json")
+                .body(FORM)
+                .send()
+                .await
+                .expect("send")
+                .bytes()
+                .await
+                .expect("body"),
+        )
+    };
+}
+
 /// CPU time of thread `tid` of this process, ns.
 fn task_cpu_ns(tid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
@@ -392,20 +413,7 @@ fn run_pinned(rounds: usize, split: bool) -> Results {
     let client = our_client(&base);
     let peer = oauth2_client(&base);
 
-    let raw13 = || {
-        rt.block_on(async {
-            let r = reqwest13
-                .post(&url)
-                .header("authorization", &auth)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("accept", "application/json")
-                .body(FORM)
-                .send()
-                .await
-                .expect("send");
-            raw_digest(&r.bytes().await.expect("body"))
-        })
-    };
+    let raw13 = || rt.block_on(async { raw_reqwest_grant!(reqwest13, &url, &auth) });
     let mut grants = vec![
         Variant::new(
             "raw reqwest 0.13 (floor)",
@@ -424,20 +432,7 @@ fn run_pinned(rounds: usize, split: bool) -> Results {
         Variant::new(
             "raw reqwest 0.12 (floor)",
             "raw reqwest 0.12 (floor)",
-            || {
-                rt.block_on(async {
-                    let r = reqwest12
-                        .post(&url)
-                        .header("authorization", &auth)
-                        .header("content-type", "application/x-www-form-urlencoded")
-                        .header("accept", "application/json")
-                        .body(FORM)
-                        .send()
-                        .await
-                        .expect("send");
-                    raw_digest(&r.bytes().await.expect("body"))
-                })
-            },
+            || rt.block_on(async { raw_reqwest_grant!(reqwest12, &url, &auth) }),
         ),
         Variant::new(
             "oauth2-rs 5 on reqwest 0.12",
@@ -611,19 +606,7 @@ fn concurrent(
                     tasks.spawn(async move {
                         while Instant::now() < deadline {
                             let d = match which {
-                                0 => raw_digest(
-                                    &r13.post(&url)
-                                        .header("authorization", &auth)
-                                        .header("content-type", "application/x-www-form-urlencoded")
-                                        .header("accept", "application/json")
-                                        .body(FORM)
-                                        .send()
-                                        .await
-                                        .expect("send")
-                                        .bytes()
-                                        .await
-                                        .expect("body"),
-                                ),
+                                0 => raw_reqwest_grant!(r13, &url, &auth),
                                 1 => ours_digest(
                                     &class_oauth_reqwest::drive(
                                         &transport,
@@ -632,19 +615,7 @@ fn concurrent(
                                     .await
                                     .expect("grant"),
                                 ),
-                                2 => raw_digest(
-                                    &r12.post(&url)
-                                        .header("authorization", &auth)
-                                        .header("content-type", "application/x-www-form-urlencoded")
-                                        .header("accept", "application/json")
-                                        .body(FORM)
-                                        .send()
-                                        .await
-                                        .expect("send")
-                                        .bytes()
-                                        .await
-                                        .expect("body"),
-                                ),
+                                2 => raw_reqwest_grant!(r12, &url, &auth),
                                 _ => oauth2_digest(
                                     &peer
                                         .exchange_refresh_token(&oauth2::RefreshToken::new(
