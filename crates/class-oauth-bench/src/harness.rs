@@ -1,5 +1,5 @@
-//! Timing: batches of about 5 ms, rounds of all cases interleaved, medians; CPU time of
-//! the calling thread from /proc/thread-self/schedstat (ns, Linux).
+//! Timing for the sections other than the grant benchmark: batches of about 5 ms,
+//! rounds of all cases interleaved, medians of wall time.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,6 @@ pub(crate) struct Case<'a> {
     pub(crate) run: Box<dyn FnMut() + 'a>,
     iters: u64,
     wall: Vec<f64>,
-    cpu: Vec<f64>,
 }
 
 impl<'a> Case<'a> {
@@ -18,17 +17,8 @@ impl<'a> Case<'a> {
             run: Box::new(run),
             iters: 0,
             wall: Vec::new(),
-            cpu: Vec::new(),
         }
     }
-}
-
-/// CPU time of this thread so far, in ns (0 where unavailable).
-pub(crate) fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }
 
 pub(crate) fn median(v: &[f64]) -> f64 {
@@ -65,15 +55,12 @@ pub(crate) fn run_interleaved(
     }
     for _ in 0..rounds {
         for c in cases.iter_mut() {
-            let cpu0 = thread_cpu_ns();
             let t = Instant::now();
             for _ in 0..c.iters {
                 (c.run)();
             }
             let wall = t.elapsed().as_nanos() as f64 / c.iters as f64;
-            let cpu = (thread_cpu_ns().saturating_sub(cpu0)) as f64 / c.iters as f64;
             c.wall.push(wall);
-            c.cpu.push(cpu);
         }
     }
     cases

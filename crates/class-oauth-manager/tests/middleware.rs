@@ -238,13 +238,7 @@ fn tower_layer_authorizes_renews_and_waits() {
         r
     };
     bounded(&rig, async {
-        let r = service
-            .ready()
-            .await
-            .unwrap()
-            .call(request(&rig.key))
-            .await
-            .unwrap();
+        let r = service.clone().oneshot(request(&rig.key)).await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.body().contains("Funds"), "{}", r.body());
     });
@@ -261,13 +255,7 @@ fn tower_layer_authorizes_renews_and_waits() {
         .inject(API, Fault::TooManyRequests { reset_after: 1 }, 1);
     bounded(&rig, async {
         // 429 (waited out), then 401 (renewed), then 200.
-        let r = service
-            .ready()
-            .await
-            .unwrap()
-            .call(request(&rig.key))
-            .await
-            .unwrap();
+        let r = service.clone().oneshot(request(&rig.key)).await.unwrap();
         assert_eq!(r.status(), 200);
     });
     let statuses: Vec<u16> = (1..4).map(|n| api_call(&rig, n).0).collect();
