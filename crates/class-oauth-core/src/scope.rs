@@ -381,10 +381,12 @@ impl Scopes {
     /// Parses a space-delimited list (any ASCII whitespace separates; repeats dropped).
     /// No rules are checked: granted scopes are whatever the server says.
     pub fn parse(s: &str) -> Result<Self, ScopeError> {
-        s.split_ascii_whitespace()
-            .map(Scope::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self::new)
+        // Straight into the one vector (no intermediate collection to copy from).
+        let mut out = Self::default();
+        for token in s.split_ascii_whitespace() {
+            out.insert(Scope::parse(token)?);
+        }
+        Ok(out)
     }
 
     /// Adds a scope unless present; returns whether it was added.
