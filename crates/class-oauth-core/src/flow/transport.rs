@@ -14,9 +14,10 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Total time for a request after connecting, body included (default 30 s). The
     /// reqwest transport applies it as one timeout. The ureq transport bounds each phase
-    /// (send, response head, body) by it, because ureq's single "global" timeout costs
-    /// about 1 ms per request (measured: 0.9 to 1.8 ms against 40 µs); a ureq request so
-    /// takes at most connect + 3 x this.
+    /// (send, response head, body) by it, and each socket read or write by 90 % of it,
+    /// because ureq's single "global" timeout costs about 1 ms per request (it resolves
+    /// the host on a new thread each time: one `clone3` per request under strace); a ureq
+    /// request so takes at most connect + 3 x this.
     pub timeout: Duration,
     /// Response body cap in bytes (default 1 MiB), enforced while reading.
     pub max_body: usize,
