@@ -70,6 +70,9 @@ pub type ClassClient = class_oauth_client::ClassClient<ReqwestTransport>;
 pub struct ReqwestTransport {
     client: reqwest::Client,
     config: TransportConfig,
+    /// The client was built here: it never follows a redirect and its own total timeout
+    /// is `config.timeout`, so neither needs enforcing again per request.
+    configured: bool,
 }
 
 impl ReqwestTransport {
@@ -109,7 +112,11 @@ impl ReqwestTransport {
             builder = builder.tls_backend_preconfigured(tls::client_config(config.roots)?);
         }
         let client = builder.build().map_err(failed)?;
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config,
+            configured: true,
+        })
     }
 
     /// Wraps a caller's client. Build it with `redirect(Policy::none())`: a response that
@@ -117,7 +124,11 @@ impl ReqwestTransport {
     /// timeout and body cap of `config` still apply per request.
     #[must_use]
     pub fn from_client(client: reqwest::Client, config: TransportConfig) -> Self {
-        Self { client, config }
+        Self {
+            client,
+            config,
+            configured: false,
+        }
     }
 
     /// The `reqwest::Client`: for calls of your own with the same TLS and proxy set-up
@@ -176,6 +187,10 @@ impl AsyncHttpClient for ReqwestTransport {
         let mut request = request;
         class_oauth_client::set_user_agent(&mut request);
         let span = class_oauth_client::http_span(&request);
+        if span.is_disabled() {
+            // Nobody listens: no clock reads, no events.
+            return self.send_inner(request).await;
+        }
         let started = std::time::Instant::now();
         let result = self.send_inner(request).await;
         span.in_scope(|| class_oauth_client::log_exchange(&result, started));
@@ -188,28 +203,25 @@ impl ReqwestTransport {
         &self,
         request: Request<Vec<u8>>,
     ) -> Result<Response<Vec<u8>>, TransportError> {
-        // What the response must come from (compared part by part, not formatted).
-        let expected = request.uri().clone();
+        // A caller's client may follow redirects: what the response must come from
+        // (compared part by part, not formatted). A client built here never does.
+        let expected = (!self.configured).then(|| request.uri().clone());
         let mut req = reqwest::Request::try_from(request).map_err(|e| {
             TransportError::new(TransportErrorKind::Other, "invalid request").with_source(e)
         })?;
-        // reqwest's per-request timeout covers the body too.
-        *req.timeout_mut() = Some(self.config.timeout);
+        if !self.configured {
+            // reqwest's per-request timeout covers the body too. A client built here
+            // has the same as its own total timeout.
+            *req.timeout_mut() = Some(self.config.timeout);
+        }
         let mut resp = self.client.execute(req).await.map_err(classify)?;
-        let from = resp.url();
-        let path = expected.path();
-        let same_path =
-            from.path() == path || from.path().trim_end_matches('/') == path.trim_end_matches('/');
-        if from.host_str() != expected.host()
-            || from.port_or_known_default()
-                != expected.port_u16().or_else(|| from.port_or_known_default())
-            || !same_path
-            || from.query() != expected.query()
-        {
-            return Err(TransportError::new(
-                TransportErrorKind::Redirect,
-                "the response came from a redirect, which is never followed",
-            ));
+        if let Some(expected) = expected {
+            if !same_origin_and_path(resp.url(), &expected) {
+                return Err(TransportError::new(
+                    TransportErrorKind::Redirect,
+                    "the response came from a redirect, which is never followed",
+                ));
+            }
         }
         let (status, version) = (resp.status(), resp.version());
         // Every header, moved rather than re-validated one by one.
@@ -233,6 +245,19 @@ impl ReqwestTransport {
         *out.headers_mut() = headers;
         Ok(out)
     }
+}
+
+/// Did the response come from the URL requested (host, port, path up to a trailing
+/// slash, query)?
+fn same_origin_and_path(from: &reqwest::Url, expected: &http::Uri) -> bool {
+    let path = expected.path();
+    let same_path =
+        from.path() == path || from.path().trim_end_matches('/') == path.trim_end_matches('/');
+    from.host_str() == expected.host()
+        && from.port_or_known_default()
+            == expected.port_u16().or_else(|| from.port_or_known_default())
+        && same_path
+        && from.query() == expected.query()
 }
 
 #[cfg(test)]
