@@ -234,8 +234,35 @@ fn our_client(base: &str) -> Client {
     .with_secret(ClientSecret::new(SECRET))
 }
 
+/// The reqwest transport as `ClassClient::builder(..).build()` makes it.
+fn our_reqwest() -> class_oauth_reqwest::ReqwestTransport {
+    class_oauth_reqwest::ReqwestTransport::with_config(
+        class_oauth_reqwest::TransportConfig::default().proxy(class_oauth_reqwest::ProxyMode::Off),
+    )
+    .expect("reqwest transport")
+}
+
+/// The token set a previous grant stored (parsed once from the same body).
+static STORED: std::sync::LazyLock<class_oauth_core::token::TokenSet> =
+    std::sync::LazyLock::new(|| {
+        let first = TokenRequest::refresh_token(
+            RefreshToken::new(RT),
+            Scopes::parse(SCOPE).expect("scopes"),
+        );
+        class_oauth_core::flow::drive_blocking(
+            TokenFlow::new(&our_client("http://127.0.0.1"), first),
+            SystemTime::now,
+            |_| Ok(http::Response::new(body())),
+            |_| {},
+        )
+        .expect("the stored grant")
+        .tokens
+    });
+
+/// The request a refresh makes: from the stored token set, as the token manager builds
+/// it (`TokenRequest::refresh`).
 fn our_request() -> TokenRequest {
-    TokenRequest::refresh_token(RefreshToken::new(RT), Scopes::parse(SCOPE).expect("scopes"))
+    TokenRequest::refresh(&STORED).expect("a refresh token")
 }
 
 type Oauth2Client = oauth2::Client<
@@ -404,10 +431,13 @@ fn run_pinned(rounds: usize, split: bool) -> Results {
         .redirect(reqwest012::redirect::Policy::none())
         .build()
         .expect("reqwest 0.12");
-    let ours_async =
-        class_oauth_reqwest::ReqwestTransport::from_client(reqwest13.clone(), Default::default());
-    let ours_blocking =
-        class_oauth_ureq::UreqTransport::with_config(Default::default()).expect("ureq transport");
+    // Our transports as `ClassClient::builder(..).build()` makes them (timeouts, no
+    // redirects, a body cap), the proxy off as no environment names one here.
+    let ours_async = our_reqwest();
+    let ours_blocking = class_oauth_ureq::UreqTransport::with_config(
+        class_oauth_reqwest::TransportConfig::default().proxy(class_oauth_reqwest::ProxyMode::Off),
+    )
+    .expect("ureq transport");
     let ureq3 = ureq::Agent::new_with_defaults();
     let ureq2 = oauth2::ureq::AgentBuilder::new().redirects(0).build();
     let client = our_client(&base);
@@ -585,8 +615,7 @@ fn concurrent(
         "raw reqwest 0.12 (floor)",
         "oauth2-rs 5 on reqwest 0.12",
     ];
-    let transport =
-        class_oauth_reqwest::ReqwestTransport::from_client(reqwest13.clone(), Default::default());
+    let transport = our_reqwest();
     let url = format!("{base}/connect/token");
     let auth = basic();
     let mut rps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
