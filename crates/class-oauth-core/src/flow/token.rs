@@ -55,7 +55,8 @@ enum Phase {
     AwaitToken,
     Validate { tokens: TokenSet, fetched: bool },
     AwaitKeys { tokens: TokenSet },
-    Done(Result<ValidatedTokens, Error>),
+    /// Failed before the caller polled again.
+    Failed(Error),
     Finished,
 }
 
@@ -70,10 +71,11 @@ enum Phase {
 pub struct TokenFlow {
     client: Client,
     request: TokenRequest,
-    id_check: Option<IdCheck>,
+    /// Boxed: most flows have none, and every flow is moved whole into its driver.
+    id_check: Option<Box<IdCheck>>,
     phase: Phase,
     retain_received: bool,
-    received: Option<TokenSet>,
+    received: Option<Box<TokenSet>>,
 }
 
 impl TokenFlow {
@@ -107,7 +109,7 @@ impl TokenFlow {
     /// access token must still not be used unless the flow ends in `Ok`.
     #[must_use]
     pub fn received(&self) -> Option<&TokenSet> {
-        self.received.as_ref()
+        self.received.as_deref()
     }
 
     /// The token request (after its HTTP request is built, a password grant's password
@@ -135,13 +137,13 @@ impl TokenFlow {
         let nonce = pending.nonce.clone();
         let max_age = pending.max_age();
         let mut flow = Self::new(client, TokenRequest::from_pending(pending, code));
-        flow.id_check = Some(IdCheck {
+        flow.id_check = Some(Box::new(IdCheck {
             validator,
             keys,
             nonce,
             max_age,
             original: None,
-        });
+        }));
         flow
     }
 
@@ -154,13 +156,13 @@ impl TokenFlow {
         keys: Option<SharedKeySet>,
         original: Option<IdTokenClaims>,
     ) -> Self {
-        self.id_check = Some(IdCheck {
+        self.id_check = Some(Box::new(IdCheck {
             validator,
             keys,
             nonce: None,
             max_age: None,
             original,
-        });
+        }));
         self
     }
 
@@ -252,7 +254,7 @@ impl TokenFlow {
     fn keys_arrived(&mut self, now: SystemTime, response: Option<&Response<Vec<u8>>>) {
         let phase = std::mem::replace(&mut self.phase, Phase::Finished);
         let Phase::AwaitKeys { tokens } = phase else {
-            self.phase = Phase::Done(Err(misuse()));
+            self.phase = Phase::Failed(misuse());
             return;
         };
         if let Some(cache) = self.id_check.as_ref().and_then(|c| c.keys.as_ref()) {
@@ -285,7 +287,7 @@ impl Flow for TokenFlow {
                 Err(e) => self.finish(Err(e)),
             },
             Phase::Validate { tokens, fetched } => self.validate(tokens, fetched, now),
-            Phase::Done(r) => self.finish(r),
+            Phase::Failed(e) => self.finish(Err(e)),
             Phase::AwaitToken | Phase::AwaitKeys { .. } | Phase::Finished => {
                 self.finish(Err(misuse()))
             }
@@ -298,18 +300,18 @@ impl Flow for TokenFlow {
                 self.phase = match self.request.parse_response(&self.client, &response, now) {
                     Ok(tokens) => {
                         if self.retain_received {
-                            self.received = Some(tokens.clone());
+                            self.received = Some(Box::new(tokens.clone()));
                         }
                         Phase::Validate {
                             tokens,
                             fetched: false,
                         }
                     }
-                    Err(e) => Phase::Done(Err(e)),
+                    Err(e) => Phase::Failed(e),
                 };
             }
             Phase::AwaitKeys { .. } => self.keys_arrived(now, Some(&response)),
-            _ => self.phase = Phase::Done(Err(misuse())),
+            _ => self.phase = Phase::Failed(misuse()),
         }
     }
 
