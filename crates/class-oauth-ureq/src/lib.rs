@@ -209,7 +209,12 @@ impl SyncHttpClient for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
         let mut request = request;
         class_oauth_client::set_user_agent(&mut request);
-        let _span = class_oauth_client::http_span(&request).entered();
+        let span = class_oauth_client::http_span(&request);
+        if span.is_disabled() {
+            // Nobody listens: no clock reads, no events.
+            return self.send_inner(request);
+        }
+        let _entered = span.entered();
         let started = std::time::Instant::now();
         let result = self.send_inner(request);
         class_oauth_client::log_exchange(&result, started);
@@ -247,7 +252,11 @@ impl UreqTransport {
         let (parts, body) = response.into_parts();
         // Read at most one byte past the cap, so the core reports BodyTooLarge.
         let limit = self.config.max_body.saturating_add(1);
-        let mut bytes = Vec::new();
+        // Sized from Content-Length (within the cap) rather than grown read by read.
+        let mut bytes = Vec::with_capacity(
+            body.content_length()
+                .map_or(0, |l| l.min(limit as u64) as usize),
+        );
         body.into_reader()
             .take(limit as u64)
             .read_to_end(&mut bytes)
