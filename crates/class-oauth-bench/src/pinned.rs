@@ -9,8 +9,9 @@
 //!   divided by its raw floor's *in the same round* (the floor is the same HTTP client
 //!   doing the same request by hand, parsed into a struct with serde): medians and the
 //!   spread of those paired ratios;
-//! - client CPU = all of this process's threads' CPU clocks (`/proc/self/task/*/schedstat`,
-//!   ns) minus the server thread's;
+//! - client CPU = this process's CPU clock (`CLOCK_PROCESS_CPUTIME_ID`, ns) minus the
+//!   server thread's (`/proc/self/task/<tid>/schedstat`; on one CPU it is never running
+//!   when read, so its count is exact);
 //! - a digest of every parsed response (access-token length, `expires_in`, scope count),
 //!   checked, so a variant that parses less cannot look faster;
 //! - the same Class-shaped body everywhere (an 800-character access token, `expires_in`
@@ -128,15 +129,13 @@ fn task_cpu_ns(tid: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time of every thread of this process, ns.
+/// CPU time of every thread of this process, ns: `CLOCK_PROCESS_CPUTIME_ID`, which
+/// counts the running thread up to now. (Summing `/proc/self/task/*/schedstat` counts
+/// the running thread only up to its last tick or switch: a 5 ms batch without I/O
+/// read 0, 4 or 8 ms.)
 fn process_cpu_ns() -> u64 {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .map(|e| task_cpu_ns(&e.file_name().to_string_lossy()))
-                .sum()
-        })
-        .unwrap_or(0)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 fn pin(cpu: usize) {
@@ -308,16 +307,28 @@ pub(crate) struct Row {
     pub(crate) floor: &'static str,
     pub(crate) wall_ns: f64,
     pub(crate) cpu_ns: f64,
-    /// Median, min, max of the paired per-round ratios to the floor.
+    /// Median and quartiles of the paired per-sample ratios to the floor.
     pub(crate) wall_ratio: (f64, f64, f64),
     pub(crate) cpu_ratio: (f64, f64, f64),
     pub(crate) connections: u64,
 }
 
+/// Short samples, many of them: this machine's slow spells (a neighbour on the host)
+/// last tens of milliseconds, and a ratio of two 5 ms batches taken side by side sees
+/// the same spell on both sides far more often than one of two 40 ms batches taken half
+/// a second apart (the method before, whose per-round ratios ranged 0.5x to 3x here).
+const SAMPLES_PER_ROUND: usize = 8;
+
+/// Median and quartiles.
 fn spread(v: &[f64]) -> (f64, f64, f64) {
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (median(v), min, max)
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        v.get(((v.len() - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (at(0.5), at(0.25), at(0.75))
 }
 
 fn measure(server: Option<&Server>, variants: &mut [Variant<'_>], rounds: usize) -> Vec<Row> {
@@ -333,7 +344,7 @@ fn measure(server: Option<&Server>, variants: &mut [Variant<'_>], rounds: usize)
         }
         return Vec::new();
     }
-    const BATCH: Duration = Duration::from_millis(40);
+    const BATCH: Duration = Duration::from_millis(5);
     // Calibrate (and warm up: connections opened, caches filled).
     for v in variants.iter_mut() {
         let mut iters = 1u64;
@@ -349,26 +360,43 @@ fn measure(server: Option<&Server>, variants: &mut [Variant<'_>], rounds: usize)
         }
         v.iters = iters;
     }
-    let n = variants.len();
-    for round in 0..rounds {
-        for k in 0..n {
-            let v = &mut variants[(round + k) % n];
-            let conns = server.map(|s| s.connections.load(Ordering::Relaxed));
-            let (cpu0, srv0) = (process_cpu_ns(), server.map_or(0, Server::cpu_ns));
-            let t = Instant::now();
-            let mut sum = 0;
-            for _ in 0..v.iters {
-                sum += (v.call)();
-            }
-            let wall = t.elapsed().as_nanos() as f64;
-            let client_cpu = (process_cpu_ns() - cpu0)
-                .saturating_sub(server.map_or(0, Server::cpu_ns) - srv0)
-                as f64;
-            assert_eq!(sum, DIGEST * v.iters, "{}: wrong parse", v.name);
-            v.wall.push(wall / v.iters as f64);
-            v.cpu.push(client_cpu / v.iters as f64);
-            if let (Some(before), Some(s)) = (conns, server) {
-                v.connections += s.connections.load(Ordering::Relaxed) - before;
+    // Each variant next to its floor: groups (a floor and the variants measured against
+    // it) in an order rotated every sample, and inside a group forward then backward
+    // (A B B A), so a slow spell of the machine falls on both sides of a ratio.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, v) in variants.iter().enumerate() {
+        match groups.iter_mut().find(|g| variants[g[0]].floor == v.floor) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    for sample in 0..rounds * SAMPLES_PER_ROUND {
+        for g in 0..groups.len() {
+            let group = &groups[(sample + g) % groups.len()];
+            for k in 0..group.len() {
+                let at = if sample % 2 == 0 {
+                    k
+                } else {
+                    group.len() - 1 - k
+                };
+                let v = &mut variants[group[at]];
+                let conns = server.map(|s| s.connections.load(Ordering::Relaxed));
+                let (cpu0, srv0) = (process_cpu_ns(), server.map_or(0, Server::cpu_ns));
+                let t = Instant::now();
+                let mut sum = 0;
+                for _ in 0..v.iters {
+                    sum += (v.call)();
+                }
+                let wall = t.elapsed().as_nanos() as f64;
+                let client_cpu = (process_cpu_ns() - cpu0)
+                    .saturating_sub(server.map_or(0, Server::cpu_ns) - srv0)
+                    as f64;
+                assert_eq!(sum, DIGEST * v.iters, "{}: wrong parse", v.name);
+                v.wall.push(wall / v.iters as f64);
+                v.cpu.push(client_cpu / v.iters as f64);
+                if let (Some(before), Some(s)) = (conns, server) {
+                    v.connections += s.connections.load(Ordering::Relaxed) - before;
+                }
             }
         }
     }
@@ -576,7 +604,7 @@ fn run_pinned(rounds: usize, split: bool) -> Results {
     ];
     let no_io = measure(None, &mut no_io, rounds);
 
-    let concurrent = concurrent(&rt, &base, &reqwest13, &reqwest12, rounds.min(5));
+    let concurrent = concurrent(&rt, &base, &reqwest13, &reqwest12, rounds);
     Results {
         grants,
         no_io,
@@ -599,8 +627,8 @@ impl<'a> Variant<'a> {
     }
 }
 
-/// 64 tasks on one client, on the pinned client thread, for 1 s per variant and round;
-/// rounds rotated; requests/s and the paired ratio to the floor on the same client.
+/// 64 tasks on one client, on the pinned client thread, in 250 ms windows (four per
+/// round and variant); requests/s and the paired ratio to the floor on the same client.
 fn concurrent(
     rt: &tokio::runtime::Runtime,
     base: &str,
@@ -619,12 +647,25 @@ fn concurrent(
     let url = format!("{base}/connect/token");
     let auth = basic();
     let mut rps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-    for round in 0..rounds {
-        for k in 0..names.len() {
-            let which = (round + k) % names.len();
+    // As in `measure`: short windows, each variant next to its floor, A B B A.
+    let order = |sample: usize| -> [usize; 4] {
+        let groups = if sample % 2 == 0 {
+            [[0, 1], [2, 3]]
+        } else {
+            [[2, 3], [0, 1]]
+        };
+        let [a, b] = if (sample / 2) % 2 == 0 {
+            groups
+        } else {
+            groups.map(|[x, y]| [y, x])
+        };
+        [a[0], a[1], b[0], b[1]]
+    };
+    for sample in 0..rounds * 4 {
+        for which in order(sample) {
             let done = Arc::new(AtomicU64::new(0));
             let started = Instant::now();
-            let deadline = started + Duration::from_secs(1);
+            let deadline = started + Duration::from_millis(250);
             rt.block_on(async {
                 let mut tasks = tokio::task::JoinSet::new();
                 for _ in 0..TASKS {
@@ -681,7 +722,7 @@ fn concurrent(
 /// Prints the section.
 pub(crate) fn print(r: &Results) {
     println!(
-        "1. One refresh_token grant per call (in-process hyper server, Class-shaped 1 KB body; client and server pinned to {}; paired ratios to the raw floor on the same HTTP client, median [min..max] over rounds)",
+        "1. One refresh_token grant per call (in-process hyper server, Class-shaped 1 KB body; client and server pinned to {}; paired ratios to the raw floor on the same HTTP client, each of 5 ms batches side by side: median [quartiles])",
         if r.split {
             "CPUs 0 and 1 (--split)"
         } else {
@@ -713,7 +754,7 @@ pub(crate) fn print(r: &Results) {
         );
     }
     println!(
-        "   64 concurrent tasks on one client (pinned client thread, 1 s per variant and round):"
+        "   64 concurrent tasks on one client (pinned client thread, 250 ms windows side by side; median [quartiles]):"
     );
     for (name, rps, (m, lo, hi)) in &r.concurrent {
         println!("   {name:<30} {rps:>10.0} req/s   {m:.3}x of its floor [{lo:.2}..{hi:.2}]");
