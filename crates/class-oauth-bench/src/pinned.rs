@@ -336,10 +336,13 @@ fn measure(server: Option<&Server>, variants: &mut [Variant<'_>], rounds: usize)
     if let Ok(which) = std::env::var("BENCH_PROFILE") {
         if let Some(v) = variants.iter_mut().find(|v| v.name == which) {
             let t = Instant::now();
+            let mut calls = 0u64;
             while t.elapsed() < Duration::from_secs(5) {
                 (v.call)();
+                calls += 1;
             }
-            eprintln!("profiled {which}");
+            // The count turns event totals (perf stat) into per-call figures.
+            eprintln!("profiled {which}: {calls} calls");
             std::process::exit(0);
         }
         return Vec::new();

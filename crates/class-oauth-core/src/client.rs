@@ -329,7 +329,8 @@ impl Client {
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        headers.reserve(3);
+        // Room for the transport's `User-Agent` too, so adding it does not regrow the map.
+        headers.reserve(4);
         headers.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),

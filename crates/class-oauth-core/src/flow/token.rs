@@ -53,8 +53,13 @@ struct IdCheck {
 enum Phase {
     Token,
     AwaitToken,
-    Validate { tokens: TokenSet, fetched: bool },
-    AwaitKeys { tokens: TokenSet },
+    Validate {
+        tokens: TokenSet,
+        fetched: bool,
+    },
+    AwaitKeys {
+        tokens: TokenSet,
+    },
     /// Failed before the caller polled again.
     Failed(Error),
     Finished,
