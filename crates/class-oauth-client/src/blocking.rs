@@ -102,7 +102,7 @@ impl<H: SyncHttpClient> ClassClient<H> {
     }
 
     /// See [`crate::ClassClient::endpoints`].
-    pub fn endpoints(&self) -> Result<Endpoints, DriveError> {
+    pub fn endpoints(&self) -> Result<std::sync::Arc<Endpoints>, DriveError> {
         block_on(self.inner.endpoints())
     }
 

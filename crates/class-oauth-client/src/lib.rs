@@ -464,11 +464,13 @@ impl<H: AsyncHttpClient> ClassClient<H> {
     /// The endpoints: cached for 24 h, fetched single-flight, failures not cached, the
     /// last good set served when a refresh fails, the preset when Class publishes no
     /// discovery document.
-    pub async fn endpoints(&self) -> Result<Endpoints, DriveError> {
+    ///
+    /// Shared, not copied: a cache hit is a reference-count increment.
+    pub async fn endpoints(&self) -> Result<Arc<Endpoints>, DriveError> {
         let mut cache = self.discovery.lock().await;
         let now = SystemTime::now();
         if let Some(e) = cache.fresh(now) {
-            return Ok(e.clone());
+            return Ok(Arc::clone(e));
         }
         let Some(req) = cache.request() else {
             return Ok(cache.handle(now, DiscoveryInput::NotFetched)?);
@@ -483,7 +485,8 @@ impl<H: AsyncHttpClient> ClassClient<H> {
 
     /// The core client for the current endpoints.
     pub async fn core_client(&self) -> Result<class_oauth_core::Client, DriveError> {
-        Ok(self.config.client(&self.endpoints().await?))
+        let e = self.endpoints().await?;
+        Ok(self.config.client(&e))
     }
 
     /// The legacy password grant (Class customers' private clients accessing their own

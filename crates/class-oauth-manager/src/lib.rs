@@ -599,7 +599,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
     /// `GET` a path below the API base for `key` (see [`TokenManager::api`]).
     pub async fn api_get(&self, key: &TenantKey, path: &str) -> Result<ApiResponse, ManagerError> {
         let endpoints = self.inner.client.endpoints().await?;
-        let base = endpoints.api_base.ok_or_else(|| {
+        let base = endpoints.api_base.clone().ok_or_else(|| {
             ManagerError::Config("the environment has no Class API base URL".into())
         })?;
         let request = ApiRequest::get(&base, path).map_err(ManagerError::from)?;

@@ -294,6 +294,7 @@ async fn funds(State(app): State<App>, Path(business): Path<String>) -> Result<R
         .map_err(|e| failure(StatusCode::BAD_GATEWAY, e))?;
     let base = endpoints
         .api_base
+        .clone()
         .ok_or_else(|| failure(StatusCode::BAD_GATEWAY, "no Class API base URL"))?;
     // The core joins API paths the way Class's base URLs need.
     let url = class_oauth_core::api::ApiRequest::get(&base, &format!("b/{business}/fund/list"))
