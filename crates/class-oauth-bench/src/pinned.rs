@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use class_oauth_core::flow::TokenFlow;
+use class_oauth_core::flow::{OnFailure, Step, TokenFlow};
 use class_oauth_core::scope::Scopes;
 use class_oauth_core::token::TokenRequest;
 use class_oauth_core::{Client, ClientId, ClientSecret, Environment, IssuerUrl, RefreshToken};
@@ -290,6 +290,46 @@ fn basic() -> String {
     )
 }
 
+/// A flow that sends a request built beforehand and parses the answer as the floor does:
+/// a transport and its driver with the core's own work taken out.
+struct Prebuilt {
+    request: Option<http::Request<Vec<u8>>>,
+    digest: Option<u64>,
+}
+
+impl Prebuilt {
+    fn new(request: &http::Request<Vec<u8>>) -> Self {
+        Self {
+            request: Some(request.clone()),
+            digest: None,
+        }
+    }
+}
+
+impl class_oauth_core::flow::Flow for Prebuilt {
+    type Output = u64;
+
+    fn poll(&mut self, _: SystemTime) -> Step<u64> {
+        match (self.request.take(), self.digest) {
+            (Some(request), _) => Step::Send(request),
+            (None, Some(digest)) => Step::Done(Ok(digest)),
+            (None, None) => Step::Done(Err(class_oauth_core::error::InputError::InvalidValue {
+                field: "flow",
+                detail: "no response".into(),
+            }
+            .into())),
+        }
+    }
+
+    fn handle_response(&mut self, _: SystemTime, response: http::Response<Vec<u8>>) {
+        self.digest = Some(raw_digest(response.body()));
+    }
+
+    fn handle_transport_failure(&mut self, _: SystemTime) -> OnFailure {
+        OnFailure::Abort
+    }
+}
+
 /// One variant: a name, the floor it is paired with, and one call returning its digest.
 struct Variant<'a> {
     name: &'static str,
@@ -474,6 +514,15 @@ fn run_pinned(rounds: usize, split: bool) -> Results {
     let client = our_client(&base);
     let peer = oauth2_client(&base);
 
+    // Where the time goes: our transport and driver with the core's work taken out (the
+    // request built once, the response parsed as the floor parses it), and the floor
+    // with the total timeout our default client has.
+    let prebuilt = TokenRequest::to_http(&our_request(), &client).expect("the request");
+    let timed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(class_oauth_reqwest::TransportConfig::default().timeout)
+        .build()
+        .expect("reqwest 0.13 with a timeout");
     let raw13 = || rt.block_on(async { raw_reqwest_grant!(reqwest13, &url, &auth) });
     let mut grants = vec![
         Variant::new(
@@ -543,6 +592,27 @@ fn run_pinned(rounds: usize, split: bool) -> Results {
             oauth2_digest(&t)
         }),
     ];
+    grants.extend([
+        Variant::new(
+            "  reqwest: transport + driver",
+            "raw reqwest 0.13 (floor)",
+            || {
+                rt.block_on(class_oauth_reqwest::drive(
+                    &ours_async,
+                    Prebuilt::new(&prebuilt),
+                ))
+                .expect("grant")
+            },
+        ),
+        Variant::new(
+            "  raw reqwest 0.13 + timeout",
+            "raw reqwest 0.13 (floor)",
+            || rt.block_on(async { raw_reqwest_grant!(timed, &url, &auth) }),
+        ),
+        Variant::new("  ureq: transport + driver", "raw ureq 3 (floor)", || {
+            class_oauth_ureq::drive(&ours_blocking, Prebuilt::new(&prebuilt)).expect("grant")
+        }),
+    ]);
     let grants = measure(Some(&server), &mut grants, rounds);
 
     // Without sockets: building the request and parsing the canned response.
