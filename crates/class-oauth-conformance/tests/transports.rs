@@ -9,7 +9,7 @@
 //! the parent checks what the child's requests did.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -158,20 +158,26 @@ fn recording_proxy() -> (u16, Seen) {
     (port, seen)
 }
 
-/// A plain HTTP server on loopback answering `direct`.
-fn direct_server() -> u16 {
+/// A plain HTTP server on loopback: `answer` gets each request line and the stream.
+/// Reads are bounded (10 s), so a client that stalls cannot hold the thread forever.
+fn loopback_server(answer: impl Fn(&str, &mut TcpStream) + Send + 'static) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            if read_head(&mut reader).is_some() {
-                respond(&mut stream, "direct");
+            if let Some((line, _)) = read_head(&mut reader) {
+                answer(&line, &mut stream);
             }
         }
     });
     port
+}
+
+/// A plain HTTP server on loopback answering `direct`.
+fn direct_server() -> u16 {
+    loopback_server(|_, stream| respond(stream, "direct"))
 }
 
 fn get(uri: &str) -> http::Request<Vec<u8>> {
@@ -350,22 +356,13 @@ fn child_platform_roots() {
 /// redirected answer (the redirect check compares the response's URL part by part).
 #[test]
 fn a_callers_client_that_followed_a_redirect_is_refused() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let Some((line, _)) = read_head(&mut reader) else {
-                continue;
-            };
-            if line.starts_with("GET /moved") {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-            } else {
-                respond(&mut stream, "elsewhere");
-            }
+    let port = loopback_server(|line, stream| {
+        if line.starts_with("GET /moved") {
+            let _ = stream.write_all(
+                b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        } else {
+            respond(stream, "elsewhere");
         }
     });
     let _ = rustls::crypto::ring::default_provider().install_default();
