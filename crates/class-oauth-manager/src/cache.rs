@@ -79,19 +79,19 @@ pub(crate) struct GrantCache {
     map: DashMap<TenantKey, SharedGrant, KeyHash>,
     policy: RefreshPolicy,
     backoff: Duration,
+    /// A grant in doubt is retried at once ([`crate::InDoubtRule::Retry`]) rather than
+    /// used until it expires.
+    retry_in_doubt: bool,
 }
 
 impl GrantCache {
-    pub(crate) fn new(policy: RefreshPolicy, backoff: Duration) -> Self {
+    pub(crate) fn new(policy: RefreshPolicy, backoff: Duration, retry_in_doubt: bool) -> Self {
         Self {
             map: DashMap::with_hasher_and_shard_amount(KeyHash::default(), 64),
             policy,
             backoff,
+            retry_in_doubt,
         }
-    }
-
-    pub(crate) fn policy(&self) -> &RefreshPolicy {
-        &self.policy
     }
 
     /// The cached grant when it needs no refresh now (or when a refresh just failed and
@@ -108,8 +108,8 @@ impl GrantCache {
     }
 
     /// The shared form of `grant`, with its deadlines: its refresh time (with the
-    /// policy's jitter; an in-doubt grant's is its expiry: it is never refreshed early),
-    /// and after a failed refresh, the backoff.
+    /// policy's jitter; an in-doubt grant's is now when the rule retries it at once,
+    /// else its expiry), and after a failed refresh, the backoff.
     pub(crate) fn share(&self, grant: StoredGrant, refresh_failed: bool) -> SharedGrant {
         #[allow(
             clippy::disallowed_methods,
@@ -126,6 +126,7 @@ impl GrantCache {
                 };
                 self.policy.refresh_at(&grant.tokens, Some(&mut jitter))
             }
+            GrantStatus::InDoubt { .. } if self.retry_in_doubt => now,
             _ => expires_at,
         };
         let retry_not_before = if refresh_failed {

@@ -89,6 +89,7 @@ pub use error::{ManagerError, TokenEvent};
 pub mod blocking;
 mod cache;
 mod error;
+pub mod machine;
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 #[cfg_attr(
     docsrs,
@@ -154,12 +155,9 @@ pub struct Settings {
     pub persist_retries: u32,
     /// The first wait between write retries (default 50 ms).
     pub persist_backoff: Duration,
-    /// Whether a grant left in doubt (a refresh sent and never answered) gets one more
-    /// refresh with the same refresh token once its access token has expired (default
-    /// false: it needs re-authorization instead). Only for servers with a consumed-token
-    /// grace window: against one-time refresh tokens with reuse detection, presenting a
-    /// spent token again revokes the grant.
-    pub retry_in_doubt: bool,
+    /// What the next refresh does with a grant left in doubt (a refresh sent and never
+    /// answered): see [`InDoubtRule`].
+    pub in_doubt: InDoubtRule,
 }
 
 impl Default for Settings {
@@ -172,9 +170,37 @@ impl Default for Settings {
             lease_wait: Duration::from_secs(30),
             persist_retries: 6,
             persist_backoff: Duration::from_millis(50),
-            retry_in_doubt: false,
+            in_doubt: InDoubtRule::default(),
         }
     }
+}
+
+/// What a refresh does with a grant left in doubt: a refresh was sent and no answer was
+/// recorded (a timeout, a reset, an unreadable answer, a process that died), so its
+/// one-time refresh token may or may not have been spent.
+///
+/// Presenting it again cannot lose anything against a server that answers reuse with
+/// `invalid_grant` (Class's documented behaviour): if the first request rotated it, that
+/// answer is lost and so is the grant either way; if the first request never arrived,
+/// or a grace window applies, the retry keeps the grant. Against a server that revokes
+/// the whole grant on reuse, a retry of a token that was spent also revokes the access
+/// token still held. The lease outlives the request holding it
+/// ([`Settings::lease_ttl`]), so a retry never races the first request.
+/// `cargo xtask sim` measures the rules under each provider behaviour
+/// (docs/ARCHITECTURE.md quotes the figures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InDoubtRule {
+    /// Present the refresh token again at the next refresh, which is due at once (after
+    /// the backoff), while the access token is still valid; a refusal then ends the grant
+    /// with a reason naming the earlier unknown outcome.
+    Retry,
+    /// Use the access token until it expires, then present the refresh token once more.
+    RetryAtExpiry,
+    /// Never present it again: use the access token until it expires, then the grant
+    /// needs re-authorization.
+    #[default]
+    GiveUp,
 }
 
 /// Where detached refreshes run.
@@ -207,35 +233,6 @@ impl Exec {
                 .map_err(|e| {
                     ManagerError::Config(format!("could not start a refresh thread: {e}"))
                 }),
-        }
-    }
-}
-
-/// How one refresh procedure ended (before it is shared).
-#[derive(Debug)]
-struct Outcome {
-    /// The grant to use: the new one, or the old one while it is still valid.
-    grant: Option<StoredGrant>,
-    /// Why the refresh failed, if it did.
-    error: Option<ManagerError>,
-    /// Serve the grant but come back after the backoff (another instance is refreshing).
-    backoff: bool,
-}
-
-impl Outcome {
-    fn ok(grant: StoredGrant) -> Self {
-        Self {
-            grant: Some(grant),
-            error: None,
-            backoff: false,
-        }
-    }
-
-    fn err(error: ManagerError) -> Self {
-        Self {
-            grant: None,
-            error: Some(error),
-            backoff: false,
         }
     }
 }
@@ -277,26 +274,15 @@ impl Flown {
 
 type Flight = (u64, Shared<BoxFuture<'static, Flown>>);
 
-/// Rotated tokens whose write failed after every retry, waiting in memory.
-#[derive(Clone, Debug)]
-struct Held {
-    tokens: class_oauth_core::TokenSet,
-    id_claims: Option<class_oauth_core::id_token::IdTokenClaims>,
-    status: GrantStatus,
-    /// The refresh token they replaced (still in the store).
-    replaced: Option<class_oauth_core::RefreshToken>,
-    lease_owner: String,
-}
-
 struct Inner<H, S> {
     client: ClassClient<H>,
     store: S,
     cache: GrantCache,
     inflight: DashMap<TenantKey, Flight>,
-    held: DashMap<TenantKey, Held>,
+    held: DashMap<TenantKey, machine::HeldTokens>,
     hook: Option<EventHook>,
     slots: tokio::sync::Semaphore,
-    settings: Settings,
+    settings: Arc<Settings>,
     exec: Exec,
     /// Names this manager in lease owners.
     instance: String,
@@ -377,6 +363,12 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManagerBuilder<H, S> {
         self
     }
 
+    /// See [`Settings::in_doubt`].
+    pub fn in_doubt(mut self, rule: InDoubtRule) -> Self {
+        self.settings.in_doubt = rule;
+        self
+    }
+
     /// Reports token events to `hook` (after they are logged).
     pub fn on_event(mut self, hook: impl Fn(&TokenEvent) + Send + Sync + 'static) -> Self {
         self.hook = Some(Arc::new(hook));
@@ -391,12 +383,16 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManagerBuilder<H, S> {
             inner: Arc::new(Inner {
                 client: self.client,
                 store: self.store,
-                cache: GrantCache::new(self.settings.policy.clone(), self.settings.backoff),
+                cache: GrantCache::new(
+                    self.settings.policy.clone(),
+                    self.settings.backoff,
+                    self.settings.in_doubt == InDoubtRule::Retry,
+                ),
                 inflight: DashMap::new(),
                 held: DashMap::new(),
                 hook: self.hook,
                 slots: tokio::sync::Semaphore::new(self.settings.max_concurrent_refreshes.max(1)),
-                settings: self.settings,
+                settings: Arc::new(self.settings),
                 exec: self.exec,
                 instance: id.iter().map(|b| format!("{b:02x}")).collect(),
                 counter: AtomicU64::new(0),

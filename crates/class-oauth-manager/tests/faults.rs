@@ -359,7 +359,7 @@ fn refusals_and_proxy_pages() {
     }
 }
 
-/// With `Settings::retry_in_doubt`, a grant left in doubt gets one more refresh once its
+/// With `InDoubtRule::RetryAtExpiry`, a grant left in doubt gets one more refresh once its
 /// access token has expired. Against the emulator (which did rotate the token and
 /// detects reuse) that retry is refused, and the grant ends with a reason naming the
 /// earlier unknown outcome; the refresh token was presented twice, by choice.
@@ -367,7 +367,7 @@ fn refusals_and_proxy_pages() {
 fn retry_in_doubt_tries_once_more_and_says_why_it_failed() {
     bounded("retry in doubt", Duration::from_secs(60), || {
         let mut settings = Settings::default();
-        settings.retry_in_doubt = true;
+        settings.in_doubt = class_oauth_manager::InDoubtRule::RetryAtExpiry;
         let rig = Rig::new(
             common::Face::Blocking,
             StoreKind::Memory,

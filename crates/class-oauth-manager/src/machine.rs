@@ -1,0 +1,1281 @@
+//! The refresh procedure as a sans-IO state machine, in the core's verbs.
+//!
+//! [`RefreshMachine::poll`] says what to do next ([`Action`]): a store operation, the
+//! endpoints, an HTTP request, a wait, or done with the [`Finished`] outcome. The driver
+//! performs it and feeds the answer back with [`RefreshMachine::handle_store`],
+//! [`RefreshMachine::handle_endpoints`], [`RefreshMachine::handle_response`] or
+//! [`RefreshMachine::handle_transport_failure`], then polls again. The machine reads no
+//! clock (every call takes `now`), opens no socket, spawns nothing and draws no random
+//! number; the drivers (the async manager, its blocking face through it, and the
+//! simulator in `class-oauth-sim`) do that.
+//!
+//! The procedure: write tokens held in memory from an earlier failed write first; load
+//! and decide; take the lease and decide again on the row read with it; mark the grant
+//! in doubt and send the refresh; persist the rotated refresh token before anything else
+//! can fail (before a key-set fetch, before a failed ID-token check is reported); commit
+//! and release the lease in the same write. Every path that took the lease ends in a
+//! write that releases it or in an explicit release ([`RefreshMachine::release`]): one
+//! place.
+//!
+//! | stage | waits for | next |
+//! |---|---|---|
+//! | `Start` | (first poll) | held tokens: `HeldLoad`; else `Load` |
+//! | `HeldLoad` / `HeldWrite` | load / update | `Load`, or done (store error) |
+//! | `Load` | load | decide: done (use, cannot), `Dead`, or `Lease` |
+//! | `Lease` | acquire lease | held by another: wait, `Load`; acquired: decide again: `Release` then done/`Dead`, or `Endpoints` |
+//! | `Endpoints` | endpoints | build the flow, `Mark` |
+//! | `Mark` | in-doubt mark (update) | send: `Token` |
+//! | `Token` | token response | rotated: `Persist` (keys: `Keys`); refused: `Restore` or `Reread`; unreadable or lost: `InDoubt` |
+//! | `Keys` | key-set response | flow again: `Persist` or done |
+//! | `Persist` | update (CAS), load after a conflict, waits | done, or `Keys` |
+//! | `Restore` / `InDoubt` / `Dead` | update | `Release` or done |
+//! | `Release` | release | the continuation |
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use class_oauth_core::flow::{DriveError, Flow, Step, TransportError, TransportErrorKind};
+use class_oauth_core::id_token::IdTokenClaims;
+use class_oauth_core::refresh::{ReauthorizationReason, RefreshDecision};
+use class_oauth_core::session::ClientConfig;
+use class_oauth_core::token::TokenSet;
+use class_oauth_core::{Endpoints, Error, RefreshToken};
+use class_oauth_store::{
+    GrantStatus, GrantUpdate, Lease, LeaseOutcome, StoreError, StoredGrant, TenantKey,
+};
+use http::{Request, Response};
+
+use crate::{InDoubtRule, ManagerError, Settings, TokenEvent};
+
+/// What the driver does next.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a request, as the core's `Step` carries it; moved out at once"
+)]
+#[non_exhaustive]
+pub enum Action {
+    /// Perform this store operation and report it with [`RefreshMachine::handle_store`].
+    Store(StoreOp),
+    /// Resolve the endpoints (through the client) and report them with
+    /// [`RefreshMachine::handle_endpoints`].
+    Endpoints,
+    /// Send this request and report the outcome with [`RefreshMachine::handle_response`]
+    /// or [`RefreshMachine::handle_transport_failure`].
+    Send(Request<Vec<u8>>),
+    /// Wait this long, then poll again.
+    Wait(Duration),
+    /// The procedure is over.
+    Done(Box<Finished>),
+}
+
+/// A store operation, owned (the driver may move it to another thread).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StoreOp {
+    /// Read the grant.
+    Load,
+    /// Take the refresh lease (and read the row in the same statement).
+    AcquireLease(Lease),
+    /// A conditional write (see [`Update::as_grant_update`]).
+    Update(Box<Update>),
+    /// Release the lease held by `owner`.
+    Release {
+        /// The holder.
+        owner: String,
+    },
+}
+
+/// An owned [`GrantUpdate`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Update {
+    /// The version the write expects.
+    pub expected_version: u64,
+    /// New tokens and the ID-token claims to keep, or `None` to keep the tokens.
+    pub tokens: Option<(TokenSet, Option<IdTokenClaims>)>,
+    /// The new status.
+    pub status: GrantStatus,
+    /// Release the lease held by this owner in the same write.
+    pub release_lease_of: Option<String>,
+}
+
+impl Update {
+    /// The borrowed form the stores take.
+    #[must_use]
+    pub fn as_grant_update(&self) -> GrantUpdate<'_> {
+        let update = match &self.tokens {
+            Some((t, c)) => GrantUpdate::tokens(self.expected_version, t, c.as_ref(), &self.status),
+            None => GrantUpdate::status(self.expected_version, &self.status),
+        };
+        match &self.release_lease_of {
+            Some(owner) => update.releasing(owner),
+            None => update,
+        }
+    }
+}
+
+/// The answer to a [`StoreOp`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StoreAnswer {
+    /// To [`StoreOp::Load`].
+    Loaded(Result<Option<StoredGrant>, StoreError>),
+    /// To [`StoreOp::AcquireLease`].
+    Lease(Result<LeaseOutcome, StoreError>),
+    /// To [`StoreOp::Update`].
+    Updated(Result<u64, StoreError>),
+    /// To [`StoreOp::Release`].
+    Released(Result<(), StoreError>),
+}
+
+/// Rotated tokens whose write failed after every retry: the only copy of the newest
+/// refresh token. The driver keeps them (in memory) and hands them to the next machine
+/// for the tenant, which writes them before anything else. Its `Debug` shows no secret.
+#[derive(Clone, Debug)]
+pub struct HeldTokens {
+    pub(crate) tokens: TokenSet,
+    pub(crate) id_claims: Option<IdTokenClaims>,
+    pub(crate) status: GrantStatus,
+    /// The refresh token they replaced (still in the store).
+    pub(crate) replaced: Option<RefreshToken>,
+    pub(crate) lease_owner: String,
+}
+
+impl HeldTokens {
+    /// The refresh token held (the newest one Class issued).
+    #[must_use]
+    pub fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.tokens.refresh_token.as_ref()
+    }
+}
+
+/// How a refresh procedure ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Finished {
+    /// The grant to use: the new one, or the old one while it is still valid.
+    pub grant: Option<StoredGrant>,
+    /// Why the refresh failed, if it did.
+    pub error: Option<ManagerError>,
+    /// Serve the grant but come back after the backoff (another instance is refreshing,
+    /// or this refresh failed).
+    pub backoff: bool,
+    /// What happened, in order, for the event hook.
+    pub events: Vec<TokenEvent>,
+    /// Tokens whose write failed: keep them and pass them to the next machine.
+    pub held: Option<HeldTokens>,
+}
+
+impl Finished {
+    fn ok(grant: StoredGrant) -> Self {
+        Self {
+            grant: Some(grant),
+            error: None,
+            backoff: false,
+            events: Vec::new(),
+            held: None,
+        }
+    }
+
+    fn err(error: ManagerError) -> Self {
+        Self {
+            grant: None,
+            error: Some(error),
+            backoff: false,
+            events: Vec::new(),
+            held: None,
+        }
+    }
+}
+
+/// The one refresh decision: the core's [`RefreshDecision`] on the tokens, with the
+/// stored status and the in-doubt rule around it.
+#[derive(Debug)]
+enum Decision {
+    Use,
+    Refresh,
+    /// The grant is over: record it and say why.
+    Dead(String),
+    /// A forced refresh that cannot happen (no refresh token) while the access token is
+    /// still valid: refused, but the grant is not marked.
+    Cannot(String),
+}
+
+/// Why a persist is running, and what follows it.
+#[derive(Debug)]
+enum PersistFor {
+    /// The validated tokens: commit and release.
+    Final { id_claims: Option<IdTokenClaims> },
+    /// Before a key-set fetch: the rotated refresh token first, status unverified.
+    BeforeKeys { keys: Request<Vec<u8>> },
+    /// The access token failed a check: kept as unverified, the caller gets `error`.
+    Withheld { error: ManagerError },
+}
+
+#[derive(Debug)]
+struct Persist {
+    expected: u64,
+    tokens: TokenSet,
+    id_claims: Option<IdTokenClaims>,
+    status: GrantStatus,
+    release: bool,
+    attempt: u32,
+    pause: Duration,
+    purpose: PersistFor,
+    /// Waiting for the reload after a conflict (else for the write).
+    reloading: bool,
+}
+
+/// What follows a lease release.
+#[derive(Debug)]
+enum Then {
+    Done(Box<Finished>),
+    Dead(Box<StoredGrant>, String),
+    /// Re-read after a refusal: did another instance win with this refresh token?
+    Reread(Error),
+}
+
+#[derive(Debug)]
+enum Stage {
+    Start,
+    HeldLoad(Box<HeldTokens>),
+    HeldWrite(Box<HeldTokens>),
+    Load,
+    Lease(Box<StoredGrant>),
+    Endpoints,
+    Mark(Request<Vec<u8>>),
+    Token,
+    Keys,
+    /// Driving the token flow after its response (after a wait).
+    Drive,
+    Persist(Box<Persist>),
+    /// Putting back the status found, then release, then fail with the error.
+    Restore(ManagerError),
+    InDoubt(String, ManagerError),
+    Dead(String),
+    Release(Box<Then>),
+    Reread(Error),
+    Over,
+}
+
+/// Knobs a test build can turn to break the procedure on purpose (feature `mutations`,
+/// for the simulator's proof that it finds bugs; never in a shipped build).
+#[cfg(feature = "mutations")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mutation {
+    /// The procedure as written.
+    #[default]
+    None,
+    /// The refresh is sent without the in-doubt mark before it.
+    NoInDoubtMark,
+    /// The lease is released before the rotated tokens are written.
+    ReleaseBeforePersist,
+    /// The rotated refresh token is written only after the ID token validated (and
+    /// never when it fails).
+    PersistAfterValidation,
+}
+
+/// The refresh procedure for one tenant (see the module docs).
+#[derive(Debug)]
+pub struct RefreshMachine {
+    key: TenantKey,
+    lease: Lease,
+    force: Option<u64>,
+    settings: Arc<Settings>,
+    config: ClientConfig,
+    stage: Stage,
+    queue: std::collections::VecDeque<Action>,
+    events: Vec<TokenEvent>,
+    started: Option<SystemTime>,
+    pause: Duration,
+    /// The row we hold the lease on (its version follows our writes).
+    current: Option<StoredGrant>,
+    /// Its status when we found it (put back when nothing was spent).
+    before: Option<GrantStatus>,
+    flow: Option<class_oauth_core::flow::TokenFlow>,
+    /// The token response, as parsed (before any ID-token check).
+    received: Option<TokenSet>,
+    received_at: Option<SystemTime>,
+    /// The refresh token we presented.
+    sent: Option<RefreshToken>,
+    /// The rotated tokens are in the store.
+    written: bool,
+    held: Option<HeldTokens>,
+    #[cfg(feature = "mutations")]
+    mutation: Mutation,
+}
+
+impl RefreshMachine {
+    /// A procedure for `key` holding `lease` when it takes it. `force`: refresh even if
+    /// the access token is still good, unless the stored version moved on from this one.
+    /// `held`: tokens an earlier procedure could not write (they go first).
+    #[must_use]
+    pub fn new(
+        key: TenantKey,
+        lease: Lease,
+        force: Option<u64>,
+        settings: Arc<Settings>,
+        config: ClientConfig,
+        held: Option<HeldTokens>,
+    ) -> Self {
+        let pause = Duration::from_millis(10);
+        Self {
+            key,
+            lease,
+            force,
+            settings,
+            config,
+            stage: Stage::Start,
+            queue: std::collections::VecDeque::new(),
+            events: Vec::new(),
+            started: None,
+            pause,
+            current: None,
+            before: None,
+            flow: None,
+            received: None,
+            received_at: None,
+            sent: None,
+            written: false,
+            held,
+            #[cfg(feature = "mutations")]
+            mutation: Mutation::None,
+        }
+    }
+
+    /// Breaks the procedure on purpose (see [`Mutation`]).
+    #[cfg(feature = "mutations")]
+    #[must_use]
+    pub fn with_mutation(mut self, mutation: Mutation) -> Self {
+        self.mutation = mutation;
+        self
+    }
+
+    /// The tenant.
+    #[must_use]
+    pub fn key(&self) -> &TenantKey {
+        &self.key
+    }
+
+    /// The lease this procedure takes.
+    #[must_use]
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// True once the machine holds the lease and has marked the grant (a refresh may be
+    /// on the wire): what a crash from here leaves behind is the in-doubt mark.
+    #[must_use]
+    pub fn is_sending(&self) -> bool {
+        matches!(self.stage, Stage::Token)
+    }
+
+    /// True while the machine waits for another holder's lease (it holds nothing).
+    #[must_use]
+    pub fn is_waiting_for_lease(&self) -> bool {
+        matches!(self.stage, Stage::Load) && self.current.is_none()
+    }
+
+    /// The next step at `now`.
+    pub fn poll(&mut self, now: SystemTime) -> Action {
+        if let Some(a) = self.queue.pop_front() {
+            return a;
+        }
+        match std::mem::replace(&mut self.stage, Stage::Over) {
+            Stage::Start => {
+                self.started = Some(now);
+                if let Some(held) = self.held.take() {
+                    self.stage = Stage::HeldLoad(Box::new(held));
+                } else {
+                    self.stage = Stage::Load;
+                }
+                Action::Store(StoreOp::Load)
+            }
+            Stage::Load => {
+                self.stage = Stage::Load;
+                Action::Store(StoreOp::Load)
+            }
+            Stage::Drive => {
+                self.drive(now);
+                self.queue.pop_front().unwrap_or_else(|| self.misuse())
+            }
+            Stage::Over => self.misuse(),
+            other => {
+                // Waiting for an answer: polled out of turn.
+                self.stage = other;
+                self.misuse()
+            }
+        }
+    }
+
+    fn misuse(&mut self) -> Action {
+        self.stage = Stage::Over;
+        Action::Done(Box::new(self.finish(Finished::err(ManagerError::Config(
+            "the refresh procedure was polled out of turn".into(),
+        )))))
+    }
+
+    fn finish(&mut self, mut f: Finished) -> Finished {
+        self.stage = Stage::Over;
+        let mut events = std::mem::take(&mut self.events);
+        events.append(&mut f.events);
+        f.events = events;
+        f
+    }
+
+    fn done(&mut self, f: Finished) {
+        let f = self.finish(f);
+        self.queue.push_back(Action::Done(Box::new(f)));
+    }
+
+    fn store(&mut self, stage: Stage, op: StoreOp) {
+        self.stage = stage;
+        self.queue.push_back(Action::Store(op));
+    }
+
+    /// The one place the lease is released explicitly (every other end releases it in
+    /// its write): then `then`.
+    fn release(&mut self, then: Then) {
+        let owner = self.lease.owner.clone();
+        self.store(Stage::Release(Box::new(then)), StoreOp::Release { owner });
+    }
+
+    /// The result of a store operation.
+    pub fn handle_store(&mut self, now: SystemTime, answer: StoreAnswer) {
+        match (std::mem::replace(&mut self.stage, Stage::Over), answer) {
+            (Stage::HeldLoad(held), StoreAnswer::Loaded(r)) => self.held_loaded(*held, r),
+            (Stage::HeldWrite(held), StoreAnswer::Updated(r)) => match r {
+                Ok(_) => self.store(Stage::Load, StoreOp::Load),
+                Err(e) => self.held_failed(*held, e),
+            },
+            (Stage::Load, StoreAnswer::Loaded(r)) => self.loaded(now, r),
+            (Stage::Lease(loaded), StoreAnswer::Lease(r)) => self.leased(now, *loaded, r),
+            (Stage::Mark(request), StoreAnswer::Updated(r)) => self.marked(now, request, r),
+            (Stage::Persist(p), StoreAnswer::Updated(r)) => self.persist_written(now, *p, r),
+            (Stage::Persist(p), StoreAnswer::Loaded(r)) => self.persist_reloaded(*p, r),
+            (Stage::Restore(error), StoreAnswer::Updated(r)) => {
+                let before = self.before.clone().unwrap_or(GrantStatus::Active);
+                let current = self.current.as_mut().expect("restore holds a row");
+                match r {
+                    Ok(v) => {
+                        current.version = v;
+                        current.status = before;
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.key, error = %e, "could not clear the in-doubt mark");
+                    }
+                }
+                let current = current.clone();
+                let f = self.failed(now, &current, error);
+                self.release(Then::Done(Box::new(f)));
+            }
+            (Stage::InDoubt(reason, error), StoreAnswer::Updated(r)) => {
+                let mut served = self.current.clone().expect("in doubt holds a row");
+                let status = GrantStatus::InDoubt {
+                    reason: reason.clone(),
+                };
+                self.events.push(TokenEvent::InDoubt {
+                    key: self.key.clone(),
+                    reason,
+                });
+                let ok = match r {
+                    Ok(version) => {
+                        served.status = status;
+                        served.version = version;
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.key, error = %e, "could not record the refresh as in doubt");
+                        false
+                    }
+                };
+                let usable = self.still_usable(&served, now);
+                let f = Finished {
+                    grant: usable.then_some(served),
+                    error: Some(error),
+                    backoff: true,
+                    events: Vec::new(),
+                    held: None,
+                };
+                if ok {
+                    self.done(f);
+                } else {
+                    self.release(Then::Done(Box::new(f)));
+                }
+            }
+            (Stage::Dead(reason), StoreAnswer::Updated(r)) => {
+                match r {
+                    Ok(_) => self.events.push(TokenEvent::ReauthorizationRequired {
+                        key: self.key.clone(),
+                        reason: reason.clone(),
+                    }),
+                    Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.key, error = %e, "could not record that the grant needs re-authorization");
+                    }
+                }
+                self.done(Finished::err(ManagerError::NeedsReauthorization {
+                    key: self.key.clone(),
+                    reason,
+                }));
+            }
+            (Stage::Release(then), StoreAnswer::Released(r)) => {
+                if let Err(e) = r {
+                    tracing::warn!(tenant = %self.key, error = %e, "could not release the refresh lease; it will expire");
+                }
+                match *then {
+                    Then::Done(f) => self.done(*f),
+                    Then::Dead(g, reason) => self.dead(&g, reason),
+                    Then::Reread(error) => self.store(Stage::Reread(error), StoreOp::Load),
+                }
+            }
+            (Stage::Reread(error), StoreAnswer::Loaded(r)) => self.reread(r, error),
+            // The early release of the `ReleaseBeforePersist` mutation; the write follows.
+            #[cfg(feature = "mutations")]
+            (Stage::Persist(p), StoreAnswer::Released(_)) => self.stage = Stage::Persist(p),
+            (stage, answer) => {
+                self.stage = stage;
+                tracing::error!(
+                    ?answer,
+                    "a store answer the refresh procedure did not ask for"
+                );
+                let f = Finished::err(ManagerError::Config(
+                    "the refresh procedure got an answer it did not ask for".into(),
+                ));
+                self.done(f);
+            }
+        }
+    }
+
+    /// The endpoints the refresh goes to (through the client's discovery cache).
+    pub fn handle_endpoints(
+        &mut self,
+        now: SystemTime,
+        endpoints: Result<Arc<Endpoints>, DriveError>,
+    ) {
+        if !matches!(self.stage, Stage::Endpoints) {
+            let _ = self.misuse();
+            return;
+        }
+        let current = self.current.clone().expect("endpoints after the lease");
+        let endpoints = match endpoints {
+            Ok(e) => e,
+            Err(e) => return self.fail_and_release(now, &current, e.into()),
+        };
+        let mut flow =
+            match self
+                .config
+                .refresh_flow(&endpoints, &current.tokens, current.id_claims.as_ref())
+            {
+                // The parsed response is kept so the rotated refresh token can be written
+                // before the ID-token check (and its key fetch) can fail.
+                Ok(f) => f.retain_received(),
+                Err(e) => return self.fail_and_release(now, &current, e.into()),
+            };
+        let request = match flow.poll(now) {
+            Step::Send(r) => r,
+            Step::Done(Err(e)) => return self.fail_and_release(now, &current, e.into()),
+            _ => {
+                let e =
+                    ManagerError::Config("the refresh flow did not start with a request".into());
+                return self.fail_and_release(now, &current, e);
+            }
+        };
+        self.flow = Some(flow);
+        self.sent = current.tokens.refresh_token.clone();
+        self.before = Some(current.status.clone());
+        if self.no_in_doubt_mark() {
+            self.stage = Stage::Token;
+            self.queue.push_back(Action::Send(request));
+            return;
+        }
+        // Recorded before the request leaves: if this process stops before the answer
+        // is written, the next reader knows the refresh token may be spent.
+        let status = GrantStatus::InDoubt {
+            reason: SENT.into(),
+        };
+        self.store(
+            Stage::Mark(request),
+            StoreOp::Update(Box::new(Update {
+                expected_version: current.version,
+                tokens: None,
+                status,
+                release_lease_of: None,
+            })),
+        );
+    }
+
+    #[cfg(feature = "mutations")]
+    fn no_in_doubt_mark(&self) -> bool {
+        self.mutation == Mutation::NoInDoubtMark
+    }
+
+    #[cfg(not(feature = "mutations"))]
+    #[allow(clippy::unused_self, reason = "true only in a mutated test build")]
+    fn no_in_doubt_mark(&self) -> bool {
+        false
+    }
+
+    /// The answer to the last [`Action::Send`].
+    pub fn handle_response(&mut self, now: SystemTime, response: Response<Vec<u8>>) {
+        match std::mem::replace(&mut self.stage, Stage::Over) {
+            Stage::Token => {
+                let flow = self.flow.as_mut().expect("a flow while sending");
+                flow.handle_response(now, response);
+                self.token_answered(now);
+            }
+            Stage::Keys => {
+                if let Some(flow) = self.flow.as_mut() {
+                    flow.handle_response(now, response);
+                }
+                self.drive(now);
+            }
+            other => {
+                self.stage = other;
+                let _ = self.misuse();
+            }
+        }
+    }
+
+    /// The last [`Action::Send`] failed in transport.
+    pub fn handle_transport_failure(&mut self, now: SystemTime, error: TransportError) {
+        match std::mem::replace(&mut self.stage, Stage::Over) {
+            Stage::Token if error.kind == TransportErrorKind::Connect => {
+                // No connection, so nothing was sent: the refresh token is unspent.
+                self.restore(ManagerError::Transport(error));
+            }
+            Stage::Token => {
+                let reason = format!("the refresh request got no answer ({error})");
+                self.in_doubt(reason, ManagerError::Transport(error));
+            }
+            Stage::Keys => {
+                if let Some(flow) = self.flow.as_mut() {
+                    // A failed key fetch keeps the last good keys; validation decides.
+                    let _ = flow.handle_transport_failure(now);
+                }
+                self.drive(now);
+            }
+            other => {
+                self.stage = other;
+                let _ = self.misuse();
+            }
+        }
+    }
+
+    fn held_loaded(&mut self, held: HeldTokens, r: Result<Option<StoredGrant>, StoreError>) {
+        let row = match r {
+            Ok(Some(row)) => row,
+            Ok(None) => return self.store(Stage::Load, StoreOp::Load),
+            Err(e) => return self.held_failed(held, e),
+        };
+        let stored = row.tokens.refresh_token.as_ref();
+        if stored != held.replaced.as_ref() && stored != held.tokens.refresh_token.as_ref() {
+            // A login replaced the grant: the held tokens are older.
+            self.events.push(TokenEvent::Superseded {
+                key: self.key.clone(),
+            });
+            return self.store(Stage::Load, StoreOp::Load);
+        }
+        let update = Update {
+            expected_version: row.version,
+            tokens: Some((held.tokens.clone(), held.id_claims.clone())),
+            status: held.status.clone(),
+            release_lease_of: Some(held.lease_owner.clone()),
+        };
+        self.store(
+            Stage::HeldWrite(Box::new(held)),
+            StoreOp::Update(Box::new(update)),
+        );
+    }
+
+    fn held_failed(&mut self, held: HeldTokens, e: StoreError) {
+        self.events.push(TokenEvent::PersistFailed {
+            key: self.key.clone(),
+            error: e.to_string(),
+        });
+        let mut f = Finished::err(ManagerError::Store(e));
+        f.held = Some(held);
+        self.done(f);
+    }
+
+    /// What to do with `g`. `leased`: we hold the refresh lease, so an in-doubt mark is
+    /// not another instance's refresh in flight (that one holds the lease while its mark
+    /// stands) but a refresh that ended without an answer.
+    fn decide(&self, g: &StoredGrant, now: SystemTime, leased: bool) -> Decision {
+        let forced = self.force == Some(g.version);
+        let policy = &self.settings.policy;
+        let no_refresh_token = || {
+            Decision::Dead(
+                "the access token is no longer usable and there is no refresh token (offline_access was not granted)".into(),
+            )
+        };
+        let in_doubt_rule = self.settings.in_doubt;
+        match &g.status {
+            GrantStatus::NeedsReauthorization { reason } => Decision::Dead(reason.clone()),
+            GrantStatus::InDoubt { reason } => {
+                let valid = now < policy.expires_at(&g.tokens);
+                match in_doubt_rule {
+                    // Another instance's mark stands while it holds the lease: its
+                    // refresh may be in flight. Only under the lease is it ours to retry.
+                    InDoubtRule::Retry if !leased && valid && !forced => Decision::Refresh,
+                    InDoubtRule::Retry => {
+                        if g.tokens.refresh_token.is_none() {
+                            no_refresh_token()
+                        } else {
+                            Decision::Refresh
+                        }
+                    }
+                    _ if valid && !forced => Decision::Use,
+                    InDoubtRule::GiveUp if leased => Decision::Dead(format!(
+                        "{reason}; its refresh token may have been spent, and presenting it again could make Class revoke the grant (InDoubtRule::GiveUp)"
+                    )),
+                    _ if g.tokens.refresh_token.is_none() => no_refresh_token(),
+                    _ => Decision::Refresh,
+                }
+            }
+            GrantStatus::Active => match policy.decide(&g.tokens, now) {
+                RefreshDecision::Use { .. } if !forced => Decision::Use,
+                RefreshDecision::Reauthorize(ReauthorizationReason::NoRefreshToken) => {
+                    no_refresh_token()
+                }
+                RefreshDecision::Reauthorize(_) => {
+                    Decision::Dead("the refresh token is past its lifetime".into())
+                }
+                RefreshDecision::Use { .. } if g.tokens.refresh_token.is_none() => Decision::Cannot(
+                    "there is no refresh token to refresh with (offline_access was not granted)"
+                        .into(),
+                ),
+                _ if g.tokens.refresh_token.is_none() => no_refresh_token(),
+                _ => Decision::Refresh,
+            },
+            // Unverified: its access token is withheld; the stored refresh token is the
+            // newest.
+            _ if g.tokens.refresh_token.is_none() => no_refresh_token(),
+            _ => Decision::Refresh,
+        }
+    }
+
+    /// Is `g`'s access token usable at `now` (for serving the old token after a failure)?
+    fn still_usable(&self, g: &StoredGrant, now: SystemTime) -> bool {
+        matches!(g.status, GrantStatus::Active | GrantStatus::InDoubt { .. })
+            && now < self.settings.policy.expires_at(&g.tokens)
+    }
+
+    /// The refresh failed and nothing was spent that we know of: serve the old token
+    /// while it is valid.
+    fn failed(&mut self, now: SystemTime, current: &StoredGrant, error: ManagerError) -> Finished {
+        self.events.push(TokenEvent::RefreshFailed {
+            key: self.key.clone(),
+            error: error.to_string(),
+            transient: error.is_transient(),
+        });
+        Finished {
+            grant: self.still_usable(current, now).then(|| current.clone()),
+            error: Some(error),
+            backoff: true,
+            events: Vec::new(),
+            held: None,
+        }
+    }
+
+    fn fail_and_release(&mut self, now: SystemTime, current: &StoredGrant, error: ManagerError) {
+        let f = self.failed(now, current, error);
+        self.release(Then::Done(Box::new(f)));
+    }
+
+    fn cannot(&mut self, reason: String) {
+        self.done(Finished::err(ManagerError::NeedsReauthorization {
+            key: self.key.clone(),
+            reason,
+        }));
+    }
+
+    /// Ends the grant (unless it already is; conditional, so a login saved meanwhile is
+    /// not marked) and says why.
+    fn dead(&mut self, g: &StoredGrant, reason: String) {
+        if matches!(g.status, GrantStatus::NeedsReauthorization { .. }) {
+            return self.done(Finished::err(ManagerError::NeedsReauthorization {
+                key: self.key.clone(),
+                reason,
+            }));
+        }
+        let status = GrantStatus::NeedsReauthorization {
+            reason: reason.clone(),
+        };
+        self.store(
+            Stage::Dead(reason),
+            StoreOp::Update(Box::new(Update {
+                expected_version: g.version,
+                tokens: None,
+                status,
+                release_lease_of: None,
+            })),
+        );
+    }
+
+    fn loaded(&mut self, now: SystemTime, r: Result<Option<StoredGrant>, StoreError>) {
+        let loaded = match r {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                return self.done(Finished::err(ManagerError::NoGrant {
+                    key: self.key.clone(),
+                }));
+            }
+            Err(e) => return self.done(Finished::err(ManagerError::Store(e))),
+        };
+        match self.decide(&loaded, now, false) {
+            Decision::Use => self.done(Finished::ok(loaded)),
+            Decision::Dead(reason) => self.dead(&loaded, reason),
+            Decision::Cannot(reason) => self.cannot(reason),
+            Decision::Refresh => {
+                let lease = self.lease.clone();
+                self.store(Stage::Lease(Box::new(loaded)), StoreOp::AcquireLease(lease));
+            }
+        }
+    }
+
+    fn leased(
+        &mut self,
+        now: SystemTime,
+        loaded: StoredGrant,
+        r: Result<LeaseOutcome, StoreError>,
+    ) {
+        match r {
+            Err(e) => {
+                let f = self.failed(now, &loaded, ManagerError::Store(e));
+                self.done(f);
+            }
+            Ok(LeaseOutcome::Missing) => self.done(Finished::err(ManagerError::NoGrant {
+                key: self.key.clone(),
+            })),
+            Ok(LeaseOutcome::Held { remaining }) => {
+                // Another instance is refreshing: use the current token while it lasts,
+                // else wait for that refresh (re-reading), within a bound.
+                if self.force.is_none() && self.still_usable(&loaded, now) {
+                    let mut f = Finished::ok(loaded);
+                    f.backoff = true;
+                    return self.done(f);
+                }
+                let started = self.started.unwrap_or(now);
+                let waited = now.duration_since(started).unwrap_or_default();
+                if waited >= self.settings.lease_wait {
+                    return self.done(Finished::err(ManagerError::Contended {
+                        key: self.key.clone(),
+                        waited,
+                    }));
+                }
+                let nap = self
+                    .pause
+                    .min(remaining)
+                    .min(self.settings.lease_wait - waited)
+                    .max(Duration::from_millis(1));
+                self.pause = (self.pause * 2).min(Duration::from_millis(250));
+                self.stage = Stage::Load;
+                self.queue.push_back(Action::Wait(nap));
+                self.queue.push_back(Action::Store(StoreOp::Load));
+            }
+            Ok(LeaseOutcome::Acquired {
+                grant,
+                took_over_expired,
+            }) => match self.decide(&grant, now, true) {
+                Decision::Use => {
+                    if grant.version != loaded.version {
+                        self.events.push(TokenEvent::RefreshedElsewhere {
+                            key: self.key.clone(),
+                        });
+                    }
+                    self.release(Then::Done(Box::new(Finished::ok(grant))));
+                }
+                Decision::Dead(reason) => self.release(Then::Dead(Box::new(grant), reason)),
+                Decision::Cannot(reason) => {
+                    let f = Finished::err(ManagerError::NeedsReauthorization {
+                        key: self.key.clone(),
+                        reason,
+                    });
+                    self.release(Then::Done(Box::new(f)));
+                }
+                Decision::Refresh => {
+                    if took_over_expired {
+                        tracing::info!(tenant = %self.key, "took over an expired refresh lease");
+                    }
+                    self.current = Some(grant);
+                    self.stage = Stage::Endpoints;
+                    self.queue.push_back(Action::Endpoints);
+                }
+            },
+            Ok(other) => {
+                let e = StoreError::Backend(format!("unknown lease outcome {other:?}"));
+                let f = self.failed(now, &loaded, ManagerError::Store(e));
+                self.done(f);
+            }
+        }
+    }
+
+    fn marked(&mut self, now: SystemTime, request: Request<Vec<u8>>, r: Result<u64, StoreError>) {
+        match r {
+            Ok(v) => {
+                if let Some(c) = self.current.as_mut() {
+                    c.version = v;
+                    c.status = GrantStatus::InDoubt {
+                        reason: SENT.into(),
+                    };
+                }
+                self.stage = Stage::Token;
+                self.queue.push_back(Action::Send(request));
+            }
+            Err(e) => {
+                let current = self.current.clone().expect("marking holds a row");
+                self.fail_and_release(now, &current, ManagerError::Store(e));
+            }
+        }
+    }
+
+    /// Puts back the status the refresh found (nothing was spent), then releases.
+    fn restore(&mut self, error: ManagerError) {
+        let current = self.current.as_ref().expect("restore holds a row");
+        let before = self.before.clone().unwrap_or(GrantStatus::Active);
+        let update = Update {
+            expected_version: current.version,
+            tokens: None,
+            status: before,
+            release_lease_of: None,
+        };
+        self.store(Stage::Restore(error), StoreOp::Update(Box::new(update)));
+    }
+
+    /// The refresh was sent and no usable answer came: record it and release in one
+    /// write, and serve the old token while it is valid.
+    fn in_doubt(&mut self, reason: String, error: ManagerError) {
+        let current = self.current.as_ref().expect("in doubt holds a row");
+        let update = Update {
+            expected_version: current.version,
+            tokens: None,
+            status: GrantStatus::InDoubt {
+                reason: reason.clone(),
+            },
+            release_lease_of: Some(self.lease.owner.clone()),
+        };
+        self.store(
+            Stage::InDoubt(reason, error),
+            StoreOp::Update(Box::new(update)),
+        );
+    }
+
+    fn token_answered(&mut self, now: SystemTime) {
+        let flow = self.flow.as_mut().expect("a flow while sending");
+        let received = flow.received().cloned();
+        let Some(received) = received else {
+            let Step::Done(Err(error)) = flow.poll(now) else {
+                let current = self.current.clone().expect("a row while sending");
+                let e = ManagerError::Config("the refresh flow ended without a result".into());
+                return self.fail_and_release(now, &current, e);
+            };
+            return self.not_rotated(error);
+        };
+        // From here Class has rotated the refresh token: it is written before anything
+        // else can fail, and never dropped.
+        self.received = Some(received);
+        self.received_at = Some(now);
+        self.drive(now);
+    }
+
+    /// Runs the token flow on after its response: key-set fetches, the result.
+    fn drive(&mut self, now: SystemTime) {
+        let Some(flow) = self.flow.as_mut() else {
+            let _ = self.misuse();
+            return;
+        };
+        let step = flow.poll(now);
+        let current = self.current.as_ref().expect("a row while driving");
+        let received = self.received.clone().expect("tokens while driving");
+        match step {
+            Step::Done(Ok(v)) => {
+                let claims = v.id_claims.or_else(|| current.id_claims.clone());
+                self.persist(
+                    v.tokens,
+                    claims.clone(),
+                    GrantStatus::Active,
+                    true,
+                    PersistFor::Final { id_claims: claims },
+                );
+            }
+            Step::Send(keys) if !self.written && !self.persist_after_validation() => {
+                let status = GrantStatus::Unverified {
+                    reason: "the refreshed ID token is being checked (key-set fetch)".into(),
+                };
+                let claims = current.id_claims.clone();
+                self.persist(
+                    received,
+                    claims,
+                    status,
+                    false,
+                    PersistFor::BeforeKeys { keys },
+                );
+            }
+            Step::Send(keys) => {
+                self.stage = Stage::Keys;
+                self.queue.push_back(Action::Send(keys));
+            }
+            Step::Wait(d) => {
+                self.stage = Stage::Drive;
+                self.queue.push_back(Action::Wait(d));
+            }
+            Step::Done(Err(e)) => {
+                let error = ManagerError::from(e);
+                // The new access token failed a check (or was never checked): withheld,
+                // while the rotated refresh token is kept whatever happens to the write
+                // (held in memory when it fails); the caller learns the real cause.
+                let reason = format!("the refreshed tokens were withheld: {error}");
+                self.events.push(TokenEvent::Withheld {
+                    key: self.key.clone(),
+                    reason: reason.clone(),
+                });
+                if self.persist_after_validation() {
+                    return self.release(Then::Done(Box::new(Finished::err(error))));
+                }
+                let claims = current.id_claims.clone();
+                self.persist(
+                    received,
+                    claims,
+                    GrantStatus::Unverified { reason },
+                    true,
+                    PersistFor::Withheld { error },
+                );
+            }
+            _ => {
+                let error = ManagerError::Config("the refresh flow stopped unexpectedly".into());
+                let claims = current.id_claims.clone();
+                let reason = format!("the refreshed tokens were withheld: {error}");
+                self.persist(
+                    received,
+                    claims,
+                    GrantStatus::Unverified { reason },
+                    true,
+                    PersistFor::Withheld { error },
+                );
+            }
+        }
+    }
+
+    #[cfg(feature = "mutations")]
+    fn persist_after_validation(&self) -> bool {
+        self.mutation == Mutation::PersistAfterValidation
+    }
+
+    #[cfg(not(feature = "mutations"))]
+    #[allow(clippy::unused_self, reason = "true only in a mutated test build")]
+    fn persist_after_validation(&self) -> bool {
+        false
+    }
+
+    #[cfg(feature = "mutations")]
+    fn release_before_persist(&self) -> bool {
+        self.mutation == Mutation::ReleaseBeforePersist
+    }
+
+    #[cfg(not(feature = "mutations"))]
+    #[allow(clippy::unused_self, reason = "true only in a mutated test build")]
+    fn release_before_persist(&self) -> bool {
+        false
+    }
+
+    /// Writes rotated tokens: compare-and-swap on the version we hold, retried with
+    /// backoff; on a lost race, re-read and decide; after the last retry, held.
+    fn persist(
+        &mut self,
+        tokens: TokenSet,
+        id_claims: Option<IdTokenClaims>,
+        status: GrantStatus,
+        release: bool,
+        purpose: PersistFor,
+    ) {
+        let expected = self.current.as_ref().map_or(0, |c| c.version);
+        let p = Persist {
+            expected,
+            tokens,
+            id_claims,
+            status,
+            release,
+            attempt: 0,
+            pause: self.settings.persist_backoff,
+            purpose,
+            reloading: false,
+        };
+        if self.release_before_persist() && release {
+            let owner = self.lease.owner.clone();
+            self.queue
+                .push_back(Action::Store(StoreOp::Release { owner }));
+        }
+        self.write(p);
+    }
+
+    fn write(&mut self, p: Persist) {
+        let update = Update {
+            expected_version: p.expected,
+            tokens: Some((p.tokens.clone(), p.id_claims.clone())),
+            status: p.status.clone(),
+            release_lease_of: p.release.then(|| self.lease.owner.clone()),
+        };
+        self.store(
+            Stage::Persist(Box::new(p)),
+            StoreOp::Update(Box::new(update)),
+        );
+    }
+
+    fn persist_written(&mut self, now: SystemTime, mut p: Persist, r: Result<u64, StoreError>) {
+        let error = match r {
+            Ok(v) => return self.persisted(now, p, v),
+            Err(StoreError::Conflict { .. }) => {
+                p.reloading = true;
+                return self.store(Stage::Persist(Box::new(p)), StoreOp::Load);
+            }
+            Err(e) => e,
+        };
+        self.persist_retry(p, error);
+    }
+
+    fn persist_reloaded(&mut self, mut p: Persist, r: Result<Option<StoredGrant>, StoreError>) {
+        p.reloading = false;
+        match r {
+            Ok(Some(row)) => {
+                let stored = row.tokens.refresh_token.as_ref();
+                if stored == self.sent.as_ref() || stored == p.tokens.refresh_token.as_ref() {
+                    // Only the status or version moved (or our own write landed): write
+                    // again at the version now stored.
+                    p.expected = row.version;
+                    return self.write(p);
+                }
+                self.events.push(TokenEvent::Superseded {
+                    key: self.key.clone(),
+                });
+                self.done(Finished::ok(row));
+            }
+            Ok(None) => {
+                self.events.push(TokenEvent::Superseded {
+                    key: self.key.clone(),
+                });
+                self.done(Finished::err(ManagerError::Store(StoreError::Conflict {
+                    expected: p.expected,
+                })));
+            }
+            Err(e) => self.persist_retry(p, e),
+        }
+    }
+
+    fn persist_retry(&mut self, mut p: Persist, error: StoreError) {
+        p.attempt += 1;
+        if p.attempt > self.settings.persist_retries || !error.is_transient() {
+            self.events.push(TokenEvent::PersistFailed {
+                key: self.key.clone(),
+                error: error.to_string(),
+            });
+            let held = HeldTokens {
+                tokens: p.tokens,
+                id_claims: p.id_claims,
+                status: p.status,
+                replaced: self.sent.clone(),
+                lease_owner: self.lease.owner.clone(),
+            };
+            let mut f = match p.purpose {
+                PersistFor::Withheld { error } => Finished::err(error),
+                _ => Finished::err(ManagerError::Store(error)),
+            };
+            f.held = Some(held);
+            return self.done(f);
+        }
+        self.events.push(TokenEvent::PersistRetry {
+            key: self.key.clone(),
+            attempt: p.attempt,
+            error: error.to_string(),
+        });
+        let pause = p.pause;
+        p.pause = (p.pause * 2).min(Duration::from_secs(2));
+        self.queue.push_back(Action::Wait(pause));
+        self.write(p);
+    }
+
+    fn persisted(&mut self, now: SystemTime, p: Persist, version: u64) {
+        if let Some(c) = self.current.as_mut() {
+            c.version = version;
+        }
+        match p.purpose {
+            PersistFor::Final { id_claims } => {
+                let durable_after = self
+                    .received_at
+                    .and_then(|r| now.duration_since(r).ok())
+                    .unwrap_or_default();
+                self.events.push(TokenEvent::Refreshed {
+                    key: self.key.clone(),
+                    version,
+                    expires_at: p.tokens.expires_at.map(class_oauth_core::time::to_unix),
+                    durable_after,
+                });
+                let grant = StoredGrant::new(p.tokens, id_claims, GrantStatus::Active, version);
+                self.done(Finished::ok(grant));
+            }
+            PersistFor::BeforeKeys { keys } => {
+                self.written = true;
+                self.stage = Stage::Keys;
+                self.queue.push_back(Action::Send(keys));
+            }
+            PersistFor::Withheld { error } => self.done(Finished::err(error)),
+        }
+    }
+
+    /// The token response carried no tokens: a refusal, or a body that could not be read.
+    fn not_rotated(&mut self, error: Error) {
+        if error.requires_reauthorization() {
+            // Another instance may have won with this refresh token: re-read once.
+            return self.release(Then::Reread(error));
+        }
+        match error {
+            // A well-formed refusal: nothing was rotated.
+            Error::ServerRefused(_) => self.restore(ManagerError::from(error)),
+            // An HTML page, a truncated or oversized body: the server may have rotated.
+            _ => {
+                let reason = format!("the refresh response could not be read ({error})");
+                self.in_doubt(reason, ManagerError::from(error));
+            }
+        }
+    }
+
+    fn reread(&mut self, r: Result<Option<StoredGrant>, StoreError>, error: Error) {
+        let row = match r {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                return self.done(Finished::err(ManagerError::NoGrant {
+                    key: self.key.clone(),
+                }));
+            }
+            Err(e) => return self.done(Finished::err(ManagerError::Store(e))),
+        };
+        if row.tokens.refresh_token.as_ref() != self.sent.as_ref()
+            && matches!(
+                row.status,
+                GrantStatus::Active | GrantStatus::Unverified { .. }
+            )
+        {
+            self.events.push(TokenEvent::RefreshedElsewhere {
+                key: self.key.clone(),
+            });
+            let f = if row.status == GrantStatus::Active {
+                Finished::ok(row)
+            } else {
+                Finished::err(ManagerError::Validation(error))
+            };
+            return self.done(f);
+        }
+        let reason = match &self.before {
+            Some(GrantStatus::InDoubt { reason }) => format!(
+                "the refresh token was refused ({error}) after an earlier refresh's outcome was unknown ({reason}): that refresh most likely rotated it and its answer was lost"
+            ),
+            _ => format!("the refresh token was refused ({error})"),
+        };
+        self.dead(&row, reason);
+    }
+}
+
+/// The in-doubt mark written before a refresh leaves.
+const SENT: &str = "a refresh was sent and its answer was never recorded (the process stopped or the answer was lost)";
