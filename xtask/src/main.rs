@@ -19,6 +19,9 @@ cargo xtask <command>
   fmt     cargo fmt --all --check
   doc     cargo doc --workspace --no-deps --all-features with warnings denied
   msrv    cargo check --locked --lib on the MSRV toolchain (rust-version in Cargo.toml)
+  sim     the simulated year: --seeds N --days D (each seed: 10 tenants, 3 instances, every
+          invariant at every step, figures per provider behaviour); --seed S replays one with
+          its trace; --compare runs every in-doubt rule; --mutation NAME proves it finds bugs
   conformance  every fixture through core, async and blocking transports; prints the matrix
   fuzz    [--smoke | --seconds N]  every cargo-fuzz target for N seconds (smoke: 10 s each; needs nightly and cargo-fuzz)
   bench   [--split]  the benchmark table (release build; client and token server pinned to CPU 0, --split: server on CPU 1; BENCH_ROUNDS=n, BENCH_ONLY=exchange,cached,...)
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Some("doc") => doc(),
         Some("msrv") => msrv(),
         Some("bench") => bench(&args[1..]),
+        Some("sim") => sim(&args[1..]),
         Some("conformance") => conformance(),
         Some("examples") => examples(),
         Some("deny") => deny(),
@@ -279,6 +283,23 @@ fn doc() -> Result<(), String> {
         "--locked",
     ])
     .env("RUSTDOCFLAGS", "-D warnings");
+    run(cmd)
+}
+
+/// The deterministic simulation of the refresh procedure (release build): seeds of
+/// simulated days under each provider behaviour, every invariant checked, the figures
+/// printed; a violating seed prints its replay command.
+fn sim(args: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "class-oauth-sim",
+        "--",
+    ])
+    .args(args);
     run(cmd)
 }
 

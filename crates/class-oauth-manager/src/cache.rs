@@ -9,10 +9,11 @@
 //! forces one) shows it expired.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use class_oauth_core::refresh::RefreshPolicy;
-use class_oauth_store::{GrantStatus, StoredGrant, TenantKey};
+use class_oauth_store::{StoredGrant, TenantKey};
+
+use crate::Settings;
 use coarsetime::Instant;
 use dashmap::DashMap;
 use ring::rand::SecureRandom;
@@ -77,20 +78,14 @@ fn deadline(mono_now: Instant, now: SystemTime, at: SystemTime) -> Instant {
 #[derive(Debug)]
 pub(crate) struct GrantCache {
     map: DashMap<TenantKey, SharedGrant, KeyHash>,
-    policy: RefreshPolicy,
-    backoff: Duration,
-    /// A grant in doubt is retried at once ([`crate::InDoubtRule::Retry`]) rather than
-    /// used until it expires.
-    retry_in_doubt: bool,
+    settings: Arc<Settings>,
 }
 
 impl GrantCache {
-    pub(crate) fn new(policy: RefreshPolicy, backoff: Duration, retry_in_doubt: bool) -> Self {
+    pub(crate) fn new(settings: Arc<Settings>) -> Self {
         Self {
             map: DashMap::with_hasher_and_shard_amount(KeyHash::default(), 64),
-            policy,
-            backoff,
-            retry_in_doubt,
+            settings,
         }
     }
 
@@ -107,9 +102,8 @@ impl GrantCache {
         None
     }
 
-    /// The shared form of `grant`, with its deadlines: its refresh time (with the
-    /// policy's jitter; an in-doubt grant's is now when the rule retries it at once,
-    /// else its expiry), and after a failed refresh, the backoff.
+    /// The shared form of `grant`, with its deadlines ([`Settings::serve_until`], on
+    /// the monotonic clock).
     pub(crate) fn share(&self, grant: StoredGrant, refresh_failed: bool) -> SharedGrant {
         #[allow(
             clippy::disallowed_methods,
@@ -117,23 +111,17 @@ impl GrantCache {
         )]
         let now = SystemTime::now();
         let mono = Instant::now_without_cache_update();
-        let expires_at = self.policy.expires_at(&grant.tokens);
-        let refresh_at = match grant.status {
-            GrantStatus::Active => {
-                let rng = ring::rand::SystemRandom::new();
-                let mut jitter = |b: &mut [u8]| {
-                    let _ = rng.fill(b);
-                };
-                self.policy.refresh_at(&grant.tokens, Some(&mut jitter))
-            }
-            GrantStatus::InDoubt { .. } if self.retry_in_doubt => now,
-            _ => expires_at,
+        let rng = ring::rand::SystemRandom::new();
+        let mut jitter = |b: &mut [u8]| {
+            let _ = rng.fill(b);
         };
-        let retry_not_before = if refresh_failed {
-            mono.saturating_add(coarsetime::Duration::from(self.backoff))
-        } else {
-            Instant::from_u64(0)
-        };
+        let until = self
+            .settings
+            .serve_until(&grant, now, refresh_failed, &mut jitter);
+        let retry_not_before = until
+            .retry_not_before
+            .map_or(Instant::from_u64(0), |at| deadline(mono, now, at));
+        let (refresh_at, expires_at) = (until.refresh_at, until.expires_at);
         SharedGrant(Arc::new(Entry {
             refresh_at: deadline(mono, now, refresh_at),
             expires_at: deadline(mono, now, expires_at),
@@ -142,14 +130,12 @@ impl GrantCache {
         }))
     }
 
-    /// Caches a usable grant (active, or in doubt with its access token used until it
-    /// expires); forgets the tenant otherwise.
+    /// Caches a usable grant ([`Settings::caches`]); forgets the tenant otherwise.
     pub(crate) fn put(&self, key: &TenantKey, grant: &SharedGrant) {
-        match grant.status {
-            GrantStatus::Active | GrantStatus::InDoubt { .. } => {
-                self.map.insert(key.clone(), grant.clone());
-            }
-            _ => self.remove(key),
+        if Settings::caches(grant) {
+            self.map.insert(key.clone(), grant.clone());
+        } else {
+            self.remove(key);
         }
     }
 

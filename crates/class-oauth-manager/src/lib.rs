@@ -70,7 +70,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use class_oauth_client::{AsyncHttpClient, ClassClient, DriveError};
 use class_oauth_core::api::{ApiRequest, ApiResponse};
@@ -175,6 +175,65 @@ impl Default for Settings {
     }
 }
 
+/// Until when a cached grant is served without asking the refresh procedure
+/// ([`Settings::serve_until`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeUntil {
+    /// When the refresh procedure is asked again.
+    pub refresh_at: SystemTime,
+    /// When the access token expires.
+    pub expires_at: SystemTime,
+    /// After a failed refresh: served (while valid) until then without asking again.
+    pub retry_not_before: Option<SystemTime>,
+}
+
+impl ServeUntil {
+    /// Is the grant served from the cache at `now`?
+    #[must_use]
+    pub fn serves(&self, now: SystemTime) -> bool {
+        now < self.refresh_at
+            || (now < self.expires_at && self.retry_not_before.is_some_and(|r| now < r))
+    }
+}
+
+impl Settings {
+    /// The deadlines of a grant the refresh procedure returned at `now`: its refresh time
+    /// (with the policy's jitter, drawn from `entropy`; a grant in doubt is due at once
+    /// under [`InDoubtRule::Retry`], else at its expiry), and after a failed refresh, the
+    /// backoff. The manager's cache keeps these on the monotonic clock.
+    pub fn serve_until(
+        &self,
+        grant: &StoredGrant,
+        now: SystemTime,
+        refresh_failed: bool,
+        entropy: &mut dyn class_oauth_core::client::EntropySource,
+    ) -> ServeUntil {
+        let expires_at = self.policy.expires_at(&grant.tokens);
+        let refresh_at = match grant.status {
+            GrantStatus::Active => self.policy.refresh_at(&grant.tokens, Some(entropy)),
+            GrantStatus::InDoubt { .. } if self.in_doubt == InDoubtRule::Retry => now,
+            _ => expires_at,
+        };
+        ServeUntil {
+            refresh_at,
+            expires_at,
+            retry_not_before: refresh_failed
+                .then(|| class_oauth_core::time::add(now, self.backoff)),
+        }
+    }
+
+    /// Whether a grant the procedure returned is cached and served: active, or in doubt
+    /// (its access token is still the newest one issued).
+    #[must_use]
+    pub fn caches(grant: &StoredGrant) -> bool {
+        matches!(
+            grant.status,
+            GrantStatus::Active | GrantStatus::InDoubt { .. }
+        )
+    }
+}
+
 /// What a refresh does with a grant left in doubt: a refresh was sent and no answer was
 /// recorded (a timeout, a reset, an unreadable answer, a process that died), so its
 /// one-time refresh token may or may not have been spent.
@@ -193,13 +252,14 @@ impl Default for Settings {
 pub enum InDoubtRule {
     /// Present the refresh token again at the next refresh, which is due at once (after
     /// the backoff), while the access token is still valid; a refusal then ends the grant
-    /// with a reason naming the earlier unknown outcome.
+    /// with a reason naming the earlier unknown outcome. The default: it loses the fewest
+    /// grants under Class's documented behaviour (docs/ARCHITECTURE.md has the figures).
+    #[default]
     Retry,
     /// Use the access token until it expires, then present the refresh token once more.
     RetryAtExpiry,
     /// Never present it again: use the access token until it expires, then the grant
     /// needs re-authorization.
-    #[default]
     GiveUp,
 }
 
@@ -379,20 +439,17 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManagerBuilder<H, S> {
     pub fn build(self) -> TokenManager<H, S> {
         let mut id = [0u8; 8];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
+        let settings = Arc::new(self.settings);
         TokenManager {
             inner: Arc::new(Inner {
                 client: self.client,
                 store: self.store,
-                cache: GrantCache::new(
-                    self.settings.policy.clone(),
-                    self.settings.backoff,
-                    self.settings.in_doubt == InDoubtRule::Retry,
-                ),
+                cache: GrantCache::new(settings.clone()),
                 inflight: DashMap::new(),
                 held: DashMap::new(),
                 hook: self.hook,
-                slots: tokio::sync::Semaphore::new(self.settings.max_concurrent_refreshes.max(1)),
-                settings: Arc::new(self.settings),
+                slots: tokio::sync::Semaphore::new(settings.max_concurrent_refreshes.max(1)),
+                settings,
                 exec: self.exec,
                 instance: id.iter().map(|b| format!("{b:02x}")).collect(),
                 counter: AtomicU64::new(0),

@@ -27,10 +27,14 @@ struct Inner {
     pending: HashMap<String, PendingAuthorization>,
 }
 
+/// The clock leases are timed by.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
 /// A store in process memory.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    clock: Option<Clock>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -44,6 +48,20 @@ impl MemoryStore {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose leases run on `clock` instead of the monotonic clock (a
+    /// simulation's virtual time).
+    #[must_use]
+    pub fn with_clock(clock: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::default(),
+            clock: Some(Arc::new(clock)),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.as_ref().map_or_else(Instant::now, |c| c())
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -146,7 +164,7 @@ impl TokenStore for MemoryStore {
     }
 
     fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
-        let now = Instant::now();
+        let now = self.now();
         let mut inner = self.inner();
         let Some(entry) = inner.grants.get_mut(key) else {
             return Ok(LeaseOutcome::Missing);
