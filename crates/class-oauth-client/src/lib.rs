@@ -101,6 +101,13 @@ pub trait AsyncHttpClient: Send + Sync + 'static {
 
     /// Waits `duration` (a flow's rate-limit wait) without blocking the executor.
     async fn sleep(&self, duration: Duration);
+
+    /// The longest one request can take before this client gives up, when it enforces
+    /// such a bound (`None`: unknown). The token manager sizes its refresh lease from it:
+    /// a lease must outlive the request holding it.
+    fn request_bound(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The seam for a blocking HTTP client. Must not follow redirects and must return
@@ -109,6 +116,11 @@ pub trait AsyncHttpClient: Send + Sync + 'static {
 pub trait SyncHttpClient: Send + Sync + 'static {
     /// Sends one request.
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>;
+
+    /// See [`AsyncHttpClient::request_bound`].
+    fn request_bound(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl<F> SyncHttpClient for F
@@ -146,6 +158,10 @@ impl<H: SyncHttpClient> AsyncHttpClient for BlockingHttp<H> {
 
     async fn sleep(&self, duration: Duration) {
         std::thread::sleep(duration);
+    }
+
+    fn request_bound(&self) -> Option<Duration> {
+        self.0.request_bound()
     }
 }
 

@@ -143,10 +143,14 @@ pub struct Settings {
     /// At most this many refreshes at once per manager (default 32): bounds the load a
     /// storm of expiries puts on Class and on the store.
     pub max_concurrent_refreshes: usize,
-    /// How long a refresh lease lasts (default 120 s). It must outlast the longest
-    /// refresh: the token request plus a key-set fetch at the transport's timeouts.
-    /// A crashed holder's lease frees the grant after this long.
-    pub lease_ttl: Duration,
+    /// How long a refresh lease lasts. It must outlast the longest refresh holding it
+    /// (the token request, a key-set fetch, the write retries), or a second refresh
+    /// could race the first: `None` (the default) derives it from the HTTP client's own
+    /// bound on one request ([`Settings::lease_floor`]; 120 s when the client reports
+    /// none), and a value below that floor is raised to it when the manager is built.
+    /// A crashed holder's lease frees the grant after this long (on SQLite, at once when
+    /// the holder's process is gone).
+    pub lease_ttl: Option<Duration>,
     /// How long a caller whose access token has expired waits for another instance's
     /// refresh before [`ManagerError::Contended`] (default 30 s).
     pub lease_wait: Duration,
@@ -166,7 +170,7 @@ impl Default for Settings {
             policy: RefreshPolicy::default(),
             backoff: Duration::from_secs(5),
             max_concurrent_refreshes: 32,
-            lease_ttl: Duration::from_secs(120),
+            lease_ttl: None,
             lease_wait: Duration::from_secs(30),
             persist_retries: 6,
             persist_backoff: Duration::from_millis(50),
@@ -197,7 +201,36 @@ impl ServeUntil {
     }
 }
 
+/// The lease when the HTTP client reports no bound on a request.
+const LEASE_WITHOUT_BOUND: Duration = Duration::from_secs(120);
+
 impl Settings {
+    /// The shortest lease that outlives a refresh whose requests each take at most
+    /// `request_bound`: two requests (the token request and a key-set fetch), every
+    /// write retry's wait, and a 10 s margin for the store's own round trips.
+    #[must_use]
+    pub fn lease_floor(&self, request_bound: Duration) -> Duration {
+        let mut retries = Duration::ZERO;
+        let mut pause = self.persist_backoff;
+        for _ in 0..self.persist_retries {
+            retries += pause;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+        request_bound * 2 + retries + Duration::from_secs(10)
+    }
+
+    /// The lease this manager takes, for an HTTP client with this bound (see
+    /// [`Settings::lease_ttl`]).
+    #[must_use]
+    pub fn effective_lease_ttl(&self, request_bound: Option<Duration>) -> Duration {
+        match (self.lease_ttl, request_bound) {
+            (Some(ttl), Some(b)) => ttl.max(self.lease_floor(b)),
+            (None, Some(b)) => self.lease_floor(b),
+            (Some(ttl), None) => ttl,
+            (None, None) => LEASE_WITHOUT_BOUND,
+        }
+    }
+
     /// The deadlines of a grant the refresh procedure returned at `now`: its refresh time
     /// (with the policy's jitter, drawn from `entropy`; a grant in doubt is due at once
     /// under [`InDoubtRule::Retry`], else at its expiry), and after a failed refresh, the
@@ -416,9 +449,10 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManagerBuilder<H, S> {
         self
     }
 
-    /// See [`Settings::lease_ttl`] and [`Settings::lease_wait`].
+    /// See [`Settings::lease_ttl`] (raised to the floor the HTTP client's bound
+    /// requires) and [`Settings::lease_wait`].
     pub fn lease(mut self, ttl: Duration, wait: Duration) -> Self {
-        self.settings.lease_ttl = ttl;
+        self.settings.lease_ttl = Some(ttl);
         self.settings.lease_wait = wait;
         self
     }
@@ -439,7 +473,18 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManagerBuilder<H, S> {
     pub fn build(self) -> TokenManager<H, S> {
         let mut id = [0u8; 8];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
-        let settings = Arc::new(self.settings);
+        let mut settings = self.settings;
+        let bound = self.client.http().request_bound();
+        let ttl = settings.effective_lease_ttl(bound);
+        if settings.lease_ttl.is_some_and(|asked| asked < ttl) {
+            tracing::warn!(
+                asked_ms = settings.lease_ttl.map_or(0, |d| d.as_millis() as u64),
+                lease_ms = ttl.as_millis() as u64,
+                "the refresh lease was raised: it must outlive the request holding it"
+            );
+        }
+        settings.lease_ttl = Some(ttl);
+        let settings = Arc::new(settings);
         TokenManager {
             inner: Arc::new(Inner {
                 client: self.client,

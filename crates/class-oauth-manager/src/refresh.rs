@@ -27,7 +27,9 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let lease = Lease::new(format!("{}-{n}", self.instance), self.settings.lease_ttl);
+        // Set when the manager was built (Settings::effective_lease_ttl).
+        let ttl = self.settings.effective_lease_ttl(None);
+        let lease = Lease::new(format!("{}-{n}", self.instance), ttl);
         // Tokens from an earlier write that failed go first: they hold the only valid
         // refresh token.
         let held = self.held.remove(key).map(|(_, h)| h);

@@ -342,3 +342,45 @@ fn a_forced_refresh_without_a_refresh_token_leaves_the_grant_alone() {
     assert_eq!(m.access_token(&k).unwrap().secret(), "at-valid");
     assert_eq!(s.ots.counts().refreshes, 0);
 }
+
+/// The lease outlives the request holding it: derived from the transport's own bound
+/// (reqwest: its total timeout; ureq: connect plus three phases), and a shorter one asked
+/// for is raised to that floor where the manager is built.
+#[test]
+fn the_lease_outlives_the_request_holding_it() {
+    bounded("lease floor", Duration::from_secs(30), || {
+        let id = ClientId::new("c");
+        // ureq's defaults: 10 s to connect, then 30 s per phase (send, head, body).
+        let ureq = class_oauth_ureq::ClassClient::builder(Environment::Pie, id.clone())
+            .build()
+            .unwrap();
+        let m = BlockingManager::builder(ureq, MemoryStore::new())
+            .lease(Duration::from_secs(5), Duration::from_secs(1))
+            .build();
+        let ttl = m.settings().lease_ttl.unwrap();
+        assert!(ttl > Duration::from_secs(2 * 100), "ureq: {ttl:?}");
+        assert_eq!(ttl, m.settings().lease_floor(Duration::from_secs(100)));
+        // reqwest's default: 30 s in all; the default lease follows it.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let reqwest = class_oauth_reqwest::ClassClient::builder(Environment::Pie, id)
+                .build()
+                .unwrap();
+            let m = TokenManager::new(reqwest.clone(), Blocking::new(MemoryStore::new()));
+            let ttl = m.settings().lease_ttl.unwrap();
+            assert!(ttl > Duration::from_secs(2 * 30), "reqwest: {ttl:?}");
+            assert!(
+                ttl < Duration::from_secs(120),
+                "follows the bound, not a fixed 120 s: {ttl:?}"
+            );
+            // A longer lease asked for is kept.
+            let m = TokenManager::builder(reqwest, Blocking::new(MemoryStore::new()))
+                .lease(Duration::from_secs(600), Duration::from_secs(1))
+                .build();
+            assert_eq!(m.settings().lease_ttl, Some(Duration::from_secs(600)));
+        });
+    });
+}

@@ -183,6 +183,12 @@ impl AsyncHttpClient for ReqwestTransport {
         tokio::time::sleep(duration).await;
     }
 
+    /// reqwest's total timeout (connect included), set on the client built here and on
+    /// every request through a caller's client.
+    fn request_bound(&self) -> Option<Duration> {
+        Some(self.config.timeout)
+    }
+
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
         let mut request = request;
         class_oauth_client::set_user_agent(&mut request);

@@ -595,9 +595,13 @@ impl Sim {
         endpoints.jwks_uri = url::Url::parse(&format!("{ISSUER}/jwks")).ok();
         let mut settings = Settings::default();
         settings.in_doubt = cfg.rule;
-        if cfg.short_lease {
-            settings.lease_ttl = Duration::from_secs(10);
-        }
+        // The lease as the manager derives it from the transport's bound; the fourth
+        // mutation takes a fixed one shorter than a request.
+        settings.lease_ttl = Some(if cfg.short_lease {
+            Duration::from_secs(10)
+        } else {
+            settings.effective_lease_ttl(Some(Duration::from_millis(TIMEOUT)))
+        });
         let instances = (0..cfg.instances)
             .map(|_| Instance {
                 up: true,
@@ -950,7 +954,7 @@ impl Sim {
         i.counter += 1;
         let lease = Lease::new(
             format!("i{inst}-{}-{}", i.epoch, i.counter),
-            self.settings.lease_ttl,
+            self.settings.effective_lease_ttl(None),
         );
         let held = i.held.remove(&tenant);
         let machine = RefreshMachine::new(
@@ -991,7 +995,7 @@ impl Sim {
         }
         let waited = self.now - c.arrived;
         let bound = self.settings.lease_wait.as_millis() as u64
-            + self.settings.lease_ttl.as_millis() as u64
+            + self.settings.effective_lease_ttl(None).as_millis() as u64
             + 10 * SEC;
         if waited > bound {
             self.violate(format!(
@@ -1173,7 +1177,7 @@ impl Sim {
             return;
         }
         let now = self.time(inst);
-        let lease_ttl = self.settings.lease_ttl.as_millis() as u64;
+        let lease_ttl = self.settings.effective_lease_ttl(None).as_millis() as u64;
         let t = self.now;
         let Some(r) = self.runs.get_mut(&run) else {
             return;

@@ -206,6 +206,12 @@ impl DefaultHttp for UreqTransport {
 }
 
 impl SyncHttpClient for UreqTransport {
+    /// ureq bounds each phase: connect, then sending the request, receiving the
+    /// response head and receiving the body, each within the phase timeout.
+    fn request_bound(&self) -> Option<Duration> {
+        Some(self.config.connect_timeout + 3 * self.config.timeout)
+    }
+
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
         let mut request = request;
         class_oauth_client::set_user_agent(&mut request);
