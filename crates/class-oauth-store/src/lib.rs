@@ -64,6 +64,8 @@ use serde::{Deserialize, Serialize};
 
 pub mod asynch;
 pub mod crypto;
+#[cfg(feature = "sqlite")]
+mod holder;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

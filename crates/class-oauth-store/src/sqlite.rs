@@ -1,9 +1,12 @@
 //! SQLite: the embedded default. One file (created with mode 0600), WAL mode with
 //! `synchronous=FULL` (a committed rotation survives power loss), one connection per
 //! store value, its statements taken in turn (SQLite runs one writer at a time anyway,
-//! and the manager's reads come from its own cache). The refresh lease is two columns of the row, taken and released by short write
-//! transactions; nothing is held while a refresh talks to Class, so other processes
-//! using the same file are never blocked for longer than one statement.
+//! and the manager's reads come from its own cache). The refresh lease is columns of the row (owner, expiry, and the holding
+//! process: boot, pid, start time), taken and released by short write transactions;
+//! nothing is held while a refresh talks to Class, so other processes using the same
+//! file are never blocked for longer than one statement. A lease whose holding process
+//! is gone (killed, crashed) is taken over at once by the next process on the host
+//! instead of waiting out its expiry (Linux; elsewhere the expiry applies).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -25,6 +28,10 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_lease.sql")),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_lease_holder.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write transaction. Every write
@@ -309,17 +316,34 @@ impl TokenStore for SqliteStore {
         let now = unix_millis();
         let took_over_expired = match (owner, until) {
             (Some(_), Some(until)) if until > now => {
-                return Ok(LeaseOutcome::Held {
-                    remaining: Duration::from_millis((until - now) as u64),
-                });
+                // A live lease, unless its holder process is provably gone.
+                let holder: Option<String> = tx
+                    .query_row(
+                        "SELECT lease_holder FROM class_oauth_grants WHERE storage_key = ?1",
+                        params![key.storage_key()],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if !holder.as_deref().is_some_and(crate::holder::is_gone) {
+                    return Ok(LeaseOutcome::Held {
+                        remaining: Duration::from_millis((until - now) as u64),
+                    });
+                }
+                tracing::info!(tenant = %key, "took over the refresh lease of a process that is gone");
+                true
             }
             (Some(_), _) => true,
             _ => false,
         };
         let ttl = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 2);
         tx.execute(
-            "UPDATE class_oauth_grants SET lease_owner = ?2, lease_until = ?3 WHERE storage_key = ?1",
-            params![key.storage_key(), lease.owner, now.saturating_add(ttl)],
+            "UPDATE class_oauth_grants SET lease_owner = ?2, lease_until = ?3, lease_holder = ?4 WHERE storage_key = ?1",
+            params![
+                key.storage_key(),
+                lease.owner,
+                now.saturating_add(ttl),
+                crate::holder::this_process()
+            ],
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
