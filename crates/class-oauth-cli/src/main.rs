@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 ok; 2 usage or configuration; 3 the server refused; 4 validation failed
 //! (ID token, state, issuer, discovery policy, malformed response); 5 transport failure
-//! (connect, timeout, 5xx, non-JSON body); 6 re-authorization needed.
+//! (connect, timeout, 5xx, non-JSON body); 6 re-authorization needed; 7 the local store
+//! failed (or another process's refresh did not finish within the wait).
 
 #![forbid(unsafe_code)]
 
@@ -30,7 +31,9 @@ Exit codes:
   0 ok  2 usage or configuration  3 the server refused (invalid_grant, invalid_client, ...)
   4 validation failed (ID token, state, issuer, discovery policy, malformed response)
   5 transport failure (connect, timeout, 5xx, non-JSON body)
-  6 re-authorization needed (no stored grant, refresh token expired or revoked)";
+  6 re-authorization needed (no stored grant, refresh token expired or revoked)
+  7 the local store failed (damaged, unreadable, read-only, wrong permissions), or another
+    process's refresh did not finish within the wait";
 
 /// Log in to Class, keep a grant per profile, and print valid tokens.
 #[derive(Debug, Parser)]

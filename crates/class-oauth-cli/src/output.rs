@@ -141,13 +141,23 @@ impl From<StoreError> for CliError {
                     "is the store key the one the profile was stored with? `class-oauth key show` says where it lives; CLASS_OAUTH_STORE_KEY overrides it",
                 ),
             ),
-            other => Self {
-                exit_code: 5,
-                kind: "store",
-                code: None,
-                message: other.to_string(),
-                hint: None,
-            },
+            other => Self::store(other.to_string()),
+        }
+    }
+}
+
+impl CliError {
+    /// Exit 7: the local store failed (damaged, unreadable, read-only, wrong
+    /// permissions), or another process's refresh did not finish within the wait.
+    pub(crate) fn store(message: impl Into<String>) -> Self {
+        Self {
+            exit_code: 7,
+            kind: "store",
+            code: None,
+            message: message.into(),
+            hint: Some(
+                "the local token store failed: check the store file (CLASS_OAUTH_STORE, `class-oauth key show` says where) is writable by you and the disk is not full".into(),
+            ),
         }
     }
 }
@@ -165,6 +175,15 @@ impl From<ManagerError> for CliError {
             ManagerError::Transport(t) => DriveError::Transport(t).into(),
             ManagerError::Store(s) => s.into(),
             ManagerError::Config(m) => Self::config(m, None),
+            ManagerError::Contended { .. } => Self {
+                exit_code: 7,
+                kind: "contended",
+                code: None,
+                message: e.to_string(),
+                hint: Some(
+                    "another class-oauth process is refreshing this grant and did not finish within the wait; try again".into(),
+                ),
+            },
             other => Self {
                 exit_code: 5,
                 kind: "transport",

@@ -868,6 +868,7 @@ fn scopes_help_and_tracing() {
         "CLASS_OAUTH_STORE_KEY",
         "Exit codes",
         "6 re-authorization",
+        "7 the local store failed",
     ] {
         assert!(text.contains(needle), "--help lacks {needle}");
     }
@@ -1178,4 +1179,104 @@ fn password_prompt_on_a_terminal_does_not_echo() {
         "the password was echoed: {text}"
     );
     assert!(text.contains("OAUTH_TEST"), "signed in: {text}");
+}
+
+/// A `class-oauth refresh` killed with SIGKILL (30 times, at random points of a slow
+/// refresh) never makes the next command wait for its lease: `token`, whose access token
+/// has expired, takes over the dead process's lease and answers at once,
+/// with a token (the refresh never reached the server, or the in-doubt retry kept the
+/// grant) or with exit 6 (the killed refresh had rotated the token: the grant is lost and
+/// says why), never exit 7 or a 30 s wait for a holder that is gone.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_refresh_never_makes_the_next_command_wait() {
+    // Access tokens that live 1 s: after each kill the next `token` must refresh, so it
+    // needs the lease the killed process left behind.
+    let mut config = EmulatorConfig::demo();
+    config.access_token_lifetime = 1;
+    let rig = Rig::new(config);
+    let login = |rig: &Rig| {
+        json(
+            &rig.run_stdin(
+                &[
+                    "--json",
+                    "password",
+                    "--username",
+                    "sam@example.com",
+                    "--password-stdin",
+                ],
+                "demo-password\n",
+            ),
+            0,
+        );
+    };
+    login(&rig);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let (mut kept, mut lost, mut slowest) = (0, 0, std::time::Duration::ZERO);
+    for round in 0..30 {
+        // xorshift: a random moment to kill at, not a security value
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(std::time::Duration::from_millis(1100)); // the token expires
+        rig.emulator.inject(
+            "/connect/token",
+            Fault::Delay(std::time::Duration::from_millis(400)),
+            1,
+        );
+        let mut child = rig
+            .cmd(&["--json", "refresh"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(seed % 120));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let started = std::time::Instant::now();
+        let out = wait_bounded(
+            rig.cmd(&["--json", "token"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            60,
+        );
+        let took = started.elapsed();
+        slowest = slowest.max(took);
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "round {round}: `token` waited {took:?} after a killed refresh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match out.status.code() {
+            Some(0) => kept += 1,
+            Some(6) => {
+                lost += 1;
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                let message = v["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                assert!(
+                    message.contains("outcome was unknown") || message.contains("refused"),
+                    "round {round}: a lost grant says why: {message}"
+                );
+                login(&rig);
+            }
+            other => panic!(
+                "round {round}: `token` exited {other:?} after a killed refresh: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    eprintln!(
+        "30 killed refreshes: `token` kept the grant {kept} times, found it lost {lost} times; slowest `token` {slowest:?}"
+    );
 }
