@@ -40,12 +40,19 @@
 //! - **In doubt.** The grant is marked [`GrantStatus::InDoubt`] just before a refresh
 //!   request leaves; the write of the answer clears the mark. So a refresh that got no
 //!   usable answer (timeout, reset, an HTML error page) or whose process died is visible
-//!   to every instance. The rule for the next attempt: the refresh token is never
-//!   presented again (against one-time tokens with reuse detection that would revoke the
-//!   grant); the current access token is used until it expires, then the grant needs
-//!   re-authorization with a reason that says why. [`Settings::retry_in_doubt`] allows
-//!   one retry instead, for servers with a consumed-token grace window. A connection
-//!   that was never made (nothing sent) and a well-formed refusal clear the mark.
+//!   to every instance. The rule for the next attempt is [`Settings::in_doubt`]: by
+//!   default ([`InDoubtRule::Retry`]) the refresh token is presented once more at the
+//!   next refresh, under the lease, and a refusal ends the grant with a reason naming the
+//!   earlier unknown outcome; [`InDoubtRule::GiveUp`] never presents it again. The
+//!   simulator (`cargo xtask sim`) measured the rules: retrying loses fewer grants under
+//!   every provider behaviour (docs/ARCHITECTURE.md). A connection that was never made
+//!   (nothing sent) and a well-formed refusal clear the mark.
+//! - **The lease outlives the request holding it.** Its length follows the HTTP client's
+//!   own bound on a request ([`Settings::lease_floor`]), so a retry never races a request
+//!   still in flight; on SQLite a lease whose holding process is gone is taken over at
+//!   once.
+//! - **Sans-IO.** The procedure is a state machine ([`machine::RefreshMachine`]) that
+//!   reads no clock and does no I/O; the manager drives it, and so does the simulator.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

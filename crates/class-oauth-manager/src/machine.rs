@@ -14,7 +14,7 @@
 //! in doubt and send the refresh; persist the rotated refresh token before anything else
 //! can fail (before a key-set fetch, before a failed ID-token check is reported); commit
 //! and release the lease in the same write. Every path that took the lease ends in a
-//! write that releases it or in an explicit release ([`RefreshMachine::release`]): one
+//! write that releases it or in an explicit release (`RefreshMachine::release`): one
 //! place.
 //!
 //! | stage | waits for | next |

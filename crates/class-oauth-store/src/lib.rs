@@ -282,9 +282,10 @@ pub enum GrantStatus {
         reason: String,
     },
     /// A refresh was sent and no answer came (timeout, reset, a process that died
-    /// holding the lease): the stored refresh token may have been spent. The current
-    /// access token is used until it expires; then one refresh is tried, and a refusal
-    /// ends the grant.
+    /// holding the lease): the stored refresh token may have been spent. What the next
+    /// refresh does is the token manager's in-doubt rule (by default it presents the
+    /// refresh token once more, and a refusal ends the grant); the current access token
+    /// is served meanwhile while it is valid.
     InDoubt {
         /// What happened.
         reason: String,
