@@ -1280,3 +1280,46 @@ fn a_killed_refresh_never_makes_the_next_command_wait() {
         "30 killed refreshes: `token` kept the grant {kept} times, found it lost {lost} times; slowest `token` {slowest:?}"
     );
 }
+
+/// A store that cannot be written exits 7 (the local store failed) and names the file,
+/// before anything is spent; once the user restores its mode, it works again, and a
+/// side file left behind with the old mode does not keep it read-only.
+#[cfg(unix)]
+#[test]
+fn a_read_only_store_exits_7_and_names_the_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let rig = Rig::new(EmulatorConfig::demo());
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            "demo-password\n",
+        ),
+        0,
+    );
+    let store = rig.dir.path().join("grants.sqlite3");
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    chmod(&store, 0o400);
+    let before = rig.emulator.requests().len();
+    let err = json(&rig.run(&["--json", "token"]), 7);
+    let message = err["error"]["message"].as_str().unwrap();
+    assert_eq!(err["error"]["kind"], "store");
+    assert!(
+        message.contains(store.to_str().unwrap()) && message.contains("0400"),
+        "{message}"
+    );
+    assert_eq!(rig.emulator.requests().len(), before, "nothing was sent");
+    chmod(&store, 0o600);
+    let shm = rig.dir.path().join("grants.sqlite3-shm");
+    if shm.exists() {
+        chmod(&shm, 0o400);
+    }
+    json(&rig.run(&["--json", "token"]), 0);
+}

@@ -400,6 +400,10 @@ pub enum StoreError {
     /// Bad configuration.
     #[error("token store configuration: {0}")]
     Config(String),
+    /// The store (or one of its files) cannot be written: no rotated refresh token could
+    /// be kept. Names the file at fault and why.
+    #[error("the token store cannot be written: {0}")]
+    ReadOnly(String),
 }
 
 impl StoreError {

@@ -83,16 +83,73 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// The database file must be writable by its owner (a store that opens read-only could
+/// not keep a rotated refresh token), and SQLite's side files (`-wal`, `-shm`) are as
+/// private as the store: 0600. SQLite creates them with the database's mode, so a store
+/// once used while it was 0400 leaves a 0400 `-shm` behind that would keep it read-only
+/// after the user restored 0600: such a file is put back to 0600, or named in the error.
+/// The mode bits are checked, not `access(2)`, so the answer is the same for root.
+#[cfg(unix)]
+fn check_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    let db = mode(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+    if db & 0o200 == 0 {
+        return Err(StoreError::ReadOnly(format!(
+            "{} has mode {db:04o}, which its owner cannot write; restore it with `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = Path::new(&side);
+        let Ok(m) = mode(side) else { continue };
+        if m != 0o600 {
+            std::fs::set_permissions(side, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| {
+                    StoreError::ReadOnly(format!(
+                        "{} (SQLite's side file of the store) has mode {m:04o} and could not be made 0600: {e}",
+                        side.display()
+                    ))
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_files(path: &Path) -> Result<(), StoreError> {
+    let meta = std::fs::metadata(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+    if meta.permissions().readonly() {
+        return Err(StoreError::ReadOnly(format!(
+            "{} is read-only",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed, mode 0600) the database file and applies the
-    /// migrations.
+    /// migrations. A database (or a side file) that cannot be written is
+    /// [`StoreError::ReadOnly`], naming the file.
     pub fn open(path: impl AsRef<Path>, encryption: Encryption) -> Result<Self, StoreError> {
         let path = path.as_ref();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
         create_private(path)?;
+        check_files(path)?;
         let conn = rusqlite::Connection::open(path).map_err(backend)?;
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(StoreError::ReadOnly(format!(
+                "{} opened read-only (check its owner and mode, and those of its directory)",
+                path.display()
+            )));
+        }
         conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(backend)?;
@@ -423,5 +480,49 @@ mod tests {
         assert_eq!((mode.as_str(), sync), ("wal", 2), "2 is FULL");
         drop(c);
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod permissions {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn chmod(p: &Path, m: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+
+    /// A store made read-only is an error naming the file; a `-shm` left 0400 from that
+    /// time is made private again (0600) once the store is writable, instead of keeping
+    /// the store read-only; the side files are as private as the store.
+    #[test]
+    fn a_read_only_store_names_its_file_and_side_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("grants.sqlite3");
+        drop(SqliteStore::open(&db, Encryption::DangerPlaintext).unwrap());
+        let side = |s: &str| dir.path().join(format!("grants.sqlite3{s}"));
+        chmod(&db, 0o400);
+        let err = SqliteStore::open(&db, Encryption::DangerPlaintext).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::ReadOnly(m) if m.contains("grants.sqlite3") && m.contains("0400")),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+        // The user restores the store; a side file still has the old mode.
+        chmod(&db, 0o600);
+        std::fs::write(side("-shm"), b"").unwrap();
+        chmod(&side("-shm"), 0o400);
+        let store = SqliteStore::open(&db, Encryption::DangerPlaintext).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        for s in ["-wal", "-shm"] {
+            if side(s).exists() {
+                assert_eq!(mode(&side(s)), 0o600, "{s}");
+            }
+        }
+        assert_eq!(mode(&db), 0o600);
     }
 }
