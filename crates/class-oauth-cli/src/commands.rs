@@ -12,9 +12,10 @@ use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::{CATALOGUE, Confidence, Scope, Scopes};
 use class_oauth_core::userinfo::ExpectedSubject;
 use class_oauth_core::{ClientId, ClientSecret, Environment, Password, RedirectUrl, Username};
+use class_oauth_manager::Settings;
 use class_oauth_manager::blocking::TokenManager;
 use class_oauth_store::{
-    Encryption, PostgresStore, SqliteStore, StoredGrant, TenantKey, TokenStore,
+    Encryption, PostgresStore, RecoveryFile, SqliteStore, StoredGrant, TenantKey, TokenStore,
 };
 use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, UreqTransport};
 use serde_json::{Value, json};
@@ -33,6 +34,10 @@ struct Ctx {
     stdin_lines: Option<Vec<String>>,
     /// Opened once per run (a pool and the migrations), shared by every step.
     store: Option<Store>,
+    /// Beside the store: rotated tokens an earlier run could not write.
+    recovery: Option<RecoveryFile>,
+    /// One manager per run, so that what it holds at the end can be kept.
+    manager: Option<Manager>,
 }
 
 impl Ctx {
@@ -100,19 +105,20 @@ impl Ctx {
         if let Some(s) = &self.store {
             return Ok(s.clone());
         }
-        let store = self.open_store()?;
+        let (store, recovery) = self.open_store()?;
         self.store = Some(store.clone());
+        self.recovery = Some(recovery);
         Ok(store)
     }
 
-    fn open_store(&self) -> Result<Store, CliError> {
+    fn open_store(&self) -> Result<(Store, RecoveryFile), CliError> {
         let (ring, source) = crate::keys::resolve()?;
         if let crate::keys::KeySource::File { created: true, .. }
         | crate::keys::KeySource::Keyring { created: true } = &source
         {
             eprintln!("class-oauth: created the store key: {}", source.describe());
         }
-        let encryption = Encryption::Keys(ring);
+        let encryption = Encryption::Keys(ring.clone());
         let location = match &self.cli.store {
             Some(s) => s.clone(),
             None => {
@@ -141,13 +147,26 @@ impl Ctx {
                 ));
             }
         }
-        if is_postgres {
-            Ok(Arc::new(PostgresStore::connect_blocking(
-                &location, 4, encryption,
-            )?))
+        let recovery_path = if is_postgres {
+            let dir = dirs::data_dir()
+                .ok_or_else(|| {
+                    CliError::config("no user data directory for the recovery file", None)
+                })?
+                .join("class-oauth");
+            crate::keys::create_private_dir(&dir)?;
+            dir.join("postgres.recovery")
         } else {
-            Ok(Arc::new(SqliteStore::open(&location, encryption)?))
-        }
+            std::path::PathBuf::from(format!("{location}.recovery"))
+        };
+        let store: Store = if is_postgres {
+            Arc::new(PostgresStore::connect_blocking(&location, 4, encryption)?)
+        } else {
+            Arc::new(SqliteStore::open(&location, encryption)?)
+        };
+        Ok((
+            store,
+            RecoveryFile::new(recovery_path, Encryption::Keys(ring)),
+        ))
     }
 
     fn tenant(&self) -> Result<TenantKey, CliError> {
@@ -274,8 +293,67 @@ fn describe_grant(title: &str, grant: &StoredGrant) -> String {
     out
 }
 
+/// The run's manager. A short-lived process keeps trying to write rotated tokens for a
+/// bounded time (4 attempts), then keeps them in the recovery file (see [`keep_held`]);
+/// whatever an earlier run left there is written before anything else.
 fn manager(ctx: &mut Ctx) -> Result<Manager, CliError> {
-    Ok(TokenManager::builder_shared(ctx.client()?, ctx.store()?).build())
+    if let Some(m) = &ctx.manager {
+        return Ok(m.clone());
+    }
+    let mut settings = Settings::default();
+    settings.persist_retries = 3;
+    settings.persist_backoff = Duration::from_millis(100);
+    let m = TokenManager::builder_shared(ctx.client()?, ctx.store()?)
+        .settings(settings)
+        .build();
+    ctx.manager = Some(m.clone());
+    if let Some(recovery) = ctx.recovery.clone() {
+        for (key, held) in recovery.entries()? {
+            match m.write_held(&key, held) {
+                Ok(()) => recovery.forget(&key)?,
+                Err(e) => {
+                    return Err(CliError::store(format!(
+                        "the rotated tokens an earlier run kept in {} still cannot be written to the store ({e}); they stay there: fix the store and run the command again",
+                        recovery.path().display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// At the end of a run: rotated tokens the store would not take are not left to die with
+/// the process. They are sealed into the recovery file (0600, beside the store), and the
+/// run fails with exit 7 saying the grant is at risk.
+fn keep_held(ctx: &Ctx, result: Result<(), CliError>) -> Result<(), CliError> {
+    let Some(m) = &ctx.manager else {
+        return result;
+    };
+    let held = m.held();
+    if held.is_empty() {
+        return result;
+    }
+    let cause = result
+        .err()
+        .map_or_else(|| "the store refused the write".to_owned(), |e| e.message);
+    let Some(recovery) = &ctx.recovery else {
+        return Err(CliError::store(format!(
+            "the grant is lost: Class rotated its refresh token and the store could not keep the new one ({cause})"
+        )));
+    };
+    for (key, h) in &held {
+        if let Err(e) = recovery.keep(key, h) {
+            return Err(CliError::store(format!(
+                "the grant is lost: Class rotated its refresh token, the store could not keep the new one ({cause}), and neither could {} ({e})",
+                recovery.path().display()
+            )));
+        }
+    }
+    Err(CliError::store(format!(
+        "the grant is at risk: Class rotated its refresh token and the store could not keep the new one ({cause}); it is sealed in {}, which the next class-oauth command writes to the store first: keep that file, and fix the store",
+        recovery.path().display()
+    )))
 }
 
 fn store_login(ctx: &mut Ctx, granted: &ValidatedTokens) -> Result<(), CliError> {
@@ -298,7 +376,18 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         cli,
         stdin_lines: None,
         store: None,
+        recovery: None,
+        manager: None,
     };
+    let result = dispatch(&mut ctx);
+    keep_held(&ctx, result)
+}
+
+#[allow(
+    clippy::needless_borrow,
+    reason = "the command table reads as it did when the context was a local"
+)]
+fn dispatch(mut ctx: &mut Ctx) -> Result<(), CliError> {
     match std::mem::replace(&mut ctx.cli.command, Command::Scopes) {
         Command::Scopes => scopes(&ctx),
         Command::Discover => discover(&mut ctx),

@@ -1323,3 +1323,76 @@ fn a_read_only_store_exits_7_and_names_the_file() {
     }
     json(&rig.run(&["--json", "token"]), 0);
 }
+
+/// The store cannot take the rotated tokens of a refresh (another writer holds its lock
+/// until after the command gave up): the command keeps trying within its bound, then
+/// seals them into the recovery file beside the store and exits 7 saying the grant is at
+/// risk and where they are; it never exits with them only in memory. The next command
+/// writes them first: the grant goes on with no second refresh.
+#[cfg(unix)]
+#[test]
+fn rotated_tokens_the_store_refuses_are_kept_for_the_next_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let rig = Rig::new(EmulatorConfig::demo());
+    json(
+        &rig.run_stdin(
+            &[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            "demo-password\n",
+        ),
+        0,
+    );
+    let store = rig.dir.path().join("grants.sqlite3");
+    let recovery = rig.dir.path().join("grants.sqlite3.recovery");
+    rig.emulator.inject(
+        "/connect/token",
+        Fault::Delay(std::time::Duration::from_millis(800)),
+        1,
+    );
+    let child = rig
+        .cmd(&["--json", "refresh"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The request is on its way (the in-doubt mark written): another writer takes the
+    // store's lock and keeps it until the command has given up.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let other = rusqlite::Connection::open(&store).unwrap();
+    other
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = wait_bounded(child, 90);
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(other);
+    let err = json(&out, 7);
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("at risk") && message.contains(recovery.to_str().unwrap()),
+        "{message}"
+    );
+    let mode = std::fs::metadata(&recovery).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let refreshes = rig.emulator.count("/connect/token");
+    // The next command writes them first, then serves the rotated access token.
+    let token = json(&rig.run(&["--json", "token"]), 0);
+    assert!(
+        token["access_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    assert!(!recovery.exists(), "imported, then removed");
+    assert_eq!(
+        rig.emulator.count("/connect/token"),
+        refreshes,
+        "no second refresh: the kept tokens serve"
+    );
+    json(&rig.run(&["--json", "refresh"]), 0);
+}

@@ -195,6 +195,21 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         block_on(self.inner.force_refresh(key, version))
     }
 
+    /// See [`crate::TokenManager::held`].
+    #[must_use]
+    pub fn held(&self) -> Vec<(TenantKey, class_oauth_store::HeldWrite)> {
+        self.inner.held()
+    }
+
+    /// See [`crate::TokenManager::write_held`].
+    pub fn write_held(
+        &self,
+        key: &TenantKey,
+        held: class_oauth_store::HeldWrite,
+    ) -> Result<(), ManagerError> {
+        block_on(self.inner.write_held(key, held))
+    }
+
     /// See [`crate::TokenManager::forget`].
     pub fn forget(&self, key: &TenantKey) -> Result<bool, StoreError> {
         block_on(self.inner.forget(key))

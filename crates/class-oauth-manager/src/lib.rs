@@ -35,8 +35,11 @@
 //! - **Failed writes are retried, never dropped.** A write that fails is retried with
 //!   backoff; after the last retry the tokens are held in this process's memory and
 //!   written before anything else on the next call for the tenant
-//!   ([`TokenEvent::PersistFailed`]). If the process dies while holding them, the grant
-//!   is lost: Class has rotated the refresh token and only this process knew the new one.
+//!   ([`TokenEvent::PersistFailed`]). A process about to exit takes them
+//!   ([`TokenManager::held`]) into a sealed [`class_oauth_store::RecoveryFile`] beside the
+//!   store, and the next one writes them first ([`TokenManager::write_held`]), as the
+//!   `class-oauth` CLI does; a process that dies holding them loses the grant: Class has
+//!   rotated the refresh token and only this process knew the new one.
 //! - **In doubt.** The grant is marked [`GrantStatus::InDoubt`] just before a refresh
 //!   request leaves; the write of the answer clears the mark. So a refresh that got no
 //!   usable answer (timeout, reset, an HTML error page) or whose process died is visible
@@ -379,7 +382,7 @@ struct Inner<H, S> {
     store: S,
     cache: GrantCache,
     inflight: DashMap<TenantKey, Flight>,
-    held: DashMap<TenantKey, machine::HeldTokens>,
+    held: DashMap<TenantKey, class_oauth_store::HeldWrite>,
     hook: Option<EventHook>,
     slots: tokio::sync::Semaphore,
     settings: Arc<Settings>,
@@ -622,6 +625,44 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
             outcome = self.single_flight(key, Some(version)).await;
         }
         outcome.strict()
+    }
+
+    /// The rotated tokens this manager holds in memory because the store could not take
+    /// them (each the only copy of a tenant's newest refresh token). A process about to
+    /// exit keeps them in a [`class_oauth_store::RecoveryFile`] instead of losing them.
+    #[must_use]
+    pub fn held(&self) -> Vec<(TenantKey, class_oauth_store::HeldWrite)> {
+        self.inner
+            .held
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+
+    /// Writes rotated tokens an earlier process could not write (from a
+    /// [`class_oauth_store::RecoveryFile`]) over the row that still holds the token they
+    /// replaced; a grant a login replaced meanwhile is left alone. Call it before serving
+    /// the tenant. On failure the tokens stay held by this manager ([`Self::held`]).
+    pub async fn write_held(
+        &self,
+        key: &TenantKey,
+        held: class_oauth_store::HeldWrite,
+    ) -> Result<(), ManagerError> {
+        let machine = machine::RefreshMachine::writing_held(
+            key.clone(),
+            held,
+            self.inner.settings.clone(),
+            self.inner.client.config().clone(),
+        );
+        let finished = self.inner.run(machine).await;
+        for e in &finished.events {
+            self.inner.emit(e);
+        }
+        if let Some(h) = finished.held {
+            self.inner.held.insert(key.clone(), h);
+        }
+        self.inner.cache.remove(key);
+        finished.error.map_or(Ok(()), Err)
     }
 
     /// Deletes the grant (after a logout, or before a new authorization).

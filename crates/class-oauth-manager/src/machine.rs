@@ -41,7 +41,7 @@ use class_oauth_core::session::ClientConfig;
 use class_oauth_core::token::TokenSet;
 use class_oauth_core::{Endpoints, Error, RefreshToken};
 use class_oauth_store::{
-    GrantStatus, GrantUpdate, Lease, LeaseOutcome, StoreError, StoredGrant, TenantKey,
+    GrantStatus, GrantUpdate, HeldWrite, Lease, LeaseOutcome, StoreError, StoredGrant, TenantKey,
 };
 use http::{Request, Response};
 
@@ -129,27 +129,6 @@ pub enum StoreAnswer {
     Released(Result<(), StoreError>),
 }
 
-/// Rotated tokens whose write failed after every retry: the only copy of the newest
-/// refresh token. The driver keeps them (in memory) and hands them to the next machine
-/// for the tenant, which writes them before anything else. Its `Debug` shows no secret.
-#[derive(Clone, Debug)]
-pub struct HeldTokens {
-    pub(crate) tokens: TokenSet,
-    pub(crate) id_claims: Option<IdTokenClaims>,
-    pub(crate) status: GrantStatus,
-    /// The refresh token they replaced (still in the store).
-    pub(crate) replaced: Option<RefreshToken>,
-    pub(crate) lease_owner: String,
-}
-
-impl HeldTokens {
-    /// The refresh token held (the newest one Class issued).
-    #[must_use]
-    pub fn refresh_token(&self) -> Option<&RefreshToken> {
-        self.tokens.refresh_token.as_ref()
-    }
-}
-
 /// How a refresh procedure ended.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -164,7 +143,7 @@ pub struct Finished {
     /// What happened, in order, for the event hook.
     pub events: Vec<TokenEvent>,
     /// Tokens whose write failed: keep them and pass them to the next machine.
-    pub held: Option<HeldTokens>,
+    pub held: Option<HeldWrite>,
 }
 
 impl Finished {
@@ -239,8 +218,8 @@ enum Then {
 #[derive(Debug)]
 enum Stage {
     Start,
-    HeldLoad(Box<HeldTokens>),
-    HeldWrite(Box<HeldTokens>),
+    HeldLoad(Box<HeldWrite>),
+    HeldWrite(Box<HeldWrite>),
     Load,
     Lease(Box<StoredGrant>),
     Endpoints,
@@ -302,7 +281,9 @@ pub struct RefreshMachine {
     sent: Option<RefreshToken>,
     /// The rotated tokens are in the store.
     written: bool,
-    held: Option<HeldTokens>,
+    held: Option<HeldWrite>,
+    /// Only write the held tokens, then stop.
+    only_held: bool,
     #[cfg(feature = "mutations")]
     mutation: Mutation,
 }
@@ -318,7 +299,7 @@ impl RefreshMachine {
         force: Option<u64>,
         settings: Arc<Settings>,
         config: ClientConfig,
-        held: Option<HeldTokens>,
+        held: Option<HeldWrite>,
     ) -> Self {
         let pause = Duration::from_millis(10);
         Self {
@@ -340,9 +321,27 @@ impl RefreshMachine {
             sent: None,
             written: false,
             held,
+            only_held: false,
             #[cfg(feature = "mutations")]
             mutation: Mutation::None,
         }
+    }
+
+    /// A procedure that only writes `held` (tokens an earlier process could not write,
+    /// from a recovery file) over the row that still holds the token they replaced, and
+    /// stops: done with no grant and no error when written (or superseded by a login),
+    /// with the error and the tokens back in [`Finished::held`] when not.
+    #[must_use]
+    pub fn writing_held(
+        key: TenantKey,
+        held: HeldWrite,
+        settings: Arc<Settings>,
+        config: ClientConfig,
+    ) -> Self {
+        let lease = Lease::new(held.lease_owner.clone(), Duration::ZERO);
+        let mut m = Self::new(key, lease, None, settings, config, Some(held));
+        m.only_held = true;
+        m
     }
 
     /// Breaks the procedure on purpose (see [`Mutation`]).
@@ -455,6 +454,7 @@ impl RefreshMachine {
         match (std::mem::replace(&mut self.stage, Stage::Over), answer) {
             (Stage::HeldLoad(held), StoreAnswer::Loaded(r)) => self.held_loaded(*held, r),
             (Stage::HeldWrite(held), StoreAnswer::Updated(r)) => match r {
+                Ok(_) if self.only_held => self.held_done(),
                 Ok(_) => self.store(Stage::Load, StoreOp::Load),
                 Err(e) => self.held_failed(*held, e),
             },
@@ -672,10 +672,26 @@ impl RefreshMachine {
         }
     }
 
-    fn held_loaded(&mut self, held: HeldTokens, r: Result<Option<StoredGrant>, StoreError>) {
+    /// The held tokens are written (or were superseded): go on, or stop there.
+    fn held_done(&mut self) {
+        if self.only_held {
+            let f = Finished {
+                grant: None,
+                error: None,
+                backoff: false,
+                events: Vec::new(),
+                held: None,
+            };
+            self.done(f);
+        } else {
+            self.store(Stage::Load, StoreOp::Load);
+        }
+    }
+
+    fn held_loaded(&mut self, held: HeldWrite, r: Result<Option<StoredGrant>, StoreError>) {
         let row = match r {
             Ok(Some(row)) => row,
-            Ok(None) => return self.store(Stage::Load, StoreOp::Load),
+            Ok(None) => return self.held_done(),
             Err(e) => return self.held_failed(held, e),
         };
         let stored = row.tokens.refresh_token.as_ref();
@@ -684,7 +700,7 @@ impl RefreshMachine {
             self.events.push(TokenEvent::Superseded {
                 key: self.key.clone(),
             });
-            return self.store(Stage::Load, StoreOp::Load);
+            return self.held_done();
         }
         let update = Update {
             expected_version: row.version,
@@ -698,7 +714,7 @@ impl RefreshMachine {
         );
     }
 
-    fn held_failed(&mut self, held: HeldTokens, e: StoreError) {
+    fn held_failed(&mut self, held: HeldWrite, e: StoreError) {
         self.events.push(TokenEvent::PersistFailed {
             key: self.key.clone(),
             error: e.to_string(),
@@ -1179,13 +1195,13 @@ impl RefreshMachine {
                 key: self.key.clone(),
                 error: error.to_string(),
             });
-            let held = HeldTokens {
-                tokens: p.tokens,
-                id_claims: p.id_claims,
-                status: p.status,
-                replaced: self.sent.clone(),
-                lease_owner: self.lease.owner.clone(),
-            };
+            let held = HeldWrite::new(
+                p.tokens,
+                p.id_claims,
+                p.status,
+                self.sent.clone(),
+                self.lease.owner.clone(),
+            );
             let mut f = match p.purpose {
                 PersistFor::Withheld { error } => Finished::err(error),
                 _ => Finished::err(ManagerError::Store(error)),

@@ -73,7 +73,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
     /// Performs the machine's actions until it is done. A refresh slot (the bound on
     /// concurrent refreshes) is taken with the lease and kept to the end, but never
     /// while waiting for another instance's lease, so waiters cannot starve refreshes.
-    async fn run(&self, mut machine: RefreshMachine) -> Finished {
+    pub(crate) async fn run(&self, mut machine: RefreshMachine) -> Finished {
         let mut slot = None;
         loop {
             match machine.poll(now()) {

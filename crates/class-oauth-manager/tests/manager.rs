@@ -384,3 +384,83 @@ fn the_lease_outlives_the_request_holding_it() {
         });
     });
 }
+
+/// Rotated tokens the store would not take, kept by a process about to exit: sealed into
+/// a recovery file beside the store, and written by the next process before anything
+/// else; the grant goes on with no second refresh and no token presented twice.
+#[test]
+fn tokens_the_store_refused_survive_the_process_in_a_recovery_file() {
+    bounded("recovery file", Duration::from_secs(60), || {
+        let s = server(Duration::ZERO);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grants.sqlite3");
+        let k = key();
+        let first = s.expired();
+        SqliteStore::open(&file, keys())
+            .unwrap()
+            .save(&k, &first, None, None)
+            .unwrap();
+        let recovery = class_oauth_store::RecoveryFile::new(
+            dir.path().join("grants.sqlite3.recovery"),
+            keys(),
+        );
+        {
+            // The first process: its store refuses every token write.
+            let faulty = common::Faulty::new(Arc::new(SqliteStore::open(&file, keys()).unwrap()));
+            faulty.fail_token_writes.store(100, Ordering::SeqCst);
+            let mut settings = class_oauth_manager::Settings::default();
+            settings.persist_retries = 1;
+            settings.persist_backoff = Duration::from_millis(5);
+            let m = BlockingManager::builder_shared(s.blocking_client(), Arc::new(faulty))
+                .settings(settings)
+                .build();
+            let err = m.grant(&k).unwrap_err();
+            assert!(matches!(err, ManagerError::Store(_)), "{err:?}");
+            let held = m.held();
+            assert_eq!(held.len(), 1, "the rotated tokens are held");
+            for (key, h) in &held {
+                recovery.keep(key, h).unwrap();
+            }
+        } // the process exits
+        assert_eq!(s.ots.counts().refreshes, 1);
+        let stored = SqliteStore::open(&file, keys())
+            .unwrap()
+            .load(&k)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.tokens.refresh_token, first.refresh_token,
+            "not written yet"
+        );
+        // The next process imports the file before anything else.
+        let m = BlockingManager::builder(
+            s.blocking_client(),
+            SqliteStore::open(&file, keys()).unwrap(),
+        )
+        .build();
+        for (key, h) in recovery.entries().unwrap() {
+            m.write_held(&key, h).unwrap();
+            recovery.forget(&key).unwrap();
+        }
+        assert!(!recovery.path().exists());
+        let now = m.store().load(&k).unwrap().unwrap();
+        let rt = now
+            .tokens
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .secret()
+            .to_owned();
+        assert!(
+            s.ots.is_current(&rt),
+            "the recovered refresh token is the server's current one"
+        );
+        m.grant(&k).unwrap();
+        let counts = s.ots.counts();
+        assert_eq!(
+            counts.refreshes, 1,
+            "no second refresh: the recovered tokens serve"
+        );
+        assert_eq!(counts.reuse_detected, 0, "no refresh token presented twice");
+    });
+}

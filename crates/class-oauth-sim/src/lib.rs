@@ -38,11 +38,12 @@ use class_oauth_core::scope::Scopes;
 use class_oauth_core::session::ClientConfig;
 use class_oauth_core::{ClientId, ClientSecret, Endpoints, Environment, Password, Username};
 use class_oauth_manager::machine::{
-    Action, Finished, HeldTokens, Mutation, RefreshMachine, StoreAnswer, StoreOp,
+    Action, Finished, Mutation, RefreshMachine, StoreAnswer, StoreOp,
 };
 use class_oauth_manager::{InDoubtRule, ManagerError, ServeUntil, Settings};
 use class_oauth_store::{
-    GrantStatus, Lease, LeaseOutcome, MemoryStore, StoreError, StoredGrant, TenantKey, TokenStore,
+    GrantStatus, HeldWrite, Lease, LeaseOutcome, MemoryStore, StoreError, StoredGrant, TenantKey,
+    TokenStore,
 };
 use class_oauth_testkit::keys::{TestKey, corrupt_signature, jwks};
 use rand::{Rng, SeedableRng};
@@ -427,7 +428,7 @@ struct Instance {
     skew_ms: i64,
     config: ClientConfig,
     inflight: HashMap<usize, u64>,
-    held: HashMap<usize, HeldTokens>,
+    held: HashMap<usize, HeldWrite>,
     cache: HashMap<usize, CacheEntry>,
     counter: u64,
 }
@@ -1638,10 +1639,12 @@ impl Sim {
                 .ok()
                 .flatten()
                 .and_then(|g| g.tokens.refresh_token.map(|t| t.secret().to_owned()));
-            let held = self.instances[inst]
-                .held
-                .get(&tenant)
-                .and_then(|h| h.refresh_token().map(|t| t.secret().to_owned()));
+            let held = self.instances[inst].held.get(&tenant).and_then(|h| {
+                h.tokens
+                    .refresh_token
+                    .as_ref()
+                    .map(|t| t.secret().to_owned())
+            });
             let superseded = self.tenant_family[tenant].is_none_or(|fam| {
                 let latest = &self.server.families[fam as usize].latest_rt;
                 latest != rt

@@ -69,6 +69,7 @@ mod holder;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod recovery;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod row;
 #[cfg(feature = "sqlite")]
@@ -82,6 +83,7 @@ pub use crypto::{Encryption, EncryptionKey, KeyRing};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+pub use recovery::{HeldWrite, RecoveryFile};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
