@@ -290,30 +290,18 @@ fn doc() -> Result<(), String> {
 /// simulated days under each provider behaviour, every invariant checked, the figures
 /// printed; a violating seed prints its replay command.
 fn sim(args: &[String]) -> Result<(), String> {
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "--locked",
-        "-p",
-        "class-oauth-sim",
-        "--",
-    ])
-    .args(args);
-    run(cmd)
+    run_release("class-oauth-sim", args)
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
+    run_release("class-oauth-bench", args)
+}
+
+/// `cargo run --release --locked -p <package> -- <args>`.
+fn run_release(package: &str, args: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "--locked",
-        "-p",
-        "class-oauth-bench",
-        "--",
-    ])
-    .args(args);
+    cmd.args(["run", "--release", "--locked", "-p", package, "--"])
+        .args(args);
     run(cmd)
 }
 

@@ -75,6 +75,23 @@ impl Rig {
         (start, callback)
     }
 
+    /// The demo user's password grant, stored as the default profile.
+    fn password_login(&self) -> Value {
+        json(
+            &self.run_stdin(
+                &[
+                    "--json",
+                    "password",
+                    "--username",
+                    "sam@example.com",
+                    "--password-stdin",
+                ],
+                "demo-password\n",
+            ),
+            0,
+        )
+    }
+
     fn login_via_auth_start_finish(&self) -> Value {
         let (start, callback) = self.start_and_browse();
         assert!(callback.contains(start["state"].as_str().unwrap()));
@@ -641,19 +658,7 @@ fn the_store_key_needs_no_set_up() {
 #[test]
 fn a_store_that_cannot_keep_the_tokens_fails_before_the_password_is_spent() {
     let rig = Rig::new(EmulatorConfig::demo());
-    json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ],
-            "demo-password\n",
-        ),
-        0,
-    );
+    rig.password_login();
     let before = rig.emulator.count("/connect/token");
     let out = feed(
         rig.cmd(&[
@@ -693,19 +698,7 @@ fn token_with_a_valid_grant_makes_no_request() {
             .map(|r| r.path.clone())
             .collect::<Vec<_>>()
     );
-    json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ],
-            "demo-password\n",
-        ),
-        0,
-    );
+    rig.password_login();
     let before = rig.emulator.requests().len();
     let token = json(&rig.run(&["--json", "token"]), 0);
     assert!(
@@ -873,19 +866,7 @@ fn scopes_help_and_tracing() {
         assert!(text.contains(needle), "--help lacks {needle}");
     }
 
-    json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ],
-            "demo-password\n",
-        ),
-        0,
-    );
+    rig.password_login();
     let access = json(&rig.run(&["--json", "token"]), 0)["access_token"]
         .as_str()
         .unwrap()
@@ -1195,22 +1176,7 @@ fn a_killed_refresh_never_makes_the_next_command_wait() {
     let mut config = EmulatorConfig::demo();
     config.access_token_lifetime = 1;
     let rig = Rig::new(config);
-    let login = |rig: &Rig| {
-        json(
-            &rig.run_stdin(
-                &[
-                    "--json",
-                    "password",
-                    "--username",
-                    "sam@example.com",
-                    "--password-stdin",
-                ],
-                "demo-password\n",
-            ),
-            0,
-        );
-    };
-    login(&rig);
+    rig.password_login();
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1268,7 +1234,7 @@ fn a_killed_refresh_never_makes_the_next_command_wait() {
                     message.contains("outcome was unknown") || message.contains("refused"),
                     "round {round}: a lost grant says why: {message}"
                 );
-                login(&rig);
+                rig.password_login();
             }
             other => panic!(
                 "round {round}: `token` exited {other:?} after a killed refresh: {}",
@@ -1289,19 +1255,7 @@ fn a_killed_refresh_never_makes_the_next_command_wait() {
 fn a_read_only_store_exits_7_and_names_the_file() {
     use std::os::unix::fs::PermissionsExt as _;
     let rig = Rig::new(EmulatorConfig::demo());
-    json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ],
-            "demo-password\n",
-        ),
-        0,
-    );
+    rig.password_login();
     let store = rig.dir.path().join("grants.sqlite3");
     let chmod = |p: &std::path::Path, m: u32| {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
@@ -1334,19 +1288,7 @@ fn a_read_only_store_exits_7_and_names_the_file() {
 fn rotated_tokens_the_store_refuses_are_kept_for_the_next_run() {
     use std::os::unix::fs::PermissionsExt as _;
     let rig = Rig::new(EmulatorConfig::demo());
-    json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ],
-            "demo-password\n",
-        ),
-        0,
-    );
+    rig.password_login();
     let store = rig.dir.path().join("grants.sqlite3");
     let recovery = rig.dir.path().join("grants.sqlite3.recovery");
     rig.emulator.inject(

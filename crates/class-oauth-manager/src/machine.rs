@@ -101,6 +101,21 @@ pub struct Update {
 }
 
 impl Update {
+    /// A status change at `expected_version` (no tokens), releasing `release_lease_of`'s
+    /// lease in the same write when given.
+    fn status(
+        expected_version: u64,
+        status: GrantStatus,
+        release_lease_of: Option<String>,
+    ) -> StoreOp {
+        StoreOp::Update(Box::new(Self {
+            expected_version,
+            tokens: None,
+            status,
+            release_lease_of,
+        }))
+    }
+
     /// The borrowed form the stores take.
     #[must_use]
     pub fn as_grant_update(&self) -> GrantUpdate<'_> {
@@ -606,12 +621,7 @@ impl RefreshMachine {
         };
         self.store(
             Stage::Mark(request),
-            StoreOp::Update(Box::new(Update {
-                expected_version: current.version,
-                tokens: None,
-                status,
-                release_lease_of: None,
-            })),
+            Update::status(current.version, status, None),
         );
     }
 
@@ -828,15 +838,7 @@ impl RefreshMachine {
         let status = GrantStatus::NeedsReauthorization {
             reason: reason.clone(),
         };
-        self.store(
-            Stage::Dead(reason),
-            StoreOp::Update(Box::new(Update {
-                expected_version: g.version,
-                tokens: None,
-                status,
-                release_lease_of: None,
-            })),
-        );
+        self.store(Stage::Dead(reason), Update::status(g.version, status, None));
     }
 
     fn loaded(&mut self, now: SystemTime, r: Result<Option<StoredGrant>, StoreError>) {
@@ -960,31 +962,21 @@ impl RefreshMachine {
     fn restore(&mut self, error: ManagerError) {
         let current = self.current.as_ref().expect("restore holds a row");
         let before = self.before.clone().unwrap_or(GrantStatus::Active);
-        let update = Update {
-            expected_version: current.version,
-            tokens: None,
-            status: before,
-            release_lease_of: None,
-        };
-        self.store(Stage::Restore(error), StoreOp::Update(Box::new(update)));
+        self.store(
+            Stage::Restore(error),
+            Update::status(current.version, before, None),
+        );
     }
 
     /// The refresh was sent and no usable answer came: record it and release in one
     /// write, and serve the old token while it is valid.
     fn in_doubt(&mut self, reason: String, error: ManagerError) {
         let current = self.current.as_ref().expect("in doubt holds a row");
-        let update = Update {
-            expected_version: current.version,
-            tokens: None,
-            status: GrantStatus::InDoubt {
-                reason: reason.clone(),
-            },
-            release_lease_of: Some(self.lease.owner.clone()),
+        let status = GrantStatus::InDoubt {
+            reason: reason.clone(),
         };
-        self.store(
-            Stage::InDoubt(reason, error),
-            StoreOp::Update(Box::new(update)),
-        );
+        let op = Update::status(current.version, status, Some(self.lease.owner.clone()));
+        self.store(Stage::InDoubt(reason, error), op);
     }
 
     fn token_answered(&mut self, now: SystemTime) {

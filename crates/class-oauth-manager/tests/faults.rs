@@ -310,27 +310,34 @@ fn a_transport_failure_after_the_send() {
     });
 }
 
+/// A blocking manager with `rule` whose grant (access token expired) was just left in
+/// doubt: its refresh got no answer, and the emulator did rotate the token.
+fn left_in_doubt(rule: InDoubtRule) -> Rig {
+    let mut settings = Settings::default();
+    settings.in_doubt = rule;
+    let rig = Rig::new(
+        common::Face::Blocking,
+        StoreKind::Memory,
+        Options {
+            timeout: Duration::from_millis(300),
+            settings,
+            ..Options::default()
+        },
+    );
+    rig.login(true);
+    lose_next_answer(&rig);
+    let err = rig.grant().unwrap_err();
+    assert!(matches!(err, ManagerError::Transport(_)), "{err:?}");
+    rig
+}
+
 /// With [`InDoubtRule::GiveUp`], a grant left in doubt whose access token has expired
 /// is not refreshed again: it needs re-authorization, and the reason says why; the
 /// refresh token was presented once.
 #[test]
 fn give_up_never_presents_an_in_doubt_token_again() {
     bounded("give up in doubt", Duration::from_secs(60), || {
-        let mut settings = Settings::default();
-        settings.in_doubt = InDoubtRule::GiveUp;
-        let rig = Rig::new(
-            common::Face::Blocking,
-            StoreKind::Memory,
-            Options {
-                timeout: Duration::from_millis(300),
-                settings,
-                ..Options::default()
-            },
-        );
-        rig.login(true);
-        lose_next_answer(&rig);
-        let err = rig.grant().unwrap_err();
-        assert!(matches!(err, ManagerError::Transport(_)), "{err:?}");
+        let rig = left_in_doubt(InDoubtRule::GiveUp);
         let err = rig.grant().unwrap_err();
         match &err {
             ManagerError::NeedsReauthorization { reason, .. } => {
@@ -408,21 +415,7 @@ fn refusals_and_proxy_pages() {
 #[test]
 fn retry_in_doubt_tries_once_more_and_says_why_it_failed() {
     bounded("retry in doubt", Duration::from_secs(60), || {
-        let mut settings = Settings::default();
-        settings.in_doubt = InDoubtRule::RetryAtExpiry;
-        let rig = Rig::new(
-            common::Face::Blocking,
-            StoreKind::Memory,
-            Options {
-                timeout: Duration::from_millis(300),
-                settings,
-                ..Options::default()
-            },
-        );
-        rig.login(true);
-        lose_next_answer(&rig);
-        let err = rig.grant().unwrap_err();
-        assert!(matches!(err, ManagerError::Transport(_)), "{err:?}");
+        let rig = left_in_doubt(InDoubtRule::RetryAtExpiry);
         // Wait for the late answer to land at the emulator before retrying.
         std::thread::sleep(Duration::from_millis(800));
         let err = rig.grant().unwrap_err();

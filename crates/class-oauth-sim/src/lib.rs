@@ -1217,10 +1217,7 @@ impl Sim {
                 // No lease is released while rotated tokens wait to be written.
                 if let Some(r) = self.runs.get(&run) {
                     if let Some(rt) = &r.unwritten {
-                        let stored =
-                            self.store.load(&key).ok().flatten().and_then(|g| {
-                                g.tokens.refresh_token.map(|t| t.secret().to_owned())
-                            });
+                        let stored = self.stored_rt(r.tenant);
                         if stored.as_deref() != Some(rt.as_str()) {
                             let rt = rt.clone();
                             let t = r.tenant;
@@ -1239,17 +1236,21 @@ impl Sim {
         }
     }
 
+    /// The refresh token stored for `tenant`.
+    fn stored_rt(&self, tenant: usize) -> Option<String> {
+        self.store
+            .load(&self.keys[tenant])
+            .ok()
+            .flatten()
+            .and_then(|g| g.tokens.refresh_token.map(|t| t.secret().to_owned()))
+    }
+
     /// After any store write: where the newest refresh token is, and whether it is lost.
     fn after_store(&mut self, tenant: usize) {
         let Some(f) = self.tenant_family[tenant] else {
             return;
         };
-        let stored = self
-            .store
-            .load(&self.keys[tenant])
-            .ok()
-            .flatten()
-            .and_then(|g| g.tokens.refresh_token.map(|t| t.secret().to_owned()));
+        let stored = self.stored_rt(tenant);
         let fam = &mut self.server.families[f as usize];
         if stored.as_deref() == Some(fam.latest_rt.as_str()) {
             fam.where_ = Where::Stored;
@@ -1633,12 +1634,7 @@ impl Sim {
         self.note(|| format!("r{run}: done ({})", err.as_deref().unwrap_or("ok")));
         // A rotated token this run received must now be in the store or held.
         if let Some(rt) = &r.unwritten {
-            let stored = self
-                .store
-                .load(&self.keys[tenant])
-                .ok()
-                .flatten()
-                .and_then(|g| g.tokens.refresh_token.map(|t| t.secret().to_owned()));
+            let stored = self.stored_rt(tenant);
             let held = self.instances[inst].held.get(&tenant).and_then(|h| {
                 h.tokens
                     .refresh_token
@@ -1701,12 +1697,7 @@ impl Sim {
             let mine = match fam.where_ {
                 Where::InFlight { run } | Where::Delivered { run } => dead.contains(&run),
                 Where::Stored if held.contains(&fam.tenant) && fam.ended.is_none() => {
-                    let stored = self
-                        .store
-                        .load(&self.keys[fam.tenant])
-                        .ok()
-                        .flatten()
-                        .and_then(|g| g.tokens.refresh_token.map(|t| t.secret().to_owned()));
+                    let stored = self.stored_rt(fam.tenant);
                     stored.as_deref() != Some(fam.latest_rt.as_str())
                 }
                 _ => false,
@@ -1728,12 +1719,7 @@ impl Sim {
         let Some(f) = self.tenant_family[tenant] else {
             return;
         };
-        let stored = self
-            .store
-            .load(&self.keys[tenant])
-            .ok()
-            .flatten()
-            .and_then(|g| g.tokens.refresh_token.map(|t| t.secret().to_owned()));
+        let stored = self.stored_rt(tenant);
         let fam = &self.server.families[f as usize];
         if fam.counted {
             return;
