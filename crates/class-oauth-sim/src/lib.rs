@@ -200,8 +200,8 @@ pub struct Report {
     pub rotations: u64,
     /// Tenant-days simulated.
     pub tenant_days: u64,
-    /// Caller waits (ms), for the percentiles.
-    pub waits: Vec<u32>,
+    /// Caller waits, for the percentiles.
+    pub waits: Waits,
     /// Callers answered, and how many got a token.
     pub calls: u64,
     /// Callers that got a token.
@@ -234,7 +234,7 @@ impl Report {
         self.refresh_requests += o.refresh_requests;
         self.rotations += o.rotations;
         self.tenant_days += o.tenant_days;
-        self.waits.extend_from_slice(&o.waits);
+        self.waits.merge(&o.waits);
         self.calls += o.calls;
         self.served += o.served;
         self.revoked_served += o.revoked_served;
@@ -255,15 +255,71 @@ impl Report {
             .sum()
     }
 
-    /// The `p`th percentile caller wait in ms.
+    /// The `p`th percentile caller wait in ms (see [`Waits`] for the resolution).
     #[must_use]
-    pub fn wait_percentile(&mut self, p: f64) -> u32 {
-        if self.waits.is_empty() {
+    pub fn wait_percentile(&self, p: f64) -> u64 {
+        self.waits.percentile(p)
+    }
+}
+
+/// Caller waits as a histogram of fixed size, so that a run of any length merges in
+/// constant memory: 1 ms buckets below 1 s, 10 ms below 10 s, 100 ms below 200 s.
+#[derive(Clone, Debug)]
+pub struct Waits(Vec<u64>);
+
+impl Default for Waits {
+    fn default() -> Self {
+        Self(vec![0; 1_000 + 900 + 1_900 + 1])
+    }
+}
+
+impl Waits {
+    fn bucket(ms: u64) -> usize {
+        match ms {
+            0..1_000 => ms as usize,
+            1_000..10_000 => 1_000 + (ms as usize - 1_000) / 10,
+            10_000..200_000 => 1_900 + (ms as usize - 10_000) / 100,
+            _ => 3_800,
+        }
+    }
+
+    /// The lowest wait a bucket holds.
+    fn floor(bucket: usize) -> u64 {
+        match bucket {
+            0..1_000 => bucket as u64,
+            1_000..1_900 => 1_000 + (bucket as u64 - 1_000) * 10,
+            1_900..3_800 => 10_000 + (bucket as u64 - 1_900) * 100,
+            _ => 200_000,
+        }
+    }
+
+    /// Counts one wait of `ms`.
+    pub fn add(&mut self, ms: u64) {
+        self.0[Self::bucket(ms)] += 1;
+    }
+
+    fn merge(&mut self, o: &Self) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a += b;
+        }
+    }
+
+    /// The `p`th percentile (the floor of its bucket), 0 when empty.
+    #[must_use]
+    pub fn percentile(&self, p: f64) -> u64 {
+        let total: u64 = self.0.iter().sum();
+        if total == 0 {
             return 0;
         }
-        self.waits.sort_unstable();
-        let i = ((self.waits.len() - 1) as f64 * p).round() as usize;
-        self.waits[i]
+        let rank = ((total - 1) as f64 * p).round() as u64;
+        let mut seen = 0;
+        for (i, n) in self.0.iter().enumerate() {
+            seen += n;
+            if seen > rank {
+                return Self::floor(i);
+            }
+        }
+        Self::floor(self.0.len() - 1)
     }
 }
 
@@ -1008,9 +1064,7 @@ impl Sim {
         }
         self.report.calls += 1;
         if !c.cancelled {
-            self.report
-                .waits
-                .push(waited.min(u64::from(u32::MAX)) as u32);
+            self.report.waits.add(waited);
         }
         match result {
             Ok(grant) => {

@@ -176,7 +176,7 @@ fn print_figures(
     args: &Args,
     behaviour: Behaviour,
     rule: InDoubtRule,
-    mut r: Report,
+    r: Report,
     bad: Option<&(u64, String)>,
     started: Instant,
 ) {
