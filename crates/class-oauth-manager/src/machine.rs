@@ -10,25 +10,26 @@
 //! simulator in `class-oauth-sim`) do that.
 //!
 //! The procedure: write tokens held in memory from an earlier failed write first; load
-//! and decide; take the lease and decide again on the row read with it; mark the grant
-//! in doubt and send the refresh; persist the rotated refresh token before anything else
-//! can fail (before a key-set fetch, before a failed ID-token check is reported); commit
-//! and release the lease in the same write. Every path that took the lease ends in a
-//! write that releases it or in an explicit release (`RefreshMachine::release`): one
-//! place.
+//! and decide; take the lease with the in-doubt mark in the same conditional write (the
+//! mark applied only if the row is still the one read) and decide again under it; send
+//! the refresh; persist the rotated refresh token before anything else can fail (before a
+//! key-set fetch, before a failed ID-token check is reported); commit and release the
+//! lease in the same write. With warm keys that is three store operations and one
+//! request. Every path that took the lease ends in a write that releases it or in an
+//! explicit release (`RefreshMachine::release`): one place.
 //!
 //! | stage | waits for | next |
 //! |---|---|---|
 //! | `Start` | (first poll) | held tokens: `HeldLoad`; else `Load` |
-//! | `HeldLoad` / `HeldWrite` | load / update | `Load`, or done (store error) |
-//! | `Load` | load | decide: done (use, cannot), `Dead`, or `Lease` |
-//! | `Lease` | acquire lease | held by another: wait, `Load`; acquired: decide again: `Release` then done/`Dead`, or `Endpoints` |
-//! | `Endpoints` | endpoints | build the flow, `Mark` |
+//! | `HeldLoad` / `HeldWrite` | load / update | `Load` (or done, for `writing_held`, or a store error) |
+//! | `Load` | load | decide: done (use, cannot), `Dead`, or `Lease` (with the mark) |
+//! | `Lease` | acquire lease | held by another: wait, `Load`; acquired and marked: decide on the row as read: `Endpoints`, or `Unmark`; acquired, the row moved on: decide again: `Release` then done/`Dead`, or `Endpoints` (and `Mark`) |
+//! | `Endpoints` | endpoints | build the flow; send (`Token`), or `Mark` first when the lease came unmarked; a failure: `Restore` or `Release` |
 //! | `Mark` | in-doubt mark (update) | send: `Token` |
 //! | `Token` | token response | rotated: `Persist` (keys: `Keys`); refused: `Restore` or `Reread`; unreadable or lost: `InDoubt` |
 //! | `Keys` | key-set response | flow again: `Persist` or done |
 //! | `Persist` | update (CAS), load after a conflict, waits | done, or `Keys` |
-//! | `Restore` / `InDoubt` / `Dead` | update | `Release` or done |
+//! | `Unmark` / `Restore` / `InDoubt` / `Dead` | update | `Release` or done |
 //! | `Release` | release | the continuation |
 
 use std::sync::Arc;
@@ -246,6 +247,9 @@ enum Stage {
     Persist(Box<Persist>),
     /// Putting back the status found, then release, then fail with the error.
     Restore(ManagerError),
+    /// Putting back the status found (and releasing) after a mark taken with the lease,
+    /// when deciding again said not to refresh: then that decision.
+    Unmark(Box<StoredGrant>, Decision),
     InDoubt(String, ManagerError),
     Dead(String),
     Release(Box<Then>),
@@ -296,6 +300,8 @@ pub struct RefreshMachine {
     sent: Option<RefreshToken>,
     /// The rotated tokens are in the store.
     written: bool,
+    /// The in-doubt mark was written with the lease.
+    marked: bool,
     held: Option<HeldWrite>,
     /// Only write the held tokens, then stop.
     only_held: bool,
@@ -335,6 +341,7 @@ impl RefreshMachine {
             received_at: None,
             sent: None,
             written: false,
+            marked: false,
             held,
             only_held: false,
             #[cfg(feature = "mutations")]
@@ -528,6 +535,23 @@ impl RefreshMachine {
                     self.release(Then::Done(Box::new(f)));
                 }
             }
+            (Stage::Unmark(loaded, decision), StoreAnswer::Updated(r)) => {
+                let mut row = *loaded;
+                match r {
+                    Ok(v) => row.version = v,
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.key, error = %e, "could not clear the in-doubt mark; the lease will expire");
+                    }
+                }
+                match decision {
+                    Decision::Use => self.done(Finished::ok(row)),
+                    Decision::Dead(reason) => self.dead(&row, reason),
+                    Decision::Cannot(reason) => self.cannot(reason),
+                    Decision::Refresh => self.done(Finished::err(ManagerError::Config(
+                        "the refresh procedure unmarked a refresh it meant to send".into(),
+                    ))),
+                }
+            }
             (Stage::Dead(reason), StoreAnswer::Updated(r)) => {
                 match r {
                     Ok(_) => self.events.push(TokenEvent::ReauthorizationRequired {
@@ -583,46 +607,51 @@ impl RefreshMachine {
             return;
         }
         let current = self.current.clone().expect("endpoints after the lease");
-        let endpoints = match endpoints {
-            Ok(e) => e,
-            Err(e) => return self.fail_and_release(now, &current, e.into()),
+        let request = match self.refresh_request(now, &current, endpoints) {
+            Ok(r) => r,
+            // Nothing was sent: a mark taken with the lease goes (restore releases).
+            Err(e) if self.marked => return self.restore(e),
+            Err(e) => return self.fail_and_release(now, &current, e),
         };
-        let mut flow =
-            match self
-                .config
-                .refresh_flow(&endpoints, &current.tokens, current.id_claims.as_ref())
-            {
-                // The parsed response is kept so the rotated refresh token can be written
-                // before the ID-token check (and its key fetch) can fail.
-                Ok(f) => f.retain_received(),
-                Err(e) => return self.fail_and_release(now, &current, e.into()),
-            };
-        let request = match flow.poll(now) {
-            Step::Send(r) => r,
-            Step::Done(Err(e)) => return self.fail_and_release(now, &current, e.into()),
-            _ => {
-                let e =
-                    ManagerError::Config("the refresh flow did not start with a request".into());
-                return self.fail_and_release(now, &current, e);
-            }
-        };
-        self.flow = Some(flow);
         self.sent = current.tokens.refresh_token.clone();
-        self.before = Some(current.status.clone());
-        if self.no_in_doubt_mark() {
+        if self.marked || self.no_in_doubt_mark() {
             self.stage = Stage::Token;
             self.queue.push_back(Action::Send(request));
             return;
         }
+        self.before = Some(current.status.clone());
         // Recorded before the request leaves: if this process stops before the answer
         // is written, the next reader knows the refresh token may be spent.
-        let status = GrantStatus::InDoubt {
-            reason: SENT.into(),
-        };
         self.store(
             Stage::Mark(request),
-            Update::status(current.version, status, None),
+            Update::status(current.version, sent_mark(), None),
         );
+    }
+
+    /// The refresh flow for `current` and its first request.
+    fn refresh_request(
+        &mut self,
+        now: SystemTime,
+        current: &StoredGrant,
+        endpoints: Result<Arc<Endpoints>, DriveError>,
+    ) -> Result<Request<Vec<u8>>, ManagerError> {
+        let endpoints = endpoints?;
+        let mut flow = self
+            .config
+            .refresh_flow(&endpoints, &current.tokens, current.id_claims.as_ref())?
+            // The parsed response is kept so the rotated refresh token can be written
+            // before the ID-token check (and its key fetch) can fail.
+            .retain_received();
+        match flow.poll(now) {
+            Step::Send(r) => {
+                self.flow = Some(flow);
+                Ok(r)
+            }
+            Step::Done(Err(e)) => Err(e.into()),
+            _ => Err(ManagerError::Config(
+                "the refresh flow did not start with a request".into(),
+            )),
+        }
     }
 
     #[cfg(feature = "mutations")]
@@ -856,7 +885,13 @@ impl RefreshMachine {
             Decision::Dead(reason) => self.dead(&loaded, reason),
             Decision::Cannot(reason) => self.cannot(reason),
             Decision::Refresh => {
-                let lease = self.lease.clone();
+                // The in-doubt mark goes with the lease, in one conditional write: applied
+                // only if the row is still the one just read (else marked after deciding
+                // again on the row the lease returns).
+                let mut lease = self.lease.clone();
+                if !self.no_in_doubt_mark() {
+                    lease = lease.marking(loaded.version, sent_mark());
+                }
                 self.store(Stage::Lease(Box::new(loaded)), StoreOp::AcquireLease(lease));
             }
         }
@@ -905,6 +940,33 @@ impl RefreshMachine {
             Ok(LeaseOutcome::Acquired {
                 grant,
                 took_over_expired,
+                marked: true,
+            }) => {
+                // The row was the one read before (same version), now marked: decide on it
+                // as read, under the lease.
+                if took_over_expired {
+                    tracing::info!(tenant = %self.key, "took over an expired refresh lease");
+                }
+                match self.decide(&loaded, now, true) {
+                    Decision::Refresh => {
+                        self.before = Some(loaded.status.clone());
+                        self.current = Some(grant);
+                        self.marked = true;
+                        self.stage = Stage::Endpoints;
+                        self.queue.push_back(Action::Endpoints);
+                    }
+                    decision => {
+                        // Nothing will be sent: the status found goes back, with the lease.
+                        let owner = Some(self.lease.owner.clone());
+                        let op = Update::status(grant.version, loaded.status.clone(), owner);
+                        self.store(Stage::Unmark(Box::new(loaded), decision), op);
+                    }
+                }
+            }
+            Ok(LeaseOutcome::Acquired {
+                grant,
+                took_over_expired,
+                ..
             }) => match self.decide(&grant, now, true) {
                 Decision::Use => {
                     if grant.version != loaded.version {
@@ -944,9 +1006,7 @@ impl RefreshMachine {
             Ok(v) => {
                 if let Some(c) = self.current.as_mut() {
                     c.version = v;
-                    c.status = GrantStatus::InDoubt {
-                        reason: SENT.into(),
-                    };
+                    c.status = sent_mark();
                 }
                 self.stage = Stage::Token;
                 self.queue.push_back(Action::Send(request));
@@ -1304,6 +1364,13 @@ fn withheld(mut tokens: TokenSet) -> TokenSet {
     tokens
 }
 
+/// The in-doubt status written before a refresh leaves.
+fn sent_mark() -> GrantStatus {
+    GrantStatus::InDoubt {
+        reason: SENT.into(),
+    }
+}
+
 /// The in-doubt mark written before a refresh leaves.
 const SENT: &str = "a refresh was sent and its answer was never recorded (the process stopped or the answer was lost)";
 
@@ -1422,11 +1489,11 @@ mod tests {
         )
     }
 
-    /// A due refresh without an ID token: load, lease, in-doubt mark, then the rotated
-    /// tokens written with the lease released in the same write (4 store operations)
-    /// and one request.
+    /// A due refresh without an ID token: load; the lease with the in-doubt mark in one
+    /// conditional write; the rotated tokens written with the lease released in the same
+    /// write: 3 store operations and one request (4 before the mark went with the lease).
     #[test]
-    fn a_refresh_costs_four_store_operations_and_one_request() {
+    fn a_refresh_costs_three_store_operations_and_one_request() {
         let store = MemoryStore::new();
         let key = TenantKey::new(&ClientId::new("c"), "BIZ");
         login(&store, &key, at(0));
@@ -1440,7 +1507,7 @@ mod tests {
         );
         assert!(f.error.is_none(), "{:?}", f.error);
         assert_eq!(f.grant.unwrap().tokens.access_token.secret(), "at-1");
-        assert_eq!((counts.store, counts.http), (4, 1));
+        assert_eq!((counts.store, counts.http), (3, 1));
         // The lease went with the write: another holder takes it at once.
         let other = Lease::new("other", Duration::from_secs(1));
         assert!(matches!(

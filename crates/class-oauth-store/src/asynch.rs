@@ -22,7 +22,8 @@ use crate::{
 /// key-value service): implement it in your crate and hand the store to
 /// `class_oauth_manager::TokenManager`. Each method is one short operation; `update`
 /// and `acquire_lease` are conditional writes (compare the version, or the lease's
-/// owner and expiry) that must be atomic in the backend, as the SQL stores do them. The
+/// owner and expiry, and then the version for the lease's in-doubt mark) that must be
+/// atomic in the backend, as the SQL stores do them. The
 /// shape, here delegating to [`MemoryStore`](crate::MemoryStore):
 ///
 /// ```

@@ -428,6 +428,9 @@ pub struct Lease {
     /// How long the lease lasts from the moment it is taken (by the store's clock; for
     /// PostgreSQL, the database's).
     pub ttl: std::time::Duration,
+    /// Also set this status (a new version) in the same conditional write, if the row's
+    /// version is still this one: the refresh's in-doubt mark, taken with the lease.
+    pub mark: Option<(u64, GrantStatus)>,
 }
 
 impl Lease {
@@ -437,7 +440,16 @@ impl Lease {
         Self {
             owner: owner.into(),
             ttl,
+            mark: None,
         }
+    }
+
+    /// Also marks the row with `status` when it is taken, if its version is still
+    /// `version` ([`LeaseOutcome::Acquired::marked`] says whether it was).
+    #[must_use]
+    pub fn marking(mut self, version: u64, status: GrantStatus) -> Self {
+        self.mark = Some((version, status));
+        self
     }
 }
 
@@ -451,11 +463,13 @@ impl Lease {
 pub enum LeaseOutcome {
     /// The lease is ours; the row as it was when we took it.
     Acquired {
-        /// The row, read in the same statement that took the lease.
+        /// The row, as the statement that took the lease left it.
         grant: StoredGrant,
         /// A previous holder's lease had expired without being released: its refresh may
         /// have been sent and its outcome is unknown.
         took_over_expired: bool,
+        /// The lease's [`Lease::mark`] was written (the row had the version it named).
+        marked: bool,
     },
     /// Another holder has it for about this long still.
     Held {
@@ -555,8 +569,9 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Lists grants (no secrets).
     fn list(&self) -> Result<Vec<GrantSummary>, StoreError>;
 
-    /// Takes the refresh lease of `key` when it is free or expired, and returns the row
-    /// as read by the same statement.
+    /// Takes the refresh lease of `key` when it is free or expired (and writes its
+    /// [`Lease::mark`] in the same statement when the row has the version it names), and
+    /// returns the row as that statement left it.
     fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError>;
 
     /// Releases `owner`'s lease (a lease held by someone else is left alone).

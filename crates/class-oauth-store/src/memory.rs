@@ -179,9 +179,19 @@ impl TokenStore for MemoryStore {
             None => false,
         };
         entry.lease = Some((lease.owner.clone(), now + lease.ttl));
+        let marked = match &lease.mark {
+            Some((version, status)) if *version == entry.grant.version => {
+                entry.grant.status = status.clone();
+                entry.grant.version += 1;
+                entry.updated_at = unix_now();
+                true
+            }
+            _ => false,
+        };
         Ok(LeaseOutcome::Acquired {
             grant: entry.grant.clone(),
             took_over_expired,
+            marked,
         })
     }
 

@@ -364,20 +364,42 @@ impl PostgresStore {
     async fn take_lease(&self, key: &TenantKey, lease: Lease) -> Result<LeaseOutcome, StoreError> {
         let c = self.client().await?;
         let ttl = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        // The in-doubt mark, when asked for, in the same statement: applied only when the
+        // row still has the version the mark names (-1: no mark).
+        let (mark_version, mark_status, mark_reason) = match &lease.mark {
+            Some((v, status)) => {
+                let (name, reason) = status.as_parts();
+                (i64::try_from(*v).unwrap_or(-1), name, reason)
+            }
+            None => (-1, "", ""),
+        };
         // One statement: the old lease is read under the row lock the UPDATE takes, so
         // two instances can never both see it free.
         let take = prepared(
             &c,
             &format!(
-                    "WITH old AS (SELECT storage_key, lease_owner FROM class_oauth_grants WHERE storage_key = $1 FOR UPDATE) \
-                     UPDATE class_oauth_grants g SET lease_owner = $2, lease_until = {DB_NOW_MS} + $3 FROM old \
+                    "WITH old AS (SELECT storage_key, lease_owner, version FROM class_oauth_grants WHERE storage_key = $1 FOR UPDATE) \
+                     UPDATE class_oauth_grants g SET lease_owner = $2, lease_until = {DB_NOW_MS} + $3, \
+                       status = CASE WHEN g.version = $4 THEN $5 ELSE g.status END, \
+                       status_reason = CASE WHEN g.version = $4 THEN $6 ELSE g.status_reason END, \
+                       version = CASE WHEN g.version = $4 THEN g.version + 1 ELSE g.version END FROM old \
                      WHERE g.storage_key = old.storage_key AND (g.lease_owner IS NULL OR g.lease_until <= {DB_NOW_MS}) \
-                     RETURNING g.sealed, g.status, g.status_reason, g.version, old.lease_owner IS NOT NULL"
+                     RETURNING g.sealed, g.status, g.status_reason, g.version, old.lease_owner IS NOT NULL, old.version = $4"
             ),
         )
         .await?;
         let taken = c
-            .query_opt(&take, &[&key.storage_key(), &lease.owner, &ttl])
+            .query_opt(
+                &take,
+                &[
+                    &key.storage_key(),
+                    &lease.owner,
+                    &ttl,
+                    &mark_version,
+                    &mark_status,
+                    &mark_reason,
+                ],
+            )
             .await
             .map_err(pg)?;
         if let Some(r) = taken {
@@ -385,6 +407,7 @@ impl PostgresStore {
             return Ok(LeaseOutcome::Acquired {
                 grant,
                 took_over_expired: r.get(4),
+                marked: r.get(5),
             });
         }
         let remaining = prepared(

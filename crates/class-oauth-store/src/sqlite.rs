@@ -367,7 +367,7 @@ impl TokenStore for SqliteStore {
         let tx = c
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let Some((grant, owner, until)) = self.read(&tx, key)? else {
+        let Some((mut grant, owner, until)) = self.read(&tx, key)? else {
             return Ok(LeaseOutcome::Missing);
         };
         let now = unix_millis();
@@ -403,10 +403,29 @@ impl TokenStore for SqliteStore {
             ],
         )
         .map_err(backend)?;
+        let marked = match &lease.mark {
+            Some((version, status)) if *version == grant.version => {
+                let (name, reason) = status.as_parts();
+                tx.execute(
+                    "UPDATE class_oauth_grants SET status = ?2, status_reason = ?3, version = version + 1, updated_at = ?4 WHERE storage_key = ?1 AND version = ?5",
+                    params![key.storage_key(), name, reason, unix_now() as i64, *version as i64],
+                )
+                .map_err(backend)?
+                    == 1
+            }
+            _ => false,
+        };
         tx.commit().map_err(backend)?;
+        if marked {
+            if let Some((_, status)) = &lease.mark {
+                grant.status = status.clone();
+                grant.version += 1;
+            }
+        }
         Ok(LeaseOutcome::Acquired {
             grant,
             took_over_expired,
+            marked,
         })
     }
 

@@ -327,6 +327,7 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
     let LeaseOutcome::Acquired {
         grant,
         took_over_expired,
+        marked: false,
     } = store.acquire_lease(a, &Lease::new("one", long)).unwrap()
     else {
         panic!("a free lease is taken")
@@ -427,8 +428,42 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
             .unwrap(),
         LeaseOutcome::Missing
     ));
-    // Leave the row as it was for the caller: version `v5`, active, no lease.
-    let _ = v5;
+    // The in-doubt mark taken with the lease, in the same conditional write: written only
+    // when the row still has the version it names.
+    let stale = store
+        .acquire_lease(a, &Lease::new("m1", long).marking(v5 + 7, doubt.clone()))
+        .unwrap();
+    let LeaseOutcome::Acquired {
+        grant,
+        marked: false,
+        ..
+    } = stale
+    else {
+        panic!("a lease is taken, unmarked, on a row that moved on: {stale:?}")
+    };
+    assert_eq!((grant.version, &grant.status), (v5, &GrantStatus::Active));
+    store.release_lease(a, "m1").unwrap();
+    let fresh = store
+        .acquire_lease(a, &Lease::new("m2", long).marking(v5, doubt.clone()))
+        .unwrap();
+    let LeaseOutcome::Acquired {
+        grant,
+        marked: true,
+        ..
+    } = fresh
+    else {
+        panic!("a lease is taken and marked: {fresh:?}")
+    };
+    assert_eq!((grant.version, &grant.status), (v5 + 1, &doubt));
+    assert_eq!(store.load(a).unwrap().unwrap().status, doubt);
+    assert!(matches!(
+        store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+        LeaseOutcome::Held { .. }
+    ));
+    // Leave the row active with no lease for the caller.
+    store
+        .update(a, &GrantUpdate::status(v5 + 1, &active).releasing("m2"))
+        .unwrap();
 }
 
 #[test]
