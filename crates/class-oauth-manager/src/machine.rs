@@ -484,7 +484,7 @@ impl RefreshMachine {
             (Stage::Lease(loaded), StoreAnswer::Lease(r)) => self.leased(now, *loaded, r),
             (Stage::Mark(request), StoreAnswer::Updated(r)) => self.marked(now, request, r),
             (Stage::Persist(p), StoreAnswer::Updated(r)) => self.persist_written(now, *p, r),
-            (Stage::Persist(p), StoreAnswer::Loaded(r)) => self.persist_reloaded(*p, r),
+            (Stage::Persist(p), StoreAnswer::Loaded(r)) => self.persist_reloaded(now, *p, r),
             (Stage::Restore(error), StoreAnswer::Updated(r)) => {
                 let before = self.before.clone().unwrap_or(GrantStatus::Active);
                 let current = self.current.as_mut().expect("restore holds a row");
@@ -734,7 +734,11 @@ impl RefreshMachine {
             Err(e) => return self.held_failed(held, e),
         };
         let stored = row.tokens.refresh_token.as_ref();
-        if stored != held.replaced.as_ref() && stored != held.tokens.refresh_token.as_ref() {
+        if stored == held.tokens.refresh_token.as_ref() {
+            // Already stored: nothing to write (and a newer holder's mark must stand).
+            return self.held_done();
+        }
+        if stored != held.replaced.as_ref() {
             // A login replaced the grant: the held tokens are older.
             self.events.push(TokenEvent::Superseded {
                 key: self.key.clone(),
@@ -1212,14 +1216,28 @@ impl RefreshMachine {
         self.persist_retry(p, error);
     }
 
-    fn persist_reloaded(&mut self, mut p: Persist, r: Result<Option<StoredGrant>, StoreError>) {
+    fn persist_reloaded(
+        &mut self,
+        now: SystemTime,
+        mut p: Persist,
+        r: Result<Option<StoredGrant>, StoreError>,
+    ) {
         p.reloading = false;
         match r {
             Ok(Some(row)) => {
                 let stored = row.tokens.refresh_token.as_ref();
+                if stored == p.tokens.refresh_token.as_ref()
+                    && (row.status == p.status || matches!(row.status, GrantStatus::InDoubt { .. }))
+                {
+                    // Our write landed (its answer was lost), and nothing is to be written
+                    // over what came after it: a newer holder's in-doubt mark must stand
+                    // (simulator seed 2101, grace window: a rewrite erased one while that
+                    // holder's request was in flight).
+                    return self.persisted(now, p, row.version);
+                }
                 if stored == self.sent.as_ref() || stored == p.tokens.refresh_token.as_ref() {
-                    // Only the status or version moved (or our own write landed): write
-                    // again at the version now stored.
+                    // Only the status or version moved: write again at the version now
+                    // stored.
                     p.expected = row.version;
                     return self.write(p);
                 }
