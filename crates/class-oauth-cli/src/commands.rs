@@ -383,14 +383,10 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     keep_held(&ctx, result)
 }
 
-#[allow(
-    clippy::needless_borrow,
-    reason = "the command table reads as it did when the context was a local"
-)]
-fn dispatch(mut ctx: &mut Ctx) -> Result<(), CliError> {
+fn dispatch(ctx: &mut Ctx) -> Result<(), CliError> {
     match std::mem::replace(&mut ctx.cli.command, Command::Scopes) {
-        Command::Scopes => scopes(&ctx),
-        Command::Discover => discover(&mut ctx),
+        Command::Scopes => scopes(ctx),
+        Command::Discover => discover(ctx),
         Command::Login {
             scopes,
             redirect_uri,
@@ -399,7 +395,7 @@ fn dispatch(mut ctx: &mut Ctx) -> Result<(), CliError> {
             login_hint,
             timeout,
         } => login(
-            &mut ctx,
+            ctx,
             &LoginArgs {
                 scopes,
                 redirect_uri,
@@ -417,22 +413,22 @@ fn dispatch(mut ctx: &mut Ctx) -> Result<(), CliError> {
                     prompt,
                     login_hint,
                 },
-        } => auth_start(&mut ctx, &scopes, &redirect_uri, prompt, login_hint),
+        } => auth_start(ctx, &scopes, &redirect_uri, prompt, login_hint),
         Command::Auth {
             step: AuthStep::Finish { callback_url },
-        } => auth_finish(&mut ctx, &callback_url),
+        } => auth_finish(ctx, &callback_url),
         Command::Password {
             username,
             password_stdin,
             scopes,
-        } => password(&mut ctx, &username, password_stdin, &scopes),
-        Command::Token => token(&mut ctx),
-        Command::Refresh => refresh(&mut ctx),
-        Command::Userinfo => userinfo(&mut ctx),
-        Command::Revoke => revoke(&mut ctx),
-        Command::Profiles => profiles(&mut ctx),
+        } => password(ctx, &username, password_stdin, &scopes),
+        Command::Token => token(ctx),
+        Command::Refresh => refresh(ctx),
+        Command::Userinfo => userinfo(ctx),
+        Command::Revoke => revoke(ctx),
+        Command::Profiles => profiles(ctx),
         #[cfg(feature = "demo")]
-        Command::Demo => demo(&mut ctx),
+        Command::Demo => demo(ctx),
         #[cfg(feature = "demo")]
         Command::Emulator { port } => emulator(ctx.cli.json, port),
         #[cfg(not(feature = "demo"))]
@@ -459,7 +455,7 @@ fn dispatch(mut ctx: &mut Ctx) -> Result<(), CliError> {
         }
         Command::Key {
             action: KeyAction::Rotate,
-        } => rotate_key(&mut ctx),
+        } => rotate_key(ctx),
         Command::Key {
             action: KeyAction::Generate,
         } => {

@@ -1642,13 +1642,12 @@ impl Sim {
     /// An answer for a run that no longer exists (its process died): the rotated
     /// token in it is lost.
     fn lost_answer(&mut self, run: u64, answer: &Result<http::Response<Vec<u8>>, TransportError>) {
-        if let Ok(resp) = answer {
+        if answer.is_ok() {
             for fam in &mut self.server.families {
                 if fam.where_ == (Where::InFlight { run }) {
                     fam.where_ = Where::Crashed;
                 }
             }
-            let _ = resp;
         }
     }
 
