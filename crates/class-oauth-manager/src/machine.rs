@@ -1456,11 +1456,23 @@ mod tests {
     /// The whole driver: the machine's actions on a memory store and an HTTP closure,
     /// no runtime, no thread.
     fn drive(
+        m: RefreshMachine,
+        store: &MemoryStore,
+        now: SystemTime,
+        http: impl FnMut(Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>,
+        counts: &mut Counts,
+    ) -> Finished {
+        drive_with(m, store, now, http, counts, |_, _| None)
+    }
+
+    /// [`drive`], where `intercept` may answer a store operation itself (a fault).
+    fn drive_with(
         mut m: RefreshMachine,
         store: &MemoryStore,
         now: SystemTime,
         mut http: impl FnMut(Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>,
         counts: &mut Counts,
+        mut intercept: impl FnMut(&StoreOp, &MemoryStore) -> Option<StoreAnswer>,
     ) -> Finished {
         let key = m.key().clone();
         for _ in 0..100 {
@@ -1477,6 +1489,10 @@ mod tests {
                 }
                 Action::Store(op) => {
                     counts.store += 1;
+                    if let Some(answer) = intercept(&op, store) {
+                        m.handle_store(now, answer);
+                        continue;
+                    }
                     let answer = match op {
                         StoreOp::Load => StoreAnswer::Loaded(store.load(&key)),
                         StoreOp::AcquireLease(l) => {
@@ -1589,6 +1605,52 @@ mod tests {
             store.load(&key).unwrap().unwrap().status,
             GrantStatus::InDoubt { .. }
         ));
+    }
+
+    /// The write of the rotated tokens commits but its answer is lost (a failure), and
+    /// before the retry a newer holder takes the lease and marks the grant in doubt (its
+    /// request in flight). The retry must see its own write landed and leave the newer
+    /// mark alone. Found by the simulator (seed 2101, grace window); failed before: the
+    /// retry wrote again and erased the mark (status active).
+    #[test]
+    fn a_landed_write_retried_leaves_a_newer_holders_mark() {
+        let store = MemoryStore::new();
+        let key = TenantKey::new(&ClientId::new("c"), "BIZ");
+        login(&store, &key, at(0));
+        let newer = GrantStatus::InDoubt {
+            reason: "a newer holder's refresh is in flight".into(),
+        };
+        let mut faulted = false;
+        let f = drive_with(
+            machine(&key, 1),
+            &store,
+            at(850),
+            |_| Ok(ok(token_body(1, None))),
+            &mut Counts::default(),
+            |op, store| {
+                let StoreOp::Update(u) = op else { return None };
+                if u.tokens.is_none() || faulted {
+                    return None;
+                }
+                faulted = true;
+                store.update(&key, &u.as_grant_update()).unwrap();
+                let v = store.load(&key).unwrap().unwrap().version;
+                let lease = Lease::new("newer", Duration::from_secs(120)).marking(v, newer.clone());
+                assert!(matches!(
+                    store.acquire_lease(&key, &lease).unwrap(),
+                    LeaseOutcome::Acquired { marked: true, .. }
+                ));
+                Some(StoreAnswer::Updated(Err(StoreError::Backend(
+                    "the connection dropped after the commit".into(),
+                ))))
+            },
+        );
+        assert!(faulted);
+        assert!(f.error.is_none() && f.held.is_none(), "{:?}", f.error);
+        assert_eq!(f.grant.unwrap().tokens.access_token.secret(), "at-1");
+        let row = store.load(&key).unwrap().unwrap();
+        assert_eq!(row.tokens.refresh_token.as_ref().unwrap().secret(), "rt-1");
+        assert_eq!(row.status, newer, "the newer holder's mark stands");
     }
 
     /// Polled out of turn (an answer it did not ask for): a typed error, not a panic.
