@@ -333,3 +333,51 @@ fn every_fuzz_target_is_run_by_xtask() {
         "fuzz/Cargo.toml and xtask's FUZZ_TARGETS differ"
     );
 }
+
+/// The `.rs` files under `rel` (recursively).
+fn rust_files(rel: &str) -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![project_root().join(rel)];
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// One store contract: the store methods' signatures stand once in the trait and once per
+/// backend (memory, SQLite, PostgreSQL) in the shipped code, with no second face,
+/// forwarding wrapper or adapter beside them.
+#[test]
+fn one_store_contract() {
+    let mut traits = Vec::new();
+    let mut signatures = 0;
+    for crate_name in crates() {
+        for path in rust_files(&format!("crates/{crate_name}/src")) {
+            let source = std::fs::read_to_string(&path).expect("source");
+            let code: Vec<&str> = source
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            for line in &code {
+                if line.contains("trait ") && line.contains("TokenStore") {
+                    traits.push(format!("{}: {}", path.display(), line.trim()));
+                }
+                if line.contains("fn acquire_lease(") {
+                    signatures += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(traits.len(), 1, "one store trait: {traits:#?}");
+    assert_eq!(
+        signatures, 4,
+        "`acquire_lease` written in the trait and the three backends only"
+    );
+}

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use class_oauth_core::flow::ValidatedTokens;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
-use class_oauth_store::asynch::{AsyncTokenStore, Blocking};
 use class_oauth_store::{
-    Encryption, EncryptionKey, KeyRing, MemoryStore, PostgresStore, TenantKey,
+    Encryption, EncryptionKey, KeyRing, MemoryStore, PostgresStore, TenantKey, TokenStore,
 };
 use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
 
@@ -132,7 +131,7 @@ pub(crate) struct StormResult {
     pub(crate) seconds: f64,
 }
 
-async fn storm_with<S: AsyncTokenStore + Clone>(
+async fn storm_with<S: TokenStore + Clone>(
     label: &str,
     stores: Vec<S>,
     tenants: usize,
@@ -216,7 +215,7 @@ pub(crate) fn storms(tenants: usize, pg_url: Option<&str>) -> Vec<StormResult> {
         .build()
         .expect("runtime");
     let mut out = Vec::new();
-    let memory = Blocking::new(MemoryStore::new());
+    let memory = MemoryStore::new();
     out.push(rt.block_on(storm_with(
         "memory store, 1 manager",
         vec![memory],

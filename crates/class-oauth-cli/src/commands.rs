@@ -17,6 +17,7 @@ use class_oauth_manager::blocking::TokenManager;
 use class_oauth_store::{
     Encryption, PostgresStore, RecoveryFile, SqliteStore, StoredGrant, TenantKey, TokenStore,
 };
+use class_oauth_ureq::block_on;
 use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, UreqTransport};
 use serde_json::{Value, json};
 
@@ -527,11 +528,11 @@ fn rotate_key(ctx: &mut Ctx) -> Result<(), CliError> {
     // 2. Rewrite every grant: a write seals with the current (new) key.
     let store = ctx.store()?;
     let mut rewritten = 0usize;
-    for summary in store.list()? {
-        let Some(grant) = store.load(&summary.key)? else {
+    for summary in block_on(store.list())? {
+        let Some(grant) = block_on(store.load(&summary.key))? else {
             continue;
         };
-        store.update(
+        block_on(store.update(
             &summary.key,
             &class_oauth_store::GrantUpdate::tokens(
                 grant.version,
@@ -539,7 +540,7 @@ fn rotate_key(ctx: &mut Ctx) -> Result<(), CliError> {
                 grant.id_claims.as_ref(),
                 &grant.status,
             ),
-        )?;
+        ))?;
         rewritten += 1;
     }
     // 3. Retire the old key.
@@ -789,7 +790,7 @@ fn auth_start(
         options(prompt, hint)?,
     )?;
     let state = pending.state().secret().to_owned();
-    store.put_pending(&state, pending)?;
+    block_on(store.put_pending(&state, pending))?;
     let value = json!({"authorization_url": url.as_str(), "state": state});
     if ctx.cli.json {
         println!("{value}");
@@ -810,8 +811,8 @@ fn auth_finish(ctx: &mut Ctx, callback_url: &str) -> Result<(), CliError> {
         .ok_or_else(|| CliError::validation("the callback URL has no state parameter"))?;
     ready_store(ctx)?;
     let store = ctx.store()?;
-    let pending = store
-        .take_pending(state.secret(), SystemTime::now())?
+    let pending = block_on(store
+        .take_pending(state.secret(), SystemTime::now()))?
         .ok_or_else(|| CliError::validation("no pending authorization matches this callback's state (already used, expired, or started elsewhere)"))?;
     let client = ctx.client()?;
     let granted = client
@@ -825,7 +826,7 @@ fn auth_finish(ctx: &mut Ctx, callback_url: &str) -> Result<(), CliError> {
 /// that cannot keep the tokens fails first.
 fn ready_store(ctx: &mut Ctx) -> Result<(), CliError> {
     let store = ctx.store()?;
-    store.load(&ctx.tenant()?)?;
+    block_on(store.load(&ctx.tenant()?))?;
     Ok(())
 }
 
@@ -898,7 +899,7 @@ fn token(ctx: &mut Ctx) -> Result<(), CliError> {
 fn refresh(ctx: &mut Ctx) -> Result<(), CliError> {
     let m = manager(ctx)?;
     let tenant = ctx.tenant()?;
-    let current = m.store().load(&tenant)?.ok_or_else(|| {
+    let current = block_on(m.store().load(&tenant))?.ok_or_else(|| {
         CliError::reauth(format!(
             "no grant is stored for profile `{}`",
             ctx.cli.profile
@@ -961,13 +962,13 @@ fn revoke(ctx: &mut Ctx) -> Result<(), CliError> {
     let endpoints = client.endpoints()?;
     let mut revoked = false;
     if endpoints.revocation_endpoint.is_some()
-        && let Some(grant) = store.load(&tenant)?
+        && let Some(grant) = block_on(store.load(&tenant))?
         && let Some(rt) = grant.tokens.refresh_token
     {
         client.revoke(RevocationRequest::RefreshToken(rt))?;
         revoked = true;
     }
-    let deleted = store.delete(&tenant)?;
+    let deleted = block_on(store.delete(&tenant))?;
     let human = match (revoked, deleted) {
         (true, _) => format!(
             "Revoked the refresh token at Class and deleted profile `{}`.",
@@ -989,7 +990,7 @@ fn revoke(ctx: &mut Ctx) -> Result<(), CliError> {
 
 fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
     let store = ctx.store()?;
-    let rows = store.list()?;
+    let rows = block_on(store.list())?;
     let value: Vec<Value> = rows
         .iter()
         .map(|r| json!({"profile": r.key.tenant(), "client_id": r.key.client_id(), "business_code": r.business_code, "scope": r.scope, "expires_at": r.expires_at,
@@ -1177,7 +1178,7 @@ fn demo(ctx: &mut Ctx) -> Result<(), CliError> {
             |e| format!("{} (exit code {})", e.message, e.exit_code)
         )
     );
-    store.delete(&tenant)?;
+    block_on(store.delete(&tenant))?;
     let _ = std::fs::remove_dir_all(&dir);
 
     let requests = emulator.requests();

@@ -1,7 +1,8 @@
 //! The blocking face: the same manager, run to completion on the calling thread, over a
-//! blocking HTTP client (ureq, any closure) and a blocking store. No async runtime is
-//! started or needed: refreshes run detached on threads of their own, and a caller
-//! waiting for one parks its thread.
+//! blocking HTTP client (ureq, any closure) and the one store contract
+//! ([`TokenStore`]), whose futures run to completion on the calling thread. No async
+//! runtime is started or needed: refreshes run detached on threads of their own, and a
+//! caller waiting for one parks its thread.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,11 @@ use class_oauth_client::{BlockingHttp, SyncHttpClient};
 use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::flow::ValidatedTokens;
 use class_oauth_core::refresh::RefreshPolicy;
-use class_oauth_store::asynch::Blocking;
 use class_oauth_store::{StoreError, TenantKey, TokenStore};
 
 use crate::{ManagerError, Settings, SharedAccessToken, SharedGrant, TokenEvent};
 
-type Inner<H, S> = crate::TokenManager<BlockingHttp<H>, Blocking<S>>;
+type Inner<H, S> = crate::TokenManager<BlockingHttp<H>, S>;
 
 /// The token manager for blocking callers (see the crate docs). Cheap to clone.
 pub struct TokenManager<H, S: ?Sized> {
@@ -43,7 +43,7 @@ impl<H, S: ?Sized> std::fmt::Debug for TokenManager<H, S> {
 #[must_use]
 pub struct TokenManagerBuilder<H, S: ?Sized> {
     client: ClassClient<H>,
-    inner: crate::TokenManagerBuilder<BlockingHttp<H>, Blocking<S>>,
+    inner: crate::TokenManagerBuilder<BlockingHttp<H>, S>,
 }
 
 impl<H, S: ?Sized> std::fmt::Debug for TokenManagerBuilder<H, S> {
@@ -126,10 +126,7 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
     /// A builder over a store shared with other code (`Arc<dyn TokenStore>` included).
     pub fn builder_shared(client: ClassClient<H>, store: Arc<S>) -> TokenManagerBuilder<H, S> {
         TokenManagerBuilder {
-            inner: crate::TokenManager::threaded(
-                client.as_async().clone(),
-                Blocking::from_arc(store),
-            ),
+            inner: crate::TokenManager::threaded(client.as_async().clone(), store),
             client,
         }
     }
@@ -149,7 +146,7 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
     /// The store.
     #[must_use]
     pub fn store(&self) -> &S {
-        self.inner.store().inner()
+        self.inner.store()
     }
 
     /// The settings.

@@ -6,10 +6,9 @@
 //!
 //! Written once: [`TokenManager`] is async over two seams, an HTTP client
 //! ([`class_oauth_client::AsyncHttpClient`]: reqwest, or any other) and a store
-//! ([`AsyncTokenStore`]: PostgreSQL natively, SQLite and memory through
-//! [`asynch::Blocking`](class_oauth_store::asynch::Blocking)). [`blocking::TokenManager`]
-//! runs the same code for blocking callers on a ureq client and a blocking store, with no
-//! async runtime.
+//! ([`TokenStore`]: memory, SQLite, PostgreSQL, or one of your own).
+//! [`blocking::TokenManager`] runs the same code, over the same store contract, for
+//! blocking callers on a ureq client, with no async runtime.
 //!
 //! ## What it guarantees (each has a test in `tests/`)
 //! - **One refresh per tenant at a time.** In process: the first caller starts the
@@ -91,9 +90,7 @@ use dashmap::DashMap;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
-pub use class_oauth_store::{
-    AsyncTokenStore, GrantStatus, StoreError, StoredGrant, TenantKey, TokenStore,
-};
+pub use class_oauth_store::{GrantStatus, StoreError, StoredGrant, TenantKey, TokenStore};
 pub use error::{ManagerError, TokenEvent};
 
 pub mod blocking;
@@ -377,9 +374,9 @@ impl Flown {
 
 type Flight = (u64, Shared<BoxFuture<'static, Flown>>);
 
-struct Inner<H, S> {
+struct Inner<H, S: ?Sized> {
     client: ClassClient<H>,
-    store: S,
+    store: Arc<S>,
     cache: GrantCache,
     inflight: DashMap<TenantKey, Flight>,
     held: DashMap<TenantKey, class_oauth_store::HeldWrite>,
@@ -394,11 +391,11 @@ struct Inner<H, S> {
 
 /// Keeps the grants of many tenants valid (see the crate docs). Cheap to clone: clones
 /// share the cache, the in-flight refreshes and the settings.
-pub struct TokenManager<H, S> {
+pub struct TokenManager<H, S: ?Sized> {
     inner: Arc<Inner<H, S>>,
 }
 
-impl<H, S> Clone for TokenManager<H, S> {
+impl<H, S: ?Sized> Clone for TokenManager<H, S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -406,7 +403,7 @@ impl<H, S> Clone for TokenManager<H, S> {
     }
 }
 
-impl<H, S> std::fmt::Debug for TokenManager<H, S> {
+impl<H, S: ?Sized> std::fmt::Debug for TokenManager<H, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenManager")
             .field("cached", &self.inner.cache.len())
@@ -418,15 +415,15 @@ impl<H, S> std::fmt::Debug for TokenManager<H, S> {
 /// Builds a [`TokenManager`] (or, through [`blocking::TokenManager::builder`], its
 /// blocking face).
 #[must_use]
-pub struct TokenManagerBuilder<H, S> {
+pub struct TokenManagerBuilder<H, S: ?Sized> {
     client: ClassClient<H>,
-    store: S,
+    store: Arc<S>,
     settings: Settings,
     hook: Option<EventHook>,
     exec: Exec,
 }
 
-impl<H, S> std::fmt::Debug for TokenManagerBuilder<H, S> {
+impl<H, S: ?Sized> std::fmt::Debug for TokenManagerBuilder<H, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenManagerBuilder")
             .field("settings", &self.settings)
@@ -434,7 +431,7 @@ impl<H, S> std::fmt::Debug for TokenManagerBuilder<H, S> {
     }
 }
 
-impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManagerBuilder<H, S> {
+impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManagerBuilder<H, S> {
     /// Replaces every setting.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
@@ -513,7 +510,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManagerBuilder<H, S> {
     }
 }
 
-impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
+impl<H: AsyncHttpClient, S: TokenStore> TokenManager<H, S> {
     /// A manager over `client` and `store` with the default [`Settings`]. Refreshes run as
     /// tokio tasks, so call it from a tokio runtime.
     #[cfg(feature = "tokio")]
@@ -524,6 +521,15 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
     /// A builder (tokio tasks for the refreshes).
     #[cfg(feature = "tokio")]
     pub fn builder(client: ClassClient<H>, store: S) -> TokenManagerBuilder<H, S> {
+        Self::builder_shared(client, Arc::new(store))
+    }
+}
+
+impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
+    /// A builder over a store shared with other code (`Arc<dyn TokenStore>` included;
+    /// tokio tasks for the refreshes).
+    #[cfg(feature = "tokio")]
+    pub fn builder_shared(client: ClassClient<H>, store: Arc<S>) -> TokenManagerBuilder<H, S> {
         TokenManagerBuilder {
             client,
             store,
@@ -533,7 +539,7 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> TokenManager<H, S> {
         }
     }
 
-    fn threaded(client: ClassClient<H>, store: S) -> TokenManagerBuilder<H, S> {
+    fn threaded(client: ClassClient<H>, store: Arc<S>) -> TokenManagerBuilder<H, S> {
         TokenManagerBuilder {
             client,
             store,
@@ -766,7 +772,7 @@ impl Drop for FlightDone<'_> {
     }
 }
 
-impl<H, S> Inner<H, S> {
+impl<H, S: ?Sized> Inner<H, S> {
     fn emit(&self, event: &TokenEvent) {
         event.log();
         if let Some(h) = &self.hook {

@@ -42,7 +42,8 @@ use class_oauth_core::session::ClientConfig;
 use class_oauth_core::token::TokenSet;
 use class_oauth_core::{Endpoints, Error, RefreshToken};
 use class_oauth_store::{
-    GrantStatus, GrantUpdate, HeldWrite, Lease, LeaseOutcome, StoreError, StoredGrant, TenantKey,
+    GrantStatus, HeldWrite, Lease, LeaseOutcome, OwnedUpdate, StoreError, StoredGrant, TenantKey,
+    TokenStore,
 };
 use http::{Request, Response};
 
@@ -78,8 +79,8 @@ pub enum StoreOp {
     Load,
     /// Take the refresh lease (and read the row in the same statement).
     AcquireLease(Lease),
-    /// A conditional write (see [`Update::as_grant_update`]).
-    Update(Box<Update>),
+    /// A conditional write (see [`OwnedUpdate::as_grant_update`]).
+    Update(Box<OwnedUpdate>),
     /// Release the lease held by `owner`.
     Release {
         /// The holder.
@@ -87,48 +88,35 @@ pub enum StoreOp {
     },
 }
 
-/// An owned [`GrantUpdate`].
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Update {
-    /// The version the write expects.
-    pub expected_version: u64,
-    /// New tokens and the ID-token claims to keep, or `None` to keep the tokens.
-    pub tokens: Option<(TokenSet, Option<IdTokenClaims>)>,
-    /// The new status.
-    pub status: GrantStatus,
-    /// Release the lease held by this owner in the same write.
-    pub release_lease_of: Option<String>,
-}
-
-impl Update {
-    /// A status change at `expected_version` (no tokens), releasing `release_lease_of`'s
-    /// lease in the same write when given.
-    fn status(
-        expected_version: u64,
-        status: GrantStatus,
-        release_lease_of: Option<String>,
-    ) -> StoreOp {
-        StoreOp::Update(Box::new(Self {
-            expected_version,
-            tokens: None,
-            status,
-            release_lease_of,
-        }))
-    }
-
-    /// The borrowed form the stores take.
-    #[must_use]
-    pub fn as_grant_update(&self) -> GrantUpdate<'_> {
-        let update = match &self.tokens {
-            Some((t, c)) => GrantUpdate::tokens(self.expected_version, t, c.as_ref(), &self.status),
-            None => GrantUpdate::status(self.expected_version, &self.status),
-        };
-        match &self.release_lease_of {
-            Some(owner) => update.releasing(owner),
-            None => update,
+impl StoreOp {
+    /// Performs the operation on `store` for `key`: what every driver of the machine
+    /// does with a [`Action::Store`] (the async driver awaits it; a blocking one runs it
+    /// with a `block_on`).
+    pub async fn perform<S: TokenStore + ?Sized>(self, store: &S, key: &TenantKey) -> StoreAnswer {
+        match self {
+            Self::Load => StoreAnswer::Loaded(store.load(key).await),
+            Self::AcquireLease(lease) => StoreAnswer::Lease(store.acquire_lease(key, &lease).await),
+            Self::Update(u) => StoreAnswer::Updated(store.update(key, &u.as_grant_update()).await),
+            Self::Release { owner } => {
+                StoreAnswer::Released(store.release_lease(key, &owner).await)
+            }
         }
     }
+}
+
+/// A status change at `expected_version` (no tokens), releasing `release_lease_of`'s
+/// lease in the same write when given.
+fn status_op(
+    expected_version: u64,
+    status: GrantStatus,
+    release_lease_of: Option<String>,
+) -> StoreOp {
+    StoreOp::Update(Box::new(OwnedUpdate::new(
+        expected_version,
+        None,
+        status,
+        release_lease_of,
+    )))
 }
 
 /// The answer to a [`StoreOp`].
@@ -624,7 +612,7 @@ impl RefreshMachine {
         // is written, the next reader knows the refresh token may be spent.
         self.store(
             Stage::Mark(request),
-            Update::status(current.version, sent_mark(), None),
+            status_op(current.version, sent_mark(), None),
         );
     }
 
@@ -745,12 +733,12 @@ impl RefreshMachine {
             });
             return self.held_done();
         }
-        let update = Update {
-            expected_version: row.version,
-            tokens: Some((held.tokens.clone(), held.id_claims.clone())),
-            status: held.status.clone(),
-            release_lease_of: Some(held.lease_owner.clone()),
-        };
+        let update = OwnedUpdate::new(
+            row.version,
+            Some((held.tokens.clone(), held.id_claims.clone())),
+            held.status.clone(),
+            Some(held.lease_owner.clone()),
+        );
         self.store(
             Stage::HeldWrite(Box::new(held)),
             StoreOp::Update(Box::new(update)),
@@ -871,7 +859,7 @@ impl RefreshMachine {
         let status = GrantStatus::NeedsReauthorization {
             reason: reason.clone(),
         };
-        self.store(Stage::Dead(reason), Update::status(g.version, status, None));
+        self.store(Stage::Dead(reason), status_op(g.version, status, None));
     }
 
     fn loaded(&mut self, now: SystemTime, r: Result<Option<StoredGrant>, StoreError>) {
@@ -962,7 +950,7 @@ impl RefreshMachine {
                     decision => {
                         // Nothing will be sent: the status found goes back, with the lease.
                         let owner = Some(self.lease.owner.clone());
-                        let op = Update::status(grant.version, loaded.status.clone(), owner);
+                        let op = status_op(grant.version, loaded.status.clone(), owner);
                         self.store(Stage::Unmark(Box::new(loaded), decision), op);
                     }
                 }
@@ -1028,7 +1016,7 @@ impl RefreshMachine {
         let before = self.before.clone().unwrap_or(GrantStatus::Active);
         self.store(
             Stage::Restore(error),
-            Update::status(current.version, before, None),
+            status_op(current.version, before, None),
         );
     }
 
@@ -1039,7 +1027,7 @@ impl RefreshMachine {
         let status = GrantStatus::InDoubt {
             reason: reason.clone(),
         };
-        let op = Update::status(current.version, status, Some(self.lease.owner.clone()));
+        let op = status_op(current.version, status, Some(self.lease.owner.clone()));
         self.store(Stage::InDoubt(reason, error), op);
     }
 
@@ -1192,12 +1180,12 @@ impl RefreshMachine {
     }
 
     fn write(&mut self, p: Persist) {
-        let update = Update {
-            expected_version: p.expected,
-            tokens: Some((p.tokens.clone(), p.id_claims.clone())),
-            status: p.status.clone(),
-            release_lease_of: p.release.then(|| self.lease.owner.clone()),
-        };
+        let update = OwnedUpdate::new(
+            p.expected,
+            Some((p.tokens.clone(), p.id_claims.clone())),
+            p.status.clone(),
+            p.release.then(|| self.lease.owner.clone()),
+        );
         self.store(
             Stage::Persist(Box::new(p)),
             StoreOp::Update(Box::new(update)),
@@ -1395,10 +1383,11 @@ const SENT: &str = "a refresh was sent and its answer was never recorded (the pr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use class_oauth_client::blocking::block_on;
     use class_oauth_core::flow::drive_blocking;
     use class_oauth_core::scope::Scopes;
     use class_oauth_core::{ClientId, ClientSecret, Environment, Password, Username};
-    use class_oauth_store::{MemoryStore, TokenStore};
+    use class_oauth_store::MemoryStore;
 
     const T0: u64 = 1_780_000_000;
 
@@ -1444,7 +1433,7 @@ mod tests {
             )
             .unwrap();
         let v = drive_blocking(flow, || now, |_| Ok(ok(token_body(0, None))), |_| {}).unwrap();
-        store.save(key, &v.tokens, None, None).unwrap();
+        block_on(store.save(key, &v.tokens, None, None)).unwrap();
     }
 
     #[derive(Default)]
@@ -1493,19 +1482,7 @@ mod tests {
                         m.handle_store(now, answer);
                         continue;
                     }
-                    let answer = match op {
-                        StoreOp::Load => StoreAnswer::Loaded(store.load(&key)),
-                        StoreOp::AcquireLease(l) => {
-                            StoreAnswer::Lease(store.acquire_lease(&key, &l))
-                        }
-                        StoreOp::Update(u) => {
-                            StoreAnswer::Updated(store.update(&key, &u.as_grant_update()))
-                        }
-                        StoreOp::Release { owner } => {
-                            StoreAnswer::Released(store.release_lease(&key, &owner))
-                        }
-                    };
-                    m.handle_store(now, answer);
+                    m.handle_store(now, block_on(op.perform(store, &key)));
                 }
             }
         }
@@ -1545,7 +1522,7 @@ mod tests {
         // The lease went with the write: another holder takes it at once.
         let other = Lease::new("other", Duration::from_secs(1));
         assert!(matches!(
-            store.acquire_lease(&key, &other).unwrap(),
+            block_on(store.acquire_lease(&key, &other)).unwrap(),
             LeaseOutcome::Acquired {
                 took_over_expired: false,
                 ..
@@ -1575,7 +1552,7 @@ mod tests {
             "{:?}",
             f.error
         );
-        let row = store.load(&key).unwrap().unwrap();
+        let row = block_on(store.load(&key)).unwrap().unwrap();
         assert!(matches!(row.status, GrantStatus::Unverified { .. }));
         assert_eq!(row.tokens.refresh_token.as_ref().unwrap().secret(), "rt-1");
         // The next refresh gets no answer: in doubt, and nothing may be served.
@@ -1602,7 +1579,7 @@ mod tests {
             f.grant.map(|g| g.tokens.access_token.secret().to_owned())
         );
         assert!(matches!(
-            store.load(&key).unwrap().unwrap().status,
+            block_on(store.load(&key)).unwrap().unwrap().status,
             GrantStatus::InDoubt { .. }
         ));
     }
@@ -1633,11 +1610,11 @@ mod tests {
                     return None;
                 }
                 faulted = true;
-                store.update(&key, &u.as_grant_update()).unwrap();
-                let v = store.load(&key).unwrap().unwrap().version;
+                block_on(store.update(&key, &u.as_grant_update())).unwrap();
+                let v = block_on(store.load(&key)).unwrap().unwrap().version;
                 let lease = Lease::new("newer", Duration::from_secs(120)).marking(v, newer.clone());
                 assert!(matches!(
-                    store.acquire_lease(&key, &lease).unwrap(),
+                    block_on(store.acquire_lease(&key, &lease)).unwrap(),
                     LeaseOutcome::Acquired { marked: true, .. }
                 ));
                 Some(StoreAnswer::Updated(Err(StoreError::Backend(
@@ -1648,7 +1625,7 @@ mod tests {
         assert!(faulted);
         assert!(f.error.is_none() && f.held.is_none(), "{:?}", f.error);
         assert_eq!(f.grant.unwrap().tokens.access_token.secret(), "at-1");
-        let row = store.load(&key).unwrap().unwrap();
+        let row = block_on(store.load(&key)).unwrap().unwrap();
         assert_eq!(row.tokens.refresh_token.as_ref().unwrap().secret(), "rt-1");
         assert_eq!(row.status, newer, "the newer holder's mark stands");
     }

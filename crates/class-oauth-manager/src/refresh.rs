@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use class_oauth_client::AsyncHttpClient;
-use class_oauth_store::{AsyncTokenStore, Lease, TenantKey};
+use class_oauth_store::{Lease, TenantKey, TokenStore};
 
-use crate::machine::{Action, Finished, RefreshMachine, StoreAnswer, StoreOp};
+use crate::machine::{Action, Finished, RefreshMachine, StoreOp};
 use crate::{Flown, Inner};
 
 #[allow(
@@ -21,7 +21,7 @@ fn now() -> SystemTime {
     SystemTime::now()
 }
 
-impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
+impl<H: AsyncHttpClient, S: TokenStore + ?Sized> Inner<H, S> {
     /// Runs one refresh procedure to its end and records its outcome (cache, events).
     pub(crate) async fn refresh(self: &Arc<Self>, key: &TenantKey, force: Option<u64>) -> Flown {
         let n = self
@@ -96,24 +96,10 @@ impl<H: AsyncHttpClient, S: AsyncTokenStore> Inner<H, S> {
                     if matches!(op, StoreOp::AcquireLease(_)) && slot.is_none() {
                         slot = self.slots.acquire().await.ok();
                     }
-                    let answer = perform(&self.store, machine.key(), op).await;
+                    let answer = op.perform(&*self.store, machine.key()).await;
                     machine.handle_store(now(), answer);
                 }
             }
         }
-    }
-}
-
-/// Performs one store operation of the refresh procedure.
-pub(crate) async fn perform<S: AsyncTokenStore + ?Sized>(
-    store: &S,
-    key: &TenantKey,
-    op: StoreOp,
-) -> StoreAnswer {
-    match op {
-        StoreOp::Load => StoreAnswer::Loaded(store.load(key).await),
-        StoreOp::AcquireLease(lease) => StoreAnswer::Lease(store.acquire_lease(key, &lease).await),
-        StoreOp::Update(u) => StoreAnswer::Updated(store.update(key, &u.as_grant_update()).await),
-        StoreOp::Release { owner } => StoreAnswer::Released(store.release_lease(key, &owner).await),
     }
 }

@@ -23,6 +23,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
+use class_oauth_client::blocking::block_on;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
 use class_oauth_manager::blocking::TokenManager;
 use class_oauth_manager::{GrantStatus, ManagerError, TenantKey, TokenEvent};
@@ -65,7 +66,7 @@ fn kill_child() {
         })
         .build();
     let k = tenant();
-    let mut version = m.store().load(&k).unwrap().unwrap().version;
+    let mut version = block_on(m.store().load(&k)).unwrap().unwrap().version;
     println!("ready");
     loop {
         match m.force_refresh(&k, version) {
@@ -96,14 +97,13 @@ fn run() {
     let store = SqliteStore::open(&file, keys()).unwrap();
     let k = tenant();
     let seed = |store: &SqliteStore| {
-        store
-            .save(
-                &k,
-                &token_set("at", &ots.issue(), 899, SystemTime::now()),
-                None,
-                None,
-            )
-            .unwrap();
+        block_on(store.save(
+            &k,
+            &token_set("at", &ots.issue(), 899, SystemTime::now()),
+            None,
+            None,
+        ))
+        .unwrap();
     };
     seed(&store);
     let exe = std::env::current_exe().unwrap();
@@ -170,7 +170,7 @@ fn run() {
                 "the child's refresh failed: {line}"
             );
         }
-        let row = store.load(&k).unwrap().unwrap();
+        let row = block_on(store.load(&k)).unwrap().unwrap();
         let rt_now = row
             .tokens
             .refresh_token
@@ -224,7 +224,7 @@ fn run() {
                         }
                     }
                     // Start again from a fresh login.
-                    store.delete(&k).unwrap();
+                    block_on(store.delete(&k)).unwrap();
                     seed(&store);
                 }
             }

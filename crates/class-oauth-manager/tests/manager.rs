@@ -5,17 +5,17 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use class_oauth_client::blocking::block_on;
 use class_oauth_core::token::TokenSet;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
 use class_oauth_manager::blocking::TokenManager as BlockingManager;
 use class_oauth_manager::{GrantStatus, ManagerError, TenantKey, TokenManager};
-use class_oauth_store::asynch::Blocking;
 use class_oauth_store::{
     Encryption, EncryptionKey, KeyRing, Lease, LeaseOutcome, MemoryStore, SqliteStore, StoreError,
-    StoredGrant, TokenStore,
+    TokenStore,
 };
 use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
 use common::{Face, Options, Rig, StoreKind, bounded, keys, unique};
@@ -83,12 +83,10 @@ fn key() -> TenantKey {
 fn fifty_async_callers_one_request() {
     bounded("50 async callers", Duration::from_secs(30), || {
         let s = server(Duration::from_millis(50));
-        let store = Blocking::new(MemoryStore::new());
+        let store = MemoryStore::new();
         let k = key();
         s.rt.block_on(async {
-            class_oauth_store::AsyncTokenStore::save(&store, &k, &s.expired(), None, None)
-                .await
-                .unwrap();
+            store.save(&k, &s.expired(), None, None).await.unwrap();
             let m = TokenManager::new(s.async_client(), store);
             let tasks: Vec<_> = (0..50)
                 .map(|_| {
@@ -118,10 +116,12 @@ fn two_sqlite_instances_sixteen_threads_one_refresh() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("grants.sqlite3");
         let k = key();
-        SqliteStore::open(&file, keys())
-            .unwrap()
-            .save(&k, &s.expired(), None, None)
-            .unwrap();
+        block_on(
+            SqliteStore::open(&file, keys())
+                .unwrap()
+                .save(&k, &s.expired(), None, None),
+        )
+        .unwrap();
         let managers: Vec<_> = (0..2)
             .map(|_| {
                 BlockingManager::new(
@@ -147,80 +147,28 @@ fn two_sqlite_instances_sixteen_threads_one_refresh() {
     });
 }
 
-/// Counts store reads, to show the hot path never reaches the store.
-struct Counting(MemoryStore, AtomicUsize);
-
-impl TokenStore for Counting {
-    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.load(key)
-    }
-    fn save(
-        &self,
-        key: &TenantKey,
-        t: &TokenSet,
-        c: Option<&class_oauth_core::id_token::IdTokenClaims>,
-        v: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        self.0.save(key, t, c, v)
-    }
-    fn update(
-        &self,
-        key: &TenantKey,
-        u: &class_oauth_store::GrantUpdate<'_>,
-    ) -> Result<u64, StoreError> {
-        self.0.update(key, u)
-    }
-    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        self.0.delete(key)
-    }
-    fn list(&self) -> Result<Vec<class_oauth_store::GrantSummary>, StoreError> {
-        self.0.list()
-    }
-    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
-        self.0.acquire_lease(key, lease)
-    }
-    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
-        self.0.release_lease(key, owner)
-    }
-    fn put_pending(
-        &self,
-        l: &str,
-        p: class_oauth_core::authorize::PendingAuthorization,
-    ) -> Result<(), StoreError> {
-        self.0.put_pending(l, p)
-    }
-    fn take_pending(
-        &self,
-        l: &str,
-        now: SystemTime,
-    ) -> Result<Option<class_oauth_core::authorize::PendingAuthorization>, StoreError> {
-        self.0.take_pending(l, now)
-    }
-}
-
 #[test]
 fn cached_reads_touch_neither_the_store_nor_the_server() {
     let s = server(Duration::ZERO);
+    // Counts the store's reads, to show the hot path never reaches the store.
     let m = BlockingManager::new(
         s.blocking_client(),
-        Counting(MemoryStore::new(), AtomicUsize::new(0)),
+        common::Faulty::new(Arc::new(MemoryStore::new())),
     );
     let k = key();
-    m.store()
-        .save(
-            &k,
-            &token_set("at-fresh", "rt-unused", 899, SystemTime::now()),
-            None,
-            None,
-        )
-        .unwrap();
+    block_on(m.store().save(
+        &k,
+        &token_set("at-fresh", "rt-unused", 899, SystemTime::now()),
+        None,
+        None,
+    ))
+    .unwrap();
     assert_eq!(m.access_token(&k).unwrap().secret(), "at-fresh");
-    let loads = m.store().1.load(Ordering::SeqCst);
+    let loads = m.store().loads.load(Ordering::SeqCst);
     for _ in 0..1000 {
         assert_eq!(m.access_token(&k).unwrap().secret(), "at-fresh");
     }
-    assert_eq!(m.store().1.load(Ordering::SeqCst), loads);
+    assert_eq!(m.store().loads.load(Ordering::SeqCst), loads);
     assert_eq!(s.ots.counts().refreshes, 0);
     let none = m.access_token(&key()).unwrap_err();
     assert!(matches!(none, ManagerError::NoGrant { .. }) && none.requires_reauthorization());
@@ -234,13 +182,12 @@ fn a_dead_instances_lease_expires() {
         let s = server(Duration::ZERO);
         let store = Arc::new(MemoryStore::new());
         let k = key();
-        store.save(&k, &s.expired(), None, None).unwrap();
-        let taken = store
-            .acquire_lease(
-                &k,
-                &Lease::new("crashed-instance", Duration::from_millis(400)),
-            )
-            .unwrap();
+        block_on(store.save(&k, &s.expired(), None, None)).unwrap();
+        let taken = block_on(store.acquire_lease(
+            &k,
+            &Lease::new("crashed-instance", Duration::from_millis(400)),
+        ))
+        .unwrap();
         assert!(matches!(taken, LeaseOutcome::Acquired { .. }));
         let m = BlockingManager::builder_shared(s.blocking_client(), store).build();
         let started = Instant::now();
@@ -262,9 +209,8 @@ fn a_lease_held_too_long_is_contention_not_a_hang() {
         let s = server(Duration::ZERO);
         let store = Arc::new(MemoryStore::new());
         let k = key();
-        store.save(&k, &s.expired(), None, None).unwrap();
-        store
-            .acquire_lease(&k, &Lease::new("slow-instance", Duration::from_secs(60)))
+        block_on(store.save(&k, &s.expired(), None, None)).unwrap();
+        block_on(store.acquire_lease(&k, &Lease::new("slow-instance", Duration::from_secs(60))))
             .unwrap();
         let m = BlockingManager::builder_shared(s.blocking_client(), store)
             .lease(Duration::from_secs(60), Duration::from_millis(300))
@@ -286,10 +232,12 @@ fn errors_keep_their_cause() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("g.sqlite3");
     let k = key();
-    SqliteStore::open(&file, keys())
-        .unwrap()
-        .save(&k, &s.expired(), None, None)
-        .unwrap();
+    block_on(
+        SqliteStore::open(&file, keys())
+            .unwrap()
+            .save(&k, &s.expired(), None, None),
+    )
+    .unwrap();
     let other = Encryption::Keys(KeyRing::new(
         EncryptionKey::new("test-1", [8u8; 32]).unwrap(),
     ));
@@ -329,14 +277,14 @@ fn a_forced_refresh_without_a_refresh_token_leaves_the_grant_alone() {
     let k = key();
     let mut tokens = token_set("at-valid", "unused", 899, SystemTime::now());
     tokens.refresh_token = None;
-    let v = m.store().save(&k, &tokens, None, None).unwrap();
+    let v = block_on(m.store().save(&k, &tokens, None, None)).unwrap();
     let err = m.force_refresh(&k, v).unwrap_err();
     assert!(
         matches!(err, ManagerError::NeedsReauthorization { .. }),
         "{err:?}"
     );
     assert_eq!(
-        m.store().load(&k).unwrap().unwrap().status,
+        block_on(m.store().load(&k)).unwrap().unwrap().status,
         GrantStatus::Active
     );
     assert_eq!(m.access_token(&k).unwrap().secret(), "at-valid");
@@ -369,7 +317,7 @@ fn the_lease_outlives_the_request_holding_it() {
             let reqwest = class_oauth_reqwest::ClassClient::builder(Environment::Pie, id)
                 .build()
                 .unwrap();
-            let m = TokenManager::new(reqwest.clone(), Blocking::new(MemoryStore::new()));
+            let m = TokenManager::new(reqwest.clone(), MemoryStore::new());
             let ttl = m.settings().lease_ttl.unwrap();
             assert!(ttl > Duration::from_secs(2 * 30), "reqwest: {ttl:?}");
             assert!(
@@ -377,7 +325,7 @@ fn the_lease_outlives_the_request_holding_it() {
                 "follows the bound, not a fixed 120 s: {ttl:?}"
             );
             // A longer lease asked for is kept.
-            let m = TokenManager::builder(reqwest, Blocking::new(MemoryStore::new()))
+            let m = TokenManager::builder(reqwest, MemoryStore::new())
                 .lease(Duration::from_secs(600), Duration::from_secs(1))
                 .build();
             assert_eq!(m.settings().lease_ttl, Some(Duration::from_secs(600)));
@@ -396,10 +344,12 @@ fn tokens_the_store_refused_survive_the_process_in_a_recovery_file() {
         let file = dir.path().join("grants.sqlite3");
         let k = key();
         let first = s.expired();
-        SqliteStore::open(&file, keys())
-            .unwrap()
-            .save(&k, &first, None, None)
-            .unwrap();
+        block_on(
+            SqliteStore::open(&file, keys())
+                .unwrap()
+                .save(&k, &first, None, None),
+        )
+        .unwrap();
         let recovery = class_oauth_store::RecoveryFile::new(
             dir.path().join("grants.sqlite3.recovery"),
             keys(),
@@ -423,9 +373,7 @@ fn tokens_the_store_refused_survive_the_process_in_a_recovery_file() {
             }
         } // the process exits
         assert_eq!(s.ots.counts().refreshes, 1);
-        let stored = SqliteStore::open(&file, keys())
-            .unwrap()
-            .load(&k)
+        let stored = block_on(SqliteStore::open(&file, keys()).unwrap().load(&k))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -443,7 +391,7 @@ fn tokens_the_store_refused_survive_the_process_in_a_recovery_file() {
             recovery.forget(&key).unwrap();
         }
         assert!(!recovery.path().exists());
-        let now = m.store().load(&k).unwrap().unwrap();
+        let now = block_on(m.store().load(&k)).unwrap().unwrap();
         let rt = now
             .tokens
             .refresh_token

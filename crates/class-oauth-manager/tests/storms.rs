@@ -12,8 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
 use class_oauth_manager::{TenantKey, TokenManager};
-use class_oauth_store::asynch::Blocking;
-use class_oauth_store::{AsyncTokenStore, MemoryStore, PostgresStore, SqliteStore};
+use class_oauth_store::{MemoryStore, PostgresStore, SqliteStore, TokenStore};
 use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
 use common::{bounded, keys, pg_url, unique};
 
@@ -26,7 +25,7 @@ struct Storm {
 
 /// Runs a storm over `stores` (one manager each) on a runtime with 2 workers and 16
 /// blocking threads; returns the elapsed time.
-fn storm<S: AsyncTokenStore + Clone>(
+fn storm<S: TokenStore + Clone>(
     label: &str,
     storm: Storm,
     stores: impl FnOnce(&tokio::runtime::Runtime) -> Vec<S>,
@@ -165,7 +164,7 @@ fn sqlite_200_tenants_3_managers_30ms_latency() {
             },
             |_| {
                 (0..3)
-                    .map(|_| Blocking::new(SqliteStore::open(&file, keys()).unwrap()))
+                    .map(|_| SqliteStore::open(&file, keys()).unwrap())
                     .collect()
             },
         )
@@ -184,7 +183,7 @@ fn memory_10000_tenants_8_callers() {
                 latency: Duration::ZERO,
                 max_concurrent_refreshes: 32,
             },
-            |_| vec![Blocking::new(MemoryStore::new())],
+            |_| vec![MemoryStore::new()],
         )
     });
 }

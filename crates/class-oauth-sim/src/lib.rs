@@ -527,6 +527,7 @@ enum Ev {
     },
     StoreDone {
         run: u64,
+        tenant: usize,
         op: StoreOp,
         fail: StoreFault,
     },
@@ -820,7 +821,12 @@ impl Sim {
                 }
             }
             Ev::Resume { run } => self.advance(run),
-            Ev::StoreDone { run, op, fail } => self.store_done(run, op, fail),
+            Ev::StoreDone {
+                run,
+                tenant,
+                op,
+                fail,
+            } => self.store_done(run, tenant, op, fail),
             Ev::Arrive {
                 run,
                 send,
@@ -952,7 +958,7 @@ impl Sim {
             Err(e) => return self.violate(format!("the simulator's login did not parse: {e}")),
         };
         let key = self.keys[tenant].clone();
-        match self.store.save(&key, &validated.tokens, None, None) {
+        match block_on(self.store.save(&key, &validated.tokens, None, None)) {
             Ok(_) => {}
             Err(e) => self.violate(format!("the login's store write failed: {e}")),
         }
@@ -1101,7 +1107,7 @@ impl Sim {
 
     fn grant_reported_dead(&mut self, tenant: usize, e: &ManagerError) {
         // Every grant that ends has a stored reason.
-        match self.store.load(&self.keys[tenant]) {
+        match block_on(self.store.load(&self.keys[tenant])) {
             // Ended with its reason, or (when that write failed) still carrying the
             // reason the next procedure will end it for.
             Ok(Some(g)) => match &g.status {
@@ -1185,9 +1191,11 @@ impl Sim {
         if matches!(op, StoreOp::Update(_)) {
             self.check_lease(run, "a store write");
         }
-        if let Some(r) = self.runs.get_mut(&run) {
-            r.store_ops += 1;
-        }
+        let Some(r) = self.runs.get_mut(&run) else {
+            return;
+        };
+        r.store_ops += 1;
+        let tenant = r.tenant;
         let latency = if self.chance(0.01) {
             self.rng.random_range(500..2_000)
         } else {
@@ -1201,28 +1209,38 @@ impl Sim {
         if fail != StoreFault::None {
             self.report.faults += 1;
         }
-        self.at(latency, Ev::StoreDone { run, op, fail });
+        self.at(
+            latency,
+            Ev::StoreDone {
+                run,
+                tenant,
+                op,
+                fail,
+            },
+        );
     }
 
-    fn store_done(&mut self, run: u64, op: StoreOp, fail: StoreFault) {
-        let Some(r) = self.runs.get(&run) else {
+    fn store_done(&mut self, run: u64, tenant: usize, op: StoreOp, fail: StoreFault) {
+        if !self.runs.contains_key(&run) {
             // The process died; a statement already sent still commits.
             if fail != StoreFault::Fail {
-                let _ = self.apply(run, &op, None);
+                let _ = self.apply(run, op, tenant);
             }
             return;
-        };
-        let tenant = r.tenant;
+        }
+        let name = op_name(&op);
+        let is_write = matches!(op, StoreOp::Update(_));
         let answer = match fail {
             StoreFault::Fail => failed_answer(&op),
-            StoreFault::None => self.apply(run, &op, Some(tenant)),
+            StoreFault::None => self.apply(run, op, tenant),
             StoreFault::AppliedButFailed => {
-                let _ = self.apply(run, &op, Some(tenant));
-                failed_answer(&op)
+                let failed = failed_answer(&op);
+                let _ = self.apply(run, op, tenant);
+                failed
             }
         };
-        self.note(|| format!("r{run}: {} -> {}", op_name(&op), answer_name(&answer)));
-        if matches!(op, StoreOp::Update(_)) {
+        self.note(|| format!("r{run}: {name} -> {}", answer_name(&answer)));
+        if is_write {
             self.after_store(tenant);
         }
         let Some((inst, epoch)) = self.runs.get(&run).map(|r| (r.inst, r.epoch)) else {
@@ -1244,30 +1262,18 @@ impl Sim {
         self.advance(run);
     }
 
-    /// Applies a store operation to the real store.
-    fn apply(&mut self, run: u64, op: &StoreOp, tenant: Option<usize>) -> StoreAnswer {
-        let key = match tenant {
-            Some(t) => self.keys[t].clone(),
-            None => return StoreAnswer::Released(Ok(())),
-        };
-        match op {
-            StoreOp::Load => StoreAnswer::Loaded(self.store.load(&key)),
-            StoreOp::AcquireLease(l) => StoreAnswer::Lease(self.store.acquire_lease(&key, l)),
-            StoreOp::Update(u) => {
-                let r = self.store.update(&key, &u.as_grant_update());
-                if r.is_ok() {
-                    if let GrantStatus::NeedsReauthorization { reason } = &u.status {
-                        self.grant_ended(tenant.unwrap_or(0), reason.clone());
-                    }
-                    if u.release_lease_of.is_some() {
-                        if let Some(r) = self.runs.get_mut(&run) {
-                            r.lease_until = None;
-                        }
-                    }
-                }
-                StoreAnswer::Updated(r)
-            }
-            StoreOp::Release { owner } => {
+    /// Applies a store operation to the real store, the way every driver performs it.
+    fn apply(&mut self, run: u64, op: StoreOp, tenant: usize) -> StoreAnswer {
+        let key = self.keys[tenant].clone();
+        let (ends, releases) = match &op {
+            StoreOp::Update(u) => (
+                match &u.status {
+                    GrantStatus::NeedsReauthorization { reason } => Some(reason.clone()),
+                    _ => None,
+                },
+                u.release_lease_of.is_some(),
+            ),
+            StoreOp::Release { .. } => {
                 // No lease is released while rotated tokens wait to be written.
                 if let Some(r) = self.runs.get(&run) {
                     if let Some(rt) = &r.unwritten {
@@ -1281,19 +1287,32 @@ impl Sim {
                         }
                     }
                 }
+                (None, true)
+            }
+            _ => (None, false),
+        };
+        let answer = block_on(op.perform(&self.store, &key));
+        let landed = match &answer {
+            StoreAnswer::Updated(r) => r.is_ok(),
+            StoreAnswer::Released(_) => true,
+            _ => false,
+        };
+        if landed {
+            if let Some(reason) = ends {
+                self.grant_ended(tenant, reason);
+            }
+            if releases {
                 if let Some(r) = self.runs.get_mut(&run) {
                     r.lease_until = None;
                 }
-                StoreAnswer::Released(self.store.release_lease(&key, owner))
             }
-            _ => StoreAnswer::Released(Ok(())),
         }
+        answer
     }
 
     /// The refresh token stored for `tenant`.
     fn stored_rt(&self, tenant: usize) -> Option<String> {
-        self.store
-            .load(&self.keys[tenant])
+        block_on(self.store.load(&self.keys[tenant]))
             .ok()
             .flatten()
             .and_then(|g| g.tokens.refresh_token.map(|t| t.secret().to_owned()))
@@ -1831,6 +1850,19 @@ impl Sim {
                 }
             }
         }
+    }
+}
+
+/// Runs a store call on the memory store, which answers in place: one poll, no
+/// executor (the simulation's time is virtual; a store that waited would be a bug here).
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => unreachable!("the memory store answers in place"),
     }
 }
 

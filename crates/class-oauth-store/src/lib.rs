@@ -10,13 +10,14 @@
 //! code flow's pending authorization records. The token manager (`class-oauth-manager`)
 //! is the one user of the lease and update calls.
 //!
-//! Two faces: [`TokenStore`] (blocking) and [`AsyncTokenStore`]. Backends:
-//! [`MemoryStore`] (tests, short-lived processes), [`SqliteStore`] (the embedded default,
-//! one file, `synchronous=FULL`; async callers go through [`asynch::Blocking`]), and
-//! [`PostgresStore`] (several instances; natively async on `tokio-postgres` with a
-//! `deadpool` pool, usable by blocking callers through its own small runtime; statement,
-//! lock and idle-in-transaction timeouts set on every connection; migrations applied on
-//! connect).
+//! One contract, [`TokenStore`]: async, and run to completion with a `block_on` by
+//! blocking callers. Backends: [`MemoryStore`] (tests, short-lived processes; answers
+//! in place), [`SqliteStore`] (the embedded default, one file, `synchronous=FULL`; its
+//! statements run on tokio's blocking pool when called on a tokio runtime, in place
+//! elsewhere), and [`PostgresStore`] (several instances; natively async on
+//! `tokio-postgres` with a `deadpool` pool; [`PostgresStore::connect_blocking`] gives
+//! it a small runtime of its own for callers without one; statement, lock and
+//! idle-in-transaction timeouts set on every connection; migrations applied on connect).
 //!
 //! Secrets at rest: access, refresh and ID tokens (and pending records) are sealed with
 //! AES-256-GCM, the row's identity as associated data, under a key id (see [`crypto`]).
@@ -27,10 +28,11 @@
 //! Backends are opt-in, so a crate that needs only one links only one:
 //! - `sqlite`: [`SqliteStore`] (rusqlite with SQLite compiled in);
 //! - `postgres`: [`PostgresStore`] (tokio-postgres, deadpool);
-//! - `tokio` (default): async callers on tokio run blocking stores on the blocking pool.
+//! - `tokio` (default): SQLite statements called on a tokio runtime run on its blocking
+//!   pool, so file I/O never blocks the executor.
 //!
-//! [`MemoryStore`] and the traits are always there; an async-native backend of your own
-//! implements [`AsyncTokenStore`] (see its docs).
+//! [`MemoryStore`] and the trait are always there; a backend of your own implements
+//! [`TokenStore`] (see its docs).
 //!
 //! ## Choosing a store
 //! ```no_run
@@ -62,7 +64,6 @@ use class_oauth_core::scope::Scopes;
 use class_oauth_core::token::TokenSet;
 use serde::{Deserialize, Serialize};
 
-pub mod asynch;
 pub mod crypto;
 #[cfg(feature = "sqlite")]
 mod holder;
@@ -75,10 +76,8 @@ mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-/// The attribute [`AsyncTokenStore`] is written with, for implementations outside this
-/// crate.
+/// The attribute [`TokenStore`] is written with, for implementations outside this crate.
 pub use async_trait::async_trait;
-pub use asynch::AsyncTokenStore;
 pub use crypto::{Encryption, EncryptionKey, KeyRing};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
@@ -532,16 +531,75 @@ impl<'a> GrantUpdate<'a> {
     }
 }
 
-/// A blocking token store. Implementations are cheap to share (`Arc`) between managers.
-/// Every method is one short statement or transaction: nothing is held between calls.
+/// The token store contract: one short operation per method, as a future. Every
+/// caller reaches it this way: async callers await it, and blocking callers (the token
+/// manager's blocking face, the CLI) run it to completion on their thread with a
+/// `block_on` (`class_oauth_client::blocking::block_on`), as the client's blocking face
+/// runs its async code. [`MemoryStore`] answers in place; [`SqliteStore`] runs each
+/// statement on tokio's blocking pool when called on a tokio runtime (feature `tokio`)
+/// and in place elsewhere; [`PostgresStore`] is natively async.
+///
+/// This is also the seam for backends of your own (sqlx, a key-value service):
+/// implement it and hand the store to `class_oauth_manager::TokenManager`. `update` and
+/// `acquire_lease` are conditional writes (compare the version, or the lease's owner and
+/// expiry, and then the version for the lease's in-doubt mark) that must be atomic in
+/// the backend, as the SQL stores do them; nothing is held between calls. The shape,
+/// here delegating to [`MemoryStore`]:
+///
+/// ```
+/// use std::time::SystemTime;
+/// use class_oauth_core::{authorize::PendingAuthorization, id_token::IdTokenClaims, token::TokenSet};
+/// use class_oauth_store::*;
+///
+/// struct MyStore(MemoryStore); // your connection pool here
+///
+/// #[async_trait]
+/// impl TokenStore for MyStore {
+///     async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+///         self.0.load(key).await // e.g. SELECT ... WHERE key = $1
+///     }
+///     async fn save(&self, key: &TenantKey, tokens: &TokenSet, id: Option<&IdTokenClaims>,
+///                   expected: Option<u64>) -> Result<u64, StoreError> {
+///         self.0.save(key, tokens, id, expected).await
+///     }
+///     async fn update(&self, key: &TenantKey, u: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+///         self.0.update(key, u).await // UPDATE ... WHERE key = $1 AND version = $2
+///     }
+///     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+///         self.0.delete(key).await
+///     }
+///     async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> { self.0.list().await }
+///     async fn acquire_lease(&self, key: &TenantKey, lease: &Lease)
+///         -> Result<LeaseOutcome, StoreError> {
+///         self.0.acquire_lease(key, lease).await
+///     }
+///     async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+///         self.0.release_lease(key, owner).await
+///     }
+///     async fn put_pending(&self, lookup: &str, p: PendingAuthorization) -> Result<(), StoreError> {
+///         self.0.put_pending(lookup, p).await
+///     }
+///     async fn take_pending(&self, lookup: &str, now: SystemTime)
+///         -> Result<Option<PendingAuthorization>, StoreError> {
+///         self.0.take_pending(lookup, now).await
+///     }
+/// }
+///
+/// // A blocking caller: the same future, run to completion on this thread.
+/// let store = MyStore(MemoryStore::new());
+/// let key = TenantKey::new(&class_oauth_core::ClientId::new("app"), "MYBIZ");
+/// assert!(pollster::block_on(store.load(&key))?.is_none());
+/// # Ok::<(), StoreError>(())
+/// ```
+#[async_trait::async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// Reads a grant.
-    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError>;
+    async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError>;
 
     /// Writes a grant after a login (status becomes active, any lease is cleared). With
     /// `expected_version`, only if the stored version is that one; without, it replaces
     /// any row.
-    fn save(
+    async fn save(
         &self,
         key: &TenantKey,
         tokens: &TokenSet,
@@ -550,92 +608,99 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
 
     /// A refresh's conditional write (see [`GrantUpdate`]). Returns the new version.
-    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError>;
-
-    /// Sets the status if the stored version is still `expected_version` (keeping the
-    /// tokens). Returns the new version.
-    fn set_status(
-        &self,
-        key: &TenantKey,
-        status: &GrantStatus,
-        expected_version: u64,
-    ) -> Result<u64, StoreError> {
-        self.update(key, &GrantUpdate::status(expected_version, status))
-    }
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError>;
 
     /// Deletes a grant; true when one existed.
-    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError>;
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError>;
 
     /// Lists grants (no secrets).
-    fn list(&self) -> Result<Vec<GrantSummary>, StoreError>;
+    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError>;
 
     /// Takes the refresh lease of `key` when it is free or expired (and writes its
     /// [`Lease::mark`] in the same statement when the row has the version it names), and
     /// returns the row as that statement left it.
-    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError>;
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError>;
 
     /// Releases `owner`'s lease (a lease held by someone else is left alone).
-    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError>;
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError>;
 
     /// Stores a pending authorization under `lookup` (its `state`); it expires with the
     /// record.
-    fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError>;
+    async fn put_pending(
+        &self,
+        lookup: &str,
+        pending: PendingAuthorization,
+    ) -> Result<(), StoreError>;
 
     /// Takes (reads and deletes) a pending authorization: a record redeems once. Expired
     /// records are not returned.
-    fn take_pending(
+    async fn take_pending(
         &self,
         lookup: &str,
         now: SystemTime,
     ) -> Result<Option<PendingAuthorization>, StoreError>;
 }
 
-macro_rules! delegate_token_store {
-    ($($t:tt)*) => {
-        $($t)* {
-            fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-                (**self).load(key)
-            }
-            fn save(
-                &self,
-                key: &TenantKey,
-                tokens: &TokenSet,
-                id_claims: Option<&IdTokenClaims>,
-                expected_version: Option<u64>,
-            ) -> Result<u64, StoreError> {
-                (**self).save(key, tokens, id_claims, expected_version)
-            }
-            fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
-                (**self).update(key, update)
-            }
-            fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-                (**self).delete(key)
-            }
-            fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
-                (**self).list()
-            }
-            fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
-                (**self).acquire_lease(key, lease)
-            }
-            fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
-                (**self).release_lease(key, owner)
-            }
-            fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError> {
-                (**self).put_pending(lookup, pending)
-            }
-            fn take_pending(
-                &self,
-                lookup: &str,
-                now: SystemTime,
-            ) -> Result<Option<PendingAuthorization>, StoreError> {
-                (**self).take_pending(lookup, now)
-            }
-        }
-    };
+/// A [`GrantUpdate`] that owns its parts, so it can move to another thread or task (the
+/// SQL stores run their statements there; the token manager's refresh machine hands
+/// its writes to a driver as this).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OwnedUpdate {
+    /// The version the write expects.
+    pub expected_version: u64,
+    /// New tokens and the ID-token claims to keep, or `None` to keep the tokens.
+    pub tokens: Option<(TokenSet, Option<IdTokenClaims>)>,
+    /// The new status.
+    pub status: GrantStatus,
+    /// Release the lease held by this owner in the same write.
+    pub release_lease_of: Option<String>,
 }
 
-delegate_token_store!(impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S>);
-delegate_token_store!(impl<S: TokenStore + ?Sized> TokenStore for Box<S>);
+impl OwnedUpdate {
+    /// A write at `expected_version` of `status`, with new `tokens` when given, releasing
+    /// `release_lease_of`'s lease when given.
+    #[must_use]
+    pub fn new(
+        expected_version: u64,
+        tokens: Option<(TokenSet, Option<IdTokenClaims>)>,
+        status: GrantStatus,
+        release_lease_of: Option<String>,
+    ) -> Self {
+        Self {
+            expected_version,
+            tokens,
+            status,
+            release_lease_of,
+        }
+    }
+
+    /// The borrowed form [`TokenStore::update`] takes.
+    #[must_use]
+    pub fn as_grant_update(&self) -> GrantUpdate<'_> {
+        GrantUpdate {
+            expected_version: self.expected_version,
+            tokens: self.tokens.as_ref().map(|(t, c)| (t, c.as_ref())),
+            status: &self.status,
+            release_lease_of: self.release_lease_of.as_deref(),
+        }
+    }
+}
+
+impl From<&GrantUpdate<'_>> for OwnedUpdate {
+    fn from(u: &GrantUpdate<'_>) -> Self {
+        Self::new(
+            u.expected_version,
+            u.tokens.map(|(t, c)| (t.clone(), c.cloned())),
+            u.status.clone(),
+            u.release_lease_of.map(str::to_owned),
+        )
+    }
+}
 
 pub(crate) fn unix_now() -> u64 {
     #[allow(

@@ -69,12 +69,13 @@ impl MemoryStore {
     }
 }
 
+#[async_trait::async_trait]
 impl TokenStore for MemoryStore {
-    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+    async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
         Ok(self.inner().grants.get(key).map(|e| e.grant.clone()))
     }
 
-    fn save(
+    async fn save(
         &self,
         key: &TenantKey,
         tokens: &TokenSet,
@@ -106,7 +107,7 @@ impl TokenStore for MemoryStore {
         Ok(version)
     }
 
-    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
         let mut inner = self.inner();
         let conflict = StoreError::Conflict {
             expected: update.expected_version,
@@ -132,11 +133,11 @@ impl TokenStore for MemoryStore {
         Ok(entry.grant.version)
     }
 
-    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
         Ok(self.inner().grants.remove(key).is_some())
     }
 
-    fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
         let mut v: Vec<GrantSummary> = self
             .inner()
             .grants
@@ -163,7 +164,11 @@ impl TokenStore for MemoryStore {
         Ok(v)
     }
 
-    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError> {
         let now = self.now();
         let mut inner = self.inner();
         let Some(entry) = inner.grants.get_mut(key) else {
@@ -195,7 +200,7 @@ impl TokenStore for MemoryStore {
         })
     }
 
-    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
         if let Some(entry) = self.inner().grants.get_mut(key) {
             if entry.lease.as_ref().is_some_and(|(o, _)| o == owner) {
                 entry.lease = None;
@@ -204,12 +209,16 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError> {
+    async fn put_pending(
+        &self,
+        lookup: &str,
+        pending: PendingAuthorization,
+    ) -> Result<(), StoreError> {
         self.inner().pending.insert(lookup.to_owned(), pending);
         Ok(())
     }
 
-    fn take_pending(
+    async fn take_pending(
         &self,
         lookup: &str,
         now: SystemTime,

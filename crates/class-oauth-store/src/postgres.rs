@@ -8,8 +8,9 @@
 //! under a session advisory lock (instances starting together do not race).
 //!
 //! Async callers use [`PostgresStore::connect`] on their tokio runtime. Blocking callers
-//! use [`PostgresStore::connect_blocking`]: the store then owns a one-thread runtime and
-//! every call, blocking or async, runs there.
+//! use [`PostgresStore::connect_blocking`]: the store then owns a one-thread runtime,
+//! every call runs there, and the caller runs the call's future to completion with a
+//! `block_on`.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use crate::row::{
     encode_pending, pending_lookup, summary, update_sql,
 };
 use crate::{
-    AsyncTokenStore, Encryption, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError,
+    Encryption, GrantSummary, GrantUpdate, Lease, LeaseOutcome, OwnedUpdate, StoreError,
     StoredGrant, TenantKey, TokenStore, unix_now,
 };
 
@@ -162,8 +163,7 @@ impl PostgresStore {
             handle: rt.handle().clone(),
             own: Some(rt),
         }));
-        let s = store.clone();
-        store.blocking(async move { s.migrate_inline().await })?;
+        pollster::block_on(store.migrate())?;
         Ok(store)
     }
 
@@ -208,37 +208,23 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Runs `f` where the pool's connections live: in place on the caller's runtime, or
-    /// on the store's own.
+    /// Runs `f` where the pool's connections live: on the store's own runtime when it
+    /// has one ([`Self::connect_blocking`]); in place when called on a tokio runtime;
+    /// otherwise (a blocking caller's `block_on` on a thread without a runtime) spawned
+    /// onto the runtime the store was connected on, this caller waiting for it.
     async fn run<T: Send + 'static>(
         &self,
         f: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
-        match &self.0.own {
-            Some(rt) => rt
-                .spawn(f)
-                .await
-                .map_err(|e| backend(format!("store task failed: {e}")))?,
-            None => f.await,
-        }
-    }
-
-    /// Runs `f` to completion for a blocking caller.
-    fn blocking<T: Send + 'static>(
-        &self,
-        f: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        if self.0.own.is_none() {
-            if let Ok(current) = tokio::runtime::Handle::try_current() {
-                if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
-                    return Err(StoreError::Config(
-                        "a blocking call on a PostgresStore from its own current-thread runtime would deadlock; use the async API there, or open the store with connect_blocking".into(),
-                    ));
-                }
-            }
-        }
-        let task = self.0.handle.spawn(f);
-        pollster::block_on(task).map_err(|e| backend(format!("store task failed: {e}")))?
+        let handle = match &self.0.own {
+            Some(rt) => rt.handle(),
+            None if tokio::runtime::Handle::try_current().is_ok() => return f.await,
+            None => &self.0.handle,
+        };
+        handle
+            .spawn(f)
+            .await
+            .map_err(|e| backend(format!("store task failed: {e}")))?
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -319,7 +305,7 @@ impl PostgresStore {
         let (status, reason) = update.status.as_parts();
         let now = unix_now() as i64;
         let expected = update.expected_version as i64;
-        let sql = update_sql(&update.borrow());
+        let sql = update_sql(&update.as_grant_update());
         let c = self.client().await?;
         let n = match &update.tokens {
             Some((tokens, claims)) => {
@@ -328,7 +314,7 @@ impl PostgresStore {
                     &status,
                     &reason,
                     &now,
-                    &update.release,
+                    &update.release_lease_of,
                     &row.business_code,
                     &row.scope,
                     &row.expires_at,
@@ -345,7 +331,7 @@ impl PostgresStore {
                     &status,
                     &reason,
                     &now,
-                    &update.release,
+                    &update.release_lease_of,
                     &storage_key,
                     &expected,
                 ];
@@ -430,47 +416,22 @@ impl PostgresStore {
     }
 }
 
-/// A [`GrantUpdate`] that can move to another task.
-struct OwnedUpdate {
-    expected_version: u64,
-    tokens: Option<(TokenSet, Option<IdTokenClaims>)>,
-    status: crate::GrantStatus,
-    release: Option<String>,
-}
-
-impl OwnedUpdate {
-    fn new(u: &GrantUpdate<'_>) -> Self {
-        Self {
-            expected_version: u.expected_version,
-            tokens: u.tokens.map(|(t, c)| (t.clone(), c.cloned())),
-            status: u.status.clone(),
-            release: u.release_lease_of.map(str::to_owned),
-        }
-    }
-
-    fn borrow(&self) -> GrantUpdate<'_> {
-        GrantUpdate {
-            expected_version: self.expected_version,
-            tokens: self.tokens.as_ref().map(|(t, c)| (t, c.as_ref())),
-            status: &self.status,
-            release_lease_of: self.release.as_deref(),
-        }
-    }
-}
-
-impl PostgresStore {
-    async fn op_load(&self, key: TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+#[async_trait::async_trait]
+impl TokenStore for PostgresStore {
+    async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        let key = key.clone();
         let s = self.clone();
         self.run(async move { s.read(&key).await }).await
     }
 
-    async fn op_save(
+    async fn save(
         &self,
-        key: TenantKey,
-        tokens: TokenSet,
-        id_claims: Option<IdTokenClaims>,
+        key: &TenantKey,
+        tokens: &TokenSet,
+        id_claims: Option<&IdTokenClaims>,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
+        let (key, tokens, id_claims) = (key.clone(), tokens.clone(), id_claims.cloned());
         let s = self.clone();
         self.run(async move {
             s.write_login(&key, &tokens, id_claims.as_ref(), expected)
@@ -479,13 +440,15 @@ impl PostgresStore {
         .await
     }
 
-    async fn op_update(&self, key: TenantKey, update: OwnedUpdate) -> Result<u64, StoreError> {
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        let (key, update) = (key.clone(), OwnedUpdate::from(update));
         let s = self.clone();
         self.run(async move { s.write_update(&key, update).await })
             .await
     }
 
-    async fn op_delete(&self, key: TenantKey) -> Result<bool, StoreError> {
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        let key = key.clone();
         let s = self.clone();
         self.run(async move {
             let n = s
@@ -502,7 +465,7 @@ impl PostgresStore {
         .await
     }
 
-    async fn op_list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
         let s = self.clone();
         self.run(async move {
             let rows = s.client().await?.query(LIST_SQL, &[]).await.map_err(pg)?;
@@ -528,13 +491,19 @@ impl PostgresStore {
         .await
     }
 
-    async fn op_acquire(&self, key: TenantKey, lease: Lease) -> Result<LeaseOutcome, StoreError> {
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let (key, lease) = (key.clone(), lease.clone());
         let s = self.clone();
         self.run(async move { s.take_lease(&key, lease).await })
             .await
     }
 
-    async fn op_release(&self, key: TenantKey, owner: String) -> Result<(), StoreError> {
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        let (key, owner) = (key.clone(), owner.to_owned());
         let s = self.clone();
         self.run(async move {
             let c = s.client().await?;
@@ -551,11 +520,12 @@ impl PostgresStore {
         .await
     }
 
-    async fn op_put_pending(
+    async fn put_pending(
         &self,
-        lookup: String,
+        lookup: &str,
         pending: PendingAuthorization,
     ) -> Result<(), StoreError> {
+        let lookup = lookup.to_owned();
         let s = self.clone();
         self.run(async move {
             let (hashed, sealed, expires_at) = encode_pending(&s.0.enc, &lookup, &pending)?;
@@ -577,11 +547,12 @@ impl PostgresStore {
         .await
     }
 
-    async fn op_take_pending(
+    async fn take_pending(
         &self,
-        lookup: String,
+        lookup: &str,
         now: SystemTime,
     ) -> Result<Option<PendingAuthorization>, StoreError> {
+        let lookup = lookup.to_owned();
         let s = self.clone();
         self.run(async move {
             let row = s
@@ -601,119 +572,5 @@ impl PostgresStore {
             }
         })
         .await
-    }
-}
-
-#[async_trait::async_trait]
-impl AsyncTokenStore for PostgresStore {
-    async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        self.op_load(key.clone()).await
-    }
-    async fn save(
-        &self,
-        key: &TenantKey,
-        tokens: &TokenSet,
-        id_claims: Option<&IdTokenClaims>,
-        expected_version: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        self.op_save(
-            key.clone(),
-            tokens.clone(),
-            id_claims.cloned(),
-            expected_version,
-        )
-        .await
-    }
-    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
-        self.op_update(key.clone(), OwnedUpdate::new(update)).await
-    }
-    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        self.op_delete(key.clone()).await
-    }
-    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
-        self.op_list().await
-    }
-    async fn acquire_lease(
-        &self,
-        key: &TenantKey,
-        lease: &Lease,
-    ) -> Result<LeaseOutcome, StoreError> {
-        self.op_acquire(key.clone(), lease.clone()).await
-    }
-    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
-        self.op_release(key.clone(), owner.to_owned()).await
-    }
-    async fn put_pending(
-        &self,
-        lookup: &str,
-        pending: PendingAuthorization,
-    ) -> Result<(), StoreError> {
-        self.op_put_pending(lookup.to_owned(), pending).await
-    }
-    async fn take_pending(
-        &self,
-        lookup: &str,
-        now: SystemTime,
-    ) -> Result<Option<PendingAuthorization>, StoreError> {
-        self.op_take_pending(lookup.to_owned(), now).await
-    }
-}
-
-/// Blocking callers: each call runs on the runtime the pool lives on and this thread
-/// waits for it (see [`PostgresStore::connect_blocking`]).
-impl TokenStore for PostgresStore {
-    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        let s = self.clone();
-        let key = key.clone();
-        self.blocking(async move { s.op_load(key).await })
-    }
-    fn save(
-        &self,
-        key: &TenantKey,
-        tokens: &TokenSet,
-        id_claims: Option<&IdTokenClaims>,
-        expected_version: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        let s = self.clone();
-        let (key, tokens, id_claims) = (key.clone(), tokens.clone(), id_claims.cloned());
-        self.blocking(async move { s.op_save(key, tokens, id_claims, expected_version).await })
-    }
-    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
-        let s = self.clone();
-        let (key, update) = (key.clone(), OwnedUpdate::new(update));
-        self.blocking(async move { s.op_update(key, update).await })
-    }
-    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        let s = self.clone();
-        let key = key.clone();
-        self.blocking(async move { s.op_delete(key).await })
-    }
-    fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
-        let s = self.clone();
-        self.blocking(async move { s.op_list().await })
-    }
-    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
-        let s = self.clone();
-        let (key, lease) = (key.clone(), lease.clone());
-        self.blocking(async move { s.op_acquire(key, lease).await })
-    }
-    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
-        let s = self.clone();
-        let (key, owner) = (key.clone(), owner.to_owned());
-        self.blocking(async move { s.op_release(key, owner).await })
-    }
-    fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError> {
-        let s = self.clone();
-        let (lookup, pending) = (lookup.to_owned(), pending);
-        self.blocking(async move { s.op_put_pending(lookup, pending).await })
-    }
-    fn take_pending(
-        &self,
-        lookup: &str,
-        now: SystemTime,
-    ) -> Result<Option<PendingAuthorization>, StoreError> {
-        let s = self.clone();
-        let lookup = lookup.to_owned();
-        self.blocking(async move { s.op_take_pending(lookup, now).await })
     }
 }

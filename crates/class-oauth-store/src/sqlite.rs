@@ -161,6 +161,24 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Runs one operation's statements: on tokio's blocking pool when called on a tokio
+    /// runtime (feature `tokio`), so file I/O and SQLite's busy wait never block the
+    /// executor; in place elsewhere (a blocking caller's thread).
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        #[cfg(feature = "tokio")]
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let s = self.clone();
+            return handle
+                .spawn_blocking(move || f(&s))
+                .await
+                .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?;
+        }
+        f(self)
+    }
+
     /// The connection. A panic in another holder leaves nothing half-done (an open
     /// transaction rolls back when dropped), so a poisoned lock is taken as it is.
     fn conn(&self) -> Result<Conn<'_>, StoreError> {
@@ -219,264 +237,316 @@ impl SqliteStore {
     }
 }
 
+#[async_trait::async_trait]
 impl TokenStore for SqliteStore {
-    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        let c = self.conn()?;
-        Ok(self.read(&c, key)?.map(|(g, _, _)| g))
+    async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        let key = key.clone();
+        self.call(move |s| {
+            let key = &key;
+            let c = s.conn()?;
+            Ok(s.read(&c, key)?.map(|(g, _, _)| g))
+        })
+        .await
     }
 
-    fn save(
+    async fn save(
         &self,
         key: &TenantKey,
         tokens: &TokenSet,
         id_claims: Option<&IdTokenClaims>,
         expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let row = encode_grant(&self.enc, key, tokens, id_claims)?;
-        let now = unix_now() as i64;
-        let c = self.conn()?;
-        match expected_version {
-            Some(e) => {
-                let n = c
-                    .execute(
-                        &sqlite(REPLACE_SQL),
+        let (key, tokens, id_claims) = (key.clone(), tokens.clone(), id_claims.cloned());
+        self.call(move |s| {
+            let (key, tokens, id_claims) = (&key, &tokens, id_claims.as_ref());
+            let row = encode_grant(&s.enc, key, tokens, id_claims)?;
+            let now = unix_now() as i64;
+            let c = s.conn()?;
+            match expected_version {
+                Some(e) => {
+                    let n = c
+                        .execute(
+                            &sqlite(REPLACE_SQL),
+                            params![
+                                row.storage_key,
+                                row.business_code,
+                                row.scope,
+                                row.expires_at,
+                                row.key_id,
+                                row.sealed,
+                                now,
+                                e as i64
+                            ],
+                        )
+                        .map_err(backend)?;
+                    if n == 0 {
+                        return Err(StoreError::Conflict { expected: e });
+                    }
+                    Ok(e + 1)
+                }
+                None => c
+                    .query_row(
+                        &sqlite(UPSERT_SQL),
                         params![
                             row.storage_key,
+                            key.client_id(),
+                            key.tenant(),
+                            key.subject(),
+                            key.scope(),
                             row.business_code,
                             row.scope,
                             row.expires_at,
                             row.key_id,
                             row.sealed,
-                            now,
-                            e as i64
+                            now
                         ],
+                        |r| r.get::<_, i64>(0),
                     )
-                    .map_err(backend)?;
-                if n == 0 {
-                    return Err(StoreError::Conflict { expected: e });
-                }
-                Ok(e + 1)
+                    .map(|v| v as u64)
+                    .map_err(backend),
             }
-            None => c
-                .query_row(
-                    &sqlite(UPSERT_SQL),
-                    params![
-                        row.storage_key,
-                        key.client_id(),
-                        key.tenant(),
-                        key.subject(),
-                        key.scope(),
-                        row.business_code,
-                        row.scope,
-                        row.expires_at,
-                        row.key_id,
-                        row.sealed,
-                        now
-                    ],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(|v| v as u64)
-                .map_err(backend),
-        }
+        })
+        .await
     }
 
-    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
-        let (status, reason) = update.status.as_parts();
-        let now = unix_now() as i64;
-        let sql = sqlite(&update_sql(update));
-        let c = self.conn()?;
-        let expected = update.expected_version as i64;
-        let n = match update.tokens {
-            Some((tokens, claims)) => {
-                let row = encode_grant(&self.enc, key, tokens, claims)?;
-                c.execute(
+    async fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
+        let (key, update) = (key.clone(), crate::OwnedUpdate::from(update));
+        self.call(move |s| {
+            let (key, update) = (&key, &update.as_grant_update());
+            let (status, reason) = update.status.as_parts();
+            let now = unix_now() as i64;
+            let sql = sqlite(&update_sql(update));
+            let c = s.conn()?;
+            let expected = update.expected_version as i64;
+            let n = match update.tokens {
+                Some((tokens, claims)) => {
+                    let row = encode_grant(&s.enc, key, tokens, claims)?;
+                    c.execute(
+                        &sql,
+                        params![
+                            status,
+                            reason,
+                            now,
+                            update.release_lease_of,
+                            row.business_code,
+                            row.scope,
+                            row.expires_at,
+                            row.key_id,
+                            row.sealed,
+                            row.storage_key,
+                            expected
+                        ],
+                    )
+                }
+                None => c.execute(
                     &sql,
                     params![
                         status,
                         reason,
                         now,
                         update.release_lease_of,
-                        row.business_code,
-                        row.scope,
-                        row.expires_at,
-                        row.key_id,
-                        row.sealed,
-                        row.storage_key,
+                        key.storage_key(),
                         expected
                     ],
-                )
+                ),
             }
-            None => c.execute(
-                &sql,
-                params![
-                    status,
-                    reason,
-                    now,
-                    update.release_lease_of,
-                    key.storage_key(),
-                    expected
-                ],
-            ),
-        }
-        .map_err(backend)?;
-        if n == 0 {
-            return Err(StoreError::Conflict {
-                expected: update.expected_version,
-            });
-        }
-        Ok(update.expected_version + 1)
-    }
-
-    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        let n = self
-            .conn()?
-            .execute(
-                "DELETE FROM class_oauth_grants WHERE storage_key = ?1",
-                params![key.storage_key()],
-            )
             .map_err(backend)?;
-        Ok(n > 0)
-    }
-
-    fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
-        let c = self.conn()?;
-        let mut stmt = c.prepare(LIST_SQL).map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(summary(
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    &r.get::<_, String>(7)?,
-                    &r.get::<_, String>(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                ))
-            })
-            .map_err(backend)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
-    }
-
-    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
-        let mut c = self.conn()?;
-        // One short write transaction: read the lease, take it when free or expired.
-        let tx = c
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let Some((mut grant, owner, until)) = self.read(&tx, key)? else {
-            return Ok(LeaseOutcome::Missing);
-        };
-        let now = unix_millis();
-        let took_over_expired = match (owner, until) {
-            (Some(_), Some(until)) if until > now => {
-                // A live lease, unless its holder process is provably gone.
-                let holder: Option<String> = tx
-                    .query_row(
-                        "SELECT lease_holder FROM class_oauth_grants WHERE storage_key = ?1",
-                        params![key.storage_key()],
-                        |r| r.get(0),
-                    )
-                    .map_err(backend)?;
-                if !holder.as_deref().is_some_and(crate::holder::is_gone) {
-                    return Ok(LeaseOutcome::Held {
-                        remaining: Duration::from_millis((until - now) as u64),
-                    });
-                }
-                tracing::info!(tenant = %key, "took over the refresh lease of a process that is gone");
-                true
+            if n == 0 {
+                return Err(StoreError::Conflict {
+                    expected: update.expected_version,
+                });
             }
-            (Some(_), _) => true,
-            _ => false,
-        };
-        let ttl = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        tx.execute(
-            "UPDATE class_oauth_grants SET lease_owner = ?2, lease_until = ?3, lease_holder = ?4 WHERE storage_key = ?1",
-            params![
-                key.storage_key(),
-                lease.owner,
-                now.saturating_add(ttl),
-                crate::holder::this_process()
-            ],
-        )
-        .map_err(backend)?;
-        let marked = match &lease.mark {
-            Some((version, status)) if *version == grant.version => {
-                let (name, reason) = status.as_parts();
-                tx.execute(
-                    "UPDATE class_oauth_grants SET status = ?2, status_reason = ?3, version = version + 1, updated_at = ?4 WHERE storage_key = ?1 AND version = ?5",
-                    params![key.storage_key(), name, reason, unix_now() as i64, *version as i64],
-                )
-                .map_err(backend)?
-                    == 1
-            }
-            _ => false,
-        };
-        tx.commit().map_err(backend)?;
-        if marked {
-            if let Some((_, status)) = &lease.mark {
-                grant.status = status.clone();
-                grant.version += 1;
-            }
-        }
-        Ok(LeaseOutcome::Acquired {
-            grant,
-            took_over_expired,
-            marked,
+            Ok(update.expected_version + 1)
         })
+        .await
     }
 
-    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
-        self.conn()?
-            .execute(
-                "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = ?1 AND lease_owner = ?2",
-                params![key.storage_key(), owner],
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.call(move |s| {
+            let key = &key;
+            let n = s
+                .conn()?
+                .execute(
+                    "DELETE FROM class_oauth_grants WHERE storage_key = ?1",
+                    params![key.storage_key()],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+        self.call(move |s| {
+            let c = s.conn()?;
+            let mut stmt = c.prepare(LIST_SQL).map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(summary(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        &r.get::<_, String>(7)?,
+                        &r.get::<_, String>(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                    ))
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &TenantKey,
+        lease: &Lease,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let (key, lease) = (key.clone(), lease.clone());
+        self.call(move |s| {
+            let (key, lease) = (&key, &lease);
+            let mut c = s.conn()?;
+            // One short write transaction: read the lease, take it when free or expired.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let Some((mut grant, owner, until)) = s.read(&tx, key)? else {
+                return Ok(LeaseOutcome::Missing);
+            };
+            let now = unix_millis();
+            let took_over_expired = match (owner, until) {
+                (Some(_), Some(until)) if until > now => {
+                    // A live lease, unless its holder process is provably gone.
+                    let holder: Option<String> = tx
+                        .query_row(
+                            "SELECT lease_holder FROM class_oauth_grants WHERE storage_key = ?1",
+                            params![key.storage_key()],
+                            |r| r.get(0),
+                        )
+                        .map_err(backend)?;
+                    if !holder.as_deref().is_some_and(crate::holder::is_gone) {
+                        return Ok(LeaseOutcome::Held {
+                            remaining: Duration::from_millis((until - now) as u64),
+                        });
+                    }
+                    tracing::info!(tenant = %key, "took over the refresh lease of a process that is gone");
+                    true
+                }
+                (Some(_), _) => true,
+                _ => false,
+            };
+            let ttl = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 2);
+            tx.execute(
+                "UPDATE class_oauth_grants SET lease_owner = ?2, lease_until = ?3, lease_holder = ?4 WHERE storage_key = ?1",
+                params![
+                    key.storage_key(),
+                    lease.owner,
+                    now.saturating_add(ttl),
+                    crate::holder::this_process()
+                ],
             )
             .map_err(backend)?;
-        Ok(())
+            let marked = match &lease.mark {
+                Some((version, status)) if *version == grant.version => {
+                    let (name, reason) = status.as_parts();
+                    tx.execute(
+                        "UPDATE class_oauth_grants SET status = ?2, status_reason = ?3, version = version + 1, updated_at = ?4 WHERE storage_key = ?1 AND version = ?5",
+                        params![key.storage_key(), name, reason, unix_now() as i64, *version as i64],
+                    )
+                    .map_err(backend)?
+                        == 1
+                }
+                _ => false,
+            };
+            tx.commit().map_err(backend)?;
+            if marked {
+                if let Some((_, status)) = &lease.mark {
+                    grant.status = status.clone();
+                    grant.version += 1;
+                }
+            }
+            Ok(LeaseOutcome::Acquired {
+                grant,
+                took_over_expired,
+                marked,
+            })
+        })
+        .await
     }
 
-    fn put_pending(&self, lookup: &str, pending: PendingAuthorization) -> Result<(), StoreError> {
-        let (hashed, sealed, expires_at) = encode_pending(&self.enc, lookup, &pending)?;
-        let c = self.conn()?;
-        c.execute(
-            "DELETE FROM class_oauth_pending WHERE expires_at < ?1",
-            params![unix_now() as i64],
-        )
-        .map_err(backend)?;
-        c.execute(
-            "INSERT INTO class_oauth_pending (lookup, expires_at, sealed) VALUES (?1, ?2, ?3) ON CONFLICT (lookup) DO UPDATE SET expires_at = excluded.expires_at, sealed = excluded.sealed",
-            params![hashed, expires_at, sealed],
-        )
-        .map_err(backend)?;
-        Ok(())
+    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+        let (key, owner) = (key.clone(), owner.to_owned());
+        self.call(move |s| {
+            let (key, owner) = (&key, owner.as_str());
+            s.conn()?
+                .execute(
+                    "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = ?1 AND lease_owner = ?2",
+                    params![key.storage_key(), owner],
+                )
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
     }
 
-    fn take_pending(
+    async fn put_pending(
+        &self,
+        lookup: &str,
+        pending: PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        let lookup = lookup.to_owned();
+        self.call(move |s| {
+            let lookup = lookup.as_str();
+            let (hashed, sealed, expires_at) = encode_pending(&s.enc, lookup, &pending)?;
+            let c = s.conn()?;
+            c.execute(
+                "DELETE FROM class_oauth_pending WHERE expires_at < ?1",
+                params![unix_now() as i64],
+            )
+            .map_err(backend)?;
+            c.execute(
+                "INSERT INTO class_oauth_pending (lookup, expires_at, sealed) VALUES (?1, ?2, ?3) ON CONFLICT (lookup) DO UPDATE SET expires_at = excluded.expires_at, sealed = excluded.sealed",
+                params![hashed, expires_at, sealed],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_pending(
         &self,
         lookup: &str,
         now: SystemTime,
     ) -> Result<Option<PendingAuthorization>, StoreError> {
-        let row: Option<(String, i64)> = self
-            .conn()?
-            .query_row(
-                "DELETE FROM class_oauth_pending WHERE lookup = ?1 RETURNING sealed, expires_at",
-                params![pending_lookup(lookup)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        match row {
-            Some((sealed, expires_at))
-                if expires_at >= class_oauth_core::time::to_unix(now) as i64 =>
-            {
-                decode_pending(&self.enc, lookup, &sealed).map(Some)
+        let lookup = lookup.to_owned();
+        self.call(move |s| {
+            let lookup = lookup.as_str();
+            let row: Option<(String, i64)> = s
+                .conn()?
+                .query_row(
+                    "DELETE FROM class_oauth_pending WHERE lookup = ?1 RETURNING sealed, expires_at",
+                    params![pending_lookup(lookup)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            match row {
+                Some((sealed, expires_at))
+                    if expires_at >= class_oauth_core::time::to_unix(now) as i64 =>
+                {
+                    decode_pending(&s.enc, lookup, &sealed).map(Some)
+                }
+                _ => Ok(None),
             }
-            _ => Ok(None),
-        }
+        })
+        .await
     }
 }
 
@@ -536,7 +606,7 @@ mod permissions {
         std::fs::write(side("-shm"), b"").unwrap();
         chmod(&side("-shm"), 0o400);
         let store = SqliteStore::open(&db, Encryption::DangerPlaintext).unwrap();
-        assert!(store.list().unwrap().is_empty());
+        assert!(pollster::block_on(store.list()).unwrap().is_empty());
         for s in ["-wal", "-shm"] {
             if side(s).exists() {
                 assert_eq!(mode(&side(s)), 0o600, "{s}");

@@ -9,6 +9,7 @@ use class_oauth_store::{
     PostgresStore, SqliteStore, StoreError, TenantKey, TokenStore,
 };
 use class_oauth_test::onetime::token_set;
+use pollster::block_on;
 
 fn pg_url() -> String {
     std::env::var("CLASS_OAUTH_TEST_POSTGRES_URL")
@@ -120,17 +121,15 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
     let now = class_oauth_core::time::from_unix(class_oauth_core::time::to_unix(SystemTime::now()));
 
     // Round trip, versions and CAS.
-    let v1 = store
-        .save(
-            &a,
-            &token_set("AT-SECRET-A", "RT-SECRET-A", 899, now),
-            None,
-            None,
-        )
-        .unwrap();
+    let v1 = block_on(store.save(
+        &a,
+        &token_set("AT-SECRET-A", "RT-SECRET-A", 899, now),
+        None,
+        None,
+    ))
+    .unwrap();
     assert_eq!(
-        store
-            .load(&a)
+        block_on(store.load(&a))
             .unwrap()
             .unwrap()
             .tokens
@@ -140,19 +139,16 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
         "RT-SECRET-A"
     );
     assert_eq!(
-        store
-            .save(&a, &token_set("x", "y", 899, now), None, Some(v1 + 7))
-            .unwrap_err(),
+        block_on(store.save(&a, &token_set("x", "y", 899, now), None, Some(v1 + 7))).unwrap_err(),
         StoreError::Conflict { expected: v1 + 7 }
     );
-    let v2 = store
-        .save(
-            &a,
-            &token_set("AT-SECRET-A2", "RT-SECRET-A2", 899, now),
-            None,
-            Some(v1),
-        )
-        .unwrap();
+    let v2 = block_on(store.save(
+        &a,
+        &token_set("AT-SECRET-A2", "RT-SECRET-A2", 899, now),
+        None,
+        Some(v1),
+    ))
+    .unwrap();
     assert_eq!(v2, v1 + 1);
 
     // The lease, the CAS update that releases it.
@@ -162,25 +158,25 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
     let (sealed_a, kid) = raw.sealed(&a);
     assert_eq!(kid, "k1");
     assert!(!sealed_a.contains("SECRET"), "{sealed_a}");
-    let listing = format!("{:?}", store.list().unwrap());
+    let listing = format!("{:?}", block_on(store.list()).unwrap());
     assert!(
         listing.contains("OAUTH_TEST") && !listing.contains("SECRET"),
         "{listing}"
     );
 
     // A ciphertext moved to another tenant's row fails to decrypt.
-    store
-        .save(&b, &token_set("AT-B", "RT-B", 899, now), None, None)
-        .unwrap();
+    block_on(store.save(&b, &token_set("AT-B", "RT-B", 899, now), None, None)).unwrap();
     raw.set_sealed(&b, &sealed_a);
-    assert!(matches!(store.load(&b).unwrap_err(), StoreError::Crypto(_)));
+    assert!(matches!(
+        block_on(store.load(&b)).unwrap_err(),
+        StoreError::Crypto(_)
+    ));
 
     // Key rotation: the old row still reads under [k2, k1]; a write re-encrypts with k2;
     // then [k2] alone reads it.
     let rotated = open(Encryption::Keys(KeyRing::new(k2()).with_previous(k1())));
     assert_eq!(
-        rotated
-            .load(&a)
+        block_on(rotated.load(&a))
             .unwrap()
             .unwrap()
             .tokens
@@ -188,19 +184,17 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
             .secret(),
         "AT-SECRET-A3"
     );
-    rotated
-        .save(
-            &a,
-            &token_set("AT-SECRET-A4", "RT-SECRET-A4", 899, now),
-            None,
-            None,
-        )
-        .unwrap();
+    block_on(rotated.save(
+        &a,
+        &token_set("AT-SECRET-A4", "RT-SECRET-A4", 899, now),
+        None,
+        None,
+    ))
+    .unwrap();
     assert_eq!(raw.sealed(&a).1, "k2");
     let only_new = open(Encryption::Keys(KeyRing::new(k2())));
     assert_eq!(
-        only_new
-            .load(&a)
+        block_on(only_new.load(&a))
             .unwrap()
             .unwrap()
             .tokens
@@ -212,14 +206,13 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
     // Without a key: no secret is written.
     let keyless = open(Encryption::Refuse);
     assert_eq!(
-        keyless
-            .save(
-                &key(&format!("{run}-c")),
-                &token_set("a", "b", 1, now),
-                None,
-                None
-            )
-            .unwrap_err(),
+        block_on(keyless.save(
+            &key(&format!("{run}-c")),
+            &token_set("a", "b", 1, now),
+            None,
+            None
+        ))
+        .unwrap_err(),
         StoreError::NoEncryptionKey
     );
 
@@ -228,18 +221,22 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
         reason: "revoked".into(),
     };
     let plain_b = open(Encryption::Keys(KeyRing::new(k1())));
-    let vb = plain_b
-        .save(&b, &token_set("AT-B2", "RT-B2", 899, now), None, None)
-        .unwrap();
+    let vb =
+        block_on(plain_b.save(&b, &token_set("AT-B2", "RT-B2", 899, now), None, None)).unwrap();
     assert_eq!(
-        store.set_status(&b, &dead, vb - 1).unwrap_err(),
+        block_on(store.update(&b, &GrantUpdate::status(vb - 1, &dead))).unwrap_err(),
         StoreError::Conflict { expected: vb - 1 }
     );
-    assert_eq!(store.load(&b).unwrap().unwrap().status, GrantStatus::Active);
-    assert_eq!(store.set_status(&b, &dead, vb).unwrap(), vb + 1);
+    assert_eq!(
+        block_on(store.load(&b)).unwrap().unwrap().status,
+        GrantStatus::Active
+    );
+    assert_eq!(
+        block_on(store.update(&b, &GrantUpdate::status(vb, &dead))).unwrap(),
+        vb + 1
+    );
     assert!(
-        store
-            .list()
+        block_on(store.list())
             .unwrap()
             .iter()
             .any(|s| s.key == b && s.status == dead)
@@ -247,11 +244,15 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
 
     // A plaintext row is refused by a store opened with a key.
     let c = key(&format!("{run}-plain"));
-    open(Encryption::DangerPlaintext)
-        .save(&c, &token_set("AT-P", "RT-P", 899, now), None, None)
-        .unwrap();
+    block_on(open(Encryption::DangerPlaintext).save(
+        &c,
+        &token_set("AT-P", "RT-P", 899, now),
+        None,
+        None,
+    ))
+    .unwrap();
     assert!(
-        matches!(store.load(&c).unwrap_err(), StoreError::Crypto(ref m) if m.contains("plaintext"))
+        matches!(block_on(store.load(&c)).unwrap_err(), StoreError::Crypto(ref m) if m.contains("plaintext"))
     );
 
     // Pending records redeem once, never after expiry.
@@ -273,17 +274,16 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
         serde_json::to_value(class_oauth_core::secret::ExposeSecrets(p)).unwrap()
     };
     let expected = exposed(&pending);
-    store.put_pending(&state, pending).unwrap();
-    let taken = store.take_pending(&state, now).unwrap().unwrap();
+    block_on(store.put_pending(&state, pending)).unwrap();
+    let taken = block_on(store.take_pending(&state, now)).unwrap().unwrap();
     assert_eq!(exposed(&taken), expected);
     assert!(
-        store.take_pending(&state, now).unwrap().is_none(),
+        block_on(store.take_pending(&state, now)).unwrap().is_none(),
         "single use"
     );
-    store.put_pending(&state, taken).unwrap();
+    block_on(store.put_pending(&state, taken)).unwrap();
     assert!(
-        store
-            .take_pending(&state, expires_at + Duration::from_secs(1))
+        block_on(store.take_pending(&state, expires_at + Duration::from_secs(1)))
             .unwrap()
             .is_none(),
         "expired"
@@ -328,13 +328,13 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
         grant,
         took_over_expired,
         marked: false,
-    } = store.acquire_lease(a, &Lease::new("one", long)).unwrap()
+    } = block_on(store.acquire_lease(a, &Lease::new("one", long))).unwrap()
     else {
         panic!("a free lease is taken")
     };
     assert_eq!((grant.version, took_over_expired), (version, false));
     let LeaseOutcome::Held { remaining } =
-        store.acquire_lease(a, &Lease::new("two", long)).unwrap()
+        block_on(store.acquire_lease(a, &Lease::new("two", long))).unwrap()
     else {
         panic!("a held lease is not taken")
     };
@@ -342,48 +342,49 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
         remaining > Duration::from_secs(50) && remaining <= long,
         "{remaining:?}"
     );
-    store.release_lease(a, "two").unwrap(); // not the owner: no effect
+    block_on(store.release_lease(a, "two")).unwrap(); // not the owner: no effect
     assert!(matches!(
-        store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+        block_on(store.acquire_lease(a, &Lease::new("two", long))).unwrap(),
         LeaseOutcome::Held { .. }
     ));
     // The holder's write: CAS on the version, releases its lease.
     let active = GrantStatus::Active;
     let t3 = token_set("AT-SECRET-A3", "RT-SECRET-A3", 899, now);
     assert_eq!(
-        store
-            .update(
-                a,
-                &GrantUpdate::tokens(version + 5, &t3, None, &active).releasing("one")
-            )
-            .unwrap_err(),
+        block_on(store.update(
+            a,
+            &GrantUpdate::tokens(version + 5, &t3, None, &active).releasing("one")
+        ))
+        .unwrap_err(),
         StoreError::Conflict {
             expected: version + 5
         }
     );
     assert!(
         matches!(
-            store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+            block_on(store.acquire_lease(a, &Lease::new("two", long))).unwrap(),
             LeaseOutcome::Held { .. }
         ),
         "a failed write keeps the lease"
     );
-    let v3 = store
-        .update(
-            a,
-            &GrantUpdate::tokens(version, &t3, None, &active).releasing("one"),
-        )
-        .unwrap();
+    let v3 = block_on(store.update(
+        a,
+        &GrantUpdate::tokens(version, &t3, None, &active).releasing("one"),
+    ))
+    .unwrap();
     assert_eq!(v3, version + 1);
     assert_eq!(
-        store.load(a).unwrap().unwrap().tokens.access_token.secret(),
+        block_on(store.load(a))
+            .unwrap()
+            .unwrap()
+            .tokens
+            .access_token
+            .secret(),
         "AT-SECRET-A3"
     );
     // Released: taken again, this time with a lease that expires at once.
     assert!(matches!(
-        store
-            .acquire_lease(a, &Lease::new("short", Duration::from_millis(1)))
-            .unwrap(),
+        block_on(store.acquire_lease(a, &Lease::new("short", Duration::from_millis(1)))).unwrap(),
         LeaseOutcome::Acquired {
             took_over_expired: false,
             ..
@@ -392,9 +393,7 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
     std::thread::sleep(Duration::from_millis(30));
     let LeaseOutcome::Acquired {
         took_over_expired, ..
-    } = store
-        .acquire_lease(a, &Lease::new("after-crash", long))
-        .unwrap()
+    } = block_on(store.acquire_lease(a, &Lease::new("after-crash", long))).unwrap()
     else {
         panic!("an expired lease is taken over")
     };
@@ -406,33 +405,31 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
     let doubt = GrantStatus::InDoubt {
         reason: "test".into(),
     };
-    let v4 = store.set_status(a, &doubt, v3).unwrap();
-    assert_eq!(store.load(a).unwrap().unwrap().status, doubt);
+    let v4 = block_on(store.update(a, &GrantUpdate::status(v3, &doubt))).unwrap();
+    assert_eq!(block_on(store.load(a)).unwrap().unwrap().status, doubt);
     assert!(matches!(
-        store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+        block_on(store.acquire_lease(a, &Lease::new("two", long))).unwrap(),
         LeaseOutcome::Held { .. }
     ));
-    let v5 = store.save(a, &t3, None, Some(v4)).unwrap();
+    let v5 = block_on(store.save(a, &t3, None, Some(v4))).unwrap();
     assert_eq!(v5, v4 + 1);
     assert!(matches!(
-        store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+        block_on(store.acquire_lease(a, &Lease::new("two", long))).unwrap(),
         LeaseOutcome::Acquired {
             took_over_expired: false,
             ..
         }
     ));
-    store.release_lease(a, "two").unwrap();
+    block_on(store.release_lease(a, "two")).unwrap();
     assert!(matches!(
-        store
-            .acquire_lease(&key("never-stored"), &Lease::new("x", long))
-            .unwrap(),
+        block_on(store.acquire_lease(&key("never-stored"), &Lease::new("x", long))).unwrap(),
         LeaseOutcome::Missing
     ));
     // The in-doubt mark taken with the lease, in the same conditional write: written only
     // when the row still has the version it names.
-    let stale = store
-        .acquire_lease(a, &Lease::new("m1", long).marking(v5 + 7, doubt.clone()))
-        .unwrap();
+    let stale =
+        block_on(store.acquire_lease(a, &Lease::new("m1", long).marking(v5 + 7, doubt.clone())))
+            .unwrap();
     let LeaseOutcome::Acquired {
         grant,
         marked: false,
@@ -442,10 +439,10 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
         panic!("a lease is taken, unmarked, on a row that moved on: {stale:?}")
     };
     assert_eq!((grant.version, &grant.status), (v5, &GrantStatus::Active));
-    store.release_lease(a, "m1").unwrap();
-    let fresh = store
-        .acquire_lease(a, &Lease::new("m2", long).marking(v5, doubt.clone()))
-        .unwrap();
+    block_on(store.release_lease(a, "m1")).unwrap();
+    let fresh =
+        block_on(store.acquire_lease(a, &Lease::new("m2", long).marking(v5, doubt.clone())))
+            .unwrap();
     let LeaseOutcome::Acquired {
         grant,
         marked: true,
@@ -455,15 +452,13 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
         panic!("a lease is taken and marked: {fresh:?}")
     };
     assert_eq!((grant.version, &grant.status), (v5 + 1, &doubt));
-    assert_eq!(store.load(a).unwrap().unwrap().status, doubt);
+    assert_eq!(block_on(store.load(a)).unwrap().unwrap().status, doubt);
     assert!(matches!(
-        store.acquire_lease(a, &Lease::new("two", long)).unwrap(),
+        block_on(store.acquire_lease(a, &Lease::new("two", long))).unwrap(),
         LeaseOutcome::Held { .. }
     ));
     // Leave the row active with no lease for the caller.
-    store
-        .update(a, &GrantUpdate::status(v5 + 1, &active).releasing("m2"))
-        .unwrap();
+    block_on(store.update(a, &GrantUpdate::status(v5 + 1, &active).releasing("m2"))).unwrap();
 }
 
 #[test]
@@ -471,9 +466,7 @@ fn memory_store_leases() {
     let store = MemoryStore::new();
     let a = key("memory-a");
     let now = SystemTime::now();
-    let v = store
-        .save(&a, &token_set("AT", "RT", 899, now), None, None)
-        .unwrap();
+    let v = block_on(store.save(&a, &token_set("AT", "RT", 899, now), None, None)).unwrap();
     leases(&store, &a, v, now);
 }
 
@@ -498,4 +491,124 @@ fn tenant_key_scope_is_a_set() {
     assert_eq!(a, b);
     assert_eq!(a.storage_key(), b.storage_key());
     assert_ne!(a, key("t").with_scope(&scopes("openid target:b/X")));
+}
+
+/// Runs `f` on a thread and fails (instead of hanging) when it takes longer than `limit`.
+fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => match handle.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => panic!("did not finish within {limit:?} (a hang is a failure)"),
+        },
+    }
+}
+
+/// One contract for every caller: a PostgreSQL store connected on an application's
+/// runtime is also usable by a blocking caller on a thread with no runtime (its calls
+/// are spawned onto the runtime the pool lives on), and an async caller reaches a store
+/// opened for blocking callers.
+#[test]
+fn postgres_serves_blocking_and_async_callers_through_one_contract() {
+    bounded(Duration::from_secs(60), || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = rt
+            .block_on(PostgresStore::connect(
+                &pg_url(),
+                2,
+                Encryption::DangerPlaintext,
+            ))
+            .unwrap();
+        let k = key(&unique("pg-one-contract"));
+        let now = SystemTime::now();
+        // This thread has no runtime.
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let v = block_on(store.save(&k, &token_set("AT-1", "RT-1", 899, now), None, None)).unwrap();
+        assert_eq!(block_on(store.load(&k)).unwrap().unwrap().version, v);
+        // A store opened for blocking callers, awaited on another runtime.
+        let own =
+            PostgresStore::connect_blocking(&pg_url(), 2, Encryption::DangerPlaintext).unwrap();
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let loaded = other
+            .block_on(async { own.load(&k).await })
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.version, v);
+        assert!(block_on(own.delete(&k)).unwrap());
+    });
+}
+
+/// SQLite on a tokio runtime never blocks the executor: while another process holds the
+/// file's write lock (the store's call waits on SQLite's busy timeout), other tasks on
+/// the same one-thread runtime keep running. (Run in place, the call would stop them.)
+#[test]
+fn sqlite_on_a_runtime_waits_off_the_executor() {
+    bounded(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("busy.sqlite3");
+        let store = SqliteStore::open(&file, Encryption::DangerPlaintext).unwrap();
+        let k = key("busy");
+        block_on(store.save(
+            &k,
+            &token_set("AT", "RT", 899, SystemTime::now()),
+            None,
+            None,
+        ))
+        .unwrap();
+        // Another "process" takes the write lock for 400 ms.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let f = file.clone();
+        let holder = std::thread::spawn(move || {
+            let c = rusqlite::Connection::open(&f).unwrap();
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+            c.execute_batch("COMMIT").unwrap();
+        });
+        locked_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = rt.block_on(async {
+            let t = ticks.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            tokio::task::yield_now().await;
+            let started = std::time::Instant::now();
+            let outcome = store
+                .acquire_lease(&k, &Lease::new("waiter", Duration::from_secs(60)))
+                .await
+                .unwrap();
+            assert!(matches!(outcome, LeaseOutcome::Acquired { .. }));
+            assert!(
+                started.elapsed() >= Duration::from_millis(200),
+                "it did wait"
+            );
+            let counted = ticks.load(std::sync::atomic::Ordering::SeqCst);
+            ticker.abort();
+            counted
+        });
+        assert!(
+            counted >= 5,
+            "the runtime's other tasks ran while SQLite waited: {counted} ticks"
+        );
+        holder.join().unwrap();
+    });
 }

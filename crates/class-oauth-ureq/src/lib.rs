@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 
-pub use class_oauth_client::blocking::{drive, drive_with_clock};
+pub use class_oauth_client::blocking::{block_on, drive, drive_with_clock};
 pub use class_oauth_client::{
     AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError, ExpectedSubject,
     ProxyMode, RootCerts, SyncHttpClient, TransportConfig, TransportError, TransportErrorKind,

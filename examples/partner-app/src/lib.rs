@@ -28,8 +28,7 @@ use class_oauth_core::{ClientId, ClientSecret, Environment, RedirectUrl};
 use class_oauth_manager::middleware::ClassAuth;
 use class_oauth_manager::{ManagerError, TenantKey, TokenManager};
 use class_oauth_reqwest::{AuthorizeOptions, Callback, ClassClient, ReqwestTransport};
-use class_oauth_store::asynch::Blocking;
-use class_oauth_store::{AsyncTokenStore, Encryption, SqliteStore};
+use class_oauth_store::{Encryption, SqliteStore, TokenStore};
 use reqwest_middleware::ClientWithMiddleware;
 
 /// The cookie that binds a consent redirect to the browser that started it.
@@ -53,7 +52,7 @@ pub struct Config {
 }
 
 /// The token manager this app uses: reqwest, and SQLite for async callers.
-pub type Manager = TokenManager<ReqwestTransport, Blocking<SqliteStore>>;
+pub type Manager = TokenManager<ReqwestTransport, SqliteStore>;
 
 /// The app (cheap to clone; axum clones it per request).
 #[derive(Clone)]
@@ -99,7 +98,7 @@ impl App {
             .secret(config.client_secret)
             .http(transport)
             .build()?;
-        let store = Blocking::new(SqliteStore::open(&config.database, config.encryption)?);
+        let store = SqliteStore::open(&config.database, config.encryption)?;
         let manager = TokenManager::new(client.clone(), store);
         let api = reqwest_middleware::ClientBuilder::new(http)
             .with(ClassAuth::new(manager.clone()))

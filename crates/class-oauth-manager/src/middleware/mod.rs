@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use class_oauth_client::AsyncHttpClient;
 use class_oauth_core::api::{ACCEPT_V1_JSON, retry_wait};
-use class_oauth_store::AsyncTokenStore;
+use class_oauth_store::TokenStore;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::{ManagerError, TenantKey, TokenManager};
@@ -42,13 +42,13 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// Bearer tokens and Class's retry rules for an HTTP middleware stack (see the module
 /// docs). Cheap to clone.
-pub struct ClassAuth<H, S> {
+pub struct ClassAuth<H, S: ?Sized> {
     manager: TokenManager<H, S>,
     tenant: Option<TenantKey>,
     max_wait: Duration,
 }
 
-impl<H, S> Clone for ClassAuth<H, S> {
+impl<H, S: ?Sized> Clone for ClassAuth<H, S> {
     fn clone(&self) -> Self {
         Self {
             manager: self.manager.clone(),
@@ -58,7 +58,7 @@ impl<H, S> Clone for ClassAuth<H, S> {
     }
 }
 
-impl<H, S> std::fmt::Debug for ClassAuth<H, S> {
+impl<H, S: ?Sized> std::fmt::Debug for ClassAuth<H, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClassAuth")
             .field("tenant", &self.tenant)
@@ -91,7 +91,7 @@ struct Tries {
     waited: bool,
 }
 
-impl<H, S> ClassAuth<H, S> {
+impl<H, S: ?Sized> ClassAuth<H, S> {
     /// Middleware over `manager`; each request names its tenant with a [`TenantKey`]
     /// extension (a request without one fails with [`ManagerError::Config`]).
     #[must_use]
@@ -171,7 +171,7 @@ fn next(status: StatusCode, headers: &HeaderMap, max_wait: Duration, tries: &mut
     Next::Done
 }
 
-impl<H: AsyncHttpClient, S: AsyncTokenStore> ClassAuth<H, S> {
+impl<H: AsyncHttpClient, S: TokenStore + ?Sized> ClassAuth<H, S> {
     async fn bearer(&self, tenant: &TenantKey) -> Result<Bearer, ManagerError> {
         let grant = self.manager.grant(tenant).await?;
         Self::bearer_of(&grant)

@@ -4,7 +4,7 @@
 //! # async fn run(
 //! #     manager: class_oauth_manager::TokenManager<
 //! #         class_oauth_reqwest::ReqwestTransport,
-//! #         class_oauth_store::asynch::Blocking<class_oauth_store::MemoryStore>,
+//! #         class_oauth_store::MemoryStore,
 //! #     >,
 //! #     tenant: class_oauth_manager::TenantKey,
 //! # ) -> Result<(), Box<dyn std::error::Error>> {
@@ -22,14 +22,14 @@
 //! ```
 
 use class_oauth_client::AsyncHttpClient;
-use class_oauth_store::AsyncTokenStore;
+use class_oauth_store::TokenStore;
 use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
 use super::{ClassAuth, Next as Step, Tries, authorize, next};
 
 #[async_trait::async_trait]
-impl<H: AsyncHttpClient, S: AsyncTokenStore> Middleware for ClassAuth<H, S> {
+impl<H: AsyncHttpClient, S: TokenStore + ?Sized> Middleware for ClassAuth<H, S> {
     async fn handle(
         &self,
         mut req: reqwest::Request,

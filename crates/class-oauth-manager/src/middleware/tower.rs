@@ -8,7 +8,7 @@
 //! # fn wrap<Svc>(
 //! #     manager: class_oauth_manager::TokenManager<
 //! #         class_oauth_reqwest::ReqwestTransport,
-//! #         class_oauth_store::asynch::Blocking<class_oauth_store::MemoryStore>,
+//! #         class_oauth_store::MemoryStore,
 //! #     >,
 //! #     tenant: class_oauth_manager::TenantKey,
 //! #     inner: Svc,
@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use class_oauth_client::AsyncHttpClient;
-use class_oauth_store::AsyncTokenStore;
+use class_oauth_store::TokenStore;
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -35,7 +35,7 @@ use super::{ClassAuth, Next as Step, Tries, authorize, next};
 /// A boxed error, as tower middleware uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-impl<H, S, Svc> Layer<Svc> for ClassAuth<H, S> {
+impl<H, S: ?Sized, Svc> Layer<Svc> for ClassAuth<H, S> {
     type Service = ClassAuthService<Svc, H, S>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
@@ -47,12 +47,12 @@ impl<H, S, Svc> Layer<Svc> for ClassAuth<H, S> {
 }
 
 /// The service [`ClassAuth`] makes of an inner service (see the module docs).
-pub struct ClassAuthService<Svc, H, S> {
+pub struct ClassAuthService<Svc, H, S: ?Sized> {
     inner: Svc,
     auth: ClassAuth<H, S>,
 }
 
-impl<Svc: Clone, H, S> Clone for ClassAuthService<Svc, H, S> {
+impl<Svc: Clone, H, S: ?Sized> Clone for ClassAuthService<Svc, H, S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -86,7 +86,7 @@ where
     Svc::Future: Send,
     Svc::Error: Into<BoxError>,
     H: AsyncHttpClient,
-    S: AsyncTokenStore,
+    S: TokenStore + ?Sized,
     B: Clone + Send + 'static,
     RB: Send + 'static,
 {

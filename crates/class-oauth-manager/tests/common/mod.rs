@@ -19,10 +19,9 @@ use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl, Password,
 use class_oauth_manager::{
     ManagerError, Settings, SharedGrant, StoredGrant, TenantKey, TokenEvent,
 };
-use class_oauth_store::asynch::Blocking;
 use class_oauth_store::{
-    AsyncTokenStore, Encryption, EncryptionKey, GrantSummary, GrantUpdate, KeyRing, Lease,
-    LeaseOutcome, MemoryStore, PostgresStore, SqliteStore, StoreError, TokenStore,
+    Encryption, EncryptionKey, GrantSummary, GrantUpdate, KeyRing, Lease, LeaseOutcome,
+    MemoryStore, PostgresStore, SqliteStore, StoreError, TokenStore,
 };
 use class_oauth_testkit::{ClassEmulator, EmulatorConfig};
 
@@ -83,11 +82,12 @@ pub fn bounded<T: Send + 'static>(
     }
 }
 
-/// A store wrapper that fails on demand: writes of tokens (`update` with tokens) fail
-/// while `fail_token_writes` is above zero.
+/// A store wrapper that fails on demand (writes of tokens, `update` with tokens, fail
+/// while `fail_token_writes` is above zero) and counts the reads (`loads`).
 #[derive(Clone)]
 pub struct Faulty<S: ?Sized> {
     pub fail_token_writes: Arc<AtomicUsize>,
+    pub loads: Arc<AtomicUsize>,
     inner: Arc<S>,
 }
 
@@ -95,6 +95,7 @@ impl<S: ?Sized> Faulty<S> {
     pub fn new(inner: Arc<S>) -> Self {
         Self {
             fail_token_writes: Arc::default(),
+            loads: Arc::default(),
             inner,
         }
     }
@@ -112,52 +113,10 @@ fn disk_full() -> StoreError {
     StoreError::Backend("injected: disk full".into())
 }
 
-impl<S: TokenStore + ?Sized> TokenStore for Faulty<S> {
-    fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
-        self.inner.load(key)
-    }
-    fn save(
-        &self,
-        key: &TenantKey,
-        t: &TokenSet,
-        c: Option<&IdTokenClaims>,
-        v: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        self.inner.save(key, t, c, v)
-    }
-    fn update(&self, key: &TenantKey, update: &GrantUpdate<'_>) -> Result<u64, StoreError> {
-        if self.should_fail(update) {
-            return Err(disk_full());
-        }
-        self.inner.update(key, update)
-    }
-    fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        self.inner.delete(key)
-    }
-    fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
-        self.inner.list()
-    }
-    fn acquire_lease(&self, key: &TenantKey, lease: &Lease) -> Result<LeaseOutcome, StoreError> {
-        self.inner.acquire_lease(key, lease)
-    }
-    fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(key, owner)
-    }
-    fn put_pending(&self, l: &str, p: PendingAuthorization) -> Result<(), StoreError> {
-        self.inner.put_pending(l, p)
-    }
-    fn take_pending(
-        &self,
-        l: &str,
-        now: SystemTime,
-    ) -> Result<Option<PendingAuthorization>, StoreError> {
-        self.inner.take_pending(l, now)
-    }
-}
-
 #[class_oauth_store::async_trait]
-impl<S: AsyncTokenStore + ?Sized> AsyncTokenStore for Faulty<S> {
+impl<S: TokenStore + ?Sized> TokenStore for Faulty<S> {
     async fn load(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(key).await
     }
     async fn save(
@@ -221,7 +180,7 @@ pub const STORES: [StoreKind; 3] = [StoreKind::Memory, StoreKind::Sqlite, StoreK
 
 pub type AsyncManager = class_oauth_manager::TokenManager<
     class_oauth_reqwest::ReqwestTransport,
-    Faulty<dyn AsyncTokenStore>,
+    Faulty<dyn TokenStore>,
 >;
 type BlockingManager = class_oauth_manager::blocking::TokenManager<
     class_oauth_ureq::UreqTransport,
@@ -321,11 +280,11 @@ impl Rig {
                     .build()
                     .unwrap();
                 seed_keys(client.config());
-                let store: Arc<dyn AsyncTokenStore> = match kind {
-                    StoreKind::Memory => Arc::new(Blocking::new(MemoryStore::new())),
-                    StoreKind::Sqlite => Arc::new(Blocking::new(
+                let store: Arc<dyn TokenStore> = match kind {
+                    StoreKind::Memory => Arc::new(MemoryStore::new()),
+                    StoreKind::Sqlite => Arc::new(
                         SqliteStore::open(dir.path().join("grants.sqlite3"), keys()).unwrap(),
-                    )),
+                    ),
                     StoreKind::Postgres => Arc::new(
                         rt.block_on(PostgresStore::connect(&pg_url(), 4, keys()))
                             .expect("PostgreSQL (CLASS_OAUTH_TEST_POSTGRES_URL)"),
@@ -446,7 +405,9 @@ impl Rig {
     pub fn stored(&self) -> StoredGrant {
         match &self.manager {
             Manager::Async(m) => self.rt.block_on(m.store().load(&self.key)),
-            Manager::Blocking(m) => TokenStore::load(m.store(), &self.key),
+            Manager::Blocking(m) => {
+                class_oauth_client::blocking::block_on(m.store().load(&self.key))
+            }
         }
         .unwrap()
         .expect("a stored grant")
