@@ -188,18 +188,7 @@ fn core_never_reads_clock_env_or_rng() {
         assert!(clippy.contains(m), "clippy.toml must disallow {m}");
     }
     // Belt and braces: clippy only runs under `cargo xtask lint`; this runs under test.
-    let mut dirs = vec![project_root().join("crates/class-oauth-core/src")];
-    let mut files = Vec::new();
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("src") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-    }
+    let files = rust_files("crates/class-oauth-core/src");
     assert!(
         files.iter().any(|f| f.ends_with("flow/token.rs")),
         "the walk reaches the submodules"

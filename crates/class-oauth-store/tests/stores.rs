@@ -568,9 +568,8 @@ fn sqlite_on_a_runtime_waits_off_the_executor() {
         .unwrap();
         // Another "process" takes the write lock for 400 ms.
         let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let f = file.clone();
         let holder = std::thread::spawn(move || {
-            let c = rusqlite::Connection::open(&f).unwrap();
+            let c = rusqlite::Connection::open(&file).unwrap();
             c.execute_batch("BEGIN IMMEDIATE").unwrap();
             locked_tx.send(()).unwrap();
             std::thread::sleep(Duration::from_millis(400));
