@@ -15,7 +15,8 @@ use class_oauth_core::{ClientId, ClientSecret, Environment, Password, RedirectUr
 use class_oauth_manager::Settings;
 use class_oauth_manager::blocking::TokenManager;
 use class_oauth_store::{
-    Encryption, PostgresStore, RecoveryFile, SqliteStore, StoredGrant, TenantKey, TokenStore,
+    Encryption, GrantQuery, PostgresStore, RecoveryFile, SqliteStore, StoredGrant, TenantKey,
+    TokenStore,
 };
 use class_oauth_ureq::block_on;
 use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, UreqTransport};
@@ -428,6 +429,7 @@ fn dispatch(ctx: &mut Ctx) -> Result<(), CliError> {
         Command::Userinfo => userinfo(ctx),
         Command::Revoke => revoke(ctx),
         Command::Profiles => profiles(ctx),
+        Command::Grants { status } => grants(ctx, status.as_deref()),
         #[cfg(feature = "demo")]
         Command::Demo => demo(ctx),
         #[cfg(feature = "demo")]
@@ -528,7 +530,7 @@ fn rotate_key(ctx: &mut Ctx) -> Result<(), CliError> {
     // 2. Rewrite every grant: a write seals with the current (new) key.
     let store = ctx.store()?;
     let mut rewritten = 0usize;
-    for summary in block_on(store.list())? {
+    for summary in block_on(store.list(&GrantQuery::all()))? {
         let Some(grant) = block_on(store.load(&summary.key))? else {
             continue;
         };
@@ -990,7 +992,7 @@ fn revoke(ctx: &mut Ctx) -> Result<(), CliError> {
 
 fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
     let store = ctx.store()?;
-    let rows = block_on(store.list())?;
+    let rows = block_on(store.list(&GrantQuery::all()))?;
     let value: Vec<Value> = rows
         .iter()
         .map(|r| json!({"profile": r.key.tenant(), "client_id": r.key.client_id(), "business_code": r.business_code, "scope": r.scope, "expires_at": r.expires_at,
@@ -1013,6 +1015,77 @@ fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
     }
     emit(ctx.cli.json, &Value::Array(value), human.trim_end());
     Ok(())
+}
+
+/// Grant health over the store: the manager's view ([`class_oauth_manager::GrantHealth`])
+/// without a client, since it only reads the store.
+fn grants(ctx: &mut Ctx, status: Option<&str>) -> Result<(), CliError> {
+    const STATUSES: [&str; 4] = ["active", "needs_reauthorization", "unverified", "in_doubt"];
+    let mut query = GrantQuery::all();
+    if let Some(s) = status {
+        if !STATUSES.contains(&s) {
+            return Err(CliError::usage(format!(
+                "unknown status `{s}`: one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+        query.status = Some(s.to_owned());
+    }
+    let store = ctx.store()?;
+    let rows = block_on(store.list(&query))?;
+    let settings = Settings::default();
+    let now = SystemTime::now();
+    let unix = |t: Option<SystemTime>| t.map(class_oauth_core::time::to_unix);
+    let health: Vec<_> = rows
+        .iter()
+        .map(|r| class_oauth_manager::GrantHealth::new(r, &settings, now))
+        .collect();
+    let value: Vec<Value> = health
+        .iter()
+        .map(|h| {
+            let (status, reason) = h.status.as_parts();
+            json!({
+                "profile": h.key.tenant(),
+                "client_id": h.key.client_id(),
+                "business_code": h.business_code,
+                "status": status,
+                "reason": reason,
+                "access_expires_at": unix(h.access_expires_at),
+                "refresh_token_age_s": h.refresh_token_age.map(|d| d.as_secs()),
+                "lapses_at": unix(h.lapses_at),
+                "last_refresh_at": unix(h.last_refresh),
+                "granted_at": unix(h.granted_at),
+                "action": h.action,
+            })
+        })
+        .collect();
+    let mut human = format!("{} grant(s):\n", health.len());
+    for h in &health {
+        let _ = writeln!(
+            human,
+            "  {:<16} {:<14} {:<22} refresh token {:>8} old, lapses {}{}",
+            h.key.tenant(),
+            or_dash(h.business_code.as_deref()),
+            h.status.as_parts().0,
+            h.refresh_token_age
+                .map_or_else(|| "?".to_owned(), |d| age(d.as_secs())),
+            unix(h.lapses_at).map_or_else(|| "-".to_owned(), date),
+            h.action
+                .as_deref()
+                .map_or_else(String::new, |a| format!("\n    -> {a}")),
+        );
+    }
+    emit(ctx.cli.json, &Value::Array(value), human.trim_end());
+    Ok(())
+}
+
+/// An age for people: days and hours, or minutes.
+fn age(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s => format!("{}m", s / 60),
+    }
 }
 
 /// The tour, against the built-in emulator: code flow with ID-token validation, the
@@ -1136,6 +1209,23 @@ fn demo(ctx: &mut Ctx) -> Result<(), CliError> {
         "refreshed: version {} -> {}, new refresh token stored before the new access token was used",
         grant.version, refreshed.version
     );
+
+    if let Some(h) = manager
+        .grants(&GrantQuery::all())?
+        .iter()
+        .find(|h| h.key == tenant)
+    {
+        eprintln!(
+            "grant health (`class-oauth grants`): {}, refresh token {} old, lapses if unused by {}",
+            h.status.as_parts().0,
+            h.refresh_token_age
+                .map_or_else(|| "?".to_owned(), |d| age(d.as_secs())),
+            h.lapses_at.map_or_else(
+                || "-".to_owned(),
+                |t| date(class_oauth_core::time::to_unix(t))
+            )
+        );
+    }
 
     say("5. UserInfo (sub checked against the ID token)");
     let sub = refreshed.id_claims.as_ref().map(|c| c.sub.clone());

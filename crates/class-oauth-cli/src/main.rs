@@ -132,6 +132,14 @@ pub(crate) enum Command {
     Revoke,
     /// The stored profiles (never a secret).
     Profiles,
+    /// Grant health: every stored grant's status and reason, refresh-token age and
+    /// estimated lapse, last refresh, and which customers must connect again.
+    Grants {
+        /// Only grants with this status (active, needs_reauthorization, unverified,
+        /// in_doubt).
+        #[arg(long)]
+        status: Option<String>,
+    },
     /// The whole tour against the built-in Class emulator: no credentials needed.
     Demo,
     /// Run the Class emulator as a standalone server (demo client, user and businesses)

@@ -183,6 +183,39 @@ fn the_whole_command_set() {
     let list = json(&profiles, 0);
     assert_eq!(list[0]["profile"], "default");
 
+    // Grant health: the demo client's grant, active, its refresh token seconds old (it
+    // was just rotated), lapsing in 30 days, refreshed since the login; no secret.
+    let health = rig.run(&["--json", "grants"]);
+    let text = String::from_utf8_lossy(&health.stdout).into_owned();
+    assert!(
+        !text.contains(newer["access_token"].as_str().unwrap()),
+        "grants never shows a secret"
+    );
+    let grants = json(&health, 0);
+    let g = &grants[0];
+    assert_eq!(g["profile"], "default", "{grants}");
+    assert_eq!(g["status"], "active", "{grants}");
+    assert_eq!(g["business_code"], "OAUTH_TEST");
+    let age = g["refresh_token_age_s"].as_u64().expect("an age");
+    assert!(age < 300, "{grants}");
+    let received = g["last_refresh_at"]
+        .as_u64()
+        .expect("refreshed since the login");
+    assert!(received >= g["granted_at"].as_u64().unwrap(), "{grants}");
+    assert_eq!(g["lapses_at"].as_u64(), Some(received + 30 * 24 * 3600));
+    assert!(g["action"].is_null(), "{grants}");
+    assert_eq!(
+        json(
+            &rig.run(&["--json", "grants", "--status", "needs_reauthorization"]),
+            0
+        ),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        rig.run(&["grants", "--status", "dead"]).status.code(),
+        Some(2)
+    );
+
     // A second profile by the password grant (password on stdin).
     let pw = rig.run_stdin(
         &[

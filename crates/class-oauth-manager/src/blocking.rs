@@ -207,6 +207,14 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         block_on(self.inner.write_held(key, held))
     }
 
+    /// See [`crate::TokenManager::grants`].
+    pub fn grants(
+        &self,
+        query: &class_oauth_store::GrantQuery,
+    ) -> Result<Vec<crate::GrantHealth>, StoreError> {
+        block_on(self.inner.grants(query))
+    }
+
     /// See [`crate::TokenManager::forget`].
     pub fn forget(&self, key: &TenantKey) -> Result<bool, StoreError> {
         block_on(self.inner.forget(key))

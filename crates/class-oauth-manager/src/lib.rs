@@ -90,12 +90,15 @@ use dashmap::DashMap;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
+pub use class_oauth_store::GrantQuery;
 pub use class_oauth_store::{GrantStatus, StoreError, StoredGrant, TenantKey, TokenStore};
 pub use error::{ManagerError, TokenEvent};
+pub use health::GrantHealth;
 
 pub mod blocking;
 mod cache;
 mod error;
+mod health;
 pub mod machine;
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 #[cfg_attr(
@@ -169,6 +172,10 @@ pub struct Settings {
     /// What the next refresh does with a grant left in doubt (a refresh sent and never
     /// answered): see [`InDoubtRule`].
     pub in_doubt: InDoubtRule,
+    /// How long a refresh token lives unused (default 30 days, Class's documented
+    /// lifetime; whether it slides with each refresh is not documented). Grant health
+    /// ([`GrantHealth::lapses_at`]) estimates each grant's lapse from it.
+    pub refresh_token_idle_limit: Duration,
 }
 
 impl Default for Settings {
@@ -182,6 +189,7 @@ impl Default for Settings {
             persist_retries: 6,
             persist_backoff: Duration::from_millis(50),
             in_doubt: InDoubtRule::default(),
+            refresh_token_idle_limit: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -669,6 +677,22 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         }
         self.inner.cache.remove(key);
         finished.error.map_or(Ok(()), Err)
+    }
+
+    /// The health of the grants `query` names (a page of the store's listing): status,
+    /// refresh-token age and estimated lapse, last refresh, and what to do about it.
+    /// Page through a large store with [`GrantQuery::after`] and the last key returned.
+    pub async fn grants(&self, query: &GrantQuery) -> Result<Vec<GrantHealth>, StoreError> {
+        let rows = self.inner.store.list(query).await?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "ages are measured against the wall clock"
+        )]
+        let now = SystemTime::now();
+        Ok(rows
+            .iter()
+            .map(|r| GrantHealth::new(r, &self.inner.settings, now))
+            .collect())
     }
 
     /// Deletes the grant (after a logout, or before a new authorization).

@@ -374,6 +374,106 @@ pub struct GrantSummary {
     pub version: u64,
     /// Last write (Unix seconds).
     pub updated_at: u64,
+    /// When the stored tokens were received (Unix seconds): at the login or the last
+    /// refresh. The refresh token's age counts from here. `None` for a row written before
+    /// the store kept it, until its next refresh.
+    pub tokens_received_at: Option<u64>,
+    /// When the grant was made: its last login (Unix seconds; `None` as above).
+    pub granted_at: Option<u64>,
+    /// The last refresh (Unix seconds; `None` when not refreshed since the login).
+    pub refreshed_at: Option<u64>,
+}
+
+impl GrantSummary {
+    /// A summary of `key` with `status` at `version`, nothing else known (for stores
+    /// written outside this crate, and tests; set the other fields after).
+    #[must_use]
+    pub fn new(key: TenantKey, status: GrantStatus, version: u64) -> Self {
+        Self {
+            key,
+            business_code: None,
+            scope: String::new(),
+            expires_at: None,
+            status,
+            version,
+            updated_at: 0,
+            tokens_received_at: None,
+            granted_at: None,
+            refreshed_at: None,
+        }
+    }
+}
+
+/// Which grants [`TokenStore::list`] returns: a page in row-key order, after a cursor,
+/// optionally of one status only.
+///
+/// ```
+/// use class_oauth_store::{GrantQuery, GrantStatus};
+/// // The first 100 grants whose customer must connect again:
+/// let first = GrantQuery::page(100).with_status(&GrantStatus::NeedsReauthorization { reason: String::new() });
+/// // ... and the next page, after the last key of this one:
+/// # let last_key = class_oauth_store::TenantKey::new(&class_oauth_core::ClientId::new("app"), "B");
+/// let next = first.clone().after(&last_key);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GrantQuery {
+    /// Only grants whose row key ([`TenantKey::storage_key`]) sorts after this one.
+    pub after: Option<String>,
+    /// At most this many grants (`None`: all).
+    pub limit: Option<u32>,
+    /// Only grants with this status name ([`GrantStatus::as_parts`]).
+    pub status: Option<String>,
+}
+
+impl GrantQuery {
+    /// Every grant.
+    #[must_use]
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// At most `limit` grants.
+    #[must_use]
+    pub fn page(limit: u32) -> Self {
+        Self {
+            limit: Some(limit),
+            ..Self::default()
+        }
+    }
+
+    /// Only grants with `status` (its reason is not compared).
+    #[must_use]
+    pub fn with_status(mut self, status: &GrantStatus) -> Self {
+        self.status = Some(status.as_parts().0.to_owned());
+        self
+    }
+
+    /// Only grants after `key` (the last key of the previous page).
+    #[must_use]
+    pub fn after(mut self, key: &TenantKey) -> Self {
+        self.after = Some(key.storage_key());
+        self
+    }
+
+    /// Whether `summary` is in the query, ignoring its limit (for stores that filter in
+    /// memory).
+    #[must_use]
+    pub fn matches(&self, summary: &GrantSummary) -> bool {
+        self.after
+            .as_deref()
+            .is_none_or(|a| summary.key.storage_key().as_str() > a)
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|s| summary.status.as_parts().0 == s)
+    }
+
+    /// The page size as SQL's `LIMIT` takes it.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn sql_limit(&self) -> i64 {
+        self.limit.map_or(i64::MAX, i64::from)
+    }
 }
 
 /// Storage errors. `Clone` so one refresh outcome can be shared by every waiting caller.
@@ -568,7 +668,9 @@ impl<'a> GrantUpdate<'a> {
 ///     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
 ///         self.0.delete(key).await
 ///     }
-///     async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> { self.0.list().await }
+///     async fn list(&self, q: &GrantQuery) -> Result<Vec<GrantSummary>, StoreError> {
+///         self.0.list(q).await // SELECT ... WHERE key > $1 ORDER BY key LIMIT $2
+///     }
 ///     async fn acquire_lease(&self, key: &TenantKey, lease: &Lease)
 ///         -> Result<LeaseOutcome, StoreError> {
 ///         self.0.acquire_lease(key, lease).await
@@ -613,8 +715,8 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Deletes a grant; true when one existed.
     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError>;
 
-    /// Lists grants (no secrets).
-    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError>;
+    /// Lists grants (no secrets): the page `query` names, in row-key order.
+    async fn list(&self, query: &GrantQuery) -> Result<Vec<GrantSummary>, StoreError>;
 
     /// Takes the refresh lease of `key` when it is free or expired (and writes its
     /// [`Lease::mark`] in the same statement when the row has the version it names), and

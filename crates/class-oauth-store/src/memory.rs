@@ -11,13 +11,17 @@ use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::token::TokenSet;
 
 use crate::{
-    GrantStatus, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError, StoredGrant,
-    TenantKey, TokenStore, unix_now,
+    GrantQuery, GrantStatus, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError,
+    StoredGrant, TenantKey, TokenStore, unix_now,
 };
 
 struct Entry {
     grant: StoredGrant,
     updated_at: u64,
+    /// The last login (Unix seconds).
+    granted_at: u64,
+    /// The last refresh (Unix seconds).
+    refreshed_at: Option<u64>,
     lease: Option<(String, Instant)>,
 }
 
@@ -99,6 +103,8 @@ impl TokenStore for MemoryStore {
         inner.grants.insert(
             key.clone(),
             Entry {
+                granted_at: class_oauth_core::time::to_unix(grant.tokens.received_at),
+                refreshed_at: None,
                 grant,
                 updated_at: unix_now(),
                 lease: None,
@@ -121,6 +127,7 @@ impl TokenStore for MemoryStore {
         if let Some((tokens, id_claims)) = update.tokens {
             entry.grant.tokens = tokens.clone();
             entry.grant.id_claims = id_claims.cloned();
+            entry.refreshed_at = Some(class_oauth_core::time::to_unix(tokens.received_at));
         }
         entry.grant.status = update.status.clone();
         entry.grant.version += 1;
@@ -137,7 +144,7 @@ impl TokenStore for MemoryStore {
         Ok(self.inner().grants.remove(key).is_some())
     }
 
-    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+    async fn list(&self, query: &GrantQuery) -> Result<Vec<GrantSummary>, StoreError> {
         let mut v: Vec<GrantSummary> = self
             .inner()
             .grants
@@ -158,9 +165,16 @@ impl TokenStore for MemoryStore {
                 status: e.grant.status.clone(),
                 version: e.grant.version,
                 updated_at: e.updated_at,
+                tokens_received_at: Some(class_oauth_core::time::to_unix(
+                    e.grant.tokens.received_at,
+                )),
+                granted_at: Some(e.granted_at),
+                refreshed_at: e.refreshed_at,
             })
+            .filter(|s| query.matches(s))
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
+        v.truncate(query.limit.map_or(usize::MAX, |l| l as usize));
         Ok(v)
     }
 

@@ -36,13 +36,17 @@ use crate::row::{
     encode_pending, pending_lookup, summary, update_sql,
 };
 use crate::{
-    Encryption, GrantSummary, GrantUpdate, Lease, LeaseOutcome, OwnedUpdate, StoreError,
-    StoredGrant, TenantKey, TokenStore, unix_now,
+    Encryption, GrantQuery, GrantSummary, GrantUpdate, Lease, LeaseOutcome, OwnedUpdate,
+    StoreError, StoredGrant, TenantKey, TokenStore, unix_now,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_lease.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_grant_health.sql"),
+    ),
 ];
 const MIGRATION_LOCK: i64 = 0x636c_6173_735f_6f61; // "class_oa"
 
@@ -267,6 +271,7 @@ impl PostgresStore {
                             &row.sealed,
                             &now,
                             &(e as i64),
+                            &row.received_at,
                         ],
                     )
                     .await
@@ -292,6 +297,7 @@ impl PostgresStore {
                             &row.key_id,
                             &row.sealed,
                             &now,
+                            &row.received_at,
                         ],
                     )
                     .await
@@ -310,7 +316,7 @@ impl PostgresStore {
         let n = match &update.tokens {
             Some((tokens, claims)) => {
                 let row = encode_grant(&self.0.enc, key, tokens, claims.as_ref())?;
-                let params: [&(dyn ToSql + Sync); 11] = [
+                let params: [&(dyn ToSql + Sync); 12] = [
                     &status,
                     &reason,
                     &now,
@@ -322,6 +328,7 @@ impl PostgresStore {
                     &row.sealed,
                     &row.storage_key,
                     &expected,
+                    &row.received_at,
                 ];
                 c.execute(&prepared(&c, &sql).await?, &params).await
             }
@@ -465,10 +472,18 @@ impl TokenStore for PostgresStore {
         .await
     }
 
-    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+    async fn list(&self, query: &GrantQuery) -> Result<Vec<GrantSummary>, StoreError> {
+        let query = query.clone();
         let s = self.clone();
         self.run(async move {
-            let rows = s.client().await?.query(LIST_SQL, &[]).await.map_err(pg)?;
+            let c = s.client().await?;
+            let rows = c
+                .query(
+                    &prepared(&c, LIST_SQL).await?,
+                    &[&query.after, &query.status, &query.sql_limit()],
+                )
+                .await
+                .map_err(pg)?;
             Ok(rows
                 .iter()
                 .map(|r| {
@@ -484,6 +499,9 @@ impl TokenStore for PostgresStore {
                         r.get(8),
                         r.get(9),
                         r.get(10),
+                        r.get(11),
+                        r.get(12),
+                        r.get(13),
                     )
                 })
                 .collect())

@@ -22,6 +22,8 @@ pub(crate) struct GrantRow {
     pub(crate) expires_at: Option<i64>,
     pub(crate) key_id: String,
     pub(crate) sealed: String,
+    /// When the tokens were received (Unix seconds): the refresh token's age starts here.
+    pub(crate) received_at: i64,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -53,6 +55,7 @@ pub(crate) fn encode_grant(
             .map(|t| to_i64(class_oauth_core::time::to_unix(t))),
         key_id,
         sealed,
+        received_at: to_i64(class_oauth_core::time::to_unix(tokens.received_at)),
     })
 }
 
@@ -117,12 +120,13 @@ pub(crate) const GRANT_COLUMNS: &str = "sealed, status, status_reason, version";
 /// placeholders; SQLite reads them as `?n`). Parameters: 1 status, 2 status_reason,
 /// 3 updated_at, 4 the releasing owner (or NULL), then with tokens 5 business_code,
 /// 6 scope, 7 expires_at, 8 key_id, 9 sealed; then the storage key and the expected
-/// version. Every SET expression reads the row as it was, so the lease is released only
+/// version, and with tokens 12 tokens_received_at. Every SET expression reads the row as it was, so the lease is released only
 /// when `lease_owner` was the releasing owner.
 pub(crate) fn update_sql(update: &GrantUpdate<'_>) -> String {
     let (tokens, key, version) = if update.tokens.is_some() {
         (
-            ", business_code = $5, scope = $6, expires_at = $7, key_id = $8, sealed = $9",
+            ", business_code = $5, scope = $6, expires_at = $7, key_id = $8, sealed = $9, \
+             tokens_received_at = $12, refreshed_at = $12",
             10,
             11,
         )
@@ -140,22 +144,28 @@ pub(crate) fn update_sql(update: &GrantUpdate<'_>) -> String {
 /// The upsert of a login ([`crate::TokenStore::save`] without an expected version):
 /// status active, any lease cleared. Parameters: 1 storage_key, 2 client_id, 3 tenant,
 /// 4 subject, 5 scope_key, 6 business_code, 7 scope, 8 expires_at, 9 key_id, 10 sealed,
-/// 11 updated_at.
-pub(crate) const UPSERT_SQL: &str = "INSERT INTO class_oauth_grants (storage_key, client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, key_id, sealed, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', '', 1, $9, $10, $11) \
+/// 11 updated_at, 12 tokens_received_at (also the grant's `granted_at`).
+pub(crate) const UPSERT_SQL: &str = "INSERT INTO class_oauth_grants (storage_key, client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, key_id, sealed, updated_at, tokens_received_at, granted_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', '', 1, $9, $10, $11, $12, $12) \
      ON CONFLICT (storage_key) DO UPDATE SET business_code = excluded.business_code, scope = excluded.scope, expires_at = excluded.expires_at, \
      status = 'active', status_reason = '', version = class_oauth_grants.version + 1, key_id = excluded.key_id, sealed = excluded.sealed, updated_at = excluded.updated_at, \
-     lease_owner = NULL, lease_until = NULL \
+     tokens_received_at = excluded.tokens_received_at, granted_at = excluded.granted_at, refreshed_at = NULL, lease_owner = NULL, lease_until = NULL \
      RETURNING version";
 
 /// The conditional replace of a login with an expected version. Parameters: 1 storage_key,
-/// 2 business_code, 3 scope, 4 expires_at, 5 key_id, 6 sealed, 7 updated_at, 8 version.
+/// 2 business_code, 3 scope, 4 expires_at, 5 key_id, 6 sealed, 7 updated_at, 8 version,
+/// 9 tokens_received_at (also the grant's `granted_at`).
 pub(crate) const REPLACE_SQL: &str = "UPDATE class_oauth_grants SET business_code = $2, scope = $3, expires_at = $4, status = 'active', status_reason = '', \
-     version = version + 1, key_id = $5, sealed = $6, updated_at = $7, lease_owner = NULL, lease_until = NULL WHERE storage_key = $1 AND version = $8";
+     version = version + 1, key_id = $5, sealed = $6, updated_at = $7, tokens_received_at = $9, granted_at = $9, refreshed_at = NULL, lease_owner = NULL, lease_until = NULL \
+     WHERE storage_key = $1 AND version = $8";
 
-/// The listing. Columns: client_id, tenant, subject, scope_key, business_code, scope,
-/// expires_at, status, status_reason, version, updated_at.
-pub(crate) const LIST_SQL: &str = "SELECT client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, updated_at FROM class_oauth_grants ORDER BY storage_key";
+/// The listing, a page of it ([`crate::GrantQuery`]). Parameters: 1 the cursor (the last
+/// row key of the previous page, or NULL), 2 a status name (or NULL), 3 the page size.
+/// Columns: client_id, tenant, subject, scope_key, business_code, scope, expires_at,
+/// status, status_reason, version, updated_at, tokens_received_at, granted_at,
+/// refreshed_at.
+pub(crate) const LIST_SQL: &str = "SELECT client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, updated_at, tokens_received_at, granted_at, refreshed_at \
+     FROM class_oauth_grants WHERE (CAST($1 AS TEXT) IS NULL OR storage_key > CAST($1 AS TEXT)) AND (CAST($2 AS TEXT) IS NULL OR status = CAST($2 AS TEXT)) ORDER BY storage_key LIMIT $3";
 
 /// A SQLite statement from the shared `$n` text.
 #[cfg(feature = "sqlite")]
@@ -177,6 +187,9 @@ pub(crate) fn summary(
     reason: &str,
     version: i64,
     updated_at: i64,
+    tokens_received_at: Option<i64>,
+    granted_at: Option<i64>,
+    refreshed_at: Option<i64>,
 ) -> crate::GrantSummary {
     crate::GrantSummary {
         key: TenantKey::from_parts(client_id, tenant, subject, scope_key),
@@ -186,5 +199,8 @@ pub(crate) fn summary(
         status: GrantStatus::from_parts(status, reason),
         version: version.max(0) as u64,
         updated_at: updated_at.max(0) as u64,
+        tokens_received_at: tokens_received_at.map(|v| v.max(0) as u64),
+        granted_at: granted_at.map(|v| v.max(0) as u64),
+        refreshed_at: refreshed_at.map(|v| v.max(0) as u64),
     }
 }

@@ -21,8 +21,8 @@ use crate::row::{
     encode_pending, pending_lookup, sqlite, summary, update_sql,
 };
 use crate::{
-    Encryption, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError, StoredGrant, TenantKey,
-    TokenStore, unix_now,
+    Encryption, GrantQuery, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError,
+    StoredGrant, TenantKey, TokenStore, unix_now,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -31,6 +31,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../migrations/sqlite/0003_lease_holder.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_grant_health.sql"),
     ),
 ];
 
@@ -275,7 +279,8 @@ impl TokenStore for SqliteStore {
                                 row.key_id,
                                 row.sealed,
                                 now,
-                                e as i64
+                                e as i64,
+                                row.received_at
                             ],
                         )
                         .map_err(backend)?;
@@ -298,7 +303,8 @@ impl TokenStore for SqliteStore {
                             row.expires_at,
                             row.key_id,
                             row.sealed,
-                            now
+                            now,
+                            row.received_at
                         ],
                         |r| r.get::<_, i64>(0),
                     )
@@ -334,7 +340,8 @@ impl TokenStore for SqliteStore {
                             row.key_id,
                             row.sealed,
                             row.storage_key,
-                            expected
+                            expected,
+                            row.received_at
                         ],
                     )
                 }
@@ -377,12 +384,13 @@ impl TokenStore for SqliteStore {
         .await
     }
 
-    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
+    async fn list(&self, query: &GrantQuery) -> Result<Vec<GrantSummary>, StoreError> {
+        let query = query.clone();
         self.call(move |s| {
             let c = s.conn()?;
-            let mut stmt = c.prepare(LIST_SQL).map_err(backend)?;
+            let mut stmt = c.prepare_cached(&sqlite(LIST_SQL)).map_err(backend)?;
             let rows = stmt
-                .query_map([], |r| {
+                .query_map(params![query.after, query.status, query.sql_limit()], |r| {
                     Ok(summary(
                         r.get(0)?,
                         r.get(1)?,
@@ -395,6 +403,9 @@ impl TokenStore for SqliteStore {
                         &r.get::<_, String>(8)?,
                         r.get(9)?,
                         r.get(10)?,
+                        r.get(11)?,
+                        r.get(12)?,
+                        r.get(13)?,
                     ))
                 })
                 .map_err(backend)?;
@@ -606,7 +617,11 @@ mod permissions {
         std::fs::write(side("-shm"), b"").unwrap();
         chmod(&side("-shm"), 0o400);
         let store = SqliteStore::open(&db, Encryption::DangerPlaintext).unwrap();
-        assert!(pollster::block_on(store.list()).unwrap().is_empty());
+        assert!(
+            pollster::block_on(store.list(&GrantQuery::all()))
+                .unwrap()
+                .is_empty()
+        );
         for s in ["-wal", "-shm"] {
             if side(s).exists() {
                 assert_eq!(mode(&side(s)), 0o600, "{s}");

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use class_oauth_core::ClientId;
 use class_oauth_store::{
-    Encryption, EncryptionKey, GrantStatus, GrantUpdate, KeyRing, Lease, LeaseOutcome, MemoryStore,
-    PostgresStore, SqliteStore, StoreError, TenantKey, TokenStore,
+    Encryption, EncryptionKey, GrantQuery, GrantStatus, GrantUpdate, KeyRing, Lease, LeaseOutcome,
+    MemoryStore, PostgresStore, SqliteStore, StoreError, TenantKey, TokenStore,
 };
 use class_oauth_test::onetime::token_set;
 use pollster::block_on;
@@ -158,7 +158,7 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
     let (sealed_a, kid) = raw.sealed(&a);
     assert_eq!(kid, "k1");
     assert!(!sealed_a.contains("SECRET"), "{sealed_a}");
-    let listing = format!("{:?}", block_on(store.list()).unwrap());
+    let listing = format!("{:?}", block_on(store.list(&GrantQuery::all())).unwrap());
     assert!(
         listing.contains("OAUTH_TEST") && !listing.contains("SECRET"),
         "{listing}"
@@ -236,11 +236,28 @@ fn behaves(open: &dyn Fn(Encryption) -> Box<dyn TokenStore>, raw: &dyn Raw, run:
         vb + 1
     );
     assert!(
-        block_on(store.list())
+        block_on(store.list(&GrantQuery::all()))
             .unwrap()
             .iter()
             .any(|s| s.key == b && s.status == dead)
     );
+    // Grant health: a page after a cursor, a status filter, the tokens' and the login's
+    // times.
+    let page = block_on(store.list(&GrantQuery::page(1).after(&a))).unwrap();
+    assert_eq!(page.len(), 1, "{page:?}");
+    assert_eq!(page[0].key, b, "the row after `a` is `b`");
+    let now_unix = class_oauth_core::time::to_unix(now);
+    assert_eq!(page[0].tokens_received_at, Some(now_unix));
+    assert_eq!(page[0].granted_at, Some(now_unix));
+    assert_eq!(page[0].refreshed_at, None, "not refreshed since its login");
+    let dead_ones = block_on(store.list(&GrantQuery::all().with_status(&dead))).unwrap();
+    assert!(dead_ones.iter().any(|s| s.key == b));
+    assert!(
+        dead_ones
+            .iter()
+            .all(|s| s.status.as_parts().0 == "needs_reauthorization")
+    );
+    assert!(!dead_ones.iter().any(|s| s.key == a), "`a` is active");
 
     // A plaintext row is refused by a store opened with a key.
     let c = key(&format!("{run}-plain"));
@@ -373,6 +390,18 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
     ))
     .unwrap();
     assert_eq!(v3, version + 1);
+    // A refresh moves the tokens' time and the last refresh, not the login's.
+    let row = block_on(store.list(&GrantQuery::all()))
+        .unwrap()
+        .into_iter()
+        .find(|s| s.key == *a)
+        .unwrap();
+    let t3_at = class_oauth_core::time::to_unix(t3.received_at);
+    assert_eq!(
+        (row.tokens_received_at, row.refreshed_at),
+        (Some(t3_at), Some(t3_at))
+    );
+    assert!(row.granted_at.is_some_and(|g| g <= t3_at), "{row:?}");
     assert_eq!(
         block_on(store.load(a))
             .unwrap()

@@ -28,7 +28,7 @@ use class_oauth_core::{ClientId, ClientSecret, Environment, RedirectUrl};
 use class_oauth_manager::middleware::ClassAuth;
 use class_oauth_manager::{ManagerError, TenantKey, TokenManager};
 use class_oauth_reqwest::{AuthorizeOptions, Callback, ClassClient, ReqwestTransport};
-use class_oauth_store::{Encryption, SqliteStore, TokenStore};
+use class_oauth_store::{Encryption, GrantQuery, SqliteStore, TokenStore};
 use reqwest_middleware::ClientWithMiddleware;
 
 /// The cookie that binds a consent redirect to the browser that started it.
@@ -153,7 +153,7 @@ async fn home(State(app): State<App>) -> Result<Html<String>, Failure> {
         .0
         .manager
         .store()
-        .list()
+        .list(&GrantQuery::all())
         .await
         .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     let mut body = String::from("<h2>Connected businesses</h2><ul>");

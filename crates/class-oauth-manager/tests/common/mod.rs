@@ -20,7 +20,7 @@ use class_oauth_manager::{
     ManagerError, Settings, SharedGrant, StoredGrant, TenantKey, TokenEvent,
 };
 use class_oauth_store::{
-    Encryption, EncryptionKey, GrantSummary, GrantUpdate, KeyRing, Lease, LeaseOutcome,
+    Encryption, EncryptionKey, GrantQuery, GrantSummary, GrantUpdate, KeyRing, Lease, LeaseOutcome,
     MemoryStore, PostgresStore, SqliteStore, StoreError, TokenStore,
 };
 use class_oauth_testkit::{ClassEmulator, EmulatorConfig};
@@ -137,8 +137,8 @@ impl<S: TokenStore + ?Sized> TokenStore for Faulty<S> {
     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
         self.inner.delete(key).await
     }
-    async fn list(&self) -> Result<Vec<GrantSummary>, StoreError> {
-        self.inner.list().await
+    async fn list(&self, q: &GrantQuery) -> Result<Vec<GrantSummary>, StoreError> {
+        self.inner.list(q).await
     }
     async fn acquire_lease(
         &self,
