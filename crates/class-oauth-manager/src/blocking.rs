@@ -215,6 +215,14 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         block_on(self.inner.grants(query))
     }
 
+    /// See [`crate::TokenManager::start_keeper`] (a thread of its own here).
+    pub fn start_keeper(
+        &self,
+        settings: crate::KeeperSettings,
+    ) -> Result<crate::KeeperHandle, ManagerError> {
+        self.inner.start_keeper(settings)
+    }
+
     /// See [`crate::TokenManager::forget`].
     pub fn forget(&self, key: &TenantKey) -> Result<bool, StoreError> {
         block_on(self.inner.forget(key))

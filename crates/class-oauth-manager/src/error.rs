@@ -208,6 +208,16 @@ pub enum TokenEvent {
         /// The tenant.
         key: TenantKey,
     },
+    /// The keeper's warning: the grant's refresh token lapses soon and refreshing cannot
+    /// extend it (an absolute lifetime), so the customer must connect again before then.
+    LapseAhead {
+        /// The tenant.
+        key: TenantKey,
+        /// When it lapses (Unix seconds).
+        lapses_at: u64,
+        /// The lead time this warning was given at (one event per configured lead).
+        lead: Duration,
+    },
 }
 
 /// One line for people: what happened to which tenant (never a token).
@@ -279,6 +289,12 @@ impl std::fmt::Display for TokenEvent {
                 "{}: a newer sign-in replaced the grant during a refresh",
                 key.tenant()
             ),
+            Self::LapseAhead { key, lead, .. } => write!(
+                f,
+                "{}: the grant lapses in about {} h and cannot be extended: ask the customer to connect again",
+                key.tenant(),
+                lead.as_secs() / 3600
+            ),
         }
     }
 }
@@ -334,6 +350,16 @@ impl TokenEvent {
                 tracing::info!(tenant = %key, "a login replaced the grant during a refresh");
             }
             Self::Stored { key, version } => tracing::info!(tenant = %key, version, "grant stored"),
+            Self::LapseAhead {
+                key,
+                lapses_at,
+                lead,
+            } => tracing::warn!(
+                tenant = %key,
+                lapses_at,
+                lead_s = lead.as_secs(),
+                "the grant lapses soon and cannot be extended"
+            ),
         }
     }
 }

@@ -94,11 +94,13 @@ pub use class_oauth_store::GrantQuery;
 pub use class_oauth_store::{GrantStatus, StoreError, StoredGrant, TenantKey, TokenStore};
 pub use error::{ManagerError, TokenEvent};
 pub use health::GrantHealth;
+pub use keeper::{KeeperHandle, KeeperSettings};
 
 pub mod blocking;
 mod cache;
 mod error;
 mod health;
+pub mod keeper;
 pub mod machine;
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 #[cfg_attr(
@@ -693,6 +695,49 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
             .iter()
             .map(|r| GrantHealth::new(r, &self.inner.settings, now))
             .collect())
+    }
+
+    /// Starts the keeper ([`keeper`]): it sweeps the store and refreshes each grant
+    /// before its refresh token's idle limit, or announces lapses it cannot prevent.
+    /// It runs until the returned handle is dropped or [`KeeperHandle::stop`]ped (a
+    /// tokio task here; a thread on the blocking face). Every instance may run one.
+    pub fn start_keeper(&self, settings: KeeperSettings) -> Result<KeeperHandle, ManagerError> {
+        let handle = KeeperHandle::new();
+        let stop = handle.flag();
+        let manager = self.clone();
+        let mut keeper = keeper::Keeper::new(&self.inner.settings, settings);
+        let task = async move {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the keeper's driver reads the clock; the keeper does not"
+            )]
+            let now = SystemTime::now;
+            while !stop.load(Ordering::Relaxed) {
+                match keeper.poll(now()) {
+                    keeper::KeeperAction::List(query) => {
+                        let page = manager.inner.store.list(&query).await;
+                        keeper.handle_page(now(), page);
+                    }
+                    keeper::KeeperAction::Refresh { key, version } => {
+                        // Its outcome is reported by the refresh's own events.
+                        let _ = manager.force_refresh(&key, version).await;
+                        keeper.handle_refreshed(now());
+                    }
+                    keeper::KeeperAction::Announce(e) => manager.inner.emit(&e),
+                    // In steps of at most a second, so a stop is seen soon.
+                    keeper::KeeperAction::Wait(d) => {
+                        manager
+                            .inner
+                            .client
+                            .http()
+                            .sleep(d.min(Duration::from_secs(1)))
+                            .await;
+                    }
+                }
+            }
+        };
+        self.inner.exec.spawn(task.boxed())?;
+        Ok(handle)
     }
 
     /// Deletes the grant (after a logout, or before a new authorization).

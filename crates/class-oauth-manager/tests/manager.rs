@@ -412,3 +412,83 @@ fn tokens_the_store_refused_survive_the_process_in_a_recovery_file() {
         assert_eq!(counts.reuse_detected, 0, "no refresh token presented twice");
     });
 }
+
+/// The keeper refreshes a grant whose refresh token is past its share of the idle limit
+/// (20 days old of 30) without any caller, on both faces, once; a fresh grant is left
+/// alone; and a dropped handle stops it.
+#[test]
+fn the_keeper_refreshes_idle_grants_and_stops_when_dropped() {
+    bounded("keeper", Duration::from_secs(60), || {
+        let s = server(Duration::ZERO);
+        let old = SystemTime::now() - Duration::from_secs(20 * 24 * 3600);
+        let mut fast = class_oauth_manager::KeeperSettings::default();
+        fast.max_refreshes_per_second = 100.0;
+        let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+            let until = Instant::now() + Duration::from_secs(20);
+            while !f() {
+                assert!(Instant::now() < until, "{what}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        // Blocking face: a thread of its own.
+        let m = BlockingManager::new(s.blocking_client(), MemoryStore::new());
+        let (idle, fresh) = (key(), key());
+        block_on(m.store().save(
+            &idle,
+            &token_set("at-1", &s.ots.issue(), 899, old),
+            None,
+            None,
+        ))
+        .unwrap();
+        block_on(m.store().save(
+            &fresh,
+            &token_set("at-2", &s.ots.issue(), 899, SystemTime::now()),
+            None,
+            None,
+        ))
+        .unwrap();
+        let keeper = m.start_keeper(fast.clone()).unwrap();
+        wait_for("the idle grant is refreshed", &|| {
+            s.ots.counts().refreshes == 1
+        });
+        let health = m.grants(&class_oauth_manager::GrantQuery::all()).unwrap();
+        let idle_health = health.iter().find(|h| h.key == idle).unwrap();
+        assert!(
+            idle_health.refresh_token_age.unwrap() < Duration::from_secs(600),
+            "{idle_health:?}"
+        );
+        drop(keeper);
+        std::thread::sleep(Duration::from_millis(1500));
+        // Stopped: a grant gone idle now is not touched.
+        let later = key();
+        block_on(m.store().save(
+            &later,
+            &token_set("at-3", &s.ots.issue(), 899, old),
+            None,
+            None,
+        ))
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            s.ots.counts().refreshes,
+            1,
+            "the fresh grant and a stopped keeper"
+        );
+        // Async face: a tokio task.
+        s.rt.block_on(async {
+            let m = TokenManager::new(s.async_client(), MemoryStore::new());
+            let k = key();
+            m.store()
+                .save(&k, &token_set("at-4", &s.ots.issue(), 899, old), None, None)
+                .await
+                .unwrap();
+            let _keeper = m.start_keeper(fast).unwrap();
+            let until = Instant::now() + Duration::from_secs(20);
+            while s.ots.counts().refreshes < 2 {
+                assert!(Instant::now() < until, "the async keeper refreshed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert_eq!(s.ots.counts().invalid_grants, 0);
+    });
+}

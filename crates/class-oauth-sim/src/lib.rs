@@ -37,10 +37,11 @@ use class_oauth_core::flow::{TransportError, TransportErrorKind};
 use class_oauth_core::scope::Scopes;
 use class_oauth_core::session::ClientConfig;
 use class_oauth_core::{ClientId, ClientSecret, Endpoints, Environment, Password, Username};
+use class_oauth_manager::keeper::{Keeper, KeeperAction};
 use class_oauth_manager::machine::{
     Action, Finished, Mutation, RefreshMachine, StoreAnswer, StoreOp,
 };
-use class_oauth_manager::{InDoubtRule, ManagerError, ServeUntil, Settings};
+use class_oauth_manager::{InDoubtRule, KeeperSettings, ManagerError, ServeUntil, Settings};
 use class_oauth_store::{
     GrantStatus, HeldWrite, Lease, LeaseOutcome, MemoryStore, StoreError, StoredGrant, TenantKey,
     TokenStore,
@@ -122,6 +123,9 @@ pub struct Config {
     pub short_lease: bool,
     /// Keep a trace of the last events (for a failing seed).
     pub trace: bool,
+    /// Every instance runs the keeper ([`class_oauth_manager::keeper`]) with its default
+    /// settings: idle grants are refreshed before their refresh token lapses.
+    pub keeper: bool,
 }
 
 impl Config {
@@ -138,6 +142,7 @@ impl Config {
             mutation: Mutation::None,
             short_lease: false,
             trace: false,
+            keeper: false,
         }
     }
 }
@@ -218,6 +223,8 @@ pub struct Report {
     pub store_ops: u64,
     /// Events processed.
     pub events: u64,
+    /// Refresh procedures the keepers started (forced, no caller).
+    pub keeper_refreshes: u64,
     /// Invariant violations (the run stops at the first).
     pub violation: Option<Violation>,
     /// The last events before the violation (with `Config::trace`).
@@ -243,6 +250,7 @@ impl Report {
         self.reuses += o.reuses;
         self.store_ops += o.store_ops;
         self.events += o.events;
+        self.keeper_refreshes += o.keeper_refreshes;
     }
 
     /// Grants lost to causes the library controls (everything but customers and lapse).
@@ -487,6 +495,9 @@ struct Instance {
     held: HashMap<usize, HeldWrite>,
     cache: HashMap<usize, CacheEntry>,
     counter: u64,
+    /// This process's keeper (with `Config::keeper`), and the run it waits for.
+    keeper: Option<Keeper>,
+    keeper_run: Option<u64>,
 }
 
 struct Run {
@@ -503,6 +514,8 @@ struct Run {
     unwritten: Option<String>,
     /// The refresh token this run presented while the row was in doubt.
     store_ops: u64,
+    /// Started by the instance's keeper.
+    keeper: bool,
 }
 
 struct Caller {
@@ -557,6 +570,10 @@ enum Ev {
         tenant: usize,
     },
     RotateKey,
+    Keep {
+        inst: usize,
+        epoch: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -670,6 +687,8 @@ impl Sim {
                 held: HashMap::new(),
                 cache: HashMap::new(),
                 counter: 0,
+                keeper: None,
+                keeper_run: None,
             })
             .collect();
         let profiles = (0..cfg.tenants)
@@ -735,6 +754,9 @@ impl Sim {
         }
         let d = sim.exp(30 * DAY);
         sim.at(d, Ev::RotateKey);
+        for i in 0..sim.cfg.instances {
+            sim.start_keeper(i);
+        }
         sim
     }
 
@@ -851,6 +873,7 @@ impl Sim {
             Ev::Restart { inst } => {
                 self.instances[inst].up = true;
                 self.note(|| format!("i{inst} restarts"));
+                self.start_keeper(inst);
             }
             Ev::Revoke { tenant } => {
                 if let Some(f) = self.tenant_family[tenant] {
@@ -866,6 +889,11 @@ impl Sim {
             Ev::Relogin { tenant } => {
                 self.relogin_due[tenant] = false;
                 self.login(tenant);
+            }
+            Ev::Keep { inst, epoch } => {
+                if self.instances[inst].up && self.instances[inst].epoch == epoch {
+                    self.keep(inst);
+                }
             }
             Ev::RotateKey => {
                 self.server.rotate_key();
@@ -1012,6 +1040,19 @@ impl Sim {
     }
 
     fn start_run(&mut self, inst: usize, tenant: usize, caller: u64) {
+        self.start_procedure(inst, tenant, vec![caller], None, false);
+    }
+
+    /// Starts a refresh procedure on `inst` for `tenant`: for callers, or forced at
+    /// `force` by the keeper.
+    fn start_procedure(
+        &mut self,
+        inst: usize,
+        tenant: usize,
+        waiters: Vec<u64>,
+        force: Option<u64>,
+        keeper: bool,
+    ) -> u64 {
         let run = self.id();
         let i = &mut self.instances[inst];
         i.counter += 1;
@@ -1023,7 +1064,7 @@ impl Sim {
         let machine = RefreshMachine::new(
             self.keys[tenant].clone(),
             lease,
-            None,
+            force,
             self.settings.clone(),
             i.config.clone(),
             held,
@@ -1038,15 +1079,88 @@ impl Sim {
                 epoch,
                 tenant,
                 machine,
-                waiters: vec![caller],
+                waiters,
                 awaiting: None,
                 lease_until: None,
                 unwritten: None,
                 store_ops: 0,
+                keeper,
             },
         );
         self.note(|| format!("i{inst} t{tenant}: refresh procedure r{run} starts"));
         self.advance(run);
+        run
+    }
+
+    // --- the keeper -----------------------------------------------------------------
+
+    fn start_keeper(&mut self, inst: usize) {
+        if !self.cfg.keeper {
+            return;
+        }
+        let i = &mut self.instances[inst];
+        i.keeper = Some(Keeper::new(&self.settings, KeeperSettings::default()));
+        i.keeper_run = None;
+        let epoch = i.epoch;
+        // Instances start their keepers at different moments.
+        let d = self.rng.random_range(0..HOUR);
+        self.at(d, Ev::Keep { inst, epoch });
+    }
+
+    /// Runs `inst`'s keeper until it waits or starts a refresh.
+    fn keep(&mut self, inst: usize) {
+        let Some(mut keeper) = self.instances[inst].keeper.take() else {
+            return;
+        };
+        let epoch = self.instances[inst].epoch;
+        for _ in 0..10_000 {
+            let now = self.time(inst);
+            match keeper.poll(now) {
+                KeeperAction::List(query) => {
+                    let page = if self.chance(0.003) {
+                        self.report.faults += 1;
+                        Err(StoreError::Backend(
+                            "sim: the database connection dropped".into(),
+                        ))
+                    } else {
+                        block_on(self.store.list(&query))
+                    };
+                    keeper.handle_page(now, page);
+                }
+                KeeperAction::Refresh { key, version } => {
+                    let Some(tenant) = self.keys.iter().position(|k| *k == key) else {
+                        keeper.handle_refreshed(now);
+                        continue;
+                    };
+                    if self.instances[inst].inflight.contains_key(&tenant) {
+                        // A caller's procedure is refreshing it already.
+                        keeper.handle_refreshed(now);
+                        continue;
+                    }
+                    self.report.keeper_refreshes += 1;
+                    self.note(|| format!("i{inst} t{tenant}: the keeper refreshes it"));
+                    self.instances[inst].keeper = Some(keeper);
+                    let run = self.start_procedure(inst, tenant, Vec::new(), Some(version), true);
+                    if self.runs.contains_key(&run) {
+                        self.instances[inst].keeper_run = Some(run);
+                    } else {
+                        // Done at once.
+                        self.at(0, Ev::Keep { inst, epoch });
+                    }
+                    return;
+                }
+                KeeperAction::Announce(e) => {
+                    self.note(|| format!("i{inst}: keeper: {e}"));
+                }
+                KeeperAction::Wait(d) => {
+                    let ms = (d.as_millis() as u64).max(1);
+                    self.at(ms, Ev::Keep { inst, epoch });
+                    break;
+                }
+                _ => break,
+            }
+        }
+        self.instances[inst].keeper = Some(keeper);
     }
 
     fn respond(&mut self, caller: u64, result: Result<StoredGrant, ManagerError>) {
@@ -1731,6 +1845,15 @@ impl Sim {
                     }
                 }
             }
+        }
+        if r.keeper && self.instances[inst].keeper_run == Some(run) {
+            self.instances[inst].keeper_run = None;
+            let now = self.time(inst);
+            let epoch = self.instances[inst].epoch;
+            if let Some(k) = self.instances[inst].keeper.as_mut() {
+                k.handle_refreshed(now);
+            }
+            self.at(0, Ev::Keep { inst, epoch });
         }
         for caller in r.waiters {
             let result = match (&f.grant, &f.error) {

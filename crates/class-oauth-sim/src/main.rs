@@ -4,6 +4,7 @@
 //! ```text
 //! class-oauth-sim [--seeds N] [--days D] [--seed S] [--behaviour invalid-grant|revoke|grace]
 //!                 [--rule retry|retry-at-expiry|give-up] [--compare] [--mutation NAME] [--jobs J]
+//!                 [--keeper]
 //! ```
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ struct Args {
     rules: Vec<InDoubtRule>,
     mutation: Mutation,
     short_lease: bool,
+    keeper: bool,
     jobs: usize,
 }
 
@@ -44,6 +46,7 @@ fn parse() -> Result<Args, String> {
         rules: vec![InDoubtRule::default()],
         mutation: Mutation::None,
         short_lease: false,
+        keeper: false,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
@@ -56,6 +59,7 @@ fn parse() -> Result<Args, String> {
             "--days" => a.days = num(value()?)?,
             "--seed" => a.one = Some(num(value()?)?),
             "--jobs" => a.jobs = num(value()?)?.max(1) as usize,
+            "--keeper" => a.keeper = true,
             "--behaviour" => {
                 let v = value()?;
                 a.behaviours =
@@ -84,7 +88,7 @@ fn parse() -> Result<Args, String> {
                 v => return Err(format!("unknown mutation {v}")),
             },
             "--help" | "-h" => {
-                return Err("usage: class-oauth-sim [--seeds N] [--first-seed F] [--days D] [--seed S] [--behaviour invalid-grant|revoke|grace] [--rule retry|retry-at-expiry|give-up] [--compare] [--mutation no-in-doubt-mark|release-before-persist|persist-after-validation|short-lease] [--jobs J]".into());
+                return Err("usage: class-oauth-sim [--seeds N] [--first-seed F] [--days D] [--seed S] [--behaviour invalid-grant|revoke|grace] [--rule retry|retry-at-expiry|give-up] [--compare] [--mutation no-in-doubt-mark|release-before-persist|persist-after-validation|short-lease] [--jobs J] [--keeper]".into());
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
             cfg.rule = rule;
             cfg.mutation = args.mutation;
             cfg.short_lease = args.short_lease;
+            cfg.keeper = args.keeper;
             if let Some(seed) = args.one {
                 cfg.trace = true;
                 let r = run(seed, &cfg);
@@ -182,8 +187,9 @@ fn print_figures(
 ) {
     let kept = r.grants.saturating_sub(r.lost.values().sum());
     println!(
-        "== {behaviour} / in-doubt rule {} / {} seeds x {} days, {} tenants on {} instances ({:.1} s)",
+        "== {behaviour} / in-doubt rule {}{} / {} seeds x {} days, {} tenants on {} instances ({:.1} s)",
         rule_name(rule),
+        if args.keeper { " / keeper on" } else { "" },
         args.seeds,
         args.days,
         Config::new(1).tenants,
@@ -210,6 +216,14 @@ fn print_figures(
         r.rotations,
         r.reuses
     );
+    if args.keeper {
+        // A grant-month: one tenant's grant for 30 days.
+        println!(
+            "   keeper refreshes {} ({:.2} per grant-month)",
+            r.keeper_refreshes,
+            r.keeper_refreshes as f64 / (td / 30.0)
+        );
+    }
     let p50 = r.wait_percentile(0.50);
     let p99 = r.wait_percentile(0.99);
     let p999 = r.wait_percentile(0.999);
