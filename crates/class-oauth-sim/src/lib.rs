@@ -41,7 +41,9 @@ use class_oauth_manager::keeper::{Keeper, KeeperAction};
 use class_oauth_manager::machine::{
     Action, Finished, Mutation, RefreshMachine, StoreAnswer, StoreOp,
 };
-use class_oauth_manager::{InDoubtRule, KeeperSettings, ManagerError, ServeUntil, Settings};
+use class_oauth_manager::{
+    InDoubtRule, KeeperSettings, ManagerError, ServeUntil, Settings, TokenEvent,
+};
 use class_oauth_store::{
     GrantStatus, HeldWrite, Lease, LeaseOutcome, MemoryStore, StoreError, StoredGrant, TenantKey,
     TokenStore,
@@ -126,6 +128,9 @@ pub struct Config {
     /// Every instance runs the keeper ([`class_oauth_manager::keeper`]) with its default
     /// settings: idle grants are refreshed before their refresh token lapses.
     pub keeper: bool,
+    /// Refresh tokens lapse 30 days after the login, whatever the refreshes (an absolute
+    /// lifetime; the keeper, told so, announces each lapse instead of refreshing).
+    pub absolute_lifetime: bool,
 }
 
 impl Config {
@@ -143,6 +148,7 @@ impl Config {
             short_lease: false,
             trace: false,
             keeper: false,
+            absolute_lifetime: false,
         }
     }
 }
@@ -225,6 +231,8 @@ pub struct Report {
     pub events: u64,
     /// Refresh procedures the keepers started (forced, no caller).
     pub keeper_refreshes: u64,
+    /// Lapses the keepers announced ahead (one per lead time).
+    pub lapse_announcements: u64,
     /// Invariant violations (the run stops at the first).
     pub violation: Option<Violation>,
     /// The last events before the violation (with `Config::trace`).
@@ -251,6 +259,7 @@ impl Report {
         self.store_ops += o.store_ops;
         self.events += o.events;
         self.keeper_refreshes += o.keeper_refreshes;
+        self.lapse_announcements += o.lapse_announcements;
     }
 
     /// Grants lost to causes the library controls (everything but customers and lapse).
@@ -374,6 +383,10 @@ struct Family {
     revoked_on_reuse: bool,
     /// The grant ended in the store (the loss is counted once).
     counted: bool,
+    /// The login (ms).
+    started: u64,
+    /// The lead times a keeper announced this grant's lapse at.
+    announced: Vec<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -435,6 +448,8 @@ impl Server {
             revoked_by_customer: false,
             revoked_on_reuse: false,
             counted: false,
+            started: now,
+            announced: Vec::new(),
         });
         (family, rt, at)
     }
@@ -1099,7 +1114,9 @@ impl Sim {
             return;
         }
         let i = &mut self.instances[inst];
-        i.keeper = Some(Keeper::new(&self.settings, KeeperSettings::default()));
+        let mut settings = KeeperSettings::default();
+        settings.absolute_lifetime = self.cfg.absolute_lifetime;
+        i.keeper = Some(Keeper::new(&self.settings, settings));
         i.keeper_run = None;
         let epoch = i.epoch;
         // Instances start their keepers at different moments.
@@ -1151,6 +1168,17 @@ impl Sim {
                 }
                 KeeperAction::Announce(e) => {
                     self.note(|| format!("i{inst}: keeper: {e}"));
+                    if let TokenEvent::LapseAhead { key, lead, .. } = &e {
+                        self.report.lapse_announcements += 1;
+                        let tenant = self.keys.iter().position(|k| k == key);
+                        if let Some(f) = tenant.and_then(|t| self.tenant_family[t]) {
+                            let fam = &mut self.server.families[f as usize];
+                            // The keeper announces only before the lapse it estimates.
+                            if !fam.announced.contains(lead) {
+                                fam.announced.push(*lead);
+                            }
+                        }
+                    }
                 }
                 KeeperAction::Wait(d) => {
                     let ms = (d.as_millis() as u64).max(1);
@@ -1611,7 +1639,11 @@ impl Sim {
             return oauth_error(400, "invalid_grant");
         };
         let family = rt.family;
-        let issued_at = rt.issued_at;
+        let issued_at = if self.cfg.absolute_lifetime {
+            self.server.families[family as usize].started
+        } else {
+            rt.issued_at
+        };
         let reuse_at = match rt.state {
             RtState::Valid => None,
             RtState::Used { at } => Some(at),
@@ -1920,7 +1952,24 @@ impl Sim {
             return;
         }
         let rt_state = stored.as_ref().and_then(|s| self.server.rts.get(s));
-        let lapsed = rt_state.is_some_and(|r| self.now.saturating_sub(r.issued_at) > RT_LIFETIME);
+        let lapsed = if self.cfg.absolute_lifetime {
+            self.now.saturating_sub(fam.started) > RT_LIFETIME
+        } else {
+            rt_state.is_some_and(|r| self.now.saturating_sub(r.issued_at) > RT_LIFETIME)
+        };
+        // Every lapse the keeper could not prevent was announced at each lead.
+        let unannounced = if lapsed && self.cfg.absolute_lifetime && self.cfg.keeper {
+            let leads = KeeperSettings::default().announce_leads;
+            let missing: Vec<_> = leads
+                .iter()
+                .filter(|l| !fam.announced.contains(l))
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!("t{tenant}: grant f{f} lapsed without the keeper announcing it {missing:?} ahead")
+            })
+        } else {
+            None
+        };
         let cause = if fam.revoked_by_customer {
             Loss::CustomerRevoked
         } else if fam.revoked_on_reuse {
@@ -1945,6 +1994,9 @@ impl Sim {
         let fam = &mut self.server.families[f as usize];
         fam.counted = true;
         *self.report.lost.entry(cause).or_default() += 1;
+        if let Some(what) = unannounced {
+            self.violate(what);
+        }
         self.note(|| format!("t{tenant}: grant f{f} ends: {cause} ({reason})"));
         if cause == Loss::Unexplained {
             self.violate(format!(

@@ -4,7 +4,7 @@
 //! ```text
 //! class-oauth-sim [--seeds N] [--days D] [--seed S] [--behaviour invalid-grant|revoke|grace]
 //!                 [--rule retry|retry-at-expiry|give-up] [--compare] [--mutation NAME] [--jobs J]
-//!                 [--keeper]
+//!                 [--keeper] [--absolute]
 //! ```
 
 use std::process::ExitCode;
@@ -24,6 +24,7 @@ struct Args {
     mutation: Mutation,
     short_lease: bool,
     keeper: bool,
+    absolute: bool,
     jobs: usize,
 }
 
@@ -47,6 +48,7 @@ fn parse() -> Result<Args, String> {
         mutation: Mutation::None,
         short_lease: false,
         keeper: false,
+        absolute: false,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
@@ -60,6 +62,7 @@ fn parse() -> Result<Args, String> {
             "--seed" => a.one = Some(num(value()?)?),
             "--jobs" => a.jobs = num(value()?)?.max(1) as usize,
             "--keeper" => a.keeper = true,
+            "--absolute" => a.absolute = true,
             "--behaviour" => {
                 let v = value()?;
                 a.behaviours =
@@ -88,7 +91,7 @@ fn parse() -> Result<Args, String> {
                 v => return Err(format!("unknown mutation {v}")),
             },
             "--help" | "-h" => {
-                return Err("usage: class-oauth-sim [--seeds N] [--first-seed F] [--days D] [--seed S] [--behaviour invalid-grant|revoke|grace] [--rule retry|retry-at-expiry|give-up] [--compare] [--mutation no-in-doubt-mark|release-before-persist|persist-after-validation|short-lease] [--jobs J] [--keeper]".into());
+                return Err("usage: class-oauth-sim [--seeds N] [--first-seed F] [--days D] [--seed S] [--behaviour invalid-grant|revoke|grace] [--rule retry|retry-at-expiry|give-up] [--compare] [--mutation no-in-doubt-mark|release-before-persist|persist-after-validation|short-lease] [--jobs J] [--keeper] [--absolute]".into());
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
             cfg.mutation = args.mutation;
             cfg.short_lease = args.short_lease;
             cfg.keeper = args.keeper;
+            cfg.absolute_lifetime = args.absolute;
             if let Some(seed) = args.one {
                 cfg.trace = true;
                 let r = run(seed, &cfg);
@@ -189,7 +193,12 @@ fn print_figures(
     println!(
         "== {behaviour} / in-doubt rule {}{} / {} seeds x {} days, {} tenants on {} instances ({:.1} s)",
         rule_name(rule),
-        if args.keeper { " / keeper on" } else { "" },
+        match (args.keeper, args.absolute) {
+            (true, true) => " / keeper on / absolute lifetime",
+            (true, false) => " / keeper on",
+            (false, true) => " / absolute lifetime",
+            (false, false) => "",
+        },
         args.seeds,
         args.days,
         Config::new(1).tenants,
@@ -219,9 +228,10 @@ fn print_figures(
     if args.keeper {
         // A grant-month: one tenant's grant for 30 days.
         println!(
-            "   keeper refreshes {} ({:.2} per grant-month)",
+            "   keeper refreshes {} ({:.2} per grant-month), lapses announced ahead {}",
             r.keeper_refreshes,
-            r.keeper_refreshes as f64 / (td / 30.0)
+            r.keeper_refreshes as f64 / (td / 30.0),
+            r.lapse_announcements
         );
     }
     let p50 = r.wait_percentile(0.50);

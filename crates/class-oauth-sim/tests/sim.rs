@@ -198,3 +198,38 @@ fn the_keeper_keeps_idle_grants_alive() {
 /// every 15 to 18 days (half the idle limit plus the spread), under 2 a month; busy
 /// grants, which callers refresh, cost it nothing.
 const KEEPER_REFRESHES_PER_GRANT_MONTH: f64 = 2.0;
+
+/// Under an absolute lifetime the keeper cannot keep grants, so it warns: every grant
+/// that lapses was announced at each lead time (7 days and 1 day) before it lapsed (the
+/// simulator checks each lapse against the announcements), and it refreshes nothing.
+#[test]
+fn under_an_absolute_lifetime_every_lapse_is_announced_first() {
+    bounded("absolute lifetime", Duration::from_secs(600), || {
+        let mut cfg = Config::new(365);
+        cfg.keeper = true;
+        cfg.absolute_lifetime = true;
+        let mut total = class_oauth_sim::Report::default();
+        for seed in 0..5 {
+            let r = run(seed, &cfg);
+            if let Some(v) = &r.violation {
+                panic!(
+                    "seed {seed}: {}\nreplay: cargo xtask sim --seed {seed} --days 365 --keeper --absolute",
+                    v.what
+                );
+            }
+            total.merge(&r);
+        }
+        let lapsed = total
+            .lost
+            .get(&class_oauth_sim::Loss::Lapsed)
+            .copied()
+            .unwrap_or(0);
+        assert!(lapsed > 0, "grants lapse under an absolute lifetime");
+        assert!(
+            total.lapse_announcements >= 2 * lapsed,
+            "{} announcements for {lapsed} lapses",
+            total.lapse_announcements
+        );
+        assert_eq!(total.keeper_refreshes, 0, "refreshing cannot extend it");
+    });
+}
