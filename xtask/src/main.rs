@@ -156,20 +156,25 @@ fn deny() -> Result<(), String> {
     run(cmd)
 }
 
-/// Every example, run offline (against the emulator it starts), each bounded in time.
-const EXAMPLES: &[(&str, &str)] = &[
-    ("class-oauth-reqwest", "password"),
-    ("class-oauth-reqwest", "authorization_code"),
-    ("class-oauth-ureq", "blocking_password"),
-    ("class-oauth-ureq", "blocking_authorization_code"),
-    ("class-oauth-core", "tour"),
+/// Every example, run offline (against the emulator it starts), each bounded in time:
+/// package, example, the features it needs.
+const EXAMPLES: &[(&str, &str, &str)] = &[
+    ("class-oauth-reqwest", "password", ""),
+    ("class-oauth-reqwest", "authorization_code", ""),
+    ("class-oauth-ureq", "blocking_password", ""),
+    ("class-oauth-ureq", "blocking_authorization_code", ""),
+    ("class-oauth-core", "tour", ""),
+    ("class-oauth-manager", "metrics", "metrics"),
 ];
 
 fn examples() -> Result<(), String> {
-    for (package, example) in EXAMPLES {
+    for (package, example, features) in EXAMPLES {
         let mut cmd = cargo();
-        cmd.args(["run", "-q", "--locked", "-p", package, "--example", example])
-            .env_remove("CLASS_CLIENT_ID")
+        cmd.args(["run", "-q", "--locked", "-p", package, "--example", example]);
+        if !features.is_empty() {
+            cmd.args(["--features", features]);
+        }
+        cmd.env_remove("CLASS_CLIENT_ID")
             .stdin(std::process::Stdio::null());
         eprintln!("xtask: example {package} {example}");
         let mut child = cmd

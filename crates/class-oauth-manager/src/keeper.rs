@@ -135,6 +135,12 @@ impl Keeper {
         self.refreshes
     }
 
+    /// Whether a sweep of the store is under way (false between sweeps).
+    #[must_use]
+    pub fn is_sweeping(&self) -> bool {
+        self.sweep.is_some()
+    }
+
     /// What to do next at `now`.
     pub fn poll(&mut self, now: SystemTime) -> KeeperAction {
         if let Some(e) = self.events.pop_front() {

@@ -102,6 +102,11 @@ mod error;
 mod health;
 pub mod keeper;
 pub mod machine;
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 #[cfg_attr(
     docsrs,
@@ -624,7 +629,10 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         if let Some(g) = self.cached(key) {
             return Ok(g);
         }
-        self.single_flight(key, None).await.soft()
+        let started = std::time::Instant::now();
+        let outcome = self.single_flight(key, None).await.soft();
+        metrics::caller_waited(started.elapsed());
+        outcome
     }
 
     /// Refreshes now, unless the grant has changed since `version` (someone refreshed
@@ -707,6 +715,12 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         let manager = self.clone();
         let mut keeper = keeper::Keeper::new(&self.inner.settings, settings);
         let task = async move {
+            let mut counts: [(&'static str, u64); 4] = [
+                ("active", 0),
+                ("needs_reauthorization", 0),
+                ("unverified", 0),
+                ("in_doubt", 0),
+            ];
             #[allow(
                 clippy::disallowed_methods,
                 reason = "the keeper's driver reads the clock; the keeper does not"
@@ -716,9 +730,23 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
                 match keeper.poll(now()) {
                     keeper::KeeperAction::List(query) => {
                         let page = manager.inner.store.list(&query).await;
+                        if query.after.is_none() {
+                            counts.iter_mut().for_each(|c| c.1 = 0);
+                        }
+                        for row in page.iter().flatten() {
+                            let status = row.status.as_parts().0;
+                            if let Some(c) = counts.iter_mut().find(|c| c.0 == status) {
+                                c.1 += 1;
+                            }
+                        }
+                        let read = page.is_ok();
                         keeper.handle_page(now(), page);
+                        if read && !keeper.is_sweeping() {
+                            metrics::sweep(&counts);
+                        }
                     }
                     keeper::KeeperAction::Refresh { key, version } => {
+                        metrics::keeper_refresh();
                         // Its outcome is reported by the refresh's own events.
                         let _ = manager.force_refresh(&key, version).await;
                         keeper.handle_refreshed(now());
@@ -844,6 +872,7 @@ impl Drop for FlightDone<'_> {
 impl<H, S: ?Sized> Inner<H, S> {
     fn emit(&self, event: &TokenEvent) {
         event.log();
+        metrics::event(event);
         if let Some(h) = &self.hook {
             h(event);
         }

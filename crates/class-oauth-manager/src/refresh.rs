@@ -45,6 +45,10 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> Inner<H, S> {
             tracing::debug_span!("class_oauth.refresh", tenant = %key, forced = force.is_some());
         let started = Instant::now();
         let finished = self.run(machine).await;
+        crate::metrics::refresh(
+            started.elapsed(),
+            matches!(finished.error, Some(crate::ManagerError::Contended { .. })),
+        );
         span.in_scope(|| {
             tracing::debug!(
                 ok = finished.error.is_none(),
