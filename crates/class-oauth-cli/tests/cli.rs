@@ -261,6 +261,28 @@ fn the_whole_command_set() {
             .unwrap()
             .contains("re-authorization")
     );
+    // The partner sees who must connect again, and why, in words.
+    let must = json(
+        &rig.run(&["--json", "grants", "--status", "needs_reauthorization"]),
+        0,
+    );
+    let ropc = must
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["profile"] == "ropc")
+        .unwrap_or_else(|| panic!("{must}"));
+    assert!(
+        ropc["reason"]
+            .as_str()
+            .unwrap()
+            .contains("probably revoked this application's access in Class"),
+        "{ropc}"
+    );
+    assert!(
+        ropc["action"].as_str().unwrap().contains("connect"),
+        "{ropc}"
+    );
 }
 
 #[test]

@@ -208,6 +208,18 @@ pub enum TokenEvent {
         /// The tenant.
         key: TenantKey,
     },
+    /// The grant ended because Class refused a refresh token that was within its lifetime
+    /// and not in doubt: the customer has most likely revoked this application's access
+    /// in Class (Business > Partner Application Access), and must connect again. (Class
+    /// answers `invalid_grant` for revocation, lapse and reuse alike; this is the
+    /// manager's reading of the grant's history. Other ends are
+    /// [`TokenEvent::ReauthorizationRequired`].)
+    Revoked {
+        /// The tenant.
+        key: TenantKey,
+        /// Why, worded for the partner.
+        reason: String,
+    },
     /// The keeper's warning: the grant's refresh token lapses soon and refreshing cannot
     /// extend it (an absolute lifetime), so the customer must connect again before then.
     LapseAhead {
@@ -289,6 +301,11 @@ impl std::fmt::Display for TokenEvent {
                 "{}: a newer sign-in replaced the grant during a refresh",
                 key.tenant()
             ),
+            Self::Revoked { key, .. } => write!(
+                f,
+                "{}: the customer has probably revoked this application's access in Class: ask them to connect again",
+                key.tenant()
+            ),
             Self::LapseAhead { key, lead, .. } => write!(
                 f,
                 "{}: the grant lapses in about {} h and cannot be extended: ask the customer to connect again",
@@ -350,6 +367,9 @@ impl TokenEvent {
                 tracing::info!(tenant = %key, "a login replaced the grant during a refresh");
             }
             Self::Stored { key, version } => tracing::info!(tenant = %key, version, "grant stored"),
+            Self::Revoked { key, reason } => {
+                tracing::warn!(tenant = %key, reason = %reason, "the customer probably revoked the grant");
+            }
             Self::LapseAhead {
                 key,
                 lapses_at,

@@ -293,6 +293,8 @@ pub struct RefreshMachine {
     held: Option<HeldWrite>,
     /// Only write the held tokens, then stop.
     only_held: bool,
+    /// The grant ends because the customer most likely revoked it in Class.
+    revoked: bool,
     #[cfg(feature = "mutations")]
     mutation: Mutation,
 }
@@ -324,6 +326,7 @@ impl RefreshMachine {
             pause,
             current: None,
             before: None,
+            revoked: false,
             flow: None,
             received: None,
             received_at: None,
@@ -542,6 +545,10 @@ impl RefreshMachine {
             }
             (Stage::Dead(reason), StoreAnswer::Updated(r)) => {
                 match r {
+                    Ok(_) if self.revoked => self.events.push(TokenEvent::Revoked {
+                        key: self.key.clone(),
+                        reason: reason.clone(),
+                    }),
                     Ok(_) => self.events.push(TokenEvent::ReauthorizationRequired {
                         key: self.key.clone(),
                         reason: reason.clone(),
@@ -566,7 +573,7 @@ impl RefreshMachine {
                     Then::Reread(error) => self.store(Stage::Reread(error), StoreOp::Load),
                 }
             }
-            (Stage::Reread(error), StoreAnswer::Loaded(r)) => self.reread(r, error),
+            (Stage::Reread(error), StoreAnswer::Loaded(r)) => self.reread(now, r, error),
             // The early release of the `ReleaseBeforePersist` mutation; the write follows.
             #[cfg(feature = "mutations")]
             (Stage::Persist(p), StoreAnswer::Released(_)) => self.stage = Stage::Persist(p),
@@ -1323,7 +1330,12 @@ impl RefreshMachine {
         }
     }
 
-    fn reread(&mut self, r: Result<Option<StoredGrant>, StoreError>, error: Error) {
+    fn reread(
+        &mut self,
+        now: SystemTime,
+        r: Result<Option<StoredGrant>, StoreError>,
+        error: Error,
+    ) {
         let row = match r {
             Ok(Some(g)) => g,
             Ok(None) => {
@@ -1349,11 +1361,29 @@ impl RefreshMachine {
             };
             return self.done(f);
         }
+        // Class answers `invalid_grant` to a revoked grant, a lapsed token and a spent
+        // one alike; the grant's history tells them apart as far as it can.
+        let days = |d: Duration| d.as_secs() / 86_400;
+        let age = now
+            .duration_since(row.tokens.received_at)
+            .unwrap_or_default();
+        let limit = self.settings.refresh_token_idle_limit;
         let reason = match &self.before {
             Some(GrantStatus::InDoubt { reason }) => format!(
                 "the refresh token was refused ({error}) after an earlier refresh's outcome was unknown ({reason}): that refresh most likely rotated it and its answer was lost"
             ),
-            _ => format!("the refresh token was refused ({error})"),
+            _ if age >= limit => format!(
+                "the refresh token was refused ({error}) after {} days unused: it lapsed; ask the customer to connect this business again",
+                days(age)
+            ),
+            _ => {
+                self.revoked = true;
+                format!(
+                    "the refresh token was refused ({error}) at {} days old, within its {}-day lifetime and not in doubt: the customer has probably revoked this application's access in Class (Business > Partner Application Access); ask them to connect again",
+                    days(age),
+                    days(limit)
+                )
+            }
         };
         self.dead(&row, reason);
     }

@@ -5,7 +5,7 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `class_oauth_refreshes_total` | counter | `outcome` | refresh procedures by outcome: `refreshed`, `elsewhere` (another instance had), `failed`, `in_doubt`, `withheld`, `reauthorization_required`, `superseded` |
+//! | `class_oauth_refreshes_total` | counter | `outcome` | refresh procedures by outcome: `refreshed`, `elsewhere` (another instance had), `failed`, `in_doubt`, `withheld`, `reauthorization_required`, `revoked` (by the customer, most likely), `superseded` |
 //! | `class_oauth_refresh_duration_seconds` | histogram | | one refresh procedure, start to end |
 //! | `class_oauth_durable_after_seconds` | histogram | | from the token response to the store's confirmation of its refresh token (the crash window) |
 //! | `class_oauth_caller_wait_seconds` | histogram | | a caller's wait for a refresh (cache misses only) |
@@ -35,6 +35,7 @@ pub(crate) fn event(e: &TokenEvent) {
         TokenEvent::InDoubt { .. } => "in_doubt",
         TokenEvent::Withheld { .. } => "withheld",
         TokenEvent::ReauthorizationRequired { .. } => "reauthorization_required",
+        TokenEvent::Revoked { .. } => "revoked",
         TokenEvent::Superseded { .. } => "superseded",
         TokenEvent::PersistRetry { .. } => {
             metrics::counter!("class_oauth_persist_retries_total").increment(1);

@@ -492,3 +492,49 @@ fn the_keeper_refreshes_idle_grants_and_stops_when_dropped() {
         assert_eq!(s.ots.counts().invalid_grants, 0);
     });
 }
+
+/// Class answers `invalid_grant` to a revoked grant and a lapsed token alike; the
+/// manager tells them apart by the token's age: a refusal within the lifetime (not in
+/// doubt) is the customer's revocation, its own event and reason; one past it, a lapse.
+#[test]
+fn a_revocation_in_class_is_told_apart_from_a_lapse() {
+    bounded("revoked or lapsed", Duration::from_secs(60), || {
+        let rig = Rig::new(Face::Blocking, StoreKind::Memory, Options::default());
+        let g = rig.login(false);
+        rig.emulator.revoke_partner_access("OAUTH_TEST");
+        let err = rig.force_refresh(g.version).unwrap_err();
+        assert!(err.requires_reauthorization(), "{err:?}");
+        let revoked: Vec<_> = rig
+            .events()
+            .into_iter()
+            .filter(|e| matches!(e, class_oauth_manager::TokenEvent::Revoked { .. }))
+            .collect();
+        assert_eq!(revoked.len(), 1, "{:?}", rig.events());
+        assert!(
+            matches!(rig.stored().status, GrantStatus::NeedsReauthorization { ref reason } if reason.contains("probably revoked")),
+            "{:?}",
+            rig.stored().status
+        );
+
+        // A refresh token 31 days old that Class refuses has lapsed: not a revocation.
+        let s = server(Duration::ZERO);
+        let m = BlockingManager::new(s.blocking_client(), MemoryStore::new());
+        let k = key();
+        let old = SystemTime::now() - Duration::from_secs(31 * 24 * 3600);
+        block_on(m.store().save(
+            &k,
+            &token_set("at", "rt-unknown-to-the-server", 899, old),
+            None,
+            None,
+        ))
+        .unwrap();
+        let err = m.grant(&k).unwrap_err();
+        assert!(err.requires_reauthorization(), "{err:?}");
+        let stored = block_on(m.store().load(&k)).unwrap().unwrap();
+        assert!(
+            matches!(&stored.status, GrantStatus::NeedsReauthorization { reason } if reason.contains("31 days unused: it lapsed")),
+            "{:?}",
+            stored.status
+        );
+    });
+}
