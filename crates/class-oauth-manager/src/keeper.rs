@@ -106,7 +106,6 @@ pub struct Keeper {
     events: VecDeque<TokenEvent>,
     /// The leads announced per grant, for the login they were announced for.
     announced: HashMap<TenantKey, (u64, usize)>,
-    refreshes: u64,
 }
 
 impl Keeper {
@@ -125,14 +124,7 @@ impl Keeper {
             due: VecDeque::new(),
             events: VecDeque::new(),
             announced: HashMap::new(),
-            refreshes: 0,
         }
-    }
-
-    /// The refreshes this keeper asked for so far.
-    #[must_use]
-    pub fn refreshes(&self) -> u64 {
-        self.refreshes
     }
 
     /// Whether a sweep of the store is under way (false between sweeps).
@@ -157,7 +149,6 @@ impl Keeper {
                     let gap = 1.0 / self.settings.max_refreshes_per_second.max(0.001);
                     self.next_refresh = Some(now + Duration::from_secs_f64(gap));
                     self.busy = true;
-                    self.refreshes += 1;
                     return KeeperAction::Refresh { key, version };
                 }
             }
@@ -234,8 +225,9 @@ impl Keeper {
         let after = limit * self.settings.refresh_after.clamp(0.0, 1.0)
             + limit * self.settings.spread.max(0.0) * spread_of(&row.key);
         let due = class_oauth_core::time::from_unix(received) + Duration::from_secs_f64(after);
-        let queued = self.due.iter().any(|(k, _)| *k == row.key);
-        if now >= due && !queued {
+        // No grant is queued twice: the pages of one sweep are disjoint, and a sweep
+        // starts only once the queue is empty (`poll` refreshes before it sweeps).
+        if now >= due {
             self.due.push_back((row.key.clone(), row.version));
         }
     }

@@ -32,7 +32,8 @@ async fn prepared(
 }
 
 use crate::row::{
-    GRANT_COLUMNS, LIST_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
+    DELETE_SQL, GRANT_COLUMNS, LIST_SQL, PENDING_PURGE_SQL, PENDING_PUT_SQL, PENDING_TAKE_SQL,
+    RELEASE_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
     encode_pending, pending_lookup, summary, update_sql,
 };
 use crate::{
@@ -461,10 +462,7 @@ impl TokenStore for PostgresStore {
             let n = s
                 .client()
                 .await?
-                .execute(
-                    "DELETE FROM class_oauth_grants WHERE storage_key = $1",
-                    &[&key.storage_key()],
-                )
+                .execute(DELETE_SQL, &[&key.storage_key()])
                 .await
                 .map_err(pg)?;
             Ok(n > 0)
@@ -525,11 +523,7 @@ impl TokenStore for PostgresStore {
         let s = self.clone();
         self.run(async move {
             let c = s.client().await?;
-            let st = prepared(
-                &c,
-                "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = $1 AND lease_owner = $2",
-            )
-            .await?;
+            let st = prepared(&c, RELEASE_SQL).await?;
             c.execute(&st, &[&key.storage_key(), &owner])
                 .await
                 .map_err(pg)?;
@@ -548,18 +542,12 @@ impl TokenStore for PostgresStore {
         self.run(async move {
             let (hashed, sealed, expires_at) = encode_pending(&s.0.enc, &lookup, &pending)?;
             let c = s.client().await?;
-            c.execute(
-                "DELETE FROM class_oauth_pending WHERE expires_at < $1",
-                &[&(unix_now() as i64)],
-            )
-            .await
-            .map_err(pg)?;
-            c.execute(
-                "INSERT INTO class_oauth_pending (lookup, expires_at, sealed) VALUES ($1, $2, $3) ON CONFLICT (lookup) DO UPDATE SET expires_at = excluded.expires_at, sealed = excluded.sealed",
-                &[&hashed, &expires_at, &sealed],
-            )
-            .await
-            .map_err(pg)?;
+            c.execute(PENDING_PURGE_SQL, &[&(unix_now() as i64)])
+                .await
+                .map_err(pg)?;
+            c.execute(PENDING_PUT_SQL, &[&hashed, &expires_at, &sealed])
+                .await
+                .map_err(pg)?;
             Ok(())
         })
         .await
@@ -576,10 +564,7 @@ impl TokenStore for PostgresStore {
             let row = s
                 .client()
                 .await?
-                .query_opt(
-                    "DELETE FROM class_oauth_pending WHERE lookup = $1 RETURNING sealed, expires_at",
-                    &[&pending_lookup(&lookup)],
-                )
+                .query_opt(PENDING_TAKE_SQL, &[&pending_lookup(&lookup)])
                 .await
                 .map_err(pg)?;
             match row {

@@ -167,6 +167,22 @@ pub(crate) const REPLACE_SQL: &str = "UPDATE class_oauth_grants SET business_cod
 pub(crate) const LIST_SQL: &str = "SELECT client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, updated_at, tokens_received_at, granted_at, refreshed_at \
      FROM class_oauth_grants WHERE (CAST($1 AS TEXT) IS NULL OR storage_key > CAST($1 AS TEXT)) AND (CAST($2 AS TEXT) IS NULL OR status = CAST($2 AS TEXT)) ORDER BY storage_key LIMIT $3";
 
+/// Deletes a grant. Parameters: 1 storage_key.
+pub(crate) const DELETE_SQL: &str = "DELETE FROM class_oauth_grants WHERE storage_key = $1";
+
+/// Releases a lease, only its owner's. Parameters: 1 storage_key, 2 owner.
+pub(crate) const RELEASE_SQL: &str = "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = $1 AND lease_owner = $2";
+
+/// Drops expired pending records. Parameters: 1 now (Unix seconds).
+pub(crate) const PENDING_PURGE_SQL: &str = "DELETE FROM class_oauth_pending WHERE expires_at < $1";
+
+/// Stores a pending record. Parameters: 1 lookup (hashed), 2 expires_at, 3 sealed.
+pub(crate) const PENDING_PUT_SQL: &str = "INSERT INTO class_oauth_pending (lookup, expires_at, sealed) VALUES ($1, $2, $3) ON CONFLICT (lookup) DO UPDATE SET expires_at = excluded.expires_at, sealed = excluded.sealed";
+
+/// Takes a pending record (it redeems once). Parameters: 1 lookup (hashed).
+pub(crate) const PENDING_TAKE_SQL: &str =
+    "DELETE FROM class_oauth_pending WHERE lookup = $1 RETURNING sealed, expires_at";
+
 /// A SQLite statement from the shared `$n` text.
 #[cfg(feature = "sqlite")]
 pub(crate) fn sqlite(sql: &str) -> String {

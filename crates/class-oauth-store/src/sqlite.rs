@@ -17,7 +17,8 @@ use class_oauth_core::token::TokenSet;
 use rusqlite::{OptionalExtension, params};
 
 use crate::row::{
-    GRANT_COLUMNS, LIST_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
+    DELETE_SQL, GRANT_COLUMNS, LIST_SQL, PENDING_PURGE_SQL, PENDING_PUT_SQL, PENDING_TAKE_SQL,
+    RELEASE_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
     encode_pending, pending_lookup, sqlite, summary, update_sql,
 };
 use crate::{
@@ -374,10 +375,7 @@ impl TokenStore for SqliteStore {
             let key = &key;
             let n = s
                 .conn()?
-                .execute(
-                    "DELETE FROM class_oauth_grants WHERE storage_key = ?1",
-                    params![key.storage_key()],
-                )
+                .execute(&sqlite(DELETE_SQL), params![key.storage_key()])
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -496,10 +494,7 @@ impl TokenStore for SqliteStore {
         self.call(move |s| {
             let (key, owner) = (&key, owner.as_str());
             s.conn()?
-                .execute(
-                    "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = ?1 AND lease_owner = ?2",
-                    params![key.storage_key(), owner],
-                )
+                .execute(&sqlite(RELEASE_SQL), params![key.storage_key(), owner])
                 .map_err(backend)?;
             Ok(())
         })
@@ -516,13 +511,10 @@ impl TokenStore for SqliteStore {
             let lookup = lookup.as_str();
             let (hashed, sealed, expires_at) = encode_pending(&s.enc, lookup, &pending)?;
             let c = s.conn()?;
+            c.execute(&sqlite(PENDING_PURGE_SQL), params![unix_now() as i64])
+                .map_err(backend)?;
             c.execute(
-                "DELETE FROM class_oauth_pending WHERE expires_at < ?1",
-                params![unix_now() as i64],
-            )
-            .map_err(backend)?;
-            c.execute(
-                "INSERT INTO class_oauth_pending (lookup, expires_at, sealed) VALUES (?1, ?2, ?3) ON CONFLICT (lookup) DO UPDATE SET expires_at = excluded.expires_at, sealed = excluded.sealed",
+                &sqlite(PENDING_PUT_SQL),
                 params![hashed, expires_at, sealed],
             )
             .map_err(backend)?;
@@ -542,7 +534,7 @@ impl TokenStore for SqliteStore {
             let row: Option<(String, i64)> = s
                 .conn()?
                 .query_row(
-                    "DELETE FROM class_oauth_pending WHERE lookup = ?1 RETURNING sealed, expires_at",
+                    &sqlite(PENDING_TAKE_SQL),
                     params![pending_lookup(lookup)],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
