@@ -1020,7 +1020,7 @@ fn profiles(ctx: &mut Ctx) -> Result<(), CliError> {
 /// Grant health over the store: the manager's view ([`class_oauth_manager::GrantHealth`])
 /// without a client, since it only reads the store.
 fn grants(ctx: &mut Ctx, status: Option<&str>) -> Result<(), CliError> {
-    const STATUSES: [&str; 4] = ["active", "needs_reauthorization", "unverified", "in_doubt"];
+    const STATUSES: [&str; 4] = class_oauth_store::GrantStatus::NAMES;
     let mut query = GrantQuery::all();
     if let Some(s) = status {
         if !STATUSES.contains(&s) {

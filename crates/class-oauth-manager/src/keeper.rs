@@ -106,6 +106,10 @@ pub struct Keeper {
     events: VecDeque<TokenEvent>,
     /// The leads announced per grant, for the login they were announced for.
     announced: HashMap<TenantKey, (u64, usize)>,
+    /// Grants by status ([`GrantStatus::NAMES`]) in the sweep under way, and in the last
+    /// one completed until it is taken.
+    counting: [u64; 4],
+    swept: Option<[u64; 4]>,
 }
 
 impl Keeper {
@@ -124,13 +128,16 @@ impl Keeper {
             due: VecDeque::new(),
             events: VecDeque::new(),
             announced: HashMap::new(),
+            counting: [0; 4],
+            swept: None,
         }
     }
 
-    /// Whether a sweep of the store is under way (false between sweeps).
-    #[must_use]
-    pub fn is_sweeping(&self) -> bool {
-        self.sweep.is_some()
+    /// The grants by status ([`GrantStatus::NAMES`]) that the last completed sweep
+    /// counted, once per sweep (for a metrics gauge).
+    pub fn take_sweep_counts(&mut self) -> Option<[(&'static str, u64); 4]> {
+        let counts = self.swept.take()?;
+        Some(std::array::from_fn(|i| (GrantStatus::NAMES[i], counts[i])))
     }
 
     /// What to do next at `now`.
@@ -179,7 +186,14 @@ impl Keeper {
                 return;
             }
         };
+        if matches!(self.sweep, Some(None)) {
+            self.counting = [0; 4];
+        }
         for row in &rows {
+            let status = row.status.as_parts().0;
+            if let Some(i) = GrantStatus::NAMES.iter().position(|n| *n == status) {
+                self.counting[i] += 1;
+            }
             self.consider(now, row);
         }
         let full = rows.len() >= self.settings.page_size.max(1) as usize;
@@ -187,6 +201,7 @@ impl Keeper {
             Some(last) if full => self.sweep = Some(Some(last.key.clone())),
             _ => {
                 self.sweep = None;
+                self.swept = Some(self.counting);
                 self.next_sweep = Some(now + self.settings.sweep_interval);
             }
         }

@@ -715,12 +715,6 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
         let manager = self.clone();
         let mut keeper = keeper::Keeper::new(&self.inner.settings, settings);
         let task = async move {
-            let mut counts: [(&'static str, u64); 4] = [
-                ("active", 0),
-                ("needs_reauthorization", 0),
-                ("unverified", 0),
-                ("in_doubt", 0),
-            ];
             #[allow(
                 clippy::disallowed_methods,
                 reason = "the keeper's driver reads the clock; the keeper does not"
@@ -730,18 +724,8 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
                 match keeper.poll(now()) {
                     keeper::KeeperAction::List(query) => {
                         let page = manager.inner.store.list(&query).await;
-                        if query.after.is_none() {
-                            counts.iter_mut().for_each(|c| c.1 = 0);
-                        }
-                        for row in page.iter().flatten() {
-                            let status = row.status.as_parts().0;
-                            if let Some(c) = counts.iter_mut().find(|c| c.0 == status) {
-                                c.1 += 1;
-                            }
-                        }
-                        let read = page.is_ok();
                         keeper.handle_page(now(), page);
-                        if read && !keeper.is_sweeping() {
+                        if let Some(counts) = keeper.take_sweep_counts() {
                             metrics::sweep(&counts);
                         }
                     }

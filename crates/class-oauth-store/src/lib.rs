@@ -294,6 +294,10 @@ pub enum GrantStatus {
 }
 
 impl GrantStatus {
+    /// Every status name as stored ([`GrantStatus::as_parts`]), in a fixed order.
+    pub const NAMES: [&'static str; 4] =
+        ["active", "needs_reauthorization", "unverified", "in_doubt"];
+
     /// The status and its reason as stored (`active`, `needs_reauthorization`,
     /// `unverified`, `in_doubt`).
     #[must_use]
