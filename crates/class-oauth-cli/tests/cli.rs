@@ -44,7 +44,14 @@ impl Rig {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+        let child = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        within(child, args)
     }
 
     fn run_stdin(&self, args: &[&str], input: &str) -> Output {
@@ -117,7 +124,24 @@ fn feed(cmd: &mut Command, input: &str) -> Output {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         other => other.unwrap(),
     }
-    child.wait_with_output().unwrap()
+    within(child, &["a command fed on stdin"])
+}
+
+/// The command's output, or a failure (never a hang) when it runs past 120 s: the child
+/// is killed and the test panics naming it.
+fn within(child: std::process::Child, what: &[&str]) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("class-oauth {what:?} ran past 120 s (a hang is a failure)")
+        }
+    }
 }
 
 fn json(out: &Output, code: i32) -> Value {
