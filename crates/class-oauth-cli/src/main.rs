@@ -20,7 +20,8 @@ Environment:
   CLASS_OAUTH_ENV        production, pie, or an issuer URL (--env)
   CLASS_CLIENT_ID        the client id (--client-id)
   CLASS_CLIENT_SECRET    the client secret (or --client-secret-stdin; never an argument)
-  CLASS_OAUTH_STORE      a SQLite file or a postgres:// URL (--store)
+  CLASS_OAUTH_STORE      a SQLite file or a postgres:// URL (--store; TLS as libpq reads
+                         sslmode, sslrootcert, sslcert and sslkey)
   CLASS_OAUTH_PROFILE    the profile (--profile)
   CLASS_OAUTH_STORE_KEY  the store key ring, overriding the key the CLI keeps in the OS
                          keyring or a private key file (see `class-oauth key show`)
@@ -53,7 +54,7 @@ pub(crate) struct Cli {
     /// Read the client secret from the first line of stdin (else CLASS_CLIENT_SECRET).
     #[arg(long, global = true)]
     pub(crate) client_secret_stdin: bool,
-    /// A SQLite file or a postgres:// URL (default: a SQLite file in the user's data directory).
+    /// A SQLite file or a postgres:// URL, TLS parameters included (`?sslmode=verify-full&sslrootcert=ca.pem`) (default: a SQLite file in the user's data directory).
     #[arg(long, env = "CLASS_OAUTH_STORE", global = true)]
     pub(crate) store: Option<String>,
     /// The profile: one stored grant per profile.

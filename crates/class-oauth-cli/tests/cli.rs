@@ -1417,3 +1417,67 @@ fn rotated_tokens_the_store_refuses_are_kept_for_the_next_run() {
     );
     json(&rig.run(&["--json", "refresh"]), 0);
 }
+
+/// A managed PostgreSQL (TLS only, a private CA) as the store: the connection string
+/// carries `sslmode=verify-full` and the CA file, as libpq takes them; the login, the
+/// token and the grant health go through it. The wrong CA is the store failing (exit 7)
+/// with what to check, and no grant is used.
+#[test]
+fn a_managed_postgres_is_reached_over_verified_tls() {
+    let cluster = class_oauth_test::pg_cluster::TlsCluster::start()
+        .unwrap_or_else(|e| panic!("the throwaway cluster: {e}"));
+    let rig = Rig::new(EmulatorConfig::demo());
+    let store = |ca: &std::path::Path| {
+        cluster.url(
+            "postgres",
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+        )
+    };
+    let with_store = |ca: &std::path::Path, args: &[&str], input: Option<&str>| {
+        let mut cmd = rig.cmd(args);
+        cmd.env("CLASS_OAUTH_STORE", store(ca));
+        match input {
+            Some(i) => feed(&mut cmd, i),
+            None => within(
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+                args,
+            ),
+        }
+    };
+    json(
+        &with_store(
+            &cluster.ca,
+            &[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ],
+            Some("demo-password\n"),
+        ),
+        0,
+    );
+    let token = json(&with_store(&cluster.ca, &["--json", "token"], None), 0);
+    assert!(
+        token["access_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{token}"
+    );
+    let grants = json(&with_store(&cluster.ca, &["--json", "grants"], None), 0);
+    assert_eq!(grants[0]["status"], "active", "{grants}");
+
+    let refused = with_store(&cluster.other_ca, &["--json", "token"], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(7), "{stderr}");
+    assert!(
+        stderr.contains("certificate was refused") && stderr.contains("sslrootcert"),
+        "{stderr}"
+    );
+}

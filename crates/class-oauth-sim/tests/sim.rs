@@ -9,30 +9,7 @@ use class_oauth_manager::InDoubtRule;
 use class_oauth_manager::machine::Mutation;
 use class_oauth_sim::{Behaviour, Config, run};
 
-/// Runs `f` on a thread and fails (instead of hanging) when it takes longer than `limit`.
-fn bounded<T: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => {
-            let _ = handle.join();
-            v
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what}: did not finish within {limit:?} (a hang is a failure)")
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => panic!("{what}: ended without a result"),
-        },
-    }
-}
+use class_oauth_test::bounded;
 
 /// 100 seeds x 60 days under each behaviour (about 15 s each in a debug build).
 const SEEDS: u64 = 100;

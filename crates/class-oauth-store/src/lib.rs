@@ -69,7 +69,7 @@ pub mod crypto;
 mod holder;
 mod memory;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub mod postgres;
 pub mod recovery;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod row;
@@ -81,7 +81,7 @@ pub use async_trait::async_trait;
 pub use crypto::{Encryption, EncryptionKey, KeyRing};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use recovery::{HeldWrite, RecoveryFile};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

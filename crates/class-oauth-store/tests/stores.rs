@@ -8,6 +8,7 @@ use class_oauth_store::{
     Encryption, EncryptionKey, GrantQuery, GrantStatus, GrantUpdate, KeyRing, Lease, LeaseOutcome,
     MemoryStore, PostgresStore, SqliteStore, StoreError, TenantKey, TokenStore,
 };
+use class_oauth_test::bounded;
 use class_oauth_test::onetime::token_set;
 use pollster::block_on;
 
@@ -522,28 +523,13 @@ fn tenant_key_scope_is_a_set() {
     assert_ne!(a, key("t").with_scope(&scopes("openid target:b/X")));
 }
 
-/// Runs `f` on a thread and fails (instead of hanging) when it takes longer than `limit`.
-fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(_) => match handle.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => panic!("did not finish within {limit:?} (a hang is a failure)"),
-        },
-    }
-}
-
 /// One contract for every caller: a PostgreSQL store connected on an application's
 /// runtime is also usable by a blocking caller on a thread with no runtime (its calls
 /// are spawned onto the runtime the pool lives on), and an async caller reaches a store
 /// opened for blocking callers.
 #[test]
 fn postgres_serves_blocking_and_async_callers_through_one_contract() {
-    bounded(Duration::from_secs(60), || {
+    bounded("PostgreSQL store", Duration::from_secs(60), || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -583,7 +569,7 @@ fn postgres_serves_blocking_and_async_callers_through_one_contract() {
 /// the same one-thread runtime keep running. (Run in place, the call would stop them.)
 #[test]
 fn sqlite_on_a_runtime_waits_off_the_executor() {
-    bounded(Duration::from_secs(60), || {
+    bounded("PostgreSQL store", Duration::from_secs(60), || {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("busy.sqlite3");
         let store = SqliteStore::open(&file, Encryption::DangerPlaintext).unwrap();

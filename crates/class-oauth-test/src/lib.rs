@@ -13,7 +13,11 @@
 #![forbid(unsafe_code)]
 
 pub use class_oauth_testkit::keys as jwt;
+mod bounded;
 pub mod onetime;
+pub mod pg_cluster;
+
+pub use bounded::bounded;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -51,36 +51,7 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Runs `f` on a thread and fails (instead of hanging) when it takes longer than `limit`.
-pub fn bounded<T: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name(what.to_owned())
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .unwrap();
-    match rx.recv_timeout(limit) {
-        Ok(v) => {
-            let _ = handle.join();
-            v
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what}: did not finish within {limit:?} (a hang is a failure)")
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            // The closure panicked: surface its message.
-            match handle.join() {
-                Err(p) => std::panic::resume_unwind(p),
-                Ok(()) => panic!("{what}: ended without a result"),
-            }
-        }
-    }
-}
+pub use class_oauth_test::bounded;
 
 /// A store wrapper that fails on demand (writes of tokens, `update` with tokens, fail
 /// while `fail_token_writes` is above zero) and counts the reads (`loads`).

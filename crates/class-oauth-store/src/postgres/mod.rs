@@ -4,15 +4,33 @@
 //! taken by one conditional `UPDATE` against the database's clock (so instances with
 //! skewed clocks agree), released by the refresh's final write. Every connection sets
 //! `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`, so
-//! nothing waits forever. Migrations ship with the crate and are applied on connect
-//! under a session advisory lock (instances starting together do not race).
+//! nothing waits forever.
 //!
-//! Async callers use [`PostgresStore::connect`] on their tokio runtime. Blocking callers
-//! use [`PostgresStore::connect_blocking`]: the store then owns a one-thread runtime,
+//! **Connecting** ([`PostgresOptions`]): a libpq connection string (URL or key-value) or
+//! the application's own `tokio_postgres::Config`. TLS is rustls on *ring*, with libpq's
+//! `sslmode` (`disable`, `prefer` (the default), `require`, `verify-ca`, `verify-full`),
+//! `sslrootcert` (a PEM file, or `system`), `sslcert` and `sslkey`, so the connection
+//! string a managed service (Azure, RDS, Neon, Supabase, Cloud SQL) hands out works as
+//! given; prefer `verify-full` with the service's CA.
+//!
+//! **Migrations** ship with the crate (`migrations/postgres/*.sql`, also
+//! [`PostgresStore::migrations`]) and are recorded in `class_oauth_migrations`. The
+//! store applies the missing ones when it connects, under a session advisory lock
+//! (instances starting together do not race), or, with
+//! [`PostgresOptions::apply_migrations`]`(false)`, only checks that they were applied.
+//! [`PostgresOptions::schema`] keeps the tables in a schema of their own.
+//!
+//! Async callers use [`PostgresStore::connect`] / [`PostgresStore::connect_with`] on
+//! their tokio runtime. Blocking callers use [`PostgresStore::connect_blocking`] /
+//! [`PostgresStore::connect_blocking_with`]: the store then owns a one-thread runtime,
 //! every call runs there, and the caller runs the call's future to completion with a
 //! `block_on`.
 
-use std::str::FromStr;
+mod options;
+mod tls;
+
+pub use options::{PostgresOptions, SslMode};
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +40,7 @@ use class_oauth_core::token::TokenSet;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A statement prepared once per connection (each use is then one round trip, not two).
 async fn prepared(
@@ -42,11 +61,11 @@ use crate::{
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/postgres/0001_init.sql")),
-    (2, include_str!("../migrations/postgres/0002_lease.sql")),
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_lease.sql")),
     (
         3,
-        include_str!("../migrations/postgres/0003_grant_health.sql"),
+        include_str!("../../migrations/postgres/0003_grant_health.sql"),
     ),
 ];
 const MIGRATION_LOCK: i64 = 0x636c_6173_735f_6f61; // "class_oa"
@@ -63,10 +82,14 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn pg(e: tokio_postgres::Error) -> StoreError {
-    // The Display of a database error is only "db error"; keep its message.
+    StoreError::Backend(message(&e))
+}
+
+/// The Display of a database error is only "db error"; keep its code and message.
+fn message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
-        None => backend(e),
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
     }
 }
 
@@ -99,24 +122,38 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-fn pool(url: &str, pool_size: u32) -> Result<Pool, StoreError> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
-    let options = match config.get_options() {
-        Some(o) if !o.is_empty() => format!("{o} {SESSION_OPTIONS}"),
-        _ => SESSION_OPTIONS.to_owned(),
+fn pool(options: &PostgresOptions) -> Result<Pool, StoreError> {
+    options.check()?;
+    let mut config = options.config.clone();
+    let mut session = SESSION_OPTIONS.to_owned();
+    if let Some(schema) = &options.schema {
+        session.push_str(" -c search_path=");
+        session.push_str(schema);
+    }
+    let session = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} {session}"),
+        _ => session,
     };
-    config.options(&options);
-    config.connect_timeout(Duration::from_secs(10));
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    config.options(&session);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    // tokio_postgres knows disable, prefer and require; the verification is the
+    // connector's.
+    config.ssl_mode(match options.ssl_mode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        _ => tokio_postgres::config::SslMode::Require,
+    });
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls::client_config(options)? {
+        None => Manager::from_config(config, NoTls, recycling),
+        Some(tls) => Manager::from_config(config, MakeRustlsConnect::new(tls), recycling),
+    };
     Pool::builder(manager)
-        .max_size(pool_size.max(1) as usize)
+        .max_size(options.pool_size.max(1) as usize)
         .wait_timeout(Some(Duration::from_secs(30)))
         .create_timeout(Some(Duration::from_secs(10)))
         .recycle_timeout(Some(Duration::from_secs(5)))
@@ -125,13 +162,48 @@ fn pool(url: &str, pool_size: u32) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Config(format!("PostgreSQL pool: {e}")))
 }
 
+/// A pool's failure to hand out a connection, with what TLS refused when that is why.
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    if let Some(hint) = tls::hint(&e) {
+        return StoreError::Backend(format!("{e}; {hint}"));
+    }
+    match &e {
+        // The server refused the connection (pg_hba.conf, authentication): its words,
+        // not tokio_postgres's "db error".
+        deadpool_postgres::PoolError::Backend(pe) if pe.as_db_error().is_some() => {
+            StoreError::Backend(format!("could not connect to PostgreSQL: {}", message(pe)))
+        }
+        _ => backend(e),
+    }
+}
+
 impl PostgresStore {
     /// Connects on the current tokio runtime with a pool of `pool_size` connections and
-    /// applies the migrations. (Plain TCP: put the database on a private network or a
-    /// TLS-terminating proxy.)
+    /// applies the migrations. `url` is a libpq connection string, TLS parameters
+    /// included ([`PostgresOptions::from_url`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for a bad connection string or TLS file, no tokio runtime
+    /// or a bad schema; [`StoreError::Backend`] when the database cannot be reached (a
+    /// refused certificate says so) or a migration fails.
     pub async fn connect(
         url: &str,
         pool_size: u32,
+        encryption: Encryption,
+    ) -> Result<Self, StoreError> {
+        Self::connect_with(
+            PostgresOptions::from_url(url)?.pool_size(pool_size),
+            encryption,
+        )
+        .await
+    }
+
+    /// Connects on the current tokio runtime as `options` say.
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub async fn connect_with(
+        options: PostgresOptions,
         encryption: Encryption,
     ) -> Result<Self, StoreError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
@@ -140,20 +212,37 @@ impl PostgresStore {
             )
         })?;
         let store = Self(Arc::new(Inner {
-            pool: pool(url, pool_size)?,
+            pool: pool(&options)?,
             enc: encryption,
             handle,
             own: None,
         }));
-        store.migrate().await?;
+        store.migrate(&options).await?;
         Ok(store)
     }
 
     /// Connects for blocking callers: the store runs its own one-thread runtime, and every
     /// call (blocking, or async from any executor) runs there.
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
     pub fn connect_blocking(
         url: &str,
         pool_size: u32,
+        encryption: Encryption,
+    ) -> Result<Self, StoreError> {
+        Self::connect_blocking_with(
+            PostgresOptions::from_url(url)?.pool_size(pool_size),
+            encryption,
+        )
+    }
+
+    /// Connects for blocking callers as `options` say (see [`Self::connect_blocking`]).
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub fn connect_blocking_with(
+        options: PostgresOptions,
         encryption: Encryption,
     ) -> Result<Self, StoreError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -163,26 +252,84 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Config(format!("a runtime for the PostgreSQL store: {e}")))?;
         let store = Self(Arc::new(Inner {
-            pool: pool(url, pool_size)?,
+            pool: pool(&options)?,
             enc: encryption,
             handle: rt.handle().clone(),
             own: Some(rt),
         }));
-        pollster::block_on(store.migrate())?;
+        pollster::block_on(store.migrate(&options))?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let s = self.clone();
-        self.run(async move { s.migrate_inline().await }).await
+    /// The store's migrations in order: each version and its SQL, as shipped in the
+    /// crate's `migrations/postgres/`. The store records each applied version in
+    /// `class_oauth_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`
+    /// (applied_at in Unix seconds); a migration tool of your own records them there too
+    /// when the store's are off ([`PostgresOptions::apply_migrations`]).
+    #[must_use]
+    pub fn migrations() -> &'static [(i64, &'static str)] {
+        MIGRATIONS
     }
 
-    async fn migrate_inline(&self) -> Result<(), StoreError> {
-        let mut c = self.0.pool.get().await.map_err(backend)?;
+    async fn migrate(&self, options: &PostgresOptions) -> Result<(), StoreError> {
+        let s = self.clone();
+        let (schema, apply) = (options.schema.clone(), options.apply_migrations);
+        self.run(async move {
+            if apply {
+                s.migrate_inline(schema.as_deref()).await
+            } else {
+                s.check_migrations().await
+            }
+        })
+        .await
+    }
+
+    /// With the store's migrations off: every one must be recorded.
+    async fn check_migrations(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        let applied: Vec<i64> = match c
+            .query("SELECT version FROM class_oauth_migrations", &[])
+            .await
+        {
+            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+            // 42P01: undefined_table.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                Vec::new()
+            }
+            Err(e) => return Err(pg(e)),
+        };
+        let missing: Vec<String> = MIGRATIONS
+            .iter()
+            .filter(|(v, _)| !applied.contains(v))
+            .map(|(v, _)| v.to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Config(format!(
+            "the database lacks the store's migrations {} (recorded in class_oauth_migrations) and applying them is off: apply PostgresStore::migrations() (the crate's migrations/postgres/*.sql), or let the store apply them",
+            missing.join(", ")
+        )))
+    }
+
+    async fn migrate_inline(&self, schema: Option<&str>) -> Result<(), StoreError> {
+        let mut c = self.0.pool.get().await.map_err(pool_error)?;
         c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(pg)?;
         let result = async {
+            if let Some(schema) = schema {
+                // Checked first, so a role without CREATE on the database can use a
+                // schema made for it. (`schema` is a checked identifier.)
+                let exists = c
+                    .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+                    .await?
+                    .is_some();
+                if !exists {
+                    c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                        .await?;
+                }
+            }
             c.batch_execute("CREATE TABLE IF NOT EXISTS class_oauth_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await?;
             for (version, sql) in MIGRATIONS {
                 let done = c
@@ -233,7 +380,7 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.0.pool.get().await.map_err(backend)
+        self.0.pool.get().await.map_err(pool_error)
     }
 
     async fn read(&self, key: &TenantKey) -> Result<Option<StoredGrant>, StoreError> {
