@@ -1055,6 +1055,8 @@ fn grants(ctx: &mut Ctx, status: Option<&str>) -> Result<(), CliError> {
                 "lapses_at": unix(h.lapses_at),
                 "last_refresh_at": unix(h.last_refresh),
                 "granted_at": unix(h.granted_at),
+                "last_error": h.last_error.as_ref().map(|(e, _)| e),
+                "last_error_at": h.last_error.as_ref().map(|(_, at)| class_oauth_core::time::to_unix(*at)),
                 "action": h.action,
             })
         })
@@ -1063,13 +1065,19 @@ fn grants(ctx: &mut Ctx, status: Option<&str>) -> Result<(), CliError> {
     for h in &health {
         let _ = writeln!(
             human,
-            "  {:<16} {:<14} {:<22} refresh token {:>8} old, lapses {}{}",
+            "  {:<16} {:<14} {:<22} refresh token {:>8} old, lapses {}{}{}",
             h.key.tenant(),
             or_dash(h.business_code.as_deref()),
             h.status.as_parts().0,
             h.refresh_token_age
                 .map_or_else(|| "?".to_owned(), |d| age(d.as_secs())),
             unix(h.lapses_at).map_or_else(|| "-".to_owned(), date),
+            h.last_error
+                .as_ref()
+                .map_or_else(String::new, |(e, at)| format!(
+                    "\n    last refresh failed {}: {e}",
+                    date(class_oauth_core::time::to_unix(*at))
+                )),
             h.action
                 .as_deref()
                 .map_or_else(String::new, |a| format!("\n    -> {a}")),

@@ -228,6 +228,10 @@ fn the_whole_command_set() {
     assert!(received >= g["granted_at"].as_u64().unwrap(), "{grants}");
     assert_eq!(g["lapses_at"].as_u64(), Some(received + 30 * 24 * 3600));
     assert!(g["action"].is_null(), "{grants}");
+    assert!(
+        g["last_error"].is_null() && g["last_error_at"].is_null(),
+        "no refresh failed: {grants}"
+    );
     assert_eq!(
         json(
             &rig.run(&["--json", "grants", "--status", "needs_reauthorization"]),

@@ -33,6 +33,10 @@ pub struct GrantHealth {
     pub last_refresh: Option<SystemTime>,
     /// The last login.
     pub granted_at: Option<SystemTime>,
+    /// Why the last refresh failed without ending the grant (Class unavailable, the
+    /// network), and when; `None` once a refresh succeeds. The grant stays usable while
+    /// its access token lasts and is refreshed again at the next call or sweep.
+    pub last_error: Option<(String, SystemTime)>,
     /// What the partner should do, in words (`None` when nothing is needed).
     pub action: Option<String>,
 }
@@ -66,6 +70,7 @@ impl GrantHealth {
             lapses_at,
             last_refresh: at(summary.refreshed_at),
             granted_at: granted,
+            last_error: summary.last_error.clone().zip(at(summary.last_error_at)),
             action,
         }
     }

@@ -85,6 +85,9 @@ pub enum StoreOp {
     Release {
         /// The holder.
         owner: String,
+        /// Why the refresh failed, when it failed without ending the grant: the store
+        /// keeps it as the grant's last error.
+        failure: Option<String>,
     },
 }
 
@@ -97,8 +100,8 @@ impl StoreOp {
             Self::Load => StoreAnswer::Loaded(store.load(key).await),
             Self::AcquireLease(lease) => StoreAnswer::Lease(store.acquire_lease(key, &lease).await),
             Self::Update(u) => StoreAnswer::Updated(store.update(key, &u.as_grant_update()).await),
-            Self::Release { owner } => {
-                StoreAnswer::Released(store.release_lease(key, &owner).await)
+            Self::Release { owner, failure } => {
+                StoreAnswer::Released(store.release_lease(key, &owner, failure.as_deref()).await)
             }
         }
     }
@@ -459,7 +462,16 @@ impl RefreshMachine {
     /// its write): then `then`.
     fn release(&mut self, then: Then) {
         let owner = self.lease.owner.clone();
-        self.store(Stage::Release(Box::new(then)), StoreOp::Release { owner });
+        // A refresh that fails and leaves the grant as it was: its error is the grant's
+        // last error (grant health).
+        let failure = match &then {
+            Then::Done(f) => f.error.as_ref().map(ToString::to_string),
+            _ => None,
+        };
+        self.store(
+            Stage::Release(Box::new(then)),
+            StoreOp::Release { owner, failure },
+        );
     }
 
     /// The result of a store operation.
@@ -1180,8 +1192,10 @@ impl RefreshMachine {
         };
         if self.release_before_persist() && release {
             let owner = self.lease.owner.clone();
-            self.queue
-                .push_back(Action::Store(StoreOp::Release { owner }));
+            self.queue.push_back(Action::Store(StoreOp::Release {
+                owner,
+                failure: None,
+            }));
         }
         self.write(p);
     }

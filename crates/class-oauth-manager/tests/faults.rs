@@ -389,8 +389,19 @@ fn refusals_and_proxy_pages() {
             assert!(matches!(err, ManagerError::Refused(_)), "{rig:?}: {err:?}");
             assert!(err.is_transient());
             assert_eq!(rig.stored().status, GrantStatus::Active, "{rig:?}");
+            // Grant health shows why the last refresh failed, until one succeeds.
+            let (error, _) = rig
+                .health()
+                .last_error
+                .expect("the failure is the last error");
+            assert!(error.contains("503"), "{rig:?}: {error}");
             let ok = rig.force_refresh(first.version).unwrap();
             assert!(ok.version > first.version);
+            // (That returned the row the failure left, newer than `first`; a refresh
+            // that succeeds clears the last error.)
+            assert!(rig.health().last_error.is_some());
+            let ok = rig.force_refresh(ok.version).unwrap();
+            assert_eq!(rig.health().last_error, None, "{rig:?}");
             rig.emulator.inject(TOKEN, Fault::Html502, 1);
             let err = rig.force_refresh(ok.version).unwrap_err();
             assert!(

@@ -2066,7 +2066,7 @@ fn op_name(op: &StoreOp) -> String {
                 ""
             }
         ),
-        StoreOp::Release { owner } => format!("release {owner}"),
+        StoreOp::Release { owner, .. } => format!("release {owner}"),
         _ => "?".into(),
     }
 }

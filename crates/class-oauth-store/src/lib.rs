@@ -386,6 +386,13 @@ pub struct GrantSummary {
     pub granted_at: Option<u64>,
     /// The last refresh (Unix seconds; `None` when not refreshed since the login).
     pub refreshed_at: Option<u64>,
+    /// Why the last refresh failed without ending the grant (a network error, Class
+    /// unavailable), as the manager reported it (at most 500 bytes, never a secret);
+    /// `None` once tokens are written again. A refusal that ends the grant is its
+    /// [`GrantStatus`] reason instead.
+    pub last_error: Option<String>,
+    /// When that refresh failed (Unix seconds).
+    pub last_error_at: Option<u64>,
 }
 
 impl GrantSummary {
@@ -404,6 +411,8 @@ impl GrantSummary {
             tokens_received_at: None,
             granted_at: None,
             refreshed_at: None,
+            last_error: None,
+            last_error_at: None,
         }
     }
 }
@@ -679,8 +688,8 @@ impl<'a> GrantUpdate<'a> {
 ///         -> Result<LeaseOutcome, StoreError> {
 ///         self.0.acquire_lease(key, lease).await
 ///     }
-///     async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
-///         self.0.release_lease(key, owner).await
+///     async fn release_lease(&self, key: &TenantKey, owner: &str, failure: Option<&str>) -> Result<(), StoreError> {
+///         self.0.release_lease(key, owner, failure).await
 ///     }
 ///     async fn put_pending(&self, lookup: &str, p: PendingAuthorization) -> Result<(), StoreError> {
 ///         self.0.put_pending(lookup, p).await
@@ -731,8 +740,16 @@ pub trait TokenStore: Send + Sync + 'static {
         lease: &Lease,
     ) -> Result<LeaseOutcome, StoreError>;
 
-    /// Releases `owner`'s lease (a lease held by someone else is left alone).
-    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError>;
+    /// Releases `owner`'s lease (a lease held by someone else is left alone). With
+    /// `failure`, the refresh that held it failed without ending the grant: the store
+    /// keeps it as the grant's [`GrantSummary::last_error`] (with the time) until tokens
+    /// are written again.
+    async fn release_lease(
+        &self,
+        key: &TenantKey,
+        owner: &str,
+        failure: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Stores a pending authorization under `lookup` (its `state`); it expires with the
     /// record.
@@ -815,3 +832,19 @@ pub(crate) fn unix_now() -> u64 {
     )]
     class_oauth_core::time::to_unix(SystemTime::now())
 }
+
+/// A refresh's error as a grant's last error: at most [`LAST_ERROR_MAX`] bytes, cut at a
+/// character boundary.
+pub(crate) fn last_error(error: &str) -> String {
+    if error.len() <= LAST_ERROR_MAX {
+        return error.to_owned();
+    }
+    let mut end = LAST_ERROR_MAX;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &error[..end])
+}
+
+/// How much of an error a grant keeps.
+pub(crate) const LAST_ERROR_MAX: usize = 500;

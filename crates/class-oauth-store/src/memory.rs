@@ -12,7 +12,7 @@ use class_oauth_core::token::TokenSet;
 
 use crate::{
     GrantQuery, GrantStatus, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError,
-    StoredGrant, TenantKey, TokenStore, unix_now,
+    StoredGrant, TenantKey, TokenStore, last_error, unix_now,
 };
 
 struct Entry {
@@ -22,6 +22,8 @@ struct Entry {
     granted_at: u64,
     /// The last refresh (Unix seconds).
     refreshed_at: Option<u64>,
+    /// The last failed refresh's error and its time (Unix seconds).
+    last_error: Option<(String, u64)>,
     lease: Option<(String, Instant)>,
 }
 
@@ -105,6 +107,7 @@ impl TokenStore for MemoryStore {
             Entry {
                 granted_at: class_oauth_core::time::to_unix(grant.tokens.received_at),
                 refreshed_at: None,
+                last_error: None,
                 grant,
                 updated_at: unix_now(),
                 lease: None,
@@ -128,6 +131,7 @@ impl TokenStore for MemoryStore {
             entry.grant.tokens = tokens.clone();
             entry.grant.id_claims = id_claims.cloned();
             entry.refreshed_at = Some(class_oauth_core::time::to_unix(tokens.received_at));
+            entry.last_error = None;
         }
         entry.grant.status = update.status.clone();
         entry.grant.version += 1;
@@ -170,6 +174,8 @@ impl TokenStore for MemoryStore {
                 )),
                 granted_at: Some(e.granted_at),
                 refreshed_at: e.refreshed_at,
+                last_error: e.last_error.as_ref().map(|(m, _)| m.clone()),
+                last_error_at: e.last_error.as_ref().map(|(_, at)| *at),
             })
             .filter(|s| query.matches(s))
             .collect();
@@ -214,10 +220,18 @@ impl TokenStore for MemoryStore {
         })
     }
 
-    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+    async fn release_lease(
+        &self,
+        key: &TenantKey,
+        owner: &str,
+        failure: Option<&str>,
+    ) -> Result<(), StoreError> {
         if let Some(entry) = self.inner().grants.get_mut(key) {
             if entry.lease.as_ref().is_some_and(|(o, _)| o == owner) {
                 entry.lease = None;
+                if let Some(failure) = failure {
+                    entry.last_error = Some((last_error(failure), unix_now()));
+                }
             }
         }
         Ok(())

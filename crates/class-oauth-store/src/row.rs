@@ -126,7 +126,7 @@ pub(crate) fn update_sql(update: &GrantUpdate<'_>) -> String {
     let (tokens, key, version) = if update.tokens.is_some() {
         (
             ", business_code = $5, scope = $6, expires_at = $7, key_id = $8, sealed = $9, \
-             tokens_received_at = $12, refreshed_at = $12",
+             tokens_received_at = $12, refreshed_at = $12, last_error = NULL, last_error_at = NULL",
             10,
             11,
         )
@@ -149,29 +149,36 @@ pub(crate) const UPSERT_SQL: &str = "INSERT INTO class_oauth_grants (storage_key
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', '', 1, $9, $10, $11, $12, $12) \
      ON CONFLICT (storage_key) DO UPDATE SET business_code = excluded.business_code, scope = excluded.scope, expires_at = excluded.expires_at, \
      status = 'active', status_reason = '', version = class_oauth_grants.version + 1, key_id = excluded.key_id, sealed = excluded.sealed, updated_at = excluded.updated_at, \
-     tokens_received_at = excluded.tokens_received_at, granted_at = excluded.granted_at, refreshed_at = NULL, lease_owner = NULL, lease_until = NULL \
+     tokens_received_at = excluded.tokens_received_at, granted_at = excluded.granted_at, refreshed_at = NULL, lease_owner = NULL, lease_until = NULL, \
+     last_error = NULL, last_error_at = NULL \
      RETURNING version";
 
 /// The conditional replace of a login with an expected version. Parameters: 1 storage_key,
 /// 2 business_code, 3 scope, 4 expires_at, 5 key_id, 6 sealed, 7 updated_at, 8 version,
 /// 9 tokens_received_at (also the grant's `granted_at`).
 pub(crate) const REPLACE_SQL: &str = "UPDATE class_oauth_grants SET business_code = $2, scope = $3, expires_at = $4, status = 'active', status_reason = '', \
-     version = version + 1, key_id = $5, sealed = $6, updated_at = $7, tokens_received_at = $9, granted_at = $9, refreshed_at = NULL, lease_owner = NULL, lease_until = NULL \
+     version = version + 1, key_id = $5, sealed = $6, updated_at = $7, tokens_received_at = $9, granted_at = $9, refreshed_at = NULL, lease_owner = NULL, lease_until = NULL, \
+     last_error = NULL, last_error_at = NULL \
      WHERE storage_key = $1 AND version = $8";
 
 /// The listing, a page of it ([`crate::GrantQuery`]). Parameters: 1 the cursor (the last
 /// row key of the previous page, or NULL), 2 a status name (or NULL), 3 the page size.
 /// Columns: client_id, tenant, subject, scope_key, business_code, scope, expires_at,
 /// status, status_reason, version, updated_at, tokens_received_at, granted_at,
-/// refreshed_at.
-pub(crate) const LIST_SQL: &str = "SELECT client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, updated_at, tokens_received_at, granted_at, refreshed_at \
+/// refreshed_at, last_error, last_error_at.
+pub(crate) const LIST_SQL: &str = "SELECT client_id, tenant, subject, scope_key, business_code, scope, expires_at, status, status_reason, version, updated_at, tokens_received_at, granted_at, refreshed_at, last_error, last_error_at \
      FROM class_oauth_grants WHERE (CAST($1 AS TEXT) IS NULL OR storage_key > CAST($1 AS TEXT)) AND (CAST($2 AS TEXT) IS NULL OR status = CAST($2 AS TEXT)) ORDER BY storage_key LIMIT $3";
 
 /// Deletes a grant. Parameters: 1 storage_key.
 pub(crate) const DELETE_SQL: &str = "DELETE FROM class_oauth_grants WHERE storage_key = $1";
 
-/// Releases a lease, only its owner's. Parameters: 1 storage_key, 2 owner.
-pub(crate) const RELEASE_SQL: &str = "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL WHERE storage_key = $1 AND lease_owner = $2";
+/// Releases a lease, only its owner's, recording the failed refresh's error when there
+/// is one. Parameters: 1 storage_key, 2 owner, 3 the error (or NULL: the last error
+/// stays), 4 now (Unix seconds).
+pub(crate) const RELEASE_SQL: &str = "UPDATE class_oauth_grants SET lease_owner = NULL, lease_until = NULL, \
+     last_error = COALESCE(CAST($3 AS TEXT), last_error), \
+     last_error_at = CASE WHEN CAST($3 AS TEXT) IS NULL THEN last_error_at ELSE CAST($4 AS BIGINT) END \
+     WHERE storage_key = $1 AND lease_owner = $2";
 
 /// Drops expired pending records. Parameters: 1 now (Unix seconds).
 pub(crate) const PENDING_PURGE_SQL: &str = "DELETE FROM class_oauth_pending WHERE expires_at < $1";
@@ -206,6 +213,8 @@ pub(crate) fn summary(
     tokens_received_at: Option<i64>,
     granted_at: Option<i64>,
     refreshed_at: Option<i64>,
+    last_error: Option<String>,
+    last_error_at: Option<i64>,
 ) -> crate::GrantSummary {
     crate::GrantSummary {
         key: TenantKey::from_parts(client_id, tenant, subject, scope_key),
@@ -218,5 +227,7 @@ pub(crate) fn summary(
         tokens_received_at: tokens_received_at.map(|v| v.max(0) as u64),
         granted_at: granted_at.map(|v| v.max(0) as u64),
         refreshed_at: refreshed_at.map(|v| v.max(0) as u64),
+        last_error,
+        last_error_at: last_error_at.map(|v| v.max(0) as u64),
     }
 }

@@ -23,7 +23,7 @@ use crate::row::{
 };
 use crate::{
     Encryption, GrantQuery, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError,
-    StoredGrant, TenantKey, TokenStore, unix_now,
+    StoredGrant, TenantKey, TokenStore, last_error, unix_now,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_grant_health.sql"),
     ),
+    (5, include_str!("../migrations/sqlite/0005_last_error.sql")),
 ];
 
 /// How long a statement waits for another connection's write transaction. Every write
@@ -404,6 +405,8 @@ impl TokenStore for SqliteStore {
                         r.get(11)?,
                         r.get(12)?,
                         r.get(13)?,
+                        r.get(14)?,
+                        r.get(15)?,
                     ))
                 })
                 .map_err(backend)?;
@@ -489,12 +492,21 @@ impl TokenStore for SqliteStore {
         .await
     }
 
-    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+    async fn release_lease(
+        &self,
+        key: &TenantKey,
+        owner: &str,
+        failure: Option<&str>,
+    ) -> Result<(), StoreError> {
         let (key, owner) = (key.clone(), owner.to_owned());
+        let failure = failure.map(last_error);
         self.call(move |s| {
             let (key, owner) = (&key, owner.as_str());
             s.conn()?
-                .execute(&sqlite(RELEASE_SQL), params![key.storage_key(), owner])
+                .execute(
+                    &sqlite(RELEASE_SQL),
+                    params![key.storage_key(), owner, failure, unix_now() as i64],
+                )
                 .map_err(backend)?;
             Ok(())
         })

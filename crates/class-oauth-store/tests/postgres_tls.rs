@@ -252,8 +252,13 @@ fn schemas_keep_stores_apart_and_migrations_can_be_left_to_the_dba() {
         let e = open(base().schema("by_the_dba").apply_migrations(false)).unwrap_err();
         let text = e.to_string();
         assert!(matches!(e, StoreError::Config(_)), "{e:?}");
+        let all: Vec<String> = PostgresStore::migrations()
+            .iter()
+            .map(|(v, _)| v.to_string())
+            .collect();
         assert!(
-            text.contains("1, 2, 3") && text.contains("PostgresStore::migrations"),
+            text.contains(&format!("migrations {} (", all.join(", ")))
+                && text.contains("PostgresStore::migrations"),
             "{text}"
         );
         // Applied (here by a store with migrations on), it starts.
@@ -261,7 +266,6 @@ fn schemas_keep_stores_apart_and_migrations_can_be_left_to_the_dba() {
         let s = open(base().schema("by_the_dba").apply_migrations(false))
             .expect("every migration recorded");
         assert!(block_on(s.load(&k)).unwrap().is_none());
-        assert_eq!(PostgresStore::migrations().len(), 3);
 
         let e = open(base().schema("Partner-A")).unwrap_err();
         assert!(matches!(e, StoreError::Config(_)), "{e:?}");

@@ -360,7 +360,7 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
         remaining > Duration::from_secs(50) && remaining <= long,
         "{remaining:?}"
     );
-    block_on(store.release_lease(a, "two")).unwrap(); // not the owner: no effect
+    block_on(store.release_lease(a, "two", None)).unwrap(); // not the owner: no effect
     assert!(matches!(
         block_on(store.acquire_lease(a, &Lease::new("two", long))).unwrap(),
         LeaseOutcome::Held { .. }
@@ -450,7 +450,7 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
             ..
         }
     ));
-    block_on(store.release_lease(a, "two")).unwrap();
+    block_on(store.release_lease(a, "two", None)).unwrap();
     assert!(matches!(
         block_on(store.acquire_lease(&key("never-stored"), &Lease::new("x", long))).unwrap(),
         LeaseOutcome::Missing
@@ -469,7 +469,7 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
         panic!("a lease is taken, unmarked, on a row that moved on: {stale:?}")
     };
     assert_eq!((grant.version, &grant.status), (v5, &GrantStatus::Active));
-    block_on(store.release_lease(a, "m1")).unwrap();
+    block_on(store.release_lease(a, "m1", None)).unwrap();
     let fresh =
         block_on(store.acquire_lease(a, &Lease::new("m2", long).marking(v5, doubt.clone())))
             .unwrap();
@@ -487,8 +487,61 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
         block_on(store.acquire_lease(a, &Lease::new("two", long))).unwrap(),
         LeaseOutcome::Held { .. }
     ));
-    // Leave the row active with no lease for the caller.
-    block_on(store.update(a, &GrantUpdate::status(v5 + 1, &active).releasing("m2"))).unwrap();
+    let v7 =
+        block_on(store.update(a, &GrantUpdate::status(v5 + 1, &active).releasing("m2"))).unwrap();
+    // A refresh that failed without ending the grant: its error is the grant's last
+    // error, recorded by the lease holder's release only, cut to 500 bytes at a
+    // character boundary, and cleared by the next write of tokens.
+    let last = |store: &dyn TokenStore| {
+        let row = block_on(store.list(&GrantQuery::all()))
+            .unwrap()
+            .into_iter()
+            .find(|s| s.key == *a)
+            .unwrap();
+        (row.last_error, row.last_error_at)
+    };
+    assert_eq!(last(store), (None, None));
+    assert!(matches!(
+        block_on(store.acquire_lease(a, &Lease::new("f", long))).unwrap(),
+        LeaseOutcome::Acquired { .. }
+    ));
+    block_on(store.release_lease(a, "not-the-holder", Some("not mine"))).unwrap();
+    assert_eq!(last(store), (None, None), "only the holder records");
+    let before = class_oauth_core::time::to_unix(SystemTime::now());
+    let long_error = format!("Class is unavailable (HTTP 503): {}", "\u{e9}".repeat(400));
+    block_on(store.release_lease(a, "f", Some(&long_error))).unwrap();
+    let (error, at) = last(store);
+    let error = error.expect("the failure is recorded");
+    assert!(
+        error.starts_with("Class is unavailable (HTTP 503): "),
+        "{error}"
+    );
+    assert!(
+        error.len() <= 503 && error.ends_with("..."),
+        "{}",
+        error.len()
+    );
+    assert!(
+        at.is_some_and(|t| t >= before && t <= before + 60),
+        "{at:?}"
+    );
+    // A release without a failure leaves it; a write of tokens clears it.
+    assert!(matches!(
+        block_on(store.acquire_lease(a, &Lease::new("g", long))).unwrap(),
+        LeaseOutcome::Acquired { .. }
+    ));
+    block_on(store.release_lease(a, "g", None)).unwrap();
+    assert!(last(store).0.is_some());
+    assert!(matches!(
+        block_on(store.acquire_lease(a, &Lease::new("h", long))).unwrap(),
+        LeaseOutcome::Acquired { .. }
+    ));
+    block_on(store.update(
+        a,
+        &GrantUpdate::tokens(v7, &t3, None, &active).releasing("h"),
+    ))
+    .unwrap();
+    assert_eq!(last(store), (None, None), "a refresh clears the last error");
 }
 
 #[test]

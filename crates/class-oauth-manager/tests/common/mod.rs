@@ -118,8 +118,13 @@ impl<S: TokenStore + ?Sized> TokenStore for Faulty<S> {
     ) -> Result<LeaseOutcome, StoreError> {
         self.inner.acquire_lease(key, lease).await
     }
-    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(key, owner).await
+    async fn release_lease(
+        &self,
+        key: &TenantKey,
+        owner: &str,
+        failure: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.inner.release_lease(key, owner, failure).await
     }
     async fn put_pending(&self, l: &str, p: PendingAuthorization) -> Result<(), StoreError> {
         self.inner.put_pending(l, p).await
@@ -382,6 +387,19 @@ impl Rig {
         }
         .unwrap()
         .expect("a stored grant")
+    }
+
+    /// The grant's health as the manager lists it (`TokenManager::grants`).
+    pub fn health(&self) -> class_oauth_manager::GrantHealth {
+        let all = GrantQuery::all();
+        match &self.manager {
+            Manager::Async(m) => self.rt.block_on(m.grants(&all)),
+            Manager::Blocking(m) => m.grants(&all),
+        }
+        .unwrap()
+        .into_iter()
+        .find(|h| h.key == self.key)
+        .expect("the grant is listed")
     }
 
     /// refresh_token grant requests the emulator saw, and the refresh tokens presented

@@ -57,7 +57,7 @@ use crate::row::{
 };
 use crate::{
     Encryption, GrantQuery, GrantSummary, GrantUpdate, Lease, LeaseOutcome, OwnedUpdate,
-    StoreError, StoredGrant, TenantKey, TokenStore, unix_now,
+    StoreError, StoredGrant, TenantKey, TokenStore, last_error, unix_now,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -66,6 +66,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/postgres/0003_grant_health.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_last_error.sql"),
     ),
 ];
 const MIGRATION_LOCK: i64 = 0x636c_6173_735f_6f61; // "class_oa"
@@ -647,6 +651,8 @@ impl TokenStore for PostgresStore {
                         r.get(11),
                         r.get(12),
                         r.get(13),
+                        r.get(14),
+                        r.get(15),
                     )
                 })
                 .collect())
@@ -665,15 +671,24 @@ impl TokenStore for PostgresStore {
             .await
     }
 
-    async fn release_lease(&self, key: &TenantKey, owner: &str) -> Result<(), StoreError> {
+    async fn release_lease(
+        &self,
+        key: &TenantKey,
+        owner: &str,
+        failure: Option<&str>,
+    ) -> Result<(), StoreError> {
         let (key, owner) = (key.clone(), owner.to_owned());
+        let failure = failure.map(last_error);
         let s = self.clone();
         self.run(async move {
             let c = s.client().await?;
             let st = prepared(&c, RELEASE_SQL).await?;
-            c.execute(&st, &[&key.storage_key(), &owner])
-                .await
-                .map_err(pg)?;
+            c.execute(
+                &st,
+                &[&key.storage_key(), &owner, &failure, &(unix_now() as i64)],
+            )
+            .await
+            .map_err(pg)?;
             Ok(())
         })
         .await

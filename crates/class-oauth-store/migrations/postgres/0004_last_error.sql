@@ -1,0 +1,5 @@
+-- Grant health: why the last refresh of the grant failed, and when (Unix seconds), when
+-- it failed without ending the grant (a network error, Class unavailable); cleared by
+-- the next write of tokens.
+ALTER TABLE class_oauth_grants ADD COLUMN IF NOT EXISTS last_error TEXT;
+ALTER TABLE class_oauth_grants ADD COLUMN IF NOT EXISTS last_error_at BIGINT;
