@@ -7,7 +7,9 @@
 //! and a grant another instance refreshed first is not refreshed again (its version moved
 //! on, so the forced refresh uses it as it is). Where the lifetime is absolute and
 //! refreshing cannot extend it, the keeper announces each lapse ahead instead
-//! ([`TokenEvent::LapseAhead`] at each configured lead time).
+//! ([`TokenEvent::LapseAhead`] at each configured lead time), once across instances and
+//! restarts: the instance that claims the notice in the store ([`announce`],
+//! `TokenStore::claim_lapse_notice`) reports it.
 //!
 //! [`Keeper`] is sans-IO, in the machine's verbs: [`Keeper::poll`] says what to do next
 //! (list a page, refresh a grant, announce, wait) and `handle_*` feed the answers back.
@@ -20,9 +22,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use class_oauth_store::{GrantQuery, GrantStatus, GrantSummary, StoreError, TenantKey};
+use class_oauth_store::{GrantQuery, GrantStatus, GrantSummary, StoreError, TenantKey, TokenStore};
 
 use crate::{Settings, TokenEvent};
+
+/// Whether to report `event`, a [`KeeperAction::Announce`]: a lapse notice only when this
+/// instance claims it in `store` (so several instances, and a restarted one, announce
+/// each lead of a lapse once); any other event, and a notice the store could not answer
+/// for (twice is better than never), always.
+pub async fn announce<S: TokenStore + ?Sized>(store: &S, event: &TokenEvent) -> bool {
+    let TokenEvent::LapseAhead {
+        key,
+        lapses_at,
+        lead,
+    } = event
+    else {
+        return true;
+    };
+    match store.claim_lapse_notice(key, *lapses_at, *lead).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(tenant = %key, error = %e, "could not claim a lapse notice; announcing it anyway");
+            true
+        }
+    }
+}
 
 /// The keeper's tunables, with their defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,7 +109,8 @@ pub enum KeeperAction {
         /// The version the keeper saw.
         version: u64,
     },
-    /// Report this event to the application.
+    /// Report this event to the application if [`announce`] says so (a lapse notice is
+    /// reported by the one instance that claims it).
     Announce(TokenEvent),
     /// Nothing to do for this long.
     Wait(Duration),

@@ -735,7 +735,11 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
                         let _ = manager.force_refresh(&key, version).await;
                         keeper.handle_refreshed(now());
                     }
-                    keeper::KeeperAction::Announce(e) => manager.inner.emit(&e),
+                    keeper::KeeperAction::Announce(e) => {
+                        if keeper::announce(&*manager.inner.store, &e).await {
+                            manager.inner.emit(&e);
+                        }
+                    }
                     // In steps of at most a second, so a stop is seen soon.
                     keeper::KeeperAction::Wait(d) => {
                         manager

@@ -496,6 +496,76 @@ fn the_keeper_refreshes_idle_grants_and_stops_when_dropped() {
 /// Class answers `invalid_grant` to a revoked grant and a lapsed token alike; the
 /// manager tells them apart by the token's age: a refusal within the lifetime (not in
 /// doubt) is the customer's revocation, its own event and reason; one past it, a lapse.
+/// Under an absolute lifetime, three instances' keepers on one store announce a coming
+/// lapse once per lead between them (the notice is claimed in the store), not once per
+/// instance; a restarted keeper does not announce it again.
+#[test]
+fn lapse_notices_are_announced_once_across_instances() {
+    bounded("lapse notices", Duration::from_secs(60), || {
+        let s = server(Duration::ZERO);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grants.sqlite3");
+        let k = key();
+        // Granted 29.5 days ago: the lapse is 12 hours away, so both leads (7 days and
+        // 1 day) are due at once.
+        let granted = SystemTime::now() - Duration::from_secs(59 * 12 * 3600);
+        block_on(SqliteStore::open(&path, keys()).unwrap().save(
+            &k,
+            &token_set("at", &s.ots.issue(), 899, granted),
+            None,
+            None,
+        ))
+        .unwrap();
+        let mut settings = class_oauth_manager::KeeperSettings::default();
+        settings.absolute_lifetime = true;
+        let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let instance = || {
+            let seen = notices.clone();
+            BlockingManager::builder(
+                s.blocking_client(),
+                SqliteStore::open(&path, keys()).unwrap(),
+            )
+            .on_event(move |e| {
+                if let class_oauth_manager::TokenEvent::LapseAhead { lead, .. } = e {
+                    seen.lock().unwrap().push(*lead);
+                }
+            })
+            .build()
+        };
+        let managers: Vec<_> = (0..3).map(|_| instance()).collect();
+        let keepers: Vec<_> = managers
+            .iter()
+            .map(|m| m.start_keeper(settings.clone()).unwrap())
+            .collect();
+        let until = Instant::now() + Duration::from_secs(20);
+        while notices.lock().unwrap().len() < 2 {
+            assert!(Instant::now() < until, "the lapse was announced");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Every keeper has swept by now; a restarted one sweeps again.
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(keepers);
+        let again = managers[0].start_keeper(settings).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(again);
+        let mut leads = notices.lock().unwrap().clone();
+        leads.sort();
+        assert_eq!(
+            leads,
+            [
+                Duration::from_secs(24 * 3600),
+                Duration::from_secs(7 * 24 * 3600)
+            ],
+            "one notice per lead across three instances and a restart"
+        );
+        assert_eq!(
+            s.ots.counts().refreshes,
+            0,
+            "an absolute lifetime is not refreshed"
+        );
+    });
+}
+
 #[test]
 fn a_revocation_in_class_is_told_apart_from_a_lapse() {
     bounded("revoked or lapsed", Duration::from_secs(60), || {

@@ -1167,14 +1167,27 @@ impl Sim {
                     return;
                 }
                 KeeperAction::Announce(e) => {
+                    // As the manager's driver: reported only by the instance that claims
+                    // the notice in the store.
+                    if !block_on(class_oauth_manager::keeper::announce(&self.store, &e)) {
+                        self.note(|| format!("i{inst}: keeper: another instance announced: {e}"));
+                        continue;
+                    }
                     self.note(|| format!("i{inst}: keeper: {e}"));
                     if let TokenEvent::LapseAhead { key, lead, .. } = &e {
                         self.report.lapse_announcements += 1;
                         let tenant = self.keys.iter().position(|k| k == key);
                         if let Some(f) = tenant.and_then(|t| self.tenant_family[t]) {
                             let fam = &mut self.server.families[f as usize];
-                            // The keeper announces only before the lapse it estimates.
-                            if !fam.announced.contains(lead) {
+                            // The keeper announces only before the lapse it estimates,
+                            // and each lead once across instances and restarts.
+                            if fam.announced.contains(lead) {
+                                let what = format!(
+                                    "t{}: grant f{f}'s lapse announced {lead:?} ahead twice",
+                                    tenant.unwrap_or(0)
+                                );
+                                self.violate(what);
+                            } else {
                                 fam.announced.push(*lead);
                             }
                         }

@@ -751,6 +751,23 @@ pub trait TokenStore: Send + Sync + 'static {
         failure: Option<&str>,
     ) -> Result<(), StoreError>;
 
+    /// Claims the announcement of `key`'s lapse at `lapses_at` (Unix seconds) `lead`
+    /// ahead: true for the one caller that should announce it, false when this lapse was
+    /// already announced at this lead or a shorter one (by any instance). The keeper
+    /// announces only what it claims, so several instances announce each lead once.
+    ///
+    /// The default answers true (a store of your own that does not keep notices: each
+    /// instance's keeper then announces once per process).
+    async fn claim_lapse_notice(
+        &self,
+        key: &TenantKey,
+        lapses_at: u64,
+        lead: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let _ = (key, lapses_at, lead);
+        Ok(true)
+    }
+
     /// Stores a pending authorization under `lookup` (its `state`); it expires with the
     /// record.
     async fn put_pending(

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use class_oauth_core::authorize::PendingAuthorization;
 use class_oauth_core::id_token::IdTokenClaims;
@@ -24,6 +24,8 @@ struct Entry {
     refreshed_at: Option<u64>,
     /// The last failed refresh's error and its time (Unix seconds).
     last_error: Option<(String, u64)>,
+    /// The lapse announced and the shortest lead it was announced at (seconds).
+    notice: Option<(u64, u64)>,
     lease: Option<(String, Instant)>,
 }
 
@@ -108,6 +110,7 @@ impl TokenStore for MemoryStore {
                 granted_at: class_oauth_core::time::to_unix(grant.tokens.received_at),
                 refreshed_at: None,
                 last_error: None,
+                notice: None,
                 grant,
                 updated_at: unix_now(),
                 lease: None,
@@ -235,6 +238,26 @@ impl TokenStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn claim_lapse_notice(
+        &self,
+        key: &TenantKey,
+        lapses_at: u64,
+        lead: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner();
+        let Some(entry) = inner.grants.get_mut(key) else {
+            return Ok(false);
+        };
+        let lead = lead.as_secs();
+        match entry.notice {
+            Some((at, shortest)) if at == lapses_at && shortest <= lead => Ok(false),
+            _ => {
+                entry.notice = Some((lapses_at, lead));
+                Ok(true)
+            }
+        }
     }
 
     async fn put_pending(

@@ -190,6 +190,12 @@ pub(crate) const PENDING_PUT_SQL: &str = "INSERT INTO class_oauth_pending (looku
 pub(crate) const PENDING_TAKE_SQL: &str =
     "DELETE FROM class_oauth_pending WHERE lookup = $1 RETURNING sealed, expires_at";
 
+/// Claims the notice of a lapse at a lead: written (one row) only when this lapse has not
+/// been announced at this lead or a shorter one. Parameters: 1 storage_key, 2 the lapse
+/// (Unix seconds), 3 the lead (seconds).
+pub(crate) const CLAIM_NOTICE_SQL: &str = "UPDATE class_oauth_grants SET lapse_notice_at = $2, lapse_notice_lead = $3 \
+     WHERE storage_key = $1 AND (lapse_notice_at IS NULL OR lapse_notice_at <> $2 OR lapse_notice_lead > $3)";
+
 /// A SQLite statement from the shared `$n` text.
 #[cfg(feature = "sqlite")]
 pub(crate) fn sqlite(sql: &str) -> String {

@@ -17,9 +17,9 @@ use class_oauth_core::token::TokenSet;
 use rusqlite::{OptionalExtension, params};
 
 use crate::row::{
-    DELETE_SQL, GRANT_COLUMNS, LIST_SQL, PENDING_PURGE_SQL, PENDING_PUT_SQL, PENDING_TAKE_SQL,
-    RELEASE_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
-    encode_pending, pending_lookup, sqlite, summary, update_sql,
+    CLAIM_NOTICE_SQL, DELETE_SQL, GRANT_COLUMNS, LIST_SQL, PENDING_PURGE_SQL, PENDING_PUT_SQL,
+    PENDING_TAKE_SQL, RELEASE_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending,
+    encode_grant, encode_pending, pending_lookup, sqlite, summary, update_sql,
 };
 use crate::{
     Encryption, GrantQuery, GrantSummary, GrantUpdate, Lease, LeaseOutcome, StoreError,
@@ -38,6 +38,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0004_grant_health.sql"),
     ),
     (5, include_str!("../migrations/sqlite/0005_last_error.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_lapse_notice.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write transaction. Every write
@@ -509,6 +513,27 @@ impl TokenStore for SqliteStore {
                 )
                 .map_err(backend)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn claim_lapse_notice(
+        &self,
+        key: &TenantKey,
+        lapses_at: u64,
+        lead: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = key.clone();
+        let (at, lead) = (lapses_at as i64, lead.as_secs() as i64);
+        self.call(move |s| {
+            let n = s
+                .conn()?
+                .execute(
+                    &sqlite(CLAIM_NOTICE_SQL),
+                    params![key.storage_key(), at, lead],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
         })
         .await
     }

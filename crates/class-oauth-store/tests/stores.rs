@@ -542,6 +542,20 @@ fn leases(store: &dyn TokenStore, a: &TenantKey, version: u64, now: SystemTime) 
     ))
     .unwrap();
     assert_eq!(last(store), (None, None), "a refresh clears the last error");
+
+    // Lapse notices: each lead of one lapse is claimed once, a longer lead after a
+    // shorter one not at all; another lapse (a new login) starts again.
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let claim = |at: u64, lead: Duration| block_on(store.claim_lapse_notice(a, at, lead)).unwrap();
+    assert!(claim(1_000_000, 7 * DAY), "the first claim wins");
+    assert!(
+        !claim(1_000_000, 7 * DAY),
+        "a second claim of the same lead loses"
+    );
+    assert!(claim(1_000_000, DAY), "a shorter lead is claimed");
+    assert!(!claim(1_000_000, 7 * DAY) && !claim(1_000_000, DAY));
+    assert!(claim(2_000_000, 7 * DAY), "another lapse is announced anew");
+    assert!(!block_on(store.claim_lapse_notice(&key("never-stored"), 1, DAY)).unwrap());
 }
 
 #[test]

@@ -126,6 +126,15 @@ impl<S: TokenStore + ?Sized> TokenStore for Faulty<S> {
     ) -> Result<(), StoreError> {
         self.inner.release_lease(key, owner, failure).await
     }
+
+    async fn claim_lapse_notice(
+        &self,
+        key: &TenantKey,
+        lapses_at: u64,
+        lead: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.claim_lapse_notice(key, lapses_at, lead).await
+    }
     async fn put_pending(&self, l: &str, p: PendingAuthorization) -> Result<(), StoreError> {
         self.inner.put_pending(l, p).await
     }

@@ -51,9 +51,9 @@ async fn prepared(
 }
 
 use crate::row::{
-    DELETE_SQL, GRANT_COLUMNS, LIST_SQL, PENDING_PURGE_SQL, PENDING_PUT_SQL, PENDING_TAKE_SQL,
-    RELEASE_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending, encode_grant,
-    encode_pending, pending_lookup, summary, update_sql,
+    CLAIM_NOTICE_SQL, DELETE_SQL, GRANT_COLUMNS, LIST_SQL, PENDING_PURGE_SQL, PENDING_PUT_SQL,
+    PENDING_TAKE_SQL, RELEASE_SQL, REPLACE_SQL, UPSERT_SQL, decode_grant, decode_pending,
+    encode_grant, encode_pending, pending_lookup, summary, update_sql,
 };
 use crate::{
     Encryption, GrantQuery, GrantSummary, GrantUpdate, Lease, LeaseOutcome, OwnedUpdate,
@@ -70,6 +70,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/postgres/0004_last_error.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_lapse_notice.sql"),
     ),
 ];
 const MIGRATION_LOCK: i64 = 0x636c_6173_735f_6f61; // "class_oa"
@@ -690,6 +694,27 @@ impl TokenStore for PostgresStore {
             .await
             .map_err(pg)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn claim_lapse_notice(
+        &self,
+        key: &TenantKey,
+        lapses_at: u64,
+        lead: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = key.clone();
+        let (at, lead) = (lapses_at as i64, lead.as_secs() as i64);
+        let s = self.clone();
+        self.run(async move {
+            let c = s.client().await?;
+            let st = prepared(&c, CLAIM_NOTICE_SQL).await?;
+            let n = c
+                .execute(&st, &[&key.storage_key(), &at, &lead])
+                .await
+                .map_err(pg)?;
+            Ok(n == 1)
         })
         .await
     }
