@@ -180,8 +180,12 @@ pub struct Settings {
     /// answered): see [`InDoubtRule`].
     pub in_doubt: InDoubtRule,
     /// How long a refresh token lives unused (default 30 days, Class's documented
-    /// lifetime; whether it slides with each refresh is not documented). Grant health
-    /// ([`GrantHealth::lapses_at`]) estimates each grant's lapse from it.
+    /// lifetime; whether it slides with each refresh is not documented). An estimate for
+    /// planning, never a reason to skip a refresh: grant health
+    /// ([`GrantHealth::lapses_at`]) estimates each grant's lapse from it, the keeper
+    /// refreshes ahead of it, and a refusal past it reads as a lapse rather than a
+    /// revocation. (The core's `RefreshPolicy::refresh_token_lifetime`, off by default, is
+    /// the other thing: a cut-off past which the refresh token is not even presented.)
     pub refresh_token_idle_limit: Duration,
 }
 
