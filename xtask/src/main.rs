@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod postgres;
 mod tidy;
 
 const HELP: &str = "\
@@ -251,10 +252,29 @@ fn conformance() -> Result<(), String> {
     run(cmd)
 }
 
+/// The workspace's tests, with a PostgreSQL for the store's: the one at
+/// `CLASS_OAUTH_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+/// or, when nothing answers there, a throwaway server for this run (`postgres.rs`).
 fn test() -> Result<(), String> {
+    let url = std::env::var("CLASS_OAUTH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| postgres::DEFAULT_URL.to_owned());
+    // Under target/; as root under the system's temporary directory instead, since the
+    // server then runs as `postgres`, who may not reach a checkout under /root.
+    let scratch = if postgres::is_root() {
+        std::env::temp_dir().join("class-oauth-xtask")
+    } else {
+        project_root().join("target").join("xtask-postgres")
+    };
+    let pg = postgres::for_tests(&url, &scratch)?;
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--all-features", "--locked"]);
-    run(cmd)
+    cmd.args(["test", "--workspace", "--all-features", "--locked"])
+        .env("CLASS_OAUTH_TEST_POSTGRES_URL", &pg.url);
+    let result = run(cmd);
+    if pg.is_throwaway() {
+        eprintln!("xtask: stopping the throwaway PostgreSQL");
+    }
+    drop(pg);
+    result
 }
 
 fn lint() -> Result<(), String> {

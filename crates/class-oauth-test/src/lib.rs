@@ -16,6 +16,7 @@ pub use class_oauth_testkit::keys as jwt;
 mod bounded;
 pub mod onetime;
 pub mod pg_cluster;
+pub mod pg_server;
 
 pub use bounded::bounded;
 
