@@ -23,6 +23,7 @@ cargo xtask <command>
   sim     the simulated year: --seeds N --days D (each seed: 10 tenants, 3 instances, every
           invariant at every step, figures per provider behaviour); --seed S replays one with
           its trace; --compare runs every in-doubt rule; --mutation NAME proves it finds bugs
+  package every published crate packaged (cargo package, dependency order, each built from its .crate; no upload)
   conformance  every fixture through core, async and blocking transports; prints the matrix
   fuzz    [--smoke | --seconds N]  every cargo-fuzz target for N seconds (smoke: 10 s each; needs nightly and cargo-fuzz)
   bench   [--split]  the benchmark table (release build; client and token server pinned to CPU 0, --split: server on CPU 1; BENCH_ROUNDS=n, BENCH_ONLY=exchange,cached,...)
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("sim") => sim(&args[1..]),
         Some("conformance") => conformance(),
+        Some("package") => package(),
         Some("examples") => examples(),
         Some("deny") => deny(),
         Some("external-types") => external_types(),
@@ -94,7 +96,7 @@ fn ci() -> Result<(), String> {
     doc()
 }
 
-/// The published library crates: what `external-types` checks.
+/// The published library crates, in dependency order: what `external-types` checks.
 const PUBLISHED_LIBS: &[&str] = &[
     "class-oauth-core",
     "class-oauth-client",
@@ -104,6 +106,31 @@ const PUBLISHED_LIBS: &[&str] = &[
     "class-oauth-manager",
     "class-oauth-testkit",
 ];
+
+/// Every published crate: the libraries and the command line (the tidy test
+/// `every_published_crate_is_ready_to_publish` keeps this list whole).
+pub(crate) const PUBLISHED: &[&str] = &[
+    "class-oauth-core",
+    "class-oauth-client",
+    "class-oauth-reqwest",
+    "class-oauth-ureq",
+    "class-oauth-store",
+    "class-oauth-manager",
+    "class-oauth-testkit",
+    "class-oauth-cli",
+];
+
+/// `cargo package` of every published crate together (cargo orders them by their
+/// dependencies and resolves each against the others' packages, as crates.io would),
+/// each verified by building it from its own `.crate`: nothing is uploaded.
+fn package() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["package", "--locked"]);
+    for krate in PUBLISHED {
+        cmd.args(["-p", krate]);
+    }
+    run(cmd)
+}
 
 /// `cargo check-external-types` on every published library, all features: its public
 /// API may name only the external types its manifest lists

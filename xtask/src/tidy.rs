@@ -243,6 +243,63 @@ fn every_crate_uses_workspace_lints_and_metadata() {
     }
 }
 
+/// Every crate that is not `publish = false` ships as a crate of its own: it must be
+/// one `cargo xtask package` packages, carry both licence texts (as the root's), a
+/// README, keywords and categories.
+#[test]
+fn every_published_crate_is_ready_to_publish() {
+    let mit = read("LICENSE-MIT");
+    let apache = read("LICENSE-APACHE");
+    let mut published = Vec::new();
+    for krate in crates() {
+        let manifest = read(&format!("crates/{krate}/Cargo.toml"));
+        if manifest.contains("publish = false") {
+            continue;
+        }
+        published.push(krate.clone());
+        for (file, text) in [("LICENSE-MIT", &mit), ("LICENSE-APACHE", &apache)] {
+            let path = project_root().join("crates").join(&krate).join(file);
+            let got = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                &got == text,
+                "{krate}: {file} must be a copy of the root's (cargo packages only the crate's own directory)"
+            );
+        }
+        for field in [
+            "keywords = [",
+            "categories = [",
+            "readme = \"README.md\"",
+            "license.workspace = true",
+            "repository.workspace = true",
+        ] {
+            assert!(
+                manifest.contains(field),
+                "{krate}: add `{field}` to its manifest"
+            );
+        }
+        assert!(
+            project_root()
+                .join("crates")
+                .join(&krate)
+                .join("README.md")
+                .is_file(),
+            "{krate}: add a README.md"
+        );
+    }
+    let mut listed: Vec<String> = crate::PUBLISHED.iter().map(|s| (*s).to_owned()).collect();
+    listed.sort();
+    assert_eq!(
+        listed, published,
+        "xtask's PUBLISHED lists every published crate"
+    );
+    let root = read("Cargo.toml");
+    assert!(
+        read("examples/partner-app/Cargo.toml").contains("publish = false")
+            && root.contains("examples/partner-app"),
+        "the example app is not published"
+    );
+}
+
 #[test]
 fn architecture_doc_names_every_crate() {
     let doc = read("docs/ARCHITECTURE.md");
