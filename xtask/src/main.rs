@@ -11,7 +11,7 @@ mod tidy;
 const HELP: &str = "\
 cargo xtask <command>
 
-  ci      everything CI checks: fmt, lint, test, conformance, examples, doc (the README's test command)
+  ci      everything CI checks: fmt, lint, test, conformance, examples, package, doc (the README's test command)
   deny    cargo-deny (deny.toml): licences, bans, sources; advisories when the database can be fetched
   external-types  the public API names only the external types each manifest allows (nightly, cargo-check-external-types)
   examples  every example, offline against the emulator it starts (each bounded to 300 s)
@@ -19,7 +19,7 @@ cargo xtask <command>
   lint    cargo clippy --workspace --all-targets --all-features -D warnings
   fmt     cargo fmt --all --check
   doc     cargo doc --workspace --no-deps --all-features with warnings denied
-  msrv    cargo check --locked --lib on the MSRV toolchain (rust-version in Cargo.toml)
+  msrv    cargo check --locked --lib --bins of every published crate on the MSRV toolchain (the workspace's rust-version; needs that toolchain installed)
   sim     the simulated year: --seeds N --days D (each seed: 10 tenants, 3 instances, every
           invariant at every step, figures per provider behaviour); --seed S replays one with
           its trace; --compare runs every in-doubt rule; --mutation NAME proves it finds bugs
@@ -93,6 +93,7 @@ fn ci() -> Result<(), String> {
     test()?;
     conformance()?;
     examples()?;
+    package()?;
     doc()
 }
 
@@ -365,15 +366,13 @@ fn msrv() -> Result<(), String> {
         .find_map(|l| l.trim().strip_prefix("rust-version = "))
         .map(|v| v.trim_matches('"').to_owned())
         .ok_or("no rust-version in Cargo.toml")?;
+    // Every published crate, its library and its binaries (the CLI), every feature.
     let mut cmd = Command::new("cargo");
     cmd.current_dir(project_root())
         .arg(format!("+{version}"))
-        .args([
-            "check",
-            "--locked",
-            "--lib",
-            "--workspace",
-            "--all-features",
-        ]);
+        .args(["check", "--locked", "--lib", "--bins", "--all-features"]);
+    for krate in PUBLISHED {
+        cmd.args(["-p", krate]);
+    }
     run(cmd)
 }

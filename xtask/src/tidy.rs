@@ -329,6 +329,54 @@ fn readme_test_command_is_what_ci_runs() {
     );
 }
 
+/// The MSRV is the workspace's `rust-version`, inherited by every crate (the CLI
+/// included), and the README and the CI workflow name that one.
+#[test]
+fn msrv_is_stated_once() {
+    let root = read("Cargo.toml");
+    let version = root
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("rust-version in [workspace.package]");
+    for krate in crates() {
+        let manifest = read(&format!("crates/{krate}/Cargo.toml"));
+        assert!(
+            manifest.contains("rust-version.workspace = true"),
+            "{krate}: inherit the workspace's rust-version"
+        );
+    }
+    assert!(
+        read("README.md").contains(&format!("Rust toolchain ({version} or newer")),
+        "the README names the MSRV, {version}"
+    );
+    assert!(
+        read(".github/workflows/ci.yml").contains(&format!("rustup toolchain install {version} ")),
+        "the CI workflow checks the MSRV, {version}"
+    );
+}
+
+/// The CI workflow runs what `.ci/run` runs: the README's test command and the checks
+/// beside it.
+#[test]
+fn the_ci_workflow_runs_what_ci_runs() {
+    let workflow = read(".github/workflows/ci.yml");
+    let ci = read(".ci/run");
+    for step in [
+        "cargo xtask ci",
+        "cargo xtask deny",
+        "cargo xtask fuzz --smoke",
+        "cargo xtask external-types",
+        "--cfg docsrs -D warnings",
+    ] {
+        assert!(ci.contains(step), ".ci/run lacks {step}");
+        assert!(
+            workflow.contains(step),
+            ".github/workflows/ci.yml lacks {step}"
+        );
+    }
+}
+
 #[test]
 fn fixtures_are_named_and_described() {
     let root = project_root().join("fixtures");
