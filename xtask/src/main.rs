@@ -19,7 +19,7 @@ cargo xtask <command>
   lint    cargo clippy --workspace --all-targets --all-features -D warnings
   fmt     cargo fmt --all --check
   doc     cargo doc --workspace --no-deps --all-features with warnings denied
-  msrv    cargo check --locked --lib --bins of every published crate on the MSRV toolchain (the workspace's rust-version; needs that toolchain installed)
+  msrv    cargo check --locked --lib --bins of every published crate on its MSRV toolchain (its rust-version; needs those toolchains installed)
   sim     the simulated year: --seeds N --days D (each seed: 10 tenants, 3 instances, every
           invariant at every step, figures per provider behaviour); --seed S replays one with
           its trace; --compare runs every in-doubt rule; --mutation NAME proves it finds bugs
@@ -358,21 +358,42 @@ fn run_release(package: &str, args: &[String]) -> Result<(), String> {
     run(cmd)
 }
 
-fn msrv() -> Result<(), String> {
-    let manifest =
-        std::fs::read_to_string(project_root().join("Cargo.toml")).map_err(|e| e.to_string())?;
-    let version = manifest
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("rust-version = "))
-        .map(|v| v.trim_matches('"').to_owned())
-        .ok_or("no rust-version in Cargo.toml")?;
-    // Every published crate, its library and its binaries (the CLI), every feature.
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(project_root())
-        .arg(format!("+{version}"))
-        .args(["check", "--locked", "--lib", "--bins", "--all-features"]);
-    for krate in PUBLISHED {
-        cmd.args(["-p", krate]);
+/// The MSRV a crate declares: its own `rust-version`, else the workspace's.
+pub(crate) fn rust_version(krate: &str) -> Result<String, String> {
+    let field = |rel: &str| -> Result<Option<String>, String> {
+        let manifest =
+            std::fs::read_to_string(project_root().join(rel)).map_err(|e| format!("{rel}: {e}"))?;
+        Ok(manifest
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("rust-version = "))
+            .map(|v| v.trim_matches('"').to_owned()))
+    };
+    match field(&format!("crates/{krate}/Cargo.toml"))? {
+        Some(v) => Ok(v),
+        None => field("Cargo.toml")?.ok_or_else(|| "no rust-version in Cargo.toml".into()),
     }
-    run(cmd)
+}
+
+/// Every published crate's lib and bins, every feature, on the toolchain of the MSRV it
+/// declares (the libraries share the workspace's; the CLI has its own).
+fn msrv() -> Result<(), String> {
+    let mut by_version: Vec<(String, Vec<&str>)> = Vec::new();
+    for krate in PUBLISHED {
+        let v = rust_version(krate)?;
+        match by_version.iter_mut().find(|(x, _)| *x == v) {
+            Some((_, crates)) => crates.push(krate),
+            None => by_version.push((v, vec![krate])),
+        }
+    }
+    for (version, crates) in by_version {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(project_root())
+            .arg(format!("+{version}"))
+            .args(["check", "--locked", "--lib", "--bins", "--all-features"]);
+        for krate in crates {
+            cmd.args(["-p", krate]);
+        }
+        run(cmd)?;
+    }
+    Ok(())
 }

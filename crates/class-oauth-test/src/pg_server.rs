@@ -30,16 +30,16 @@ pub fn bin_dir() -> Result<PathBuf, String> {
             ))
         };
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| has_tools(d)) {
-            // Where a symbolic link on PATH leads: the version's own directory, which
-            // holds psql and postgres too.
-            return Ok(std::fs::canonicalize(dir.join("initdb"))
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
-                .filter(|d| has_tools(d))
-                .unwrap_or(dir));
-        }
+    if let Some(dir) = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).find(|d| has_tools(d)))
+    {
+        // Where a symbolic link on PATH leads: the version's own directory, which
+        // holds psql and postgres too.
+        return Ok(std::fs::canonicalize(dir.join("initdb"))
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .filter(|d| has_tools(d))
+            .unwrap_or(dir));
     }
     // Versioned directories: /usr/lib/postgresql/16/bin, /usr/pgsql-16/bin,
     // /opt/homebrew/opt/postgresql@16/bin, /usr/local/opt/postgresql@16/bin.
