@@ -386,6 +386,36 @@ fn the_ci_workflow_runs_what_ci_runs() {
     }
 }
 
+/// The README's Rust blocks are compiled: `class-oauth-readme` includes the README as a
+/// doc test, and no block opts out (`ignore`) or hides as another language.
+#[test]
+fn readme_code_blocks_are_doc_tests() {
+    let readme = read("README.md");
+    let lib = read("crates/class-oauth-readme/src/lib.rs");
+    assert!(lib.contains("include_str!(\"../../../README.md\")"));
+    let mut open = false;
+    for (n, line) in readme.lines().enumerate() {
+        let Some(info) = line.trim_start().strip_prefix("```") else {
+            continue;
+        };
+        if open {
+            open = false;
+            continue;
+        }
+        open = true;
+        assert!(
+            !info.contains("ignore"),
+            "README line {}: a Rust block must compile (use no_run where it reaches Class)",
+            n + 1
+        );
+        assert!(
+            !info.is_empty(),
+            "README line {}: name the block's language (rustdoc compiles an unnamed block as Rust)",
+            n + 1
+        );
+    }
+}
+
 #[test]
 fn fixtures_are_named_and_described() {
     let root = project_root().join("fixtures");
