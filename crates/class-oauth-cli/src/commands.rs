@@ -23,7 +23,7 @@ use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient, UreqTransport};
 use serde_json::{Value, json};
 
 use crate::output::{CliError, emit};
-use crate::{AuthStep, Cli, Command, KeyAction};
+use crate::{AuthStep, Cli, Command, ConfigAction, KeyAction};
 
 const DEFAULT_SCOPES: &str =
     "openid profile email class_profile target:b offline_access business.fund.list";
@@ -43,6 +43,20 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// All of stdin (a request body), when no secret is read from it.
+    fn stdin_all(&mut self) -> Result<Vec<u8>, CliError> {
+        if self.cli.client_secret_stdin {
+            return Err(CliError::usage(
+                "--data @- and --client-secret-stdin both read stdin: pass the body as @FILE",
+            ));
+        }
+        let mut body = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut body)
+            .map_err(|e| CliError::usage(format!("reading stdin: {e}")))?;
+        Ok(body)
+    }
+
     /// Lines of stdin, read once (client secret first, then the password).
     fn stdin_line(&mut self, index: usize) -> Result<String, CliError> {
         if self.stdin_lines.is_none() {
@@ -59,7 +73,7 @@ impl Ctx {
     }
 
     fn env(&self) -> Result<Environment, CliError> {
-        Environment::parse(&self.cli.environment).map_err(|e| {
+        Environment::parse(self.cli.environment.as_deref().unwrap_or("pie")).map_err(|e| {
             CliError::config(
                 format!("--env: {e}"),
                 Some("use production, pie, or an https issuer URL (http only on loopback)"),
@@ -86,10 +100,14 @@ impl Ctx {
                 .stdin_line(0)
                 .map(|s| Some(ClientSecret::new(s.trim())));
         }
-        Ok(std::env::var("CLASS_CLIENT_SECRET")
+        match std::env::var("CLASS_CLIENT_SECRET")
             .ok()
             .filter(|s| !s.is_empty())
-            .map(ClientSecret::new))
+        {
+            Some(s) => Ok(Some(ClientSecret::new(s))),
+            // The one `config set client-secret` kept for this profile.
+            None => crate::config::secret(&self.cli.profile),
+        }
     }
 
     fn client(&mut self) -> Result<ClassClient, CliError> {
@@ -373,7 +391,14 @@ fn store_login(ctx: &mut Ctx, granted: &ValidatedTokens) -> Result<(), CliError>
 }
 
 /// Runs the command.
-pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
+pub(crate) fn run(mut cli: Cli) -> Result<(), CliError> {
+    if !matches!(cli.command, Command::Config { .. }) {
+        // The profile's config under the flags and the environment.
+        let p = crate::config::profile(&cli.profile)?;
+        cli.environment = cli.environment.or(p.env);
+        cli.client_id = cli.client_id.or(p.client_id);
+        cli.store = cli.store.or(p.store);
+    }
     let mut ctx = Ctx {
         cli,
         stdin_lines: None,
@@ -430,6 +455,24 @@ fn dispatch(ctx: &mut Ctx) -> Result<(), CliError> {
         Command::Revoke => revoke(ctx),
         Command::Profiles => profiles(ctx),
         Command::Grants { status } => grants(ctx, status.as_deref()),
+        Command::Api {
+            path,
+            method,
+            data,
+            query,
+            include,
+            action_version,
+        } => api(
+            ctx,
+            &ApiArgs {
+                path,
+                method,
+                data,
+                query,
+                include,
+                action_version,
+            },
+        ),
         #[cfg(feature = "demo")]
         Command::Demo => demo(ctx),
         #[cfg(feature = "demo")]
@@ -459,6 +502,7 @@ fn dispatch(ctx: &mut Ctx) -> Result<(), CliError> {
         Command::Key {
             action: KeyAction::Rotate,
         } => rotate_key(ctx),
+        Command::Config { action } => configure(ctx, action),
         Command::Key {
             action: KeyAction::Generate,
         } => {
@@ -1084,6 +1128,151 @@ fn grants(ctx: &mut Ctx, status: Option<&str>) -> Result<(), CliError> {
         );
     }
     emit(ctx.cli.json, &Value::Array(value), human.trim_end());
+    Ok(())
+}
+
+/// `class-oauth config ...`.
+fn configure(ctx: &mut Ctx, action: ConfigAction) -> Result<(), CliError> {
+    let profile = ctx.cli.profile.clone();
+    match action {
+        ConfigAction::Set { key, value } => {
+            let where_ = crate::config::set(&profile, &key, value, || ctx.stdin_line(0))?;
+            emit(
+                ctx.cli.json,
+                &json!({"profile": profile, "key": key, "set": true}),
+                &format!("Set {key} for profile `{profile}` ({where_})."),
+            );
+        }
+        ConfigAction::Get { key } => {
+            let value = crate::config::get(&profile, &key)?;
+            if ctx.cli.json {
+                println!(
+                    "{}",
+                    json!({"profile": profile, "key": key, "value": value})
+                );
+            } else if let Some(v) = value {
+                println!("{v}");
+            } else {
+                return Err(CliError::config(
+                    format!("profile `{profile}` has no {key} in the config"),
+                    Some("set it with `class-oauth config set`"),
+                ));
+            }
+        }
+        ConfigAction::Unset { key } => {
+            crate::config::unset(&profile, &key)?;
+            emit(
+                ctx.cli.json,
+                &json!({"profile": profile, "key": key, "set": false}),
+                &format!("Unset {key} for profile `{profile}`."),
+            );
+        }
+        ConfigAction::List => {
+            let p = crate::config::profile(&profile)?;
+            let secret = crate::config::secret(&profile)?.is_some();
+            let path = crate::config::path()?;
+            emit(
+                ctx.cli.json,
+                &json!({"profile": profile, "file": path.display().to_string(), "env": p.env,
+                    "client_id": p.client_id, "store": p.store, "client_secret_kept": secret}),
+                &format!(
+                    "Profile `{profile}` in {}:\n  env            {}\n  client-id      {}\n  store          {}\n  client-secret  {}",
+                    path.display(),
+                    or_dash(p.env.as_deref()),
+                    or_dash(p.client_id.as_deref()),
+                    or_dash(p.store.as_deref()),
+                    if secret { "(kept)" } else { "-" },
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+struct ApiArgs {
+    path: String,
+    method: String,
+    data: Option<String>,
+    query: Vec<String>,
+    include: bool,
+    action_version: u32,
+}
+
+/// `class-oauth api PATH`: a Class API call as the profile's grant, through the manager
+/// (the stored token, refreshed when due and once more on a 401; a 429 waited out).
+fn api(ctx: &mut Ctx, args: &ApiArgs) -> Result<(), CliError> {
+    let method =
+        class_oauth_core::http::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| CliError::usage(format!("-X {}: not an HTTP method", args.method)))?;
+    let mut path = args.path.trim_start_matches('/').to_owned();
+    if !args.query.is_empty() {
+        let mut pairs = class_oauth_core::url::form_urlencoded::Serializer::new(String::new());
+        for q in &args.query {
+            let (name, value) = q.split_once('=').ok_or_else(|| {
+                CliError::usage(format!("-q {q}: write a query parameter as NAME=VALUE"))
+            })?;
+            pairs.append_pair(name, value);
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        path = format!("{path}{sep}{}", pairs.finish());
+    }
+    let body = match args.data.as_deref() {
+        None => None,
+        Some("@-") => Some(ctx.stdin_all()?),
+        Some(file) if file.starts_with('@') => Some(
+            std::fs::read(&file[1..])
+                .map_err(|e| CliError::usage(format!("--data {file}: {e}")))?,
+        ),
+        Some(text) => Some(text.as_bytes().to_vec()),
+    };
+    if let Some(b) = &body {
+        serde_json::from_slice::<Value>(b)
+            .map_err(|e| CliError::usage(format!("--data is not JSON: {e}")))?;
+    }
+    let m = manager(ctx)?;
+    let endpoints = m.client().endpoints().map_err(CliError::from)?;
+    let base = endpoints.api_base.as_ref().ok_or_else(|| {
+        CliError::config(
+            "this environment has no API base URL",
+            Some("use --env production or pie, or an issuer whose API host is known"),
+        )
+    })?;
+    let mut request = class_oauth_core::api::ApiRequest::new(method, base, &path)
+        .map_err(|e| CliError::usage(format!("{path}: {e}")))?
+        .action_version(args.action_version);
+    if let Some(b) = body {
+        request = request.json_body(b);
+    }
+    let response = m.api(&ctx.tenant()?, request)?;
+    let limit = &response.rate_limit;
+    if ctx.cli.json {
+        println!(
+            "{}",
+            json!({
+                "status": response.status.as_u16(),
+                "rate_limit": {
+                    "remaining": limit.remaining,
+                    "reset_after_s": limit.reset_after.map(|d| d.as_secs()),
+                },
+                "data": response.data,
+            })
+        );
+        return Ok(());
+    }
+    if args.include {
+        println!("HTTP {}", response.status);
+        if let Some(n) = limit.remaining {
+            println!("X-RateLimit-1Min-Remaining: {n}");
+        }
+        if let Some(d) = limit.reset_after {
+            println!("X-RateLimit-ResetAfter: {}", d.as_secs());
+        }
+        println!();
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&response.data).unwrap_or_else(|_| response.data.to_string())
+    );
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod config;
 mod keys;
 mod output;
 
@@ -40,14 +41,10 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "class-oauth", version, about, long_about = None, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
-    /// production, pie, or an issuer URL (http only for loopback hosts).
-    #[arg(
-        long = "env",
-        env = "CLASS_OAUTH_ENV",
-        default_value = "pie",
-        global = true
-    )]
-    pub(crate) environment: String,
+    /// production, pie, or an issuer URL (http only for loopback hosts) [default: the
+    /// profile's config, else pie].
+    #[arg(long = "env", env = "CLASS_OAUTH_ENV", global = true)]
+    pub(crate) environment: Option<String>,
     /// The client id Class issued for this environment.
     #[arg(long, env = "CLASS_CLIENT_ID", global = true)]
     pub(crate) client_id: Option<String>,
@@ -141,6 +138,28 @@ pub(crate) enum Command {
         #[arg(long)]
         status: Option<String>,
     },
+    /// Call the Class API as the profile's grant, the way `gh api` does: the stored token
+    /// (refreshed when due, once more on a 401), Class's Accept type, a 429 waited out
+    /// (bounded); the response's data on stdout.
+    Api {
+        /// The path below the API base, e.g. b/OAUTH_TEST/fund/list.
+        path: String,
+        /// The HTTP method.
+        #[arg(short = 'X', long = "method", default_value = "GET")]
+        method: String,
+        /// A JSON body: the text itself, @FILE, or @- for stdin.
+        #[arg(short = 'd', long)]
+        data: Option<String>,
+        /// A query parameter NAME=VALUE (repeatable; encoded for you).
+        #[arg(short = 'q', long = "query")]
+        query: Vec<String>,
+        /// Print the status and the rate-limit headers before the data.
+        #[arg(short = 'i', long)]
+        include: bool,
+        /// The action version of the Accept type (application/vnd.superip.action.vN+json).
+        #[arg(long, default_value_t = 1)]
+        action_version: u32,
+    },
     /// The whole tour against the built-in Class emulator: no credentials needed.
     Demo,
     /// Run the Class emulator as a standalone server (demo client, user and businesses)
@@ -155,6 +174,36 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// The profile's settings in the config file (env, client-id, store; client-secret
+    /// from stdin, kept in a private file), so they need not be repeated. Flags and
+    /// environment variables still override them.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigAction {
+    /// Set a setting of the profile (client-secret: read from stdin).
+    Set {
+        /// env, client-id, store or client-secret.
+        key: String,
+        /// The value (none for client-secret).
+        value: Option<String>,
+    },
+    /// Print a setting of the profile (client-secret: only whether one is kept).
+    Get {
+        /// env, client-id, store or client-secret.
+        key: String,
+    },
+    /// Remove a setting of the profile.
+    Unset {
+        /// env, client-id, store or client-secret.
+        key: String,
+    },
+    /// The profile's settings and where the file is (never the secret).
+    List,
 }
 
 #[derive(Debug, Subcommand)]

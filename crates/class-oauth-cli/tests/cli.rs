@@ -1485,3 +1485,189 @@ fn a_managed_postgres_is_reached_over_verified_tls() {
         "{stderr}"
     );
 }
+
+/// Scripting the API with nothing in the environment: against `class-oauth emulator`,
+/// `config set` (env, client-id, the secret from stdin) and a login are enough for
+/// `class-oauth api b/OAUTH_TEST/fund/list` to print the funds; flags still override the
+/// config; `-i`, `-q`, `-X` and `--data` shape the call; API refusals and bad input get
+/// the contract's exit codes.
+#[test]
+fn config_set_and_a_login_are_enough_to_script_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_class-oauth"))
+            .args(["--json", "emulator", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let first = lines_of(server.0.stdout.take().unwrap())
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the emulator printed its issuer within 60 s");
+    let info: Value = serde_json::from_str(&first).expect("the emulator prints its issuer");
+    let issuer = info["issuer"].as_str().unwrap().to_owned();
+    // Only HOME and the config directory: no CLASS_* variable at all.
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_class-oauth"));
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("CLASS_OAUTH_KEYRING", "off");
+        c
+    };
+    let run = |args: &[&str]| {
+        within(
+            cli(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            args,
+        )
+    };
+    json(&run(&["--json", "config", "set", "env", &issuer]), 0);
+    json(
+        &run(&["--json", "config", "set", "client-id", "demo-client"]),
+        0,
+    );
+    json(
+        &feed(
+            &mut cli(&["--json", "config", "set", "client-secret"]),
+            "demo-secret\n",
+        ),
+        0,
+    );
+    // A secret is never an argument.
+    json(
+        &run(&["--json", "config", "set", "client-secret", "demo-secret"]),
+        2,
+    );
+    let listed = json(&run(&["--json", "config", "list"]), 0);
+    assert_eq!(listed["client_id"], "demo-client", "{listed}");
+    assert_eq!(listed["client_secret_kept"], true, "{listed}");
+    let text = String::from_utf8_lossy(&run(&["config", "list"]).stdout).into_owned();
+    assert!(
+        !text.contains("demo-secret"),
+        "the secret is never shown: {text}"
+    );
+    let secret_file = dir.path().join("config/class-oauth/client-secret.default");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&secret_file).unwrap().permissions()
+        ) & 0o777,
+        0o600
+    );
+
+    json(
+        &feed(
+            &mut cli(&[
+                "--json",
+                "password",
+                "--username",
+                "sam@example.com",
+                "--password-stdin",
+            ]),
+            "demo-password\n",
+        ),
+        0,
+    );
+    let funds = run(&["api", "b/OAUTH_TEST/fund/list"]);
+    let stdout = String::from_utf8_lossy(&funds.stdout).into_owned();
+    assert_eq!(
+        funds.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&funds.stderr)
+    );
+    let data: Value = serde_json::from_str(&stdout).expect("the data as JSON");
+    assert_eq!(
+        data["Funds"][0]["Name"], "Sample Family Super Fund",
+        "the envelope's Data: {data}"
+    );
+    // -i: the status and rate-limit headers first; --json: one object.
+    let included =
+        String::from_utf8_lossy(&run(&["api", "-i", "b/OAUTH_TEST/fund/list"]).stdout).into_owned();
+    assert!(included.starts_with("HTTP 200"), "{included}");
+    assert!(
+        included.contains("X-RateLimit-1Min-Remaining: "),
+        "{included}"
+    );
+    let whole = json(
+        &run(&["--json", "api", "-q", "page=1", "b/OAUTH_TEST/fund/list"]),
+        0,
+    );
+    assert_eq!(whole["status"], 200, "{whole}");
+    assert_eq!(whole["data"], data);
+    // Another business: Class refuses (3). A bad method, a bad query, a body that is not
+    // JSON: usage (2).
+    assert_eq!(
+        run(&["--json", "api", "b/NOT_MINE/fund/list"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        run(&["--json", "api", "-X", "G E T", "b/OAUTH_TEST/fund/list"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["--json", "api", "-q", "page", "b/OAUTH_TEST/fund/list"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&[
+            "--json",
+            "api",
+            "-X",
+            "POST",
+            "--data",
+            "{not json",
+            "b/OAUTH_TEST/fund/list"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    // A flag overrides the config: another client id has no grant here (6).
+    let other = run(&[
+        "--json",
+        "--client-id",
+        "someone-else",
+        "api",
+        "b/OAUTH_TEST/fund/list",
+    ]);
+    assert_eq!(
+        other.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&other.stdout)
+    );
+    json(&run(&["--json", "config", "unset", "client-id"]), 0);
+    assert_eq!(
+        json(&run(&["--json", "config", "get", "client-id"]), 0)["value"],
+        Value::Null
+    );
+    assert_eq!(run(&["config", "get", "client-id"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["config", "get", "env"]).stdout,
+        format!("{issuer}\n").into_bytes()
+    );
+    drop(server);
+}
