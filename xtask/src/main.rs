@@ -11,7 +11,7 @@ mod tidy;
 const HELP: &str = "\
 cargo xtask <command>
 
-  ci      everything CI checks: fmt, lint, test, conformance, examples, package, doc (the README's test command)
+  ci      everything CI checks: fmt, lint, test, conformance, examples, package, man, doc (the README's test command)
   deny    cargo-deny (deny.toml): licences, bans, sources; advisories when the database can be fetched
   external-types  the public API names only the external types each manifest allows (nightly, cargo-check-external-types)
   examples  every example, offline against the emulator it starts (each bounded to 300 s)
@@ -23,6 +23,7 @@ cargo xtask <command>
   sim     the simulated year: --seeds N --days D (each seed: 10 tenants, 3 instances, every
           invariant at every step, figures per provider behaviour); --seed S replays one with
           its trace; --compare runs every in-doubt rule; --mutation NAME proves it finds bugs
+  man     the CLI's manual page, target/man/class-oauth.1 (clap_mangen, from its --help)
   package every published crate packaged (cargo package, dependency order, each built from its .crate; no upload)
   conformance  every fixture through core, async and blocking transports; prints the matrix
   fuzz    [--smoke | --seconds N]  every cargo-fuzz target for N seconds (smoke: 10 s each; needs nightly and cargo-fuzz)
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Some("sim") => sim(&args[1..]),
         Some("conformance") => conformance(),
         Some("package") => package(),
+        Some("man") => man(),
         Some("examples") => examples(),
         Some("deny") => deny(),
         Some("external-types") => external_types(),
@@ -94,6 +96,7 @@ fn ci() -> Result<(), String> {
     conformance()?;
     examples()?;
     package()?;
+    man()?;
     doc()
 }
 
@@ -120,6 +123,36 @@ pub(crate) const PUBLISHED: &[&str] = &[
     "class-oauth-testkit",
     "class-oauth-cli",
 ];
+
+/// The CLI's manual page from its own definition (`class-oauth man`), written to
+/// `target/man/class-oauth.1`.
+fn man() -> Result<(), String> {
+    let dir = project_root().join("target").join("man");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "-q",
+        "--locked",
+        "-p",
+        "class-oauth-cli",
+        "--",
+        "man",
+    ]);
+    eprintln!("$ {cmd:?} > target/man/class-oauth.1");
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() || !out.stdout.starts_with(b".ie") {
+        return Err(format!(
+            "class-oauth man failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let page = dir.join("class-oauth.1");
+    std::fs::write(&page, &out.stdout).map_err(|e| format!("{}: {e}", page.display()))?;
+    eprintln!("xtask: wrote {}", page.display());
+    Ok(())
+}
 
 /// `cargo package` of every published crate together (cargo orders them by their
 /// dependencies and resolves each against the others' packages, as crates.io would),

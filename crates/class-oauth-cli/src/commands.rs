@@ -392,7 +392,10 @@ fn store_login(ctx: &mut Ctx, granted: &ValidatedTokens) -> Result<(), CliError>
 
 /// Runs the command.
 pub(crate) fn run(mut cli: Cli) -> Result<(), CliError> {
-    if !matches!(cli.command, Command::Config { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Config { .. } | Command::Completions { .. } | Command::Man
+    ) {
         // The profile's config under the flags and the environment.
         let p = crate::config::profile(&cli.profile)?;
         cli.environment = cli.environment.or(p.env);
@@ -503,6 +506,17 @@ fn dispatch(ctx: &mut Ctx) -> Result<(), CliError> {
             action: KeyAction::Rotate,
         } => rotate_key(ctx),
         Command::Config { action } => configure(ctx, action),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "class-oauth", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| CliError::usage(format!("writing the manual page: {e}")))
+        }
         Command::Key {
             action: KeyAction::Generate,
         } => {

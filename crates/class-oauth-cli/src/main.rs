@@ -174,6 +174,15 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// A completion script for SHELL on stdout (bash, elvish, fish, powershell, zsh), e.g.
+    /// `class-oauth completions bash > ~/.local/share/bash-completion/completions/class-oauth`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout: `class-oauth man | man -l -` (cargo xtask man
+    /// writes it to target/man/class-oauth.1).
+    Man,
     /// The profile's settings in the config file (env, client-id, store; client-secret
     /// from stdin, kept in a private file), so they need not be repeated. Flags and
     /// environment variables still override them.

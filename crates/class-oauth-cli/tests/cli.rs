@@ -1671,3 +1671,43 @@ fn config_set_and_a_login_are_enough_to_script_the_api() {
     );
     drop(server);
 }
+
+/// Shell completions and the manual page come from the command's own definition, so
+/// they name every command (the newest included) without a profile or a store.
+#[test]
+fn completions_and_the_manual_page_name_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        within(
+            Command::new(env!("CARGO_BIN_EXE_class-oauth"))
+                .args(args)
+                .env_clear()
+                .env("HOME", dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            args,
+        )
+    };
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in ["api", "config", "grants", "token", "completions"] {
+            assert!(
+                script.contains(command),
+                "{shell} completions lack {command}"
+            );
+        }
+    }
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
+    let page = run(&["man"]);
+    assert_eq!(page.status.code(), Some(0));
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(page.contains(".TH class-oauth 1"), "{page}");
+    for command in ["api", "config", "grants", "Exit codes"] {
+        assert!(page.contains(command), "the manual page lacks {command}");
+    }
+}
