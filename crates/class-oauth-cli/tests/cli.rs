@@ -1115,19 +1115,18 @@ fn key_rotate_reencrypts_every_grant() {
     );
 }
 
-/// `class-oauth emulator` runs the emulator as a standalone server: another program
-/// (here, the CLI itself in another process) signs in against it.
-#[test]
-fn the_emulator_runs_standalone() {
-    let dir = tempfile::tempdir().unwrap();
-    /// The server process dies with the test, whatever happens.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+/// The server process dies with the test, whatever happens.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+/// `class-oauth emulator --port 0` in a process of its own, and the issuer it printed.
+fn standalone_emulator() -> (KillOnDrop, String) {
     let mut server = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_class-oauth"))
             .args(["--json", "emulator", "--port", "0"])
@@ -1142,6 +1141,15 @@ fn the_emulator_runs_standalone() {
         .expect("the emulator printed its issuer within 60 s");
     let info: Value = serde_json::from_str(&first).expect("the emulator prints its issuer");
     let issuer = info["issuer"].as_str().unwrap().to_owned();
+    (server, issuer)
+}
+
+/// `class-oauth emulator` runs the emulator as a standalone server: another program
+/// (here, the CLI itself in another process) signs in against it.
+#[test]
+fn the_emulator_runs_standalone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, issuer) = standalone_emulator();
     let mut client = Command::new(env!("CARGO_BIN_EXE_class-oauth"))
         .args([
             "--json",
@@ -1494,27 +1502,7 @@ fn a_managed_postgres_is_reached_over_verified_tls() {
 #[test]
 fn config_set_and_a_login_are_enough_to_script_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_class-oauth"))
-            .args(["--json", "emulator", "--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let first = lines_of(server.0.stdout.take().unwrap())
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the emulator printed its issuer within 60 s");
-    let info: Value = serde_json::from_str(&first).expect("the emulator prints its issuer");
-    let issuer = info["issuer"].as_str().unwrap().to_owned();
+    let (server, issuer) = standalone_emulator();
     // Only HOME and the config directory: no CLASS_* variable at all.
     let cli = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_class-oauth"));
