@@ -649,3 +649,8 @@ mod tests {
         assert_eq!(blocking::block_on(client.drive(Big([7; 4096]))).unwrap(), 7);
     }
 }
+
+/// The README's usage snippet, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -164,3 +164,8 @@ pub use types::{ClientId, IssuerUrl, RedirectUrl, Username};
 pub use http;
 /// The `url` crate this crate's API uses.
 pub use url;
+
+/// The README's usage snippet, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

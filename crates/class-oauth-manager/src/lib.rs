@@ -870,3 +870,8 @@ impl<H, S: ?Sized> Inner<H, S> {
         }
     }
 }
+
+/// The README's usage snippet, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -304,3 +304,8 @@ mod tests {
         assert_send(&client.api_get(&AccessToken::new("a"), "x"));
     }
 }
+
+/// The README's usage snippet, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

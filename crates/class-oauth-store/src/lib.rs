@@ -865,3 +865,8 @@ pub(crate) fn last_error(error: &str) -> String {
 
 /// How much of an error a grant keeps.
 pub(crate) const LAST_ERROR_MAX: usize = 500;
+
+/// The README's usage snippet, compiled and run as a doc test.
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1382,3 +1382,8 @@ impl Drop for ClassEmulator {
         }
     }
 }
+
+/// The README's usage snippet, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

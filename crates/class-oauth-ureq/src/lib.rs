@@ -281,3 +281,8 @@ impl UreqTransport {
         Ok(Response::from_parts(parts, bytes))
     }
 }
+
+/// The README's usage snippet, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
