@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::CliError;
 
+/// What the client secret's file is called in messages.
+const SECRET_FILE: &str = "the client secret file";
+
 /// The settings a profile can keep.
 pub(crate) const KEYS: [&str; 4] = ["env", "client-id", "store", "client-secret"];
 
@@ -83,26 +86,7 @@ fn save(file: &File) -> Result<(), CliError> {
     let path = path()?;
     let text = toml::to_string_pretty(file)
         .map_err(|e| CliError::config(format!("writing the config: {e}"), None))?;
-    write_private(&path, &text)
-}
-
-fn write_private(path: &std::path::Path, text: &str) -> Result<(), CliError> {
-    use std::io::Write as _;
-    if let Some(dir) = path.parent() {
-        crate::keys::create_private_dir(dir)?;
-    }
-    let tmp = path.with_extension("new");
-    let _ = std::fs::remove_file(&tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let failed = |e: std::io::Error| CliError::config(format!("{}: {e}", path.display()), None);
-    let mut f = options.open(&tmp).map_err(failed)?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(failed)
+    crate::keys::replace_private(&path, &text, "the config file")
 }
 
 /// `profile`'s settings (none when the file or the profile does not exist).
@@ -129,31 +113,7 @@ pub(crate) fn secret(profile: &str) -> Result<Option<ClientSecret>, CliError> {
     let Ok(path) = secret_path(profile) else {
         return Ok(None);
     };
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(CliError::config(format!("{}: {e}", path.display()), None));
-        }
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(CliError::config(
-                format!(
-                    "the client secret file {} can be read by other users",
-                    path.display()
-                ),
-                Some("run `chmod 600` on it (and consider asking Class for a new secret)"),
-            ));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CliError::config(format!("{}: {e}", path.display()), None))?;
-    Ok(Some(ClientSecret::new(text.trim())))
+    Ok(crate::keys::read_private(&path, SECRET_FILE)?.map(|text| ClientSecret::new(text.trim())))
 }
 
 fn check_key(key: &str) -> Result<(), CliError> {
@@ -187,7 +147,7 @@ pub(crate) fn set(
             return Err(CliError::usage("stdin held no client secret"));
         }
         let path = secret_path(profile)?;
-        write_private(&path, secret)?;
+        crate::keys::replace_private(&path, secret, SECRET_FILE)?;
         return Ok(format!("kept in {}", path.display()));
     }
     let value = value.ok_or_else(|| CliError::usage(format!("config set {key} VALUE")))?;

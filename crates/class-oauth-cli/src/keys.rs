@@ -75,7 +75,7 @@ pub(crate) fn resolve() -> Result<(KeyRing, KeySource), CliError> {
         return Ok((KeyRing::parse(spec.trim())?, KeySource::Environment));
     }
     let path = key_file()?;
-    if let Some(spec) = read_private(&path)? {
+    if let Some(spec) = read_private(&path, KEY_FILE)? {
         return Ok((
             KeyRing::parse(spec.trim())?,
             KeySource::File {
@@ -105,7 +105,7 @@ pub(crate) fn resolve() -> Result<(KeyRing, KeySource), CliError> {
     {
         return Ok((KeyRing::new(key), KeySource::Keyring { created: true }));
     }
-    write_private(&path, key.to_spec().as_str())?;
+    write_private(&path, key.to_spec().as_str(), KEY_FILE)?;
     Ok((
         KeyRing::new(key),
         KeySource::File {
@@ -229,38 +229,45 @@ fn io_error(what: &str, path: &Path, e: &std::io::Error) -> CliError {
 
 /// The key file's text (a key-ring spec), for rotation.
 pub(crate) fn read_spec(path: &Path) -> Result<String, CliError> {
-    read_private(path)?
+    read_private(path, KEY_FILE)?
         .map(|s| s.trim().to_owned())
         .ok_or_else(|| CliError::config(format!("no store key file at {}", path.display()), None))
 }
 
-/// Replaces the key file in one step (a private temporary file renamed over it), so a
-/// crash leaves either the old or the new file, never half of one.
+/// Replaces the key file in one step (see [`replace_private`]).
 pub(crate) fn replace_key_file(path: &Path, spec: &str) -> Result<(), CliError> {
-    let tmp = path.with_extension("new");
-    let _ = std::fs::remove_file(&tmp);
-    write_private(&tmp, spec)?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error("cannot replace the store key file", path, &e))
+    replace_private(path, spec, KEY_FILE)
 }
 
-/// The key file's content, or `None` when there is none. A file that others may read is
-/// refused: the key would no longer be the user's alone.
-fn read_private(path: &Path) -> Result<Option<String>, CliError> {
+/// What the key file is called in messages.
+const KEY_FILE: &str = "the store key file";
+
+/// Replaces a private file (`what`, for messages) in one step: a private temporary file
+/// renamed over it, so a crash leaves either the old or the new file, never half of one.
+pub(crate) fn replace_private(path: &Path, text: &str, what: &str) -> Result<(), CliError> {
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, text, what)?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(&format!("cannot replace {what}"), path, &e))
+}
+
+/// A private file's content (`what`, for messages), or `None` when there is none. A file
+/// that others may read is refused: what it holds would no longer be the user's alone.
+pub(crate) fn read_private(path: &Path, what: &str) -> Result<Option<String>, CliError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("cannot read the store key file", path, &e)),
+        Err(e) => return Err(io_error(&format!("cannot read {what}"), path, &e)),
     };
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(CliError::config(
-                format!(
-                    "the store key file {} can be read by other users",
-                    path.display()
+                format!("{what} {} can be read by other users", path.display()),
+                Some(
+                    "run `chmod 600` on it (and consider replacing what it holds: rotate the key, ask Class for a new secret)",
                 ),
-                Some("run `chmod 600` on it (and consider rotating the key)"),
             ));
         }
     }
@@ -268,7 +275,7 @@ fn read_private(path: &Path) -> Result<Option<String>, CliError> {
     let _ = meta;
     std::fs::read_to_string(path)
         .map(Some)
-        .map_err(|e| io_error("cannot read the store key file", path, &e))
+        .map_err(|e| io_error(&format!("cannot read {what}"), path, &e))
 }
 
 /// Creates a directory (and its parents) readable by the user only (0700); an existing
@@ -283,8 +290,9 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CliError> {
         .map_err(|e| io_error("cannot create the directory", dir, &e))
 }
 
-/// Writes a new key file: the directory 0700, the file 0600, never over an existing one.
-fn write_private(path: &Path, spec: &str) -> Result<(), CliError> {
+/// Writes a new private file (`what`, for messages): the directory 0700, the file 0600,
+/// never over an existing one.
+fn write_private(path: &Path, spec: &str, what: &str) -> Result<(), CliError> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir)?;
     }
@@ -294,11 +302,11 @@ fn write_private(path: &Path, spec: &str) -> Result<(), CliError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
         .open(path)
-        .map_err(|e| io_error("cannot create the store key file", path, &e))?;
+        .map_err(|e| io_error(&format!("cannot create {what}"), path, &e))?;
     file.write_all(spec.as_bytes())
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
-        .map_err(|e| io_error("cannot write the store key file", path, &e))
+        .map_err(|e| io_error(&format!("cannot write {what}"), path, &e))
 }
 
 #[cfg(test)]

@@ -219,12 +219,7 @@ impl PostgresStore {
                 "PostgresStore::connect needs a tokio runtime; blocking callers use connect_blocking".into(),
             )
         })?;
-        let store = Self(Arc::new(Inner {
-            pool: pool(&options)?,
-            enc: encryption,
-            handle,
-            own: None,
-        }));
+        let store = Self::open(&options, encryption, handle, None)?;
         store.migrate(&options).await?;
         Ok(store)
     }
@@ -259,14 +254,25 @@ impl PostgresStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Config(format!("a runtime for the PostgreSQL store: {e}")))?;
-        let store = Self(Arc::new(Inner {
-            pool: pool(&options)?,
-            enc: encryption,
-            handle: rt.handle().clone(),
-            own: Some(rt),
-        }));
+        let store = Self::open(&options, encryption, rt.handle().clone(), Some(rt))?;
         pollster::block_on(store.migrate(&options))?;
         Ok(store)
+    }
+
+    /// The store over a new pool for `options`, its connections on `handle` (`own`: the
+    /// store's own runtime, for blocking callers).
+    fn open(
+        options: &PostgresOptions,
+        enc: Encryption,
+        handle: tokio::runtime::Handle,
+        own: Option<tokio::runtime::Runtime>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self(Arc::new(Inner {
+            pool: pool(options)?,
+            enc,
+            handle,
+            own,
+        })))
     }
 
     /// The store's migrations in order: each version and its SQL, as shipped in the
