@@ -109,6 +109,7 @@ pub(crate) const PUBLISHED: &[&str] = &[
     "class-oauth-ureq",
     "class-oauth-store",
     "class-oauth-manager",
+    "class-oauth-axum",
     "class-oauth-testkit",
     "class-oauth-cli",
 ];

@@ -6,8 +6,10 @@
 //!   CLASS_OAUTH_STORE_KEY=... CLASS_REDIRECT_URI=https://your.app/callback \
 //!   cargo run -p class-oauth-partner-app          # against Class
 //! ```
-//! `PORT` picks the port (default 3000).
+//! `PORT` picks the port (default 3000). Several instances behind one address share
+//! `CLASS_OAUTH_COOKIE_SECRET` (32 bytes or more), the key of the consent cookie.
 
+use class_oauth_axum::Key;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl, RedirectUrl};
 use class_oauth_partner_app::{App, Config};
 use class_oauth_store::{Encryption, EncryptionKey, KeyRing};
@@ -41,6 +43,12 @@ async fn main() -> Result<(), Error> {
                 )?,
                 database: "partner-app.sqlite3".into(),
                 encryption: Encryption::Keys(KeyRing::parse(&key)?),
+                // Several instances behind one address need one cookie key.
+                cookie_key: match std::env::var("CLASS_OAUTH_COOKIE_SECRET") {
+                    Ok(secret) if secret.len() >= 32 => Key::derive_from(secret.as_bytes()),
+                    Ok(_) => return Err("CLASS_OAUTH_COOKIE_SECRET needs 32 bytes or more".into()),
+                    Err(_) => Key::generate(),
+                },
             };
             (config, None)
         }
@@ -62,6 +70,7 @@ async fn main() -> Result<(), Error> {
                     std::process::id()
                 )),
                 encryption: Encryption::Keys(KeyRing::new(EncryptionKey::generate("demo")?)),
+                cookie_key: Key::generate(),
             };
             println!(
                 "No CLASS_CLIENT_ID/CLASS_CLIENT_SECRET: using the Class emulator at {} \

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use class_oauth_axum::Key;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl, RedirectUrl};
 use class_oauth_partner_app::{App, Config};
 use class_oauth_store::{Encryption, EncryptionKey, KeyRing};
@@ -35,6 +36,7 @@ async fn start() -> Rig {
         redirect_uri: RedirectUrl::new(&format!("{base}/callback")).unwrap(),
         database: dir.path().join("tenants.sqlite3"),
         encryption: Encryption::Keys(KeyRing::new(EncryptionKey::generate("k1").unwrap())),
+        cookie_key: Key::generate(),
     })
     .unwrap();
     let router = app.router();
