@@ -380,6 +380,7 @@ fn the_ci_workflow_runs_what_ci_runs() {
     let ci = read(".ci/run");
     for step in [
         "cargo xtask ci",
+        "CLASS_OAUTH_REQUIRE_BROWSER",
         "cargo xtask deny",
         "cargo xtask fuzz --smoke",
         "cargo xtask external-types",

@@ -49,10 +49,14 @@ async fn token(token: TenantToken) -> String {
 }
 
 async fn start(format: ErrorFormat) -> Rig {
+    start_with(format, EmulatorConfig::demo()).await
+}
+
+async fn start_with(format: ErrorFormat, config: EmulatorConfig) -> Rig {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let emulator = ClassEmulator::start(
-        EmulatorConfig::demo().client(
+        config.client(
             ClientRegistration::new("partner-app", "partner-secret")
                 .redirect_uri(format!("{base}/oauth/callback")),
         ),
@@ -320,6 +324,42 @@ fn the_business_picked_at_consent_is_the_one_stored() {
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         assert!(scope.split(' ').any(|s| s == "target:b"), "{scope}");
+    });
+}
+
+#[test]
+fn the_user_picks_the_business_on_the_consent_page() {
+    bounded(async {
+        let rig = start_with(
+            ErrorFormat::Html,
+            EmulatorConfig::demo().with_consent_page(),
+        )
+        .await;
+        let b = browser(false);
+        let consent = location(&b, &format!("{}/connect", rig.base)).await;
+        let page = b.get(&consent).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("<option value=\"SECOND_BIZ\">"), "{page}");
+        let ticket = page
+            .split("name=\"ticket\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let answer = [
+            ("ticket", ticket.as_str()),
+            ("decision", "allow"),
+            ("business", "SECOND_BIZ"),
+        ];
+        let consent_url = format!("{}/connect/authorize/consent", rig.emulator.issuer());
+        let r = b.post(&consent_url).form(&answer).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        let callback = r.headers()["location"].to_str().unwrap().to_owned();
+        let r = b.get(&callback).send().await.unwrap();
+        assert_eq!(r.headers()["location"], "/funds/SECOND_BIZ");
+        assert_eq!(*rig.connected.lock().unwrap(), ["SECOND_BIZ"]);
+        // A consent answers once.
+        let r = b.post(&consent_url).form(&answer).send().await.unwrap();
+        assert_eq!(r.status(), 400);
     });
 }
 

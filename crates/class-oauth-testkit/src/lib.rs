@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
+mod consent;
 pub mod example;
 pub mod keys;
 
@@ -140,6 +141,9 @@ pub struct EmulatorConfig {
     pub id_token_on_refresh: bool,
     /// One-time refresh tokens (Class) or a grace window for reuse.
     pub refresh_token_mode: RefreshTokenMode,
+    /// Show a consent page (Allow / Deny, and a business to pick for `target:b`) instead
+    /// of consenting at once (default false: tests need no browser).
+    pub consent_page: bool,
 }
 
 impl Business {
@@ -274,6 +278,7 @@ impl EmulatorConfig {
             id_token_lifetime: 300,
             id_token_on_refresh: true,
             refresh_token_mode: RefreshTokenMode::OneTime,
+            consent_page: false,
         }
     }
 
@@ -334,6 +339,14 @@ impl EmulatorConfig {
         self
     }
 
+    /// Shows a consent page that a person (or a browser test) answers, as Class does,
+    /// instead of consenting at once ([`EmulatorConfig::consent_page`]).
+    #[must_use]
+    pub fn with_consent_page(mut self) -> Self {
+        self.consent_page = true;
+        self
+    }
+
     /// The user signed in to Class in "the browser" (consent without a login page).
     #[must_use]
     pub fn session_user(mut self, username: impl Into<String>) -> Self {
@@ -387,6 +400,7 @@ impl EmulatorConfig {
             id_token_lifetime: 300,
             id_token_on_refresh: true,
             refresh_token_mode: RefreshTokenMode::OneTime,
+            consent_page: false,
         }
     }
 }
@@ -473,12 +487,18 @@ struct State {
     clock_offset: u64,
     /// When each spent refresh token was spent (for a reuse grace window).
     spent_at: HashMap<String, u64>,
+    /// Consent pages shown and not yet answered: ticket -> the authorization request.
+    consents: HashMap<String, HashMap<String, String>>,
 }
 
 /// A response under construction that remembers its status and redirect target.
 struct Reply {
     status: u16,
     location: Option<String>,
+    /// The `content-type` given (wiremock's string body would otherwise say
+    /// `text/plain`, and a browser would show an HTML page as text).
+    content_type: Option<String>,
+    body: Option<String>,
     template: ResponseTemplate,
 }
 
@@ -487,6 +507,8 @@ impl Reply {
         Self {
             status,
             location: None,
+            content_type: None,
+            body: None,
             template: ResponseTemplate::new(status),
         }
     }
@@ -495,13 +517,27 @@ impl Reply {
         if name == "location" {
             self.location = Some(value.to_owned());
         }
+        if name == "content-type" {
+            self.content_type = Some(value.to_owned());
+        }
         self.template = self.template.insert_header(name, value);
         self
     }
 
     fn body(mut self, body: impl Into<String>) -> Self {
-        self.template = self.template.set_body_string(body.into());
+        self.body = Some(body.into());
         self
+    }
+
+    /// The response, its body typed as the `content-type` header says.
+    fn into_template(self) -> ResponseTemplate {
+        match self.body {
+            Some(body) => self.template.set_body_raw(
+                body.into_bytes(),
+                self.content_type.as_deref().unwrap_or("text/plain"),
+            ),
+            None => self.template,
+        }
     }
 
     fn delay(mut self, d: Duration) -> Self {
@@ -720,7 +756,8 @@ impl State {
         body
     }
 
-    fn authorize(&mut self, q: &HashMap<String, String>) -> Reply {
+    /// `/connect/authorize`; `answer` is the consent page's (`None`: not shown yet).
+    fn authorize(&mut self, q: &HashMap<String, String>, answer: Option<consent::Answer>) -> Reply {
         let Some(client) = q
             .get("client_id")
             .and_then(|id| self.cfg.clients.iter().find(|c| &c.client_id == id))
@@ -778,11 +815,28 @@ impl State {
             });
         };
         let scopes = scope_list(q.get("scope"));
-        let Some(business) = pick_business(&user, &scopes) else {
+        let Some(mut business) = pick_business(&user, &scopes) else {
             return fail("access_denied");
         };
         if scopes.iter().any(|s| s == "class_profile") && !scopes.iter().any(|s| s == "openid") {
             return fail("invalid_scope");
+        }
+        match answer {
+            None if self.cfg.consent_page => {
+                return self.consent_page(q, &user, &client.client_id, &scopes, &business);
+            }
+            None => {}
+            Some(consent::Answer::Deny) => return fail("access_denied"),
+            Some(consent::Answer::Allow { picked: None }) => {}
+            // The user picks among their own businesses, for `target:b` only.
+            Some(consent::Answer::Allow {
+                picked: Some(picked),
+            }) => {
+                if !scopes.iter().any(|s| s == "target:b") || !user.businesses.contains(&picked) {
+                    return fail("access_denied");
+                }
+                business = picked;
+            }
         }
         let grant = Grant {
             client_id: client.client_id,
@@ -1067,7 +1121,8 @@ impl State {
                 let public: Vec<Value> = self.keys.iter().map(TestKey::jwk).collect();
                 json_response(200, &json!({"keys": public}))
             }
-            ("GET", "/connect/authorize") => self.authorize(&query),
+            ("GET", "/connect/authorize") => self.authorize(&query, None),
+            ("POST", consent::PATH) => self.consent(req),
             ("POST", "/connect/token") => self.token(req),
             ("GET" | "POST", "/connect/userinfo" | "/api/1.0/u/connect/userinfo") => {
                 self.userinfo(req)
@@ -1153,7 +1208,7 @@ impl Respond for Router {
             body: String::from_utf8_lossy(&req.body).into_owned(),
             status,
         });
-        reply.template
+        reply.into_template()
     }
 }
 
@@ -1223,6 +1278,7 @@ impl ClassEmulator {
             corrupt_id_tokens: 0,
             clock_offset: 0,
             spent_at: HashMap::new(),
+            consents: HashMap::new(),
         }));
         Mock::given(any())
             .respond_with(Router(state.clone()))

@@ -54,7 +54,7 @@ async fn main() -> Result<(), Error> {
         }
         _ => {
             let emulator = ClassEmulator::start(
-                EmulatorConfig::demo().client(
+                EmulatorConfig::demo().with_consent_page().client(
                     ClientRegistration::new("partner-app", "partner-secret")
                         .redirect_uri(format!("{here}/callback")),
                 ),
