@@ -9,6 +9,7 @@ use class_oauth_core::error::EndpointKind;
 use class_oauth_core::scope::{BusinessCode, Scope, Target};
 use class_oauth_core::secret::constant_time_eq;
 use cookie::{Cookie, CookieJar, SameSite};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::{ClassConnect, Connected, Denied, Rejection, RejectionKind};
@@ -120,13 +121,22 @@ fn started_here(class: &ClassConnect, headers: &HeaderMap, name: &str, state: &s
         .is_some_and(|c| constant_time_eq(c.value().as_bytes(), state.as_bytes()))
 }
 
-/// `GET <callback path>?code=...&state=...&iss=...` (or `error=...`).
-pub(crate) async fn finish(
-    class: &ClassConnect,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> Response {
-    let query = query.unwrap_or("");
+/// `GET <callback path>?code=...&state=...&iss=...` (or `error=...`). Whatever it
+/// answers is neither cached nor followed by a `Referer` carrying the code.
+pub(crate) async fn finish(class: &ClassConnect, request: Parts) -> Response {
+    let mut response = answer_callback(class, request).await;
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+async fn answer_callback(class: &ClassConnect, request: Parts) -> Response {
+    let query = request.uri.query().unwrap_or("").to_owned();
+    let query = query.as_str();
     let state = match class_oauth_core::callback::CallbackParams::from_query(query) {
         Ok(p) => p.state,
         Err(e) => {
@@ -144,7 +154,7 @@ pub(crate) async fn finish(
     let name = cookie_name(state);
     // The state must be the one this browser was sent off with (login CSRF); checked
     // before the pending record is used up, so another browser cannot spend it.
-    if !started_here(class, headers, &name, state) {
+    if !started_here(class, &request.headers, &name, state) {
         return Rejection::new(
             RejectionKind::NotStartedHere,
             "this connection was not started in this browser; start again",
@@ -152,7 +162,7 @@ pub(crate) async fn finish(
         .format(class.0.format)
         .into_response();
     }
-    let mut response = match redeem(class, state, query).await {
+    let mut response = match redeem(class, state, query, request).await {
         Ok(r) => r,
         Err(e) => e.format(class.0.format).into_response(),
     };
@@ -162,7 +172,12 @@ pub(crate) async fn finish(
     response
 }
 
-async fn redeem(class: &ClassConnect, state: &str, query: &str) -> Result<Response, Rejection> {
+async fn redeem(
+    class: &ClassConnect,
+    state: &str,
+    query: &str,
+    request: Parts,
+) -> Result<Response, Rejection> {
     let shared = &class.0;
     let pending = shared
         .backend
@@ -193,6 +208,7 @@ async fn redeem(class: &ClassConnect, state: &str, query: &str) -> Result<Respon
             let denied = Denied {
                 business: asked,
                 error: r.error,
+                request,
             };
             return Ok((shared.on_denied)(denied).await);
         }
@@ -222,6 +238,7 @@ async fn redeem(class: &ClassConnect, state: &str, query: &str) -> Result<Respon
         business,
         tenant,
         grant,
+        request,
     })
     .await)
 }

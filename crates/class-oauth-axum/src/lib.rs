@@ -81,7 +81,7 @@ use class_oauth_core::error::OAuthError;
 use class_oauth_core::scope::{BusinessCode, Scopes};
 use class_oauth_manager::{SharedGrant, TenantKey, TokenManager};
 use class_oauth_store::TokenStore;
-use http::HeaderMap;
+use http::request::Parts;
 use reqwest_middleware::ClientWithMiddleware;
 
 mod backend;
@@ -105,6 +105,10 @@ pub struct Connected {
     pub tenant: TenantKey,
     /// The stored grant (scope, ID-token claims: who consented).
     pub grant: SharedGrant,
+    /// The callback request: its headers and extensions carry what your layers put
+    /// there (the application's session, its signed-in user), to record who connected
+    /// the business.
+    pub request: Parts,
 }
 
 /// A connect the user (or Class) refused: what the "denied" hook receives.
@@ -115,6 +119,8 @@ pub struct Denied {
     pub business: Option<BusinessCode>,
     /// Class's answer (`access_denied`, `login_required`, ...), with its description.
     pub error: OAuthError,
+    /// The callback request (see [`Connected::request`]).
+    pub request: Parts,
 }
 
 type Hook<T> = Arc<dyn Fn(T) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
@@ -236,11 +242,7 @@ impl ClassConnect {
             )
             .route(
                 &self.0.callback_path,
-                get(
-                    move |headers: HeaderMap, RawQuery(query): RawQuery| async move {
-                        connect::finish(&callback, &headers, query.as_deref()).await
-                    },
-                ),
+                get(move |request: Parts| async move { connect::finish(&callback, request).await }),
             )
     }
 

@@ -18,6 +18,10 @@ use class_oauth_reqwest::ClassClient;
 use class_oauth_store::{Encryption, EncryptionKey, KeyRing, SqliteStore};
 use class_oauth_testkit::{ClassEmulator, ClientRegistration, EmulatorConfig, Fault};
 
+/// The application's signed-in user, as a layer of its own would record it.
+#[derive(Clone, Copy)]
+struct AppUser(&'static str);
+
 /// Each refusal the denied hook saw: the business asked for and Class's error code.
 type Refusals = Arc<Mutex<Vec<(Option<String>, String)>>>;
 
@@ -90,7 +94,18 @@ async fn start_with(format: ErrorFormat, config: EmulatorConfig) -> Rig {
     .error_format(format)
     .on_connected(move |x: Connected| {
         c.lock().unwrap().push(x.business.to_string());
-        async move { Redirect::to(&format!("/funds/{}", x.business)) }
+        // What the app's own layers put in the request reaches the hook.
+        let user = x
+            .request
+            .extensions
+            .get::<AppUser>()
+            .map_or("nobody", |u| u.0);
+        async move {
+            (
+                [("x-connected-by", user)],
+                Redirect::to(&format!("/funds/{}", x.business)),
+            )
+        }
     })
     .on_denied(move |x: Denied| {
         d.lock()
@@ -105,6 +120,7 @@ async fn start_with(format: ErrorFormat, config: EmulatorConfig) -> Rig {
         .route("/token/{business}", routing::get(token))
         .route("/misrouted/{code}", routing::get(token))
         .merge(class.router())
+        .layer(axum::Extension(AppUser("app-user-1")))
         .with_state(class);
     tokio::spawn(async move { axum::serve(listener, router).await });
     Rig {
@@ -269,6 +285,9 @@ fn another_browser_a_forged_cookie_and_a_replay_are_refused() {
             .iter()
             .any(|v| v.to_str().unwrap().contains("Max-Age=0"));
         assert!(cleared, "{:?}", r.headers());
+        assert_eq!(r.headers()["x-connected-by"], "app-user-1");
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+        assert_eq!(r.headers()["cache-control"], "no-store");
 
         // A replay (cookie set again by hand, as an attacker holding both would): the
         // pending record is gone.
