@@ -11,24 +11,33 @@ use url::Url;
 
 use crate::{ClassConnect, Rejection, RejectionKind};
 
-/// The business named by the route's business parameter (see
-/// [`ClassConnectBuilder::business_param`](crate::ClassConnectBuilder::business_param)).
-async fn business_from<S: Send + Sync>(
-    class: &ClassConnect,
+/// The [`ClassConnect`] in the router's state and the business named by the route's
+/// business parameter (see
+/// [`ClassConnectBuilder::business_param`](crate::ClassConnectBuilder::business_param)):
+/// what both extractors start from.
+async fn class_and_business<S>(
     parts: &mut Parts,
     state: &S,
-) -> Result<BusinessCode, Rejection> {
+) -> Result<(ClassConnect, BusinessCode), Rejection>
+where
+    ClassConnect: FromRef<S>,
+    S: Send + Sync,
+{
+    let class = ClassConnect::from_ref(state);
     let name = &class.0.business_param;
+    let failed = |r: Rejection| r.format(class.0.format);
     let params = RawPathParams::from_request_parts(parts, state)
         .await
-        .map_err(|e| Rejection::new(RejectionKind::Config, e.body_text()))?;
+        .map_err(|e| failed(Rejection::new(RejectionKind::Config, e.body_text())))?;
     let Some((_, value)) = params.iter().find(|(k, _)| k == name) else {
-        return Err(Rejection::new(
+        return Err(failed(Rejection::new(
             RejectionKind::Config,
             format!("the route has no `{{{name}}}` parameter to name the business"),
-        ));
+        )));
     };
-    BusinessCode::new(value).map_err(|e| Rejection::caused_by(RejectionKind::BadRequest, e))
+    let business = BusinessCode::new(value)
+        .map_err(|e| failed(Rejection::caused_by(RejectionKind::BadRequest, e)))?;
+    Ok((class, business))
 }
 
 /// A Class API client for the business the route names: each call carries the
@@ -192,10 +201,7 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
-        let class = ClassConnect::from_ref(state);
-        let business = business_from(&class, parts, state)
-            .await
-            .map_err(|e| e.format(class.0.format))?;
+        let (class, business) = class_and_business(parts, state).await?;
         Self::new(&class, business).await
     }
 }
@@ -265,10 +271,7 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
-        let class = ClassConnect::from_ref(state);
-        let business = business_from(&class, parts, state)
-            .await
-            .map_err(|e| e.format(class.0.format))?;
+        let (class, business) = class_and_business(parts, state).await?;
         Self::new(&class, business).await
     }
 }

@@ -11,12 +11,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use class_oauth_axum::Key;
-use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl, RedirectUrl};
-use class_oauth_partner_app::{App, Config};
-use class_oauth_store::{Encryption, EncryptionKey, KeyRing};
-use class_oauth_testkit::{ClassEmulator, ClientRegistration, EmulatorConfig};
+use class_oauth_testkit::EmulatorConfig;
 use serde_json::{Value, json};
+
+mod common;
+use common::start;
 
 /// The flags the browser runs with: headless, as root (no sandbox), and nothing that
 /// reaches the internet on its own.
@@ -232,30 +231,8 @@ fn a_person_connects_a_business_in_chromium_and_sees_its_funds() {
                 let Some(browser) = Browser::start().await else {
                     return;
                 };
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let here = format!("http://{}", listener.local_addr().unwrap());
-                let emulator = ClassEmulator::start(
-                    EmulatorConfig::demo().with_consent_page().client(
-                        ClientRegistration::new("partner-app", "partner-secret")
-                            .redirect_uri(format!("{here}/callback")),
-                    ),
-                )
-                .await;
-                let dir = tempfile::tempdir().unwrap();
-                let app = App::new(Config {
-                    environment: Environment::Custom(IssuerUrl::new(&emulator.issuer()).unwrap()),
-                    client_id: ClientId::new("partner-app"),
-                    client_secret: ClientSecret::new("partner-secret"),
-                    redirect_uri: RedirectUrl::new(&format!("{here}/callback")).unwrap(),
-                    database: dir.path().join("tenants.sqlite3"),
-                    encryption: Encryption::Keys(KeyRing::new(
-                        EncryptionKey::generate("k1").unwrap(),
-                    )),
-                    cookie_key: Key::generate(),
-                })
-                .unwrap();
-                let router = app.router();
-                tokio::spawn(async move { axum::serve(listener, router).await });
+                let rig = start(EmulatorConfig::demo().with_consent_page()).await;
+                let (here, emulator) = (&rig.base, &rig.emulator);
 
                 // Home, a business code typed in, "Connect to Class".
                 browser.goto(&format!("{here}/")).await;

@@ -6,47 +6,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use class_oauth_axum::Key;
-use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl, RedirectUrl};
-use class_oauth_partner_app::{App, Config};
-use class_oauth_store::{Encryption, EncryptionKey, KeyRing};
-use class_oauth_testkit::{ClassEmulator, ClientRegistration, EmulatorConfig};
+use class_oauth_testkit::EmulatorConfig;
 
-struct Rig {
-    base: String,
-    emulator: ClassEmulator,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> Rig {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let emulator = ClassEmulator::start(
-        EmulatorConfig::demo().client(
-            ClientRegistration::new("partner-app", "partner-secret")
-                .redirect_uri(format!("{base}/callback")),
-        ),
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::new(Config {
-        environment: Environment::Custom(IssuerUrl::new(&emulator.issuer()).unwrap()),
-        client_id: ClientId::new("partner-app"),
-        client_secret: ClientSecret::new("partner-secret"),
-        redirect_uri: RedirectUrl::new(&format!("{base}/callback")).unwrap(),
-        database: dir.path().join("tenants.sqlite3"),
-        encryption: Encryption::Keys(KeyRing::new(EncryptionKey::generate("k1").unwrap())),
-        cookie_key: Key::generate(),
-    })
-    .unwrap();
-    let router = app.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Rig {
-        base,
-        emulator,
-        _dir: dir,
-    }
-}
+mod common;
+use common::start;
 
 /// A browser: cookies kept, redirects followed.
 fn browser() -> reqwest::Client {
@@ -79,7 +42,7 @@ fn bounded<F: Future>(f: F) -> F::Output {
 #[test]
 fn connect_two_businesses_and_list_their_funds() {
     bounded(async {
-        let rig = start().await;
+        let rig = start(EmulatorConfig::demo()).await;
         let b = browser();
         let (status, _, home) = get(&b, &format!("{}/", rig.base)).await;
         assert_eq!(status, 200);
@@ -134,7 +97,7 @@ fn connect_two_businesses_and_list_their_funds() {
 #[test]
 fn a_callback_from_another_browser_or_a_replay_is_refused() {
     bounded(async {
-        let rig = start().await;
+        let rig = start(EmulatorConfig::demo()).await;
         // Step by step: no redirects followed, so the callback URL can be replayed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let manual = reqwest::Client::builder()
