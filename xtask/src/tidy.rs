@@ -307,6 +307,74 @@ fn every_published_crate_is_ready_to_publish() {
     );
 }
 
+/// The code map's crate headings (`### \`class-oauth-…\``, one or two per heading).
+fn code_map_crates(doc: &str) -> Vec<String> {
+    let mut named: Vec<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .flat_map(|h| h.split('`').skip(1).step_by(2))
+        .filter(|n| n.starts_with("class-oauth-"))
+        .map(str::to_owned)
+        .collect();
+    named.sort();
+    named
+}
+
+/// The code map has a heading for every crate under `crates/`, and no heading for a
+/// crate that is not there.
+#[test]
+fn the_code_map_names_exactly_the_crates_that_exist() {
+    let doc = read("docs/ARCHITECTURE.md");
+    assert_eq!(
+        code_map_crates(&doc),
+        crates(),
+        "docs/ARCHITECTURE.md's code map"
+    );
+}
+
+/// ARCHITECTURE.md lists the crates forbidden in the core's tree as the tidy test does.
+#[test]
+fn the_forbidden_crate_list_is_the_one_checked() {
+    let doc = read("docs/ARCHITECTURE.md");
+    let line = doc
+        .lines()
+        .find_map(|l| l.strip_prefix("Forbidden in the core's tree: "))
+        .expect("ARCHITECTURE.md has a line `Forbidden in the core's tree: ...`");
+    let mut listed: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
+    let mut checked = FORBIDDEN_IN_CORE.to_vec();
+    listed.sort_unstable();
+    checked.sort_unstable();
+    assert_eq!(listed, checked);
+}
+
+/// ARCHITECTURE.md's xtask line names every subcommand xtask's usage lists.
+#[test]
+fn the_xtask_line_names_every_subcommand() {
+    let doc = read("docs/ARCHITECTURE.md");
+    let line = doc
+        .lines()
+        .find(|l| l.starts_with("`cargo xtask ci|"))
+        .expect("ARCHITECTURE.md names the xtask subcommands");
+    let named: Vec<&str> = line
+        .trim_start_matches("`cargo xtask ")
+        .split('`')
+        .next()
+        .unwrap_or_default()
+        .split('|')
+        .collect();
+    for command in crate::HELP
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        assert!(
+            named.contains(&command),
+            "ARCHITECTURE.md's xtask line lacks `{command}`"
+        );
+    }
+}
+
 #[test]
 fn architecture_doc_names_every_crate() {
     let doc = read("docs/ARCHITECTURE.md");

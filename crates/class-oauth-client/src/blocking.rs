@@ -106,11 +106,6 @@ impl<H: SyncHttpClient> ClassClient<H> {
         block_on(self.inner.endpoints())
     }
 
-    /// See [`crate::ClassClient::core_client`].
-    pub fn core_client(&self) -> Result<class_oauth_core::Client, DriveError> {
-        block_on(self.inner.core_client())
-    }
-
     /// See [`crate::ClassClient::password`].
     pub fn password(
         &self,

@@ -37,7 +37,7 @@
 //!     .expect("an HTTP client was given");
 //! // No discovery: the PIE preset, no request sent.
 //! assert!(client.endpoints().unwrap().token_endpoint.as_str().starts_with("https://"));
-//! //! ```
+//! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -497,12 +497,6 @@ impl<H: AsyncHttpClient> ClassClient<H> {
                 .handle_transport_failure()
                 .ok_or(DriveError::Transport(e)),
         }
-    }
-
-    /// The core client for the current endpoints.
-    pub async fn core_client(&self) -> Result<class_oauth_core::Client, DriveError> {
-        let e = self.endpoints().await?;
-        Ok(self.config.client(&e))
     }
 
     /// The legacy password grant (Class customers' private clients accessing their own

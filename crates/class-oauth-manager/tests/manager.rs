@@ -149,29 +149,31 @@ fn two_sqlite_instances_sixteen_threads_one_refresh() {
 
 #[test]
 fn cached_reads_touch_neither_the_store_nor_the_server() {
-    let s = server(Duration::ZERO);
-    // Counts the store's reads, to show the hot path never reaches the store.
-    let m = BlockingManager::new(
-        s.blocking_client(),
-        common::Faulty::new(Arc::new(MemoryStore::new())),
-    );
-    let k = key();
-    block_on(m.store().save(
-        &k,
-        &token_set("at-fresh", "rt-unused", 899, SystemTime::now()),
-        None,
-        None,
-    ))
-    .unwrap();
-    assert_eq!(m.access_token(&k).unwrap().secret(), "at-fresh");
-    let loads = m.store().loads.load(Ordering::SeqCst);
-    for _ in 0..1000 {
+    bounded("cached reads", Duration::from_secs(30), || {
+        let s = server(Duration::ZERO);
+        // Counts the store's reads, to show the hot path never reaches the store.
+        let m = BlockingManager::new(
+            s.blocking_client(),
+            common::Faulty::new(Arc::new(MemoryStore::new())),
+        );
+        let k = key();
+        block_on(m.store().save(
+            &k,
+            &token_set("at-fresh", "rt-unused", 899, SystemTime::now()),
+            None,
+            None,
+        ))
+        .unwrap();
         assert_eq!(m.access_token(&k).unwrap().secret(), "at-fresh");
-    }
-    assert_eq!(m.store().loads.load(Ordering::SeqCst), loads);
-    assert_eq!(s.ots.counts().refreshes, 0);
-    let none = m.access_token(&key()).unwrap_err();
-    assert!(matches!(none, ManagerError::NoGrant { .. }) && none.requires_reauthorization());
+        let loads = m.store().loads.load(Ordering::SeqCst);
+        for _ in 0..1000 {
+            assert_eq!(m.access_token(&k).unwrap().secret(), "at-fresh");
+        }
+        assert_eq!(m.store().loads.load(Ordering::SeqCst), loads);
+        assert_eq!(s.ots.counts().refreshes, 0);
+        let none = m.access_token(&key()).unwrap_err();
+        assert!(matches!(none, ManagerError::NoGrant { .. }) && none.requires_reauthorization());
+    });
 }
 
 /// An instance died holding the lease (before it sent anything): the others serve
@@ -228,29 +230,31 @@ fn a_lease_held_too_long_is_contention_not_a_hang() {
 /// an API error, not a refresh failure.
 #[test]
 fn errors_keep_their_cause() {
-    let s = server(Duration::ZERO);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("g.sqlite3");
-    let k = key();
-    block_on(
-        SqliteStore::open(&file, keys())
-            .unwrap()
-            .save(&k, &s.expired(), None, None),
-    )
-    .unwrap();
-    let other = Encryption::Keys(KeyRing::new(
-        EncryptionKey::new("test-1", [8u8; 32]).unwrap(),
-    ));
-    let m = BlockingManager::new(
-        s.blocking_client(),
-        SqliteStore::open(&file, other).unwrap(),
-    );
-    let err = m.grant(&k).unwrap_err();
-    assert!(
-        matches!(err, ManagerError::Store(StoreError::Crypto(_))),
-        "{err:?}"
-    );
-    assert!(!err.is_transient(), "a wrong key does not fix itself");
+    bounded("a wrong store key", Duration::from_secs(30), || {
+        let s = server(Duration::ZERO);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.sqlite3");
+        let k = key();
+        block_on(
+            SqliteStore::open(&file, keys())
+                .unwrap()
+                .save(&k, &s.expired(), None, None),
+        )
+        .unwrap();
+        let other = Encryption::Keys(KeyRing::new(
+            EncryptionKey::new("test-1", [8u8; 32]).unwrap(),
+        ));
+        let m = BlockingManager::new(
+            s.blocking_client(),
+            SqliteStore::open(&file, other).unwrap(),
+        );
+        let err = m.grant(&k).unwrap_err();
+        assert!(
+            matches!(err, ManagerError::Store(StoreError::Crypto(_))),
+            "{err:?}"
+        );
+        assert!(!err.is_transient(), "a wrong key does not fix itself");
+    });
 
     bounded("API refusal", Duration::from_secs(30), || {
         let rig = Rig::new(Face::Blocking, StoreKind::Memory, Options::default());
@@ -272,23 +276,29 @@ fn errors_keep_their_cause() {
 /// valid (it keeps working until it expires).
 #[test]
 fn a_forced_refresh_without_a_refresh_token_leaves_the_grant_alone() {
-    let s = server(Duration::ZERO);
-    let m = BlockingManager::new(s.blocking_client(), MemoryStore::new());
-    let k = key();
-    let mut tokens = token_set("at-valid", "unused", 899, SystemTime::now());
-    tokens.refresh_token = None;
-    let v = block_on(m.store().save(&k, &tokens, None, None)).unwrap();
-    let err = m.force_refresh(&k, v).unwrap_err();
-    assert!(
-        matches!(err, ManagerError::NeedsReauthorization { .. }),
-        "{err:?}"
+    bounded(
+        "forced refresh without a refresh token",
+        Duration::from_secs(30),
+        || {
+            let s = server(Duration::ZERO);
+            let m = BlockingManager::new(s.blocking_client(), MemoryStore::new());
+            let k = key();
+            let mut tokens = token_set("at-valid", "unused", 899, SystemTime::now());
+            tokens.refresh_token = None;
+            let v = block_on(m.store().save(&k, &tokens, None, None)).unwrap();
+            let err = m.force_refresh(&k, v).unwrap_err();
+            assert!(
+                matches!(err, ManagerError::NeedsReauthorization { .. }),
+                "{err:?}"
+            );
+            assert_eq!(
+                block_on(m.store().load(&k)).unwrap().unwrap().status,
+                GrantStatus::Active
+            );
+            assert_eq!(m.access_token(&k).unwrap().secret(), "at-valid");
+            assert_eq!(s.ots.counts().refreshes, 0);
+        },
     );
-    assert_eq!(
-        block_on(m.store().load(&k)).unwrap().unwrap().status,
-        GrantStatus::Active
-    );
-    assert_eq!(m.access_token(&k).unwrap().secret(), "at-valid");
-    assert_eq!(s.ots.counts().refreshes, 0);
 }
 
 /// The lease outlives the request holding it: derived from the transport's own bound

@@ -32,6 +32,14 @@ impl Write for Buffer {
 
 #[test]
 fn no_secret_reaches_a_trace_log() {
+    class_oauth_test::bounded(
+        "every flow logged at TRACE",
+        std::time::Duration::from_secs(120),
+        every_flow_logged_at_trace,
+    );
+}
+
+fn every_flow_logged_at_trace() {
     let buffer = Buffer::default();
     let writer = buffer.clone();
     use tracing_subscriber::layer::SubscriberExt as _;

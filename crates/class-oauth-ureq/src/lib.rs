@@ -57,6 +57,25 @@ pub use class_oauth_client::{
 };
 pub use ureq;
 
+/// This crate's rules on a ureq configuration builder (an agent's, or one request's on a
+/// caller's agent): no redirects followed, 4xx/5xx bodies handed to the core, every phase
+/// bounded by `config.timeout` and each socket read and write by [`per_io`] of it. A
+/// macro because ureq's agent and request builders share these methods but no nameable
+/// trait.
+macro_rules! our_rules {
+    ($builder:expr, $config:expr) => {
+        $builder
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some($config.connect_timeout))
+            .timeout_send_request(Some($config.timeout))
+            .timeout_recv_response(Some($config.timeout))
+            .timeout_recv_body(Some($config.timeout))
+            .timeout_per_read(Some(per_io($config.timeout)))
+            .timeout_per_write(Some(per_io($config.timeout)))
+    };
+}
+
 /// The blocking Class client on ureq (see [`class_oauth_client::blocking::ClassClient`]).
 pub type ClassClient = class_oauth_client::blocking::ClassClient<UreqTransport>;
 
@@ -103,15 +122,7 @@ impl UreqTransport {
             None => None,
         };
         let agent = |proxy: Option<ureq::Proxy>| {
-            let builder = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .timeout_connect(Some(config.connect_timeout))
-                .timeout_send_request(Some(config.timeout))
-                .timeout_recv_response(Some(config.timeout))
-                .timeout_recv_body(Some(config.timeout))
-                .timeout_per_read(Some(per_io(config.timeout)))
-                .timeout_per_write(Some(per_io(config.timeout)))
+            let builder = our_rules!(ureq::Agent::config_builder(), config)
                 .user_agent(USER_AGENT)
                 .proxy(proxy);
             #[cfg(feature = "rustls")]
@@ -233,17 +244,7 @@ impl UreqTransport {
         let request = if self.configured {
             request
         } else {
-            self.agent
-                .configure_request(request)
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .timeout_connect(Some(self.config.connect_timeout))
-                .timeout_send_request(Some(self.config.timeout))
-                .timeout_recv_response(Some(self.config.timeout))
-                .timeout_recv_body(Some(self.config.timeout))
-                .timeout_per_read(Some(per_io(self.config.timeout)))
-                .timeout_per_write(Some(per_io(self.config.timeout)))
-                .build()
+            our_rules!(self.agent.configure_request(request), self.config).build()
         };
         let agent = match &self.bypass {
             Some(b)
