@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use wiremock::Request;
 
-use crate::{Reply, State, User, random};
+use crate::User;
+use crate::reply::Reply;
+use crate::state::{State, random};
 
 /// Where the consent form posts.
 pub(crate) const PATH: &str = "/connect/authorize/consent";
