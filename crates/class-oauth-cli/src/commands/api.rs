@@ -1,0 +1,90 @@
+//! `class-oauth api PATH`: a Class API call with the stored grant.
+
+use super::*;
+
+pub(super) struct ApiArgs {
+    pub(super) path: String,
+    pub(super) method: String,
+    pub(super) data: Option<String>,
+    pub(super) query: Vec<String>,
+    pub(super) include: bool,
+    pub(super) action_version: u32,
+}
+
+/// `class-oauth api PATH`: a Class API call as the profile's grant, through the manager
+/// (the stored token, refreshed when due and once more on a 401; a 429 waited out).
+pub(super) fn api(ctx: &mut Ctx, args: &ApiArgs) -> Result<(), CliError> {
+    let method =
+        class_oauth_core::http::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| CliError::usage(format!("-X {}: not an HTTP method", args.method)))?;
+    let mut path = args.path.trim_start_matches('/').to_owned();
+    if !args.query.is_empty() {
+        let mut pairs = class_oauth_core::url::form_urlencoded::Serializer::new(String::new());
+        for q in &args.query {
+            let (name, value) = q.split_once('=').ok_or_else(|| {
+                CliError::usage(format!("-q {q}: write a query parameter as NAME=VALUE"))
+            })?;
+            pairs.append_pair(name, value);
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        path = format!("{path}{sep}{}", pairs.finish());
+    }
+    let body = match args.data.as_deref() {
+        None => None,
+        Some("@-") => Some(ctx.stdin_all()?),
+        Some(file) if file.starts_with('@') => Some(
+            std::fs::read(&file[1..])
+                .map_err(|e| CliError::usage(format!("--data {file}: {e}")))?,
+        ),
+        Some(text) => Some(text.as_bytes().to_vec()),
+    };
+    if let Some(b) = &body {
+        serde_json::from_slice::<Value>(b)
+            .map_err(|e| CliError::usage(format!("--data is not JSON: {e}")))?;
+    }
+    let m = manager(ctx)?;
+    let endpoints = m.client().endpoints().map_err(CliError::from)?;
+    let base = endpoints.api_base.as_ref().ok_or_else(|| {
+        CliError::config(
+            "this environment has no API base URL",
+            Some("use --env production or pie, or an issuer whose API host is known"),
+        )
+    })?;
+    let mut request = class_oauth_core::api::ApiRequest::new(method, base, &path)
+        .map_err(|e| CliError::usage(format!("{path}: {e}")))?
+        .action_version(args.action_version);
+    if let Some(b) = body {
+        request = request.json_body(b);
+    }
+    let response = m.api(&ctx.tenant()?, request)?;
+    let limit = &response.rate_limit;
+    if ctx.cli.json {
+        println!(
+            "{}",
+            json!({
+                "status": response.status.as_u16(),
+                "rate_limit": {
+                    "remaining": limit.remaining,
+                    "reset_after_s": limit.reset_after.map(|d| d.as_secs()),
+                },
+                "data": response.data,
+            })
+        );
+        return Ok(());
+    }
+    if args.include {
+        println!("HTTP {}", response.status);
+        if let Some(n) = limit.remaining {
+            println!("X-RateLimit-1Min-Remaining: {n}");
+        }
+        if let Some(d) = limit.reset_after {
+            println!("X-RateLimit-ResetAfter: {}", d.as_secs());
+        }
+        println!();
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&response.data).unwrap_or_else(|_| response.data.to_string())
+    );
+    Ok(())
+}
