@@ -220,6 +220,24 @@ fn core_never_reads_clock_env_or_rng() {
     }
 }
 
+/// The core holds no lock and no shared mutable state: caches are values their driver
+/// owns and lends to a flow (`KeyCache`), as in quinn-proto and str0m. (The one
+/// thread-local, `secret.rs`'s count of `ExposeSecrets` serialisations running on this
+/// thread, is a scope flag that no other thread sees.)
+#[test]
+fn core_holds_no_lock() {
+    for path in rust_files("crates/class-oauth-core/src") {
+        let source = std::fs::read_to_string(&path).expect("source");
+        for needle in ["Mutex", "RwLock", "RefCell", "OnceLock", "Atomic"] {
+            assert!(
+                !source.contains(needle),
+                "{} mentions {needle}: the core lends state to its drivers, it does not share it",
+                path.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn every_crate_uses_workspace_lints_and_metadata() {
     for krate in crates() {

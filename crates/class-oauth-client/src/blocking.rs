@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::authorize::PendingAuthorization;
-use class_oauth_core::flow::{self, Flow, ValidatedTokens};
+use class_oauth_core::flow::{self, Flow, KeyCache, ValidatedTokens};
 use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
@@ -88,6 +88,18 @@ impl<H: SyncHttpClient> ClassClient<H> {
     #[must_use]
     pub fn config(&self) -> &ClientConfig {
         self.inner.config()
+    }
+
+    /// See [`crate::ClassClient::key_sets`].
+    #[must_use]
+    pub fn key_sets(&self) -> &std::sync::Arc<crate::KeySets> {
+        self.inner.key_sets()
+    }
+
+    /// See [`crate::ClassClient::key_cache`].
+    #[must_use]
+    pub fn key_cache(&self) -> std::sync::Arc<dyn KeyCache> {
+        self.inner.key_cache()
     }
 
     /// The HTTP client.

@@ -50,8 +50,9 @@ use std::time::{Duration, SystemTime};
 use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::authorize::PendingAuthorization;
 use class_oauth_core::discovery::{DiscoveryCache, DiscoveryInput};
-use class_oauth_core::flow::{Flow, OnFailure, Step, ValidatedTokens};
+use class_oauth_core::flow::{Flow, KeyCache, OnFailure, Step, ValidatedTokens};
 use class_oauth_core::id_token::IdTokenClaims;
+use class_oauth_core::jwks::KeySetCache;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
 use class_oauth_core::session::ClientConfig;
@@ -361,6 +362,7 @@ impl<H, M> ClassClientBuilder<H, M> {
         ClassClient {
             http: Arc::new(http),
             env: self.env,
+            keys: Arc::new(KeySets::new(self.config.max_body)),
             config: self.config,
             discovery: Arc::new(futures_util::lock::Mutex::new(self.discovery)),
         }
@@ -415,6 +417,7 @@ impl<H: SyncHttpClient> ClassClientBuilder<H, mode::Blocking> {
         blocking::ClassClient::from_async(ClassClient {
             http: Arc::new(BlockingHttp(http)),
             env: self.env,
+            keys: Arc::new(KeySets::new(self.config.max_body)),
             config: self.config,
             discovery: Arc::new(futures_util::lock::Mutex::new(self.discovery)),
         })
@@ -430,6 +433,54 @@ pub struct ClassClient<H> {
     env: Environment,
     config: ClientConfig,
     discovery: Arc<futures_util::lock::Mutex<DiscoveryCache>>,
+    keys: Arc<KeySets>,
+}
+
+/// The key-set cache a client owns: one [`KeySetCache`] behind a lock, for the
+/// provider's current key-set URI (a new URI starts an empty cache). Token flows borrow it
+/// for a moment ([`KeyCache`]); clones of a client share it.
+#[derive(Debug)]
+pub struct KeySets {
+    slot: std::sync::Mutex<Option<KeySetCache>>,
+    max_body: usize,
+}
+
+impl KeySets {
+    /// An empty cache whose key-set fetches read at most `max_body` bytes.
+    #[must_use]
+    pub fn new(max_body: usize) -> Self {
+        Self {
+            slot: std::sync::Mutex::new(None),
+            max_body,
+        }
+    }
+
+    /// Replaces the cache (serverless callers restoring an exported snapshot, or tests).
+    pub fn set(&self, cache: KeySetCache) {
+        *self.lock() = Some(cache);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<KeySetCache>> {
+        // The cache is plain data: a panic while it was held leaves it usable.
+        self.slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl KeyCache for KeySets {
+    fn with_cache(&self, jwks_uri: &url::Url, f: &mut dyn FnMut(&mut KeySetCache)) {
+        let mut slot = self.lock();
+        let cache = match &mut *slot {
+            Some(cache) if cache.jwks_uri() == jwks_uri => cache,
+            other => {
+                let mut cache = KeySetCache::new(jwks_uri.clone());
+                cache.max_body = self.max_body;
+                other.insert(cache)
+            }
+        };
+        f(cache);
+    }
 }
 
 impl<H> Clone for ClassClient<H> {
@@ -439,6 +490,7 @@ impl<H> Clone for ClassClient<H> {
             env: self.env.clone(),
             config: self.config.clone(),
             discovery: self.discovery.clone(),
+            keys: self.keys.clone(),
         }
     }
 }
@@ -455,10 +507,23 @@ impl<H: AsyncHttpClient> ClassClient<H> {
         &self.env
     }
 
-    /// The shared configuration (seed the key cache with [`ClientConfig::set_keys`]).
+    /// The configuration.
     #[must_use]
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The key-set cache every flow of this client (and its clones) validates ID tokens
+    /// against (seed it with [`KeySets::set`]).
+    #[must_use]
+    pub fn key_sets(&self) -> &Arc<KeySets> {
+        &self.keys
+    }
+
+    /// The key-set cache as the core's flows borrow it.
+    #[must_use]
+    pub fn key_cache(&self) -> Arc<dyn KeyCache> {
+        self.keys.clone()
     }
 
     /// The HTTP client.
@@ -508,8 +573,14 @@ impl<H: AsyncHttpClient> ClassClient<H> {
         scopes: Scopes,
     ) -> Result<ValidatedTokens, DriveError> {
         let e = self.endpoints().await?;
-        self.drive(self.config.password_flow(&e, username, password, scopes)?)
-            .await
+        self.drive(self.config.password_flow(
+            &e,
+            Some(&self.key_cache()),
+            username,
+            password,
+            scopes,
+        )?)
+        .await
     }
 
     /// Builds the authorization URL and the pending record (keep it bound to the
@@ -539,10 +610,13 @@ impl<H: AsyncHttpClient> ClassClient<H> {
         callback: Callback<'_>,
     ) -> Result<ValidatedTokens, DriveError> {
         let e = self.endpoints().await?;
-        self.drive(
-            self.config
-                .callback_flow(&e, pending, callback, SystemTime::now())?,
-        )
+        self.drive(self.config.callback_flow(
+            &e,
+            Some(&self.key_cache()),
+            pending,
+            callback,
+            SystemTime::now(),
+        )?)
         .await
     }
 
@@ -555,8 +629,11 @@ impl<H: AsyncHttpClient> ClassClient<H> {
         original: Option<&IdTokenClaims>,
     ) -> Result<ValidatedTokens, DriveError> {
         let e = self.endpoints().await?;
-        self.drive(self.config.refresh_flow(&e, tokens, original)?)
-            .await
+        self.drive(
+            self.config
+                .refresh_flow(&e, Some(&self.key_cache()), tokens, original)?,
+        )
+        .await
     }
 
     /// Calls UserInfo; a `sub` other than the ID token's is rejected (OIDC Core 5.3.2).

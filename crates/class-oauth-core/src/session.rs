@@ -1,16 +1,16 @@
-//! Client configuration shared by the transports' high-level clients: credentials,
-//! PKCE, ID-token settings, and the per-issuer key-set cache. Everything a call needs is
-//! derived here from the resolved endpoints, so the transports hold no protocol logic.
+//! Client configuration shared by the high-level client (`class-oauth-client`, one for
+//! both transports): credentials, PKCE and ID-token settings. Every flow a call needs is
+//! built here from the resolved endpoints (and the key-set cache its caller owns), so
+//! the client holds no protocol logic.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{Client, Credentials, IdTokenTrust, NonceMode, PkceMode};
 use crate::environment::Endpoints;
-use crate::flow::SharedKeySet;
+use crate::flow::{KeyCache, SharedKeySet};
 use crate::id_token::{DEFAULT_LEEWAY, IdTokenValidator};
 use crate::jose::Algorithm;
-use crate::jwks::KeySetCache;
 use crate::secret::ClientSecret;
 use crate::types::ClientId;
 
@@ -39,7 +39,6 @@ pub struct ClientConfig {
     pub max_body: usize,
     /// Longest 429 wait the API helper sits out before retrying once.
     pub max_rate_limit_wait: Duration,
-    keys: Arc<Mutex<Option<SharedKeySet>>>,
 }
 
 impl ClientConfig {
@@ -57,7 +56,6 @@ impl ClientConfig {
             trusted_audiences: Vec::new(),
             max_body: crate::body::DEFAULT_MAX_BODY,
             max_rate_limit_wait: Duration::from_secs(60),
-            keys: Arc::default(),
         }
     }
 
@@ -103,29 +101,13 @@ impl ClientConfig {
         }
         v
     }
+}
 
-    /// The key-set cache for `endpoints.jwks_uri`, shared by every call of this client
-    /// (replaced when the URI changes). `None` when the provider advertises no key set.
-    #[must_use]
-    pub fn keys(&self, endpoints: &Endpoints) -> Option<SharedKeySet> {
-        let uri = endpoints.jwks_uri.as_ref()?;
-        let mut slot = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let same = slot
-            .as_ref()
-            .is_some_and(|k| k.lock().unwrap_or_else(PoisonError::into_inner).jwks_uri() == uri);
-        if !same {
-            let mut cache = KeySetCache::new(uri.clone());
-            cache.max_body = self.max_body;
-            *slot = Some(Arc::new(Mutex::new(cache)));
-        }
-        slot.clone()
-    }
-
-    /// Seeds the key-set cache (serverless callers restoring an exported snapshot, or tests).
-    pub fn set_keys(&self, cache: KeySetCache) {
-        *self.keys.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Arc::new(Mutex::new(cache)));
-    }
+/// The key set of `endpoints` in `cache` (none when the provider advertises no key set
+/// or the caller keeps no cache).
+fn key_set(endpoints: &Endpoints, cache: Option<&Arc<dyn KeyCache>>) -> Option<SharedKeySet> {
+    let uri = endpoints.jwks_uri.clone()?;
+    Some(SharedKeySet::new(Arc::clone(cache?), uri))
 }
 
 /// Options of an authorization request.
@@ -149,6 +131,7 @@ impl ClientConfig {
     pub fn password_flow(
         &self,
         endpoints: &Endpoints,
+        keys: Option<&Arc<dyn KeyCache>>,
         username: crate::types::Username,
         password: crate::secret::Password,
         scopes: crate::scope::Scopes,
@@ -157,7 +140,7 @@ impl ClientConfig {
         Ok(
             crate::flow::TokenFlow::new(&self.client(endpoints), request).with_id_token_validation(
                 self.validator(endpoints),
-                self.keys(endpoints),
+                key_set(endpoints, keys),
                 None,
             ),
         )
@@ -195,6 +178,7 @@ impl ClientConfig {
     pub fn callback_flow(
         &self,
         endpoints: &Endpoints,
+        keys: Option<&Arc<dyn KeyCache>>,
         pending: crate::authorize::PendingAuthorization,
         callback: Callback<'_>,
         now: std::time::SystemTime,
@@ -208,7 +192,7 @@ impl ClientConfig {
             &self.client(endpoints),
             verified,
             self.validator(endpoints),
-            self.keys(endpoints),
+            key_set(endpoints, keys),
         ))
     }
 
@@ -216,6 +200,7 @@ impl ClientConfig {
     pub fn refresh_flow(
         &self,
         endpoints: &Endpoints,
+        keys: Option<&Arc<dyn KeyCache>>,
         tokens: &crate::token::TokenSet,
         original: Option<&crate::id_token::IdTokenClaims>,
     ) -> Result<crate::flow::TokenFlow, crate::Error> {
@@ -223,7 +208,7 @@ impl ClientConfig {
         Ok(
             crate::flow::TokenFlow::new(&self.client(endpoints), request).with_id_token_validation(
                 self.validator(endpoints),
-                self.keys(endpoints),
+                key_set(endpoints, keys),
                 original.cloned(),
             ),
         )

@@ -668,7 +668,9 @@ fn refresh_without_id_token_keeps_the_original_and_a_new_one_is_checked() {
         .body(jwks(&[&a]).to_string().into_bytes())
         .unwrap();
     cache.handle_response(now(), &jwks_response).unwrap();
-    config.set_keys(cache);
+    let keys = std::sync::Arc::new(class_oauth_test::KeySets::new(config.max_body));
+    keys.set(cache);
+    let keys: std::sync::Arc<dyn class_oauth_core::flow::KeyCache> = keys;
     let original_token = a.sign("RS256", &claims(), &json!({}));
     let original = check(
         &original_token,
@@ -690,7 +692,7 @@ fn refresh_without_id_token_keeps_the_original_and_a_new_one_is_checked() {
     let later = now() + Duration::from_secs(3600);
     let run = |body: Value| {
         let mut flow = config
-            .refresh_flow(&endpoints, &first, Some(&original))
+            .refresh_flow(&endpoints, Some(&keys), &first, Some(&original))
             .unwrap()
             .retain_received();
         let Step::Send(_) = flow.poll(later) else {

@@ -35,7 +35,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use class_oauth_core::flow::{DriveError, Flow, Step, TransportError, TransportErrorKind};
+use class_oauth_core::flow::{
+    DriveError, Flow, KeyCache, Step, TransportError, TransportErrorKind,
+};
 use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::refresh::{ReauthorizationReason, RefreshDecision};
 use class_oauth_core::session::ClientConfig;
@@ -274,6 +276,8 @@ pub struct RefreshMachine {
     force: Option<u64>,
     settings: Arc<Settings>,
     config: ClientConfig,
+    /// The client's key-set cache, borrowed by the refresh's token flow.
+    keys: Option<Arc<dyn KeyCache>>,
     stage: Stage,
     queue: std::collections::VecDeque<Action>,
     events: Vec<TokenEvent>,
@@ -305,7 +309,9 @@ pub struct RefreshMachine {
 impl RefreshMachine {
     /// A procedure for `key` holding `lease` when it takes it. `force`: refresh even if
     /// the access token is still good, unless the stored version moved on from this one.
-    /// `held`: tokens an earlier procedure could not write (they go first).
+    /// `held`: tokens an earlier procedure could not write (they go first). `keys`: the
+    /// client's key-set cache ([`class_oauth_client::ClassClient::key_cache`]), which a
+    /// new ID token is validated against.
     #[must_use]
     pub fn new(
         key: TenantKey,
@@ -313,6 +319,7 @@ impl RefreshMachine {
         force: Option<u64>,
         settings: Arc<Settings>,
         config: ClientConfig,
+        keys: Option<Arc<dyn KeyCache>>,
         held: Option<HeldWrite>,
     ) -> Self {
         let pause = Duration::from_millis(10);
@@ -322,6 +329,7 @@ impl RefreshMachine {
             force,
             settings,
             config,
+            keys,
             stage: Stage::Start,
             queue: std::collections::VecDeque::new(),
             events: Vec::new(),
@@ -355,7 +363,8 @@ impl RefreshMachine {
         config: ClientConfig,
     ) -> Self {
         let lease = Lease::new(held.lease_owner.clone(), Duration::ZERO);
-        let mut m = Self::new(key, lease, None, settings, config, Some(held));
+        // Nothing is refreshed: no key set is needed.
+        let mut m = Self::new(key, lease, None, settings, config, None, Some(held));
         m.only_held = true;
         m
     }
@@ -645,7 +654,12 @@ impl RefreshMachine {
         let endpoints = endpoints?;
         let mut flow = self
             .config
-            .refresh_flow(&endpoints, &current.tokens, current.id_claims.as_ref())?
+            .refresh_flow(
+                &endpoints,
+                self.keys.as_ref(),
+                &current.tokens,
+                current.id_claims.as_ref(),
+            )?
             // The parsed response is kept so the rotated refresh token can be written
             // before the ID-token check (and its key fetch) can fail.
             .retain_received();
@@ -1471,6 +1485,7 @@ mod tests {
         let flow = config()
             .password_flow(
                 &endpoints(),
+                None,
                 Username::new("u"),
                 Password::new("p"),
                 Scopes::parse("offline_access target:b fund.read").unwrap(),
@@ -1540,6 +1555,7 @@ mod tests {
             None,
             Arc::new(Settings::default()),
             config(),
+            None,
             None,
         )
     }

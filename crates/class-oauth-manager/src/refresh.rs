@@ -39,6 +39,7 @@ impl<H: AsyncHttpClient, S: TokenStore + ?Sized> Inner<H, S> {
             force,
             self.settings.clone(),
             self.client.config().clone(),
+            Some(self.client.key_cache()),
             held,
         );
         let span =

@@ -54,8 +54,8 @@ use http::{Request, Response};
 
 pub use class_oauth_client::{
     AsyncHttpClient, AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError,
-    ExpectedSubject, ProxyMode, RootCerts, TransportConfig, TransportError, TransportErrorKind,
-    USER_AGENT, drive, drive_with_clock,
+    ExpectedSubject, KeySets, ProxyMode, RootCerts, TransportConfig, TransportError,
+    TransportErrorKind, USER_AGENT, drive, drive_with_clock,
 };
 pub use reqwest;
 

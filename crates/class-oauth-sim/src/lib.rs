@@ -982,6 +982,7 @@ impl Sim {
         let config = &self.instances[inst].config;
         let flow = config.password_flow(
             &self.endpoints,
+            None,
             Username::new("sim"),
             Password::new("sim"),
             Scopes::parse("openid offline_access target:b fund.read").unwrap_or_default(),
@@ -1082,6 +1083,8 @@ impl Sim {
             force,
             self.settings.clone(),
             i.config.clone(),
+            // The simulated provider issues no ID tokens: no key set.
+            None,
             held,
         )
         .with_mutation(self.cfg.mutation);

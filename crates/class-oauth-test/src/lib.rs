@@ -19,15 +19,19 @@ pub mod pg_cluster;
 pub mod pg_server;
 
 pub use bounded::bounded;
+/// The client's key-set cache, for tests that seed one.
+pub use class_oauth_client::KeySets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use class_oauth_core::authorize::{Prompt, ResponseMode};
 use class_oauth_core::discovery::{self, DiscoveryInput, DiscoveryPolicy};
 use class_oauth_core::flow::{
-    DriveError, Exchange, Flow, OnFailure, Step, TokenFlow, ValidatedTokens, drive_blocking,
+    DriveError, Exchange, Flow, KeyCache, OnFailure, SharedKeySet, Step, TokenFlow,
+    ValidatedTokens, drive_blocking,
 };
 use class_oauth_core::id_token::IdTokenError;
 use class_oauth_core::jwks::KeySetCache;
@@ -486,7 +490,7 @@ where
 /// # Panics
 /// On an invalid fixture.
 #[must_use]
-pub fn config_for(fixture: &Fixture, issuer: &str) -> (ClientConfig, Endpoints) {
+pub fn config_for(fixture: &Fixture, issuer: &str) -> (ClientConfig, Endpoints, Arc<dyn KeyCache>) {
     let client = client_for(fixture, issuer);
     let mut endpoints = client.endpoints().clone();
     let issuer_url = IssuerUrl::new(issuer).expect("valid issuer");
@@ -503,6 +507,7 @@ pub fn config_for(fixture: &Fixture, issuer: &str) -> (ClientConfig, Endpoints) 
     let secret = (fixture.client.get("public") != Some(&Value::Bool(true)))
         .then(|| ClientSecret::new(CLIENT_SECRET));
     let mut config = ClientConfig::new(ClientId::new(CLIENT_ID), secret);
+    let keys = Arc::new(KeySets::new(config.max_body));
     config.pkce = client.pkce();
     if fixture.client.get("nonce") == Some(&Value::Bool(false)) {
         config.nonce = NonceMode::Disabled;
@@ -543,9 +548,9 @@ pub fn config_for(fixture: &Fixture, issuer: &str) -> (ClientConfig, Endpoints) 
         cache
             .handle_response(seeded_at, &resp)
             .expect("seed key set");
-        config.set_keys(cache);
+        keys.set(cache);
     }
-    (config, endpoints)
+    (config, endpoints, keys)
 }
 
 /// Prepares a fixture: the flow to drive, or (for failures before any request, such as a
@@ -554,7 +559,7 @@ pub fn config_for(fixture: &Fixture, issuer: &str) -> (ClientConfig, Endpoints) 
 /// # Panics
 /// On an invalid fixture.
 pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
-    let (config, endpoints) = config_for(fixture, issuer);
+    let (config, endpoints, keys) = config_for(fixture, issuer);
     let input = &fixture.input;
     let fail = |e: Error| error_outcome(&e);
     Ok(match fixture.operation.as_str() {
@@ -562,6 +567,7 @@ pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
             let flow = config
                 .password_flow(
                     &endpoints,
+                    Some(&keys),
                     Username::new(str_of(input, "username").unwrap_or("user")),
                     Password::new(str_of(input, "password").unwrap_or("pass")),
                     scopes(input, "scope"),
@@ -580,7 +586,10 @@ pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
             }
             let flow = TokenFlow::new(&client, req).with_id_token_validation(
                 config.validator(&endpoints),
-                config.keys(&endpoints),
+                endpoints
+                    .jwks_uri
+                    .clone()
+                    .map(|uri| SharedKeySet::new(keys.clone(), uri)),
                 None,
             );
             boxed(flow, |v| token_outcome(&v))
@@ -623,7 +632,7 @@ pub fn prepare(fixture: &Fixture, issuer: &str) -> Result<OutcomeFlow, Value> {
                 }
             );
             let flow = config
-                .callback_flow(&endpoints, pending, Callback::Url(&url), now())
+                .callback_flow(&endpoints, Some(&keys), pending, Callback::Url(&url), now())
                 .map_err(fail)?;
             boxed(flow, |v| token_outcome(&v))
         }

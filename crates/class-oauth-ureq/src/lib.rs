@@ -52,8 +52,8 @@ use http::{Request, Response};
 pub use class_oauth_client::blocking::{block_on, drive, drive_with_clock};
 pub use class_oauth_client::{
     AuthorizeOptions, Callback, ClassClientBuilder, DefaultHttp, DriveError, ExpectedSubject,
-    ProxyMode, RootCerts, SyncHttpClient, TransportConfig, TransportError, TransportErrorKind,
-    USER_AGENT,
+    KeySets, ProxyMode, RootCerts, SyncHttpClient, TransportConfig, TransportError,
+    TransportErrorKind, USER_AGENT,
 };
 pub use ureq;
 

@@ -31,7 +31,7 @@ mod token;
 mod transport;
 
 pub use api::ApiFlow;
-pub use token::{SharedKeySet, TokenFlow, ValidatedTokens};
+pub use token::{KeyCache, SharedKeySet, TokenFlow, ValidatedTokens};
 pub use transport::{
     DriveError, ProxyMode, ProxySettings, RootCerts, TransportConfig, TransportError,
     TransportErrorKind, loggable_uri,

@@ -1,22 +1,73 @@
 //! The token flow: a token request, then (when an ID token comes back) its validation,
 //! refetching the key set when it must.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::Response;
+use url::Url;
 
 use super::{Flow, OnFailure, Step, misuse};
 use crate::callback::VerifiedCallback;
 use crate::client::Client;
 use crate::error::Error;
-use crate::id_token::{Expectations, IdTokenClaims, IdTokenValidator};
+use crate::id_token::{Expectations, IdTokenClaims, IdTokenError, IdTokenValidator};
 use crate::jwks::KeySetCache;
 use crate::secret::Nonce;
 use crate::token::{TokenRequest, TokenSet};
 
-/// A key-set cache shared by every flow of one client.
-pub type SharedKeySet = Arc<Mutex<KeySetCache>>;
+/// Key-set caches owned by whoever drives the flows (a client keeps one behind its own
+/// lock). A token flow borrows the cache for its key-set URI for a moment: to read the
+/// keys while it validates an ID token, and to record a refetch's answer. The core
+/// itself holds no lock and no shared mutable state.
+pub trait KeyCache: Send + Sync + fmt::Debug {
+    /// Runs `f` with the cache for `jwks_uri`: the one held, or a new empty one when the
+    /// holder has none or one for another URI.
+    fn with_cache(&self, jwks_uri: &Url, f: &mut dyn FnMut(&mut KeySetCache));
+}
+
+/// The key set a token flow validates against: a [`KeyCache`] and the provider's
+/// key-set URI. Cheap to clone; every flow of one client shares the cache.
+#[derive(Clone, Debug)]
+pub struct SharedKeySet {
+    cache: Arc<dyn KeyCache>,
+    jwks_uri: Url,
+}
+
+impl SharedKeySet {
+    /// The cache for `jwks_uri` in `cache`.
+    #[must_use]
+    pub fn new(cache: Arc<dyn KeyCache>, jwks_uri: Url) -> Self {
+        Self { cache, jwks_uri }
+    }
+
+    /// The key-set URI.
+    #[must_use]
+    pub fn jwks_uri(&self) -> &Url {
+        &self.jwks_uri
+    }
+
+    /// Runs `f` with the cache (borrowed from its owner for the call).
+    pub fn with<R>(&self, f: impl FnOnce(&mut KeySetCache) -> R) -> R {
+        let mut f = Some(f);
+        let mut out = None;
+        self.cache.with_cache(&self.jwks_uri, &mut |cache| {
+            if let Some(f) = f.take() {
+                out = Some(f(cache));
+            }
+        });
+        match out {
+            Some(out) => out,
+            // The owner did not call back: an empty cache of our own answers (no keys:
+            // validation then fails, never passes).
+            None => f.map_or_else(
+                || unreachable!("the closure ran but left no result"),
+                |f| f(&mut KeySetCache::new(self.jwks_uri.clone())),
+            ),
+        }
+    }
+}
 
 /// Tokens with their validated ID-token claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +85,15 @@ impl ValidatedTokens {
     pub fn new(tokens: TokenSet, id_claims: Option<IdTokenClaims>) -> Self {
         Self { tokens, id_claims }
     }
+}
+
+/// What one validation pass decided.
+enum Checked {
+    /// Fetch the key set (this request; `None` when there is no cache to fetch into)
+    /// and validate again.
+    Fetch(Option<http::Request<Vec<u8>>>),
+    /// Validated, or refused.
+    Done(Result<IdTokenClaims, IdTokenError>),
 }
 
 #[derive(Debug)]
@@ -202,12 +262,9 @@ impl TokenFlow {
                 id_claims: None,
             }));
         };
-        let cache = check.keys.clone();
-        let outcome = {
-            let guard = cache
-                .as_ref()
-                .map(|c| c.lock().unwrap_or_else(PoisonError::into_inner));
-            let keys = guard.as_ref().and_then(|g| g.usable_keys(now));
+        let decide = |guard: Option<&mut KeySetCache>| {
+            let guard = guard.map(|g| &*g);
+            let keys = guard.and_then(|g| g.usable_keys(now));
             let mut expect = Expectations {
                 nonce: check.nonce.as_ref(),
                 max_age: check.max_age,
@@ -220,34 +277,34 @@ impl TokenFlow {
                 Err(e)
                     if e.wants_key_refresh()
                         && !fetched
-                        && guard
-                            .as_ref()
-                            .is_some_and(|g| g.may_refetch_for_unknown_kid(now)) =>
+                        && guard.is_some_and(|g| g.may_refetch_for_unknown_kid(now)) =>
                 {
-                    Err(guard.as_ref().map(|g| g.request()))
+                    Checked::Fetch(guard.map(KeySetCache::request))
                 }
                 // Accepted with a stale set: refetch and validate again, so a key the
                 // provider has removed stops being trusted. A token that fails its
                 // claim checks never gets here, so it never causes a fetch.
-                Ok(_)
-                    if !fetched && guard.as_ref().is_some_and(|g| g.needs_fetch(now).is_some()) =>
-                {
-                    Err(guard.as_ref().map(|g| g.request()))
+                Ok(_) if !fetched && guard.is_some_and(|g| g.needs_fetch(now).is_some()) => {
+                    Checked::Fetch(guard.map(KeySetCache::request))
                 }
-                other => Ok(other),
+                other => Checked::Done(other),
             }
         };
+        let outcome = match &check.keys {
+            Some(keys) => keys.with(|cache| decide(Some(cache))),
+            None => decide(None),
+        };
         match outcome {
-            Err(Some(req)) => {
+            Checked::Fetch(Some(req)) => {
                 self.phase = Phase::AwaitKeys { tokens };
                 Step::Send(req)
             }
-            Err(None) => self.finish(Err(misuse())),
-            Ok(Ok(claims)) => self.finish(Ok(ValidatedTokens {
+            Checked::Fetch(None) => self.finish(Err(misuse())),
+            Checked::Done(Ok(claims)) => self.finish(Ok(ValidatedTokens {
                 tokens,
                 id_claims: Some(claims),
             })),
-            Ok(Err(e)) => self.finish(Err(e.into())),
+            Checked::Done(Err(e)) => self.finish(Err(e.into())),
         }
     }
 
@@ -262,13 +319,12 @@ impl TokenFlow {
             self.phase = Phase::Failed(misuse());
             return;
         };
-        if let Some(cache) = self.id_check.as_ref().and_then(|c| c.keys.as_ref()) {
-            let mut guard = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            match response {
+        if let Some(keys) = self.id_check.as_ref().and_then(|c| c.keys.as_ref()) {
+            keys.with(|cache| match response {
                 // A failed fetch keeps the last good set; validation then decides.
-                Some(r) => drop(guard.handle_response(now, r)),
-                None => guard.handle_failure(now),
-            }
+                Some(r) => drop(cache.handle_response(now, r)),
+                None => cache.handle_failure(now),
+            });
         }
         self.phase = Phase::Validate {
             tokens,

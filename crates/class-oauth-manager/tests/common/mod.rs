@@ -234,7 +234,7 @@ impl Rig {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
         let hook = move |e: &TokenEvent| sink.lock().unwrap().push(e.clone());
-        let seed_keys = |config: &class_oauth_core::session::ClientConfig| {
+        let seed_keys = |keys: &class_oauth_client::KeySets| {
             if options.no_key_cooldown {
                 let uri = format!(
                     "{}/.well-known/openid-configuration/jwks",
@@ -242,7 +242,7 @@ impl Rig {
                 );
                 let mut cache = KeySetCache::new(uri.parse().unwrap());
                 cache.cooldown = Duration::ZERO;
-                config.set_keys(cache);
+                keys.set(cache);
             }
         };
         let faults: Arc<AtomicUsize>;
@@ -264,7 +264,7 @@ impl Rig {
                     )
                     .build()
                     .unwrap();
-                seed_keys(client.config());
+                seed_keys(client.key_sets());
                 let store: Arc<dyn TokenStore> = match kind {
                     StoreKind::Memory => Arc::new(MemoryStore::new()),
                     StoreKind::Sqlite => Arc::new(
@@ -301,7 +301,7 @@ impl Rig {
                     )
                     .build()
                     .unwrap();
-                seed_keys(client.config());
+                seed_keys(client.key_sets());
                 let store: Arc<dyn TokenStore> = match kind {
                     StoreKind::Memory => Arc::new(MemoryStore::new()),
                     StoreKind::Sqlite => Arc::new(
