@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use class_oauth_core::AccessToken;
 use class_oauth_store::{StoredGrant, TenantKey};
 
 use crate::Settings;
@@ -145,5 +146,32 @@ impl GrantCache {
 
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+}
+
+/// A valid access token, shared with the manager's cache rather than copied: cloning it
+/// is an atomic increment, and the secret is zeroized once the last holder drops it.
+/// Dereferences to [`AccessToken`].
+#[derive(Clone)]
+pub struct SharedAccessToken(pub(crate) SharedGrant);
+
+impl SharedAccessToken {
+    /// The grant the token belongs to (version, scope, business, ID-token claims).
+    #[must_use]
+    pub fn grant(&self) -> &SharedGrant {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SharedAccessToken {
+    type Target = AccessToken;
+    fn deref(&self) -> &AccessToken {
+        &self.0.tokens.access_token
+    }
+}
+
+impl std::fmt::Debug for SharedAccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0.tokens.access_token, f)
     }
 }
