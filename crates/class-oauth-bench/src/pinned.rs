@@ -33,6 +33,10 @@ use oauth2::TokenResponse as _;
 
 use crate::harness::{fmt_ns, median};
 
+use concurrent::concurrent;
+pub(crate) use server::{Server, start_server};
+use server::{pin, process_cpu_ns};
+
 const ID: &str = "1eaa3979-9caf-4c6b-bab8-2cbcd549d410";
 const SECRET: &str = "bench-secret";
 const RT: &str = "9e0fccdb-ec4f-4e6a-ae60-83ad66be9547";
@@ -119,110 +123,6 @@ macro_rules! raw_reqwest_grant {
                 .expect("body"),
         )
     };
-}
-
-/// CPU time of thread `tid` of this process, ns.
-fn task_cpu_ns(tid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// CPU time of every thread of this process, ns: `CLOCK_PROCESS_CPUTIME_ID`, which
-/// counts the running thread up to now. (Summing `/proc/self/task/*/schedstat` counts
-/// the running thread only up to its last tick or switch: a 5 ms batch without I/O
-/// read 0, 4 or 8 ms.)
-fn process_cpu_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-fn pin(cpu: usize) {
-    let ok = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
-    assert!(ok, "could not pin to CPU {cpu}");
-}
-
-/// The in-process token server.
-pub(crate) struct Server {
-    pub(crate) base: String,
-    tid: String,
-    connections: Arc<AtomicU64>,
-}
-
-impl Server {
-    fn cpu_ns(&self) -> u64 {
-        task_cpu_ns(&self.tid)
-    }
-}
-
-/// Starts the server on a thread of its own, pinned to `cpu`.
-pub(crate) fn start_server(cpu: usize) -> Server {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let connections = Arc::new(AtomicU64::new(0));
-    let counted = connections.clone();
-    let response = Bytes::from(body());
-    std::thread::Builder::new()
-        .name("token-server".into())
-        .spawn(move || {
-            pin(cpu);
-            let tid = std::fs::read_link("/proc/thread-self")
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .expect("own thread id");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let port = listener.local_addr().expect("addr").port();
-                tx.send((port, tid)).expect("report");
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    counted.fetch_add(1, Ordering::Relaxed);
-                    let _ = stream.set_nodelay(true);
-                    let response = response.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(
-                            move |req: hyper::Request<hyper::body::Incoming>| {
-                                let response = response.clone();
-                                async move {
-                                    let _ = req.into_body().collect().await;
-                                    Ok::<_, Infallible>(
-                                        hyper::Response::builder()
-                                            .header(
-                                                "content-type",
-                                                "application/json;charset=UTF-8",
-                                            )
-                                            .header("cache-control", "no-store")
-                                            .body(Full::new(response))
-                                            .expect("response"),
-                                    )
-                                }
-                            },
-                        );
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        })
-        .expect("server thread");
-    let (port, tid) = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server started");
-    Server {
-        base: format!("http://127.0.0.1:{port}"),
-        tid,
-        connections,
-    }
 }
 
 fn our_client(base: &str) -> Client {
@@ -700,98 +600,6 @@ impl<'a> Variant<'a> {
     }
 }
 
-/// 64 tasks on one client, on the pinned client thread, in 250 ms windows (four per
-/// round and variant); requests/s and the paired ratio to the floor on the same client.
-fn concurrent(
-    rt: &tokio::runtime::Runtime,
-    base: &str,
-    reqwest13: &reqwest::Client,
-    reqwest12: &reqwest012::Client,
-    rounds: usize,
-) -> Vec<(&'static str, f64, (f64, f64, f64))> {
-    const TASKS: usize = 64;
-    let names = [
-        "raw reqwest 0.13 (floor)",
-        "class-oauth-reqwest",
-        "raw reqwest 0.12 (floor)",
-        "oauth2-rs 5 on reqwest 0.12",
-    ];
-    let transport = our_reqwest();
-    let url = format!("{base}/connect/token");
-    let auth = basic();
-    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-    // As in `measure`: short windows, each variant next to its floor, A B B A.
-    let order = |sample: usize| -> [usize; 4] {
-        let groups = if sample % 2 == 0 {
-            [[0, 1], [2, 3]]
-        } else {
-            [[2, 3], [0, 1]]
-        };
-        let [a, b] = if (sample / 2) % 2 == 0 {
-            groups
-        } else {
-            groups.map(|[x, y]| [y, x])
-        };
-        [a[0], a[1], b[0], b[1]]
-    };
-    for sample in 0..rounds * 4 {
-        for which in order(sample) {
-            let done = Arc::new(AtomicU64::new(0));
-            let started = Instant::now();
-            let deadline = started + Duration::from_millis(250);
-            rt.block_on(async {
-                let mut tasks = tokio::task::JoinSet::new();
-                for _ in 0..TASKS {
-                    let (done, url, auth) = (done.clone(), url.clone(), auth.clone());
-                    let (r13, r12, transport) =
-                        (reqwest13.clone(), reqwest12.clone(), transport.clone());
-                    let (client, peer) = (our_client(base), oauth2_client(base));
-                    tasks.spawn(async move {
-                        while Instant::now() < deadline {
-                            let d = match which {
-                                0 => raw_reqwest_grant!(r13, &url, &auth),
-                                1 => ours_digest(
-                                    &class_oauth_reqwest::drive(
-                                        &transport,
-                                        TokenFlow::new(&client, our_request()),
-                                    )
-                                    .await
-                                    .expect("grant"),
-                                ),
-                                2 => raw_reqwest_grant!(r12, &url, &auth),
-                                _ => oauth2_digest(
-                                    &peer
-                                        .exchange_refresh_token(&oauth2::RefreshToken::new(
-                                            RT.into(),
-                                        ))
-                                        .request_async(&r12)
-                                        .await
-                                        .expect("grant"),
-                                ),
-                            };
-                            assert_eq!(d, DIGEST);
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
-                }
-                while tasks.join_next().await.is_some() {}
-            });
-            rps[which].push(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64());
-        }
-    }
-    let floor_of = |i: usize| if i < 2 { 0 } else { 2 };
-    (0..names.len())
-        .map(|i| {
-            let ratios: Vec<f64> = rps[i]
-                .iter()
-                .zip(&rps[floor_of(i)])
-                .map(|(a, b)| a / b)
-                .collect();
-            (names[i], median(&rps[i]), spread(&ratios))
-        })
-        .collect()
-}
-
 /// Prints the section.
 pub(crate) fn print(r: &Results) {
     println!(
@@ -834,3 +642,7 @@ pub(crate) fn print(r: &Results) {
     }
     println!();
 }
+
+// After the macros above, which they use.
+mod concurrent;
+mod server;

@@ -52,7 +52,6 @@ use class_oauth_core::authorize::PendingAuthorization;
 use class_oauth_core::discovery::{DiscoveryCache, DiscoveryInput};
 use class_oauth_core::flow::{Flow, KeyCache, OnFailure, Step, ValidatedTokens};
 use class_oauth_core::id_token::IdTokenClaims;
-use class_oauth_core::jwks::KeySetCache;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
 use class_oauth_core::session::ClientConfig;
@@ -92,6 +91,9 @@ pub use class_oauth_core::session::{AuthorizeOptions, Callback};
 pub use class_oauth_core::userinfo::ExpectedSubject;
 
 pub mod blocking;
+mod keys;
+
+pub use keys::KeySets;
 
 /// The seam for an async HTTP client: send a request and return the whole response
 /// (status, every header, the body up to a cap), and sleep. Must not follow redirects.
@@ -434,53 +436,6 @@ pub struct ClassClient<H> {
     config: ClientConfig,
     discovery: Arc<futures_util::lock::Mutex<DiscoveryCache>>,
     keys: Arc<KeySets>,
-}
-
-/// The key-set cache a client owns: one [`KeySetCache`] behind a lock, for the
-/// provider's current key-set URI (a new URI starts an empty cache). Token flows borrow it
-/// for a moment ([`KeyCache`]); clones of a client share it.
-#[derive(Debug)]
-pub struct KeySets {
-    slot: std::sync::Mutex<Option<KeySetCache>>,
-    max_body: usize,
-}
-
-impl KeySets {
-    /// An empty cache whose key-set fetches read at most `max_body` bytes.
-    #[must_use]
-    pub fn new(max_body: usize) -> Self {
-        Self {
-            slot: std::sync::Mutex::new(None),
-            max_body,
-        }
-    }
-
-    /// Replaces the cache (serverless callers restoring an exported snapshot, or tests).
-    pub fn set(&self, cache: KeySetCache) {
-        *self.lock() = Some(cache);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<KeySetCache>> {
-        // The cache is plain data: a panic while it was held leaves it usable.
-        self.slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl KeyCache for KeySets {
-    fn with_cache(&self, jwks_uri: &url::Url, f: &mut dyn FnMut(&mut KeySetCache)) {
-        let mut slot = self.lock();
-        let cache = match &mut *slot {
-            Some(cache) if cache.jwks_uri() == jwks_uri => cache,
-            other => {
-                let mut cache = KeySetCache::new(jwks_uri.clone());
-                cache.max_body = self.max_body;
-                other.insert(cache)
-            }
-        };
-        f(cache);
-    }
 }
 
 impl<H> Clone for ClassClient<H> {
