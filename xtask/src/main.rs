@@ -148,12 +148,54 @@ fn man() -> Result<(), String> {
 /// dependencies and resolves each against the others' packages, as crates.io would),
 /// each verified by building it from its own `.crate`: nothing is uploaded.
 fn package() -> Result<(), String> {
+    forget_packaged_sources()?;
     let mut cmd = cargo();
     cmd.args(["package", "--locked"]);
     for krate in PUBLISHED {
         cmd.args(["-p", krate]);
     }
     run(cmd)
+}
+
+/// Removes what earlier `cargo package` runs unpacked of our own crates into Cargo's
+/// cache. Each run verifies a crate against its dependencies' fresh `.crate` files,
+/// served from a local registry under `target/package/`; Cargo unpacks them under
+/// `$CARGO_HOME/registry/src/<that registry's hash>/` and, the version being the same
+/// (0.1.0) from one commit to the next, would reuse an old unpacking and verify against
+/// an older API (seen: a clone at a reused path failed with "no `KeyCache` in `flow`").
+/// Only our crates' directories in local registries are removed, never crates.io's.
+fn forget_packaged_sources() -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(home) = home else { return Ok(()) };
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
+            continue;
+        };
+        for registry in registries.flatten() {
+            // crates.io's directories are named `index.crates.io-<hash>`; local
+            // registries' are `-<hash>`.
+            if !registry.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(registry.path()) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !PUBLISHED.iter().any(|k| name.starts_with(&format!("{k}-0"))) {
+                    continue;
+                }
+                let path = entry.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `cargo check-external-types` on every published library, all features: its public
