@@ -148,8 +148,14 @@ fn man() -> Result<(), String> {
 /// dependencies and resolves each against the others' packages, as crates.io would),
 /// each verified by building it from its own `.crate`: nothing is uploaded.
 fn package() -> Result<(), String> {
-    forget_packaged_sources()?;
+    // A target directory of its own, whose builds of our crates all come from packaged
+    // sources: Cargo treats a registry crate as immutable and would reuse an earlier
+    // build of the same name and version (0.1.0 from one commit to the next), so those
+    // are removed; third-party builds stay cached.
+    let target = project_root().join("target").join("package-verify");
+    forget_packaged_sources(&target)?;
     let mut cmd = cargo();
+    cmd.env("CARGO_TARGET_DIR", &target);
     cmd.args(["package", "--locked"]);
     for krate in PUBLISHED {
         cmd.args(["-p", krate]);
@@ -159,12 +165,27 @@ fn package() -> Result<(), String> {
 
 /// Removes what earlier `cargo package` runs unpacked of our own crates into Cargo's
 /// cache. Each run verifies a crate against its dependencies' fresh `.crate` files,
-/// served from a local registry under `target/package/`; Cargo unpacks them under
+/// served from a local registry under the target directory's `package/`; Cargo unpacks them under
 /// `$CARGO_HOME/registry/src/<that registry's hash>/` and, the version being the same
 /// (0.1.0) from one commit to the next, would reuse an old unpacking and verify against
 /// an older API (seen: a clone at a reused path failed with "no `KeyCache` in `flow`").
-/// Only our crates' directories in local registries are removed, never crates.io's.
-fn forget_packaged_sources() -> Result<(), String> {
+/// Only our crates' directories in local registries are removed, never crates.io's;
+/// and our crates' builds in `target` (the verification's own target directory).
+fn forget_packaged_sources(target: &Path) -> Result<(), String> {
+    let ours = |name: &str| {
+        let name = name.trim_start_matches("lib").replace('_', "-");
+        PUBLISHED.iter().any(|k| name.starts_with(&format!("{k}-")))
+    };
+    for sub in ["debug/.fingerprint", "debug/deps", "debug/build"] {
+        let Ok(entries) = std::fs::read_dir(target.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if ours(&entry.file_name().to_string_lossy()) {
+                remove(&entry.path())?;
+            }
+        }
+    }
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
@@ -179,23 +200,32 @@ fn forget_packaged_sources() -> Result<(), String> {
             if !registry.file_name().to_string_lossy().starts_with('-') {
                 continue;
             }
-            let Ok(entries) = std::fs::read_dir(registry.path()) else { continue };
+            let Ok(entries) = std::fs::read_dir(registry.path()) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !PUBLISHED.iter().any(|k| name.starts_with(&format!("{k}-0"))) {
+                if !PUBLISHED
+                    .iter()
+                    .any(|k| name.starts_with(&format!("{k}-0")))
+                {
                     continue;
                 }
-                let path = entry.path();
-                let removed = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                removed.map_err(|e| format!("{}: {e}", path.display()))?;
+                remove(&entry.path())?;
             }
         }
     }
     Ok(())
+}
+
+/// Removes a file or a directory tree.
+fn remove(path: &Path) -> Result<(), String> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    removed.map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `cargo check-external-types` on every published library, all features: its public
