@@ -28,7 +28,7 @@ pub struct Settings {
     /// the holder's process is gone).
     pub lease_ttl: Option<Duration>,
     /// How long a caller whose access token has expired waits for another instance's
-    /// refresh before [`ManagerError::Contended`] (default 30 s).
+    /// refresh before [`ManagerError::Contended`](crate::ManagerError::Contended) (default 30 s).
     pub lease_wait: Duration,
     /// Retries of a failed write of rotated tokens, with doubling waits from
     /// `persist_backoff` (default 6 retries from 50 ms: about 3 s in all).
@@ -41,7 +41,7 @@ pub struct Settings {
     /// How long a refresh token lives unused (default 30 days, Class's documented
     /// lifetime; whether it slides with each refresh is not documented). An estimate for
     /// planning, never a reason to skip a refresh: grant health
-    /// ([`GrantHealth::lapses_at`]) estimates each grant's lapse from it, the keeper
+    /// ([`GrantHealth::lapses_at`](crate::GrantHealth::lapses_at)) estimates each grant's lapse from it, the keeper
     /// refreshes ahead of it, and a refusal past it reads as a lapse rather than a
     /// revocation. (The core's `RefreshPolicy::refresh_token_lifetime`, off by default, is
     /// the other thing: a cut-off past which the refresh token is not even presented.)

@@ -161,7 +161,7 @@ impl GrantSummary {
     }
 }
 
-/// Which grants [`TokenStore::list`] returns: a page in row-key order, after a cursor,
+/// Which grants [`TokenStore::list`](crate::TokenStore::list) returns: a page in row-key order, after a cursor,
 /// optionally of one status only.
 ///
 /// ```
