@@ -16,12 +16,13 @@ use class_oauth_store::{StoreError, TenantKey, TokenStore};
 
 use crate::{ManagerError, Settings, SharedAccessToken, SharedGrant, TokenEvent};
 
-type Inner<H, S> = crate::TokenManager<BlockingHttp<H>, S>;
+/// The async manager this face runs, over the client's blocking HTTP seam.
+type AsyncFace<H, S> = crate::TokenManager<BlockingHttp<H>, S>;
 
 /// The token manager for blocking callers (see the crate docs). Cheap to clone.
 pub struct TokenManager<H, S: ?Sized> {
     client: ClassClient<H>,
-    inner: Inner<H, S>,
+    inner: AsyncFace<H, S>,
 }
 
 impl<H, S: ?Sized> Clone for TokenManager<H, S> {
@@ -139,7 +140,7 @@ impl<H: SyncHttpClient, S: TokenStore + ?Sized> TokenManager<H, S> {
 
     /// The async manager this one runs.
     #[must_use]
-    pub fn as_async(&self) -> &Inner<H, S> {
+    pub fn as_async(&self) -> &AsyncFace<H, S> {
         &self.inner
     }
 
