@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::authorize::PendingAuthorization;
+use class_oauth_core::flow::ClientConfig;
 use class_oauth_core::flow::{self, Flow, KeyCache, ValidatedTokens};
 use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
-use class_oauth_core::session::ClientConfig;
 use class_oauth_core::token::TokenSet;
 use class_oauth_core::userinfo::{ExpectedSubject, UserInfo};
 use class_oauth_core::{

@@ -3,7 +3,7 @@
 //! The high-level Class client, written once. [`ClassClient`] offers one method per use
 //! case (discovery, password grant, authorization start and finish, refresh, UserInfo,
 //! revocation, Class API calls); each resolves the endpoints, builds the core's flow
-//! ([`class_oauth_core::session::ClientConfig`]) and drives it over an HTTP seam. Every
+//! ([`class_oauth_core::flow::ClientConfig`]) and drives it over an HTTP seam. Every
 //! protocol decision is the core's; this crate moves requests and responses between the
 //! core and a transport, reads the clock, and sleeps when a flow says so.
 //!
@@ -50,11 +50,11 @@ use std::time::{Duration, SystemTime};
 use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::authorize::PendingAuthorization;
 use class_oauth_core::discovery::{DiscoveryCache, DiscoveryInput};
+use class_oauth_core::flow::ClientConfig;
 use class_oauth_core::flow::{Flow, KeyCache, OnFailure, Step, ValidatedTokens};
 use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
-use class_oauth_core::session::ClientConfig;
 use class_oauth_core::token::TokenSet;
 use class_oauth_core::userinfo::UserInfo;
 use class_oauth_core::{
@@ -87,7 +87,7 @@ pub fn set_user_agent(request: &mut Request<Vec<u8>>) {
 pub fn proxy_settings(config: &TransportConfig) -> Option<ProxySettings> {
     ProxySettings::from_env(config.proxy, |k| std::env::var(k).ok())
 }
-pub use class_oauth_core::session::{AuthorizeOptions, Callback};
+pub use class_oauth_core::flow::{AuthorizeOptions, Callback};
 pub use class_oauth_core::userinfo::ExpectedSubject;
 
 pub mod blocking;

@@ -71,23 +71,32 @@
 //! ```
 //!
 //! ## What is where
-//! - [`environment`]: Production and PIE presets, any issuer, [`Endpoints`].
-//! - [`discovery`]: the discovery request, lenient metadata, a Duende-style
-//!   [`DiscoveryPolicy`](discovery::DiscoveryPolicy), and [`discovery::resolve`], which
-//!   falls back to the preset when Class publishes no document.
-//! - [`client`]: credentials, HTTP Basic (RFC 6749 2.3.1), PKCE, the entropy seam.
-//! - [`scope`]: the Class scope grammar, its rules, and the consent-text catalogue.
-//! - [`authorize`] and [`callback`]: the authorization URL, the pending record, and the
-//!   callback checks (constant-time state, RFC 9207 `iss`, `error=` redirects).
-//! - [`token`]: code, refresh and password grants; the lenient response parser.
-//! - [`userinfo`], [`revocation`], [`api`]: UserInfo with the `sub` check, RFC 7009,
-//!   and Class API calls (vendor `Accept`, `Errors` envelope, 429 waits).
-//! - [`refresh`]: refresh-ahead decisions with a lifetime-clamped margin.
-//! - [`error`]: one error enum; server refusals, malformed responses and policy
-//!   violations kept apart, with `requires_reauthorization()` and `is_transient()`.
-//! - [`id_token`], [`jose`], [`jwks`]: ID-token validation (OIDC Core 3.1.3.7, 12.2)
-//!   with signatures verified by `ring`, strict JWS parsing, key sets and a sans-IO
-//!   key-set cache (refetch on unknown `kid` at most once per cooldown).
+//! The modules stand in seven layers, lowest first; each imports only from its own
+//! layer and those below (a tidy test checks it):
+//! 1. primitives: [`secret`], [`time`], [`scope`] (the Class scope grammar, its rules
+//!    and the consent-text catalogue), [`types`] (URLs and identifiers).
+//! 2. wire: [`headers`] (`Retry-After`, `WWW-Authenticate`), body caps and redacted
+//!    excerpts, the OAuth error object and the Class API's `Errors` envelope.
+//! 3. JOSE: [`jose`], strict JWS parsing and signatures verified by `ring`.
+//! 4. [`error`]: one error enum; server refusals, malformed responses and policy
+//!    violations kept apart, with `requires_reauthorization()` and `is_transient()`.
+//! 5. provider: [`environment`] (Production and PIE presets, any issuer,
+//!    [`Endpoints`]), [`discovery`] (lenient metadata, a Duende-style
+//!    [`DiscoveryPolicy`](discovery::DiscoveryPolicy), and [`discovery::resolve`], which
+//!    falls back to the preset when Class publishes no document), [`jwks`] (key sets and
+//!    a sans-IO key-set cache that refetches on an unknown `kid` at most once per
+//!    cooldown), [`client`] (credentials, HTTP Basic (RFC 6749 2.3.1), PKCE, the entropy
+//!    seam).
+//! 6. messages: [`authorize`] and [`callback`] (the authorization URL, the pending
+//!    record, and the callback checks: constant-time state, RFC 9207 `iss`, `error=`
+//!    redirects), [`token`] (code, refresh and password grants; the lenient response
+//!    parser), [`id_token`] (validation, OIDC Core 3.1.3.7, 12.2), [`userinfo`] (with the
+//!    `sub` check), [`revocation`] (RFC 7009), [`api`] (Class API calls: vendor `Accept`,
+//!    `Errors` envelope, 429 waits), [`refresh`] (refresh-ahead decisions with a
+//!    lifetime-clamped margin).
+//! 7. [`flow`]: the multi-step operations, their drivers' vocabulary, and
+//!    [`ClientConfig`](flow::ClientConfig), which builds every flow a high-level client
+//!    needs.
 //!
 //! ## Time and randomness
 //! Every function that depends on time takes `now: SystemTime`. Values that need
@@ -125,29 +134,31 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
-pub mod api;
-pub mod authorize;
-mod body;
-pub mod callback;
-mod claims;
-pub mod client;
-pub mod discovery;
-pub mod environment;
-pub mod error;
-pub mod flow;
-pub mod headers;
-pub mod id_token;
+// The layers, lowest first. A module imports only from its own layer and the layers
+// before it (the `core_imports_run_one_way` tidy test checks it); the public modules are
+// re-exported flat below, so a path names what a thing is, not where it sits. (The
+// numbered comments keep rustfmt from sorting the layers by name.)
+// 1.
+mod primitives;
+// 2.
+mod wire;
+// 3.
 pub mod jose;
-pub mod jwks;
-pub mod refresh;
-pub mod revocation;
-pub mod scope;
-pub mod secret;
-pub mod session;
-pub mod time;
-pub mod token;
-pub mod types;
-pub mod userinfo;
+// 4.
+pub mod error;
+// 5.
+mod provider;
+// 6.
+mod messages;
+// 7.
+pub mod flow;
+
+pub use messages::{api, authorize, callback, id_token, refresh, revocation, token, userinfo};
+pub(crate) use primitives::text;
+pub use primitives::{scope, secret, time, types};
+pub use provider::{client, discovery, environment, jwks};
+pub use wire::headers;
+pub(crate) use wire::{body, claims};
 
 pub use body::{DEFAULT_MAX_BODY, redacted_excerpt};
 pub use client::{Client, EntropySource, IdTokenTrust, NonceMode, PkceMode};

@@ -652,8 +652,8 @@ proptest! {
 #[test]
 fn refresh_without_id_token_keeps_the_original_and_a_new_one_is_checked() {
     use class_oauth_core::environment::Environment;
+    use class_oauth_core::flow::ClientConfig;
     use class_oauth_core::flow::{Flow, Step};
-    use class_oauth_core::session::ClientConfig;
 
     let a = TestKey::rsa_a();
     let endpoints = Environment::Custom(IssuerUrl::new(ISS).unwrap())

@@ -35,12 +35,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use class_oauth_core::flow::ClientConfig;
 use class_oauth_core::flow::{
     DriveError, Flow, KeyCache, Step, TransportError, TransportErrorKind,
 };
 use class_oauth_core::id_token::IdTokenClaims;
 use class_oauth_core::refresh::{ReauthorizationReason, RefreshDecision};
-use class_oauth_core::session::ClientConfig;
 use class_oauth_core::token::TokenSet;
 use class_oauth_core::{Endpoints, Error, RefreshToken};
 use class_oauth_store::{

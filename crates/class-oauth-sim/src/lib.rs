@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use class_oauth_core::flow::ClientConfig;
 use class_oauth_core::flow::{KeyCache, TransportError};
-use class_oauth_core::session::ClientConfig;
 use class_oauth_core::{ClientId, ClientSecret, Endpoints, Environment};
 use class_oauth_manager::keeper::Keeper;
 use class_oauth_manager::machine::{RefreshMachine, StoreOp};

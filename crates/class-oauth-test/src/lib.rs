@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use class_oauth_core::authorize::{Prompt, ResponseMode};
 use class_oauth_core::discovery::{self, DiscoveryInput, DiscoveryPolicy};
+use class_oauth_core::flow::{AuthorizeOptions, Callback, ClientConfig};
 use class_oauth_core::flow::{
     DriveError, Exchange, Flow, KeyCache, OnFailure, SharedKeySet, Step, TokenFlow,
     ValidatedTokens, drive_blocking,
@@ -37,7 +38,6 @@ use class_oauth_core::id_token::IdTokenError;
 use class_oauth_core::jwks::KeySetCache;
 use class_oauth_core::revocation::RevocationRequest;
 use class_oauth_core::scope::Scopes;
-use class_oauth_core::session::{AuthorizeOptions, Callback, ClientConfig};
 use class_oauth_core::token::TokenRequest;
 use class_oauth_core::userinfo::ExpectedSubject;
 use class_oauth_core::{

@@ -17,7 +17,10 @@
 //! The module is split by concern: the [`Flow`] trait, [`drive_blocking`] and
 //! [`Exchange`] here; transport failures and limits in `transport`; the token flow
 //! (token request plus ID-token validation and key refetch) in `token`; the Class API
-//! flow (one 429 waited out) in `api`. Everything is re-exported at `crate::flow`.
+//! flow (one 429 waited out) in `api`; the client configuration that builds every
+//! flow a high-level client needs ([`ClientConfig`]) in `config`. Everything is
+//! re-exported at `crate::flow`. This is the top layer: it imports from every layer
+//! below and nothing imports from it.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -27,10 +30,12 @@ use http::{Request, Response};
 use crate::error::Error;
 
 mod api;
+mod config;
 mod token;
 mod transport;
 
 pub use api::ApiFlow;
+pub use config::{AuthorizeOptions, Callback, ClientConfig};
 pub use token::{KeyCache, SharedKeySet, TokenFlow, ValidatedTokens};
 pub use transport::{
     DriveError, ProxyMode, ProxySettings, RootCerts, TransportConfig, TransportError,

@@ -1,11 +1,4 @@
-//! JWS compact serialization (RFC 7515) with bounded work, and signature verification
-//! with `ring` for the algorithms the library supports.
-//!
-//! Parsing checks the size cap and counts the `.` separators before splitting or
-//! decoding anything (the CVE-2025-22868 / CVE-2025-27144 shape: tokens made of
-//! thousands of dots), decodes base64url strictly (no padding, no stray bits), and
-//! requires JSON objects. Keys embedded in the header (`jwk`, `jku`, `x5u`, `x5c`) are
-//! ignored: keys come only from the issuer's key set.
+//! The compact JWS: parsing with bounded work and verification with `ring`.
 
 use std::fmt;
 
@@ -13,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::id_token::IdTokenError;
+use super::error::IdTokenError;
 
 /// Compact tokens longer than this are refused before any work.
 pub const MAX_JWS_BYTES: usize = 64 * 1024;
@@ -229,17 +222,6 @@ impl Jws {
         &self.signature
     }
 
-    /// Verifies the signature of `token` (the string this was parsed from) with `key`.
-    /// The caller chooses `alg` from its allow-list, never from the header alone.
-    pub fn verify(
-        &self,
-        token: &str,
-        alg: Algorithm,
-        key: &crate::jwks::PublicKey,
-    ) -> Result<(), IdTokenError> {
-        verify(alg, key, self.signing_input(token), &self.signature)
-    }
-
     /// Verifies an HMAC signature keyed with a shared secret.
     pub fn verify_hmac(
         &self,
@@ -248,66 +230,6 @@ impl Jws {
         secret: &[u8],
     ) -> Result<(), IdTokenError> {
         verify_hmac(alg, secret, self.signing_input(token), &self.signature)
-    }
-}
-
-/// Verifies `signature` over `message` with a key in the form `ring` wants.
-pub(crate) fn verify(
-    alg: Algorithm,
-    key: &crate::jwks::PublicKey,
-    message: &[u8],
-    signature: &[u8],
-) -> Result<(), IdTokenError> {
-    use crate::jwks::PublicKey;
-    use ring::signature as sig;
-    let bad = || IdTokenError::BadSignature;
-    match (alg, key) {
-        (
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512,
-            PublicKey::Rsa { n, e },
-        ) => {
-            let params: &sig::RsaParameters = match alg {
-                Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-                Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-                Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-                Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-                Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-                _ => &sig::RSA_PSS_2048_8192_SHA512,
-            };
-            sig::RsaPublicKeyComponents {
-                n: n.as_slice(),
-                e: e.as_slice(),
-            }
-            .verify(params, message, signature)
-            .map_err(|_| bad())
-        }
-        (
-            Algorithm::ES256,
-            PublicKey::Ec {
-                curve: crate::jwks::Curve::P256,
-                point,
-            },
-        ) => sig::UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
-            .verify(message, signature)
-            .map_err(|_| bad()),
-        (
-            Algorithm::ES384,
-            PublicKey::Ec {
-                curve: crate::jwks::Curve::P384,
-                point,
-            },
-        ) => sig::UnparsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, point)
-            .verify(message, signature)
-            .map_err(|_| bad()),
-        _ => Err(IdTokenError::NoMatchingKey {
-            alg: alg.as_str(),
-            kid: None,
-        }),
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 
 use url::Url;
 
-use crate::error::InputError;
+use crate::scope::ScopeError;
 
 /// The OAuth client identifier Class issues (a GUID in practice; treated as opaque).
 #[derive(
@@ -266,6 +266,88 @@ impl Username {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Which endpoint an error came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndpointKind {
+    /// The authorization endpoint (errors arrive in the redirect).
+    Authorization,
+    /// The token endpoint.
+    Token,
+    /// The UserInfo endpoint.
+    UserInfo,
+    /// The revocation endpoint (RFC 7009).
+    Revocation,
+    /// The discovery document.
+    Discovery,
+    /// The JWKS (key set) document.
+    Jwks,
+    /// A Class resource API.
+    Api,
+}
+
+impl EndpointKind {
+    /// A short lower-case name (`"token"`, `"userinfo"`, ...).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authorization => "authorization",
+            Self::Token => "token",
+            Self::UserInfo => "userinfo",
+            Self::Revocation => "revocation",
+            Self::Discovery => "discovery",
+            Self::Jwks => "jwks",
+            Self::Api => "api",
+        }
+    }
+}
+
+impl fmt::Display for EndpointKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request the caller asked for cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// A URL did not parse or has an unusable form.
+    #[error("invalid URL for {field}: {detail}")]
+    InvalidUrl {
+        /// What the URL is for.
+        field: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A scope rule was broken.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// The endpoint the request needs is not configured.
+    #[error("no {0} endpoint is configured (the provider publishes none; set one explicitly)")]
+    MissingEndpoint(EndpointKind),
+    /// An extra parameter would repeat one the library sets.
+    #[error("parameter `{0}` is set by the library and may not be repeated")]
+    ReservedParameter(String),
+    /// `openid` was requested from a provider that publishes no key set, so no ID token
+    /// could ever be verified; refused before a code is spent.
+    #[error(
+        "openid was requested but the provider publishes no key set (jwks_uri), so its ID token could not be verified; configure the JWKS location, or opt in to trusting ID tokens from the token endpoint over TLS (Client::danger_trust_id_tokens_from_token_endpoint_tls, OIDC Core 3.1.3.7 (6))"
+    )]
+    OpenIdWithoutKeySet,
+    /// `prompt=none` was combined with other prompt values.
+    #[error("prompt=none must stand alone")]
+    PromptNoneNotAlone,
+    /// A value is not usable in the protocol.
+    #[error("invalid {field}: {detail}")]
+    InvalidValue {
+        /// What the value is for.
+        field: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 #[cfg(test)]

@@ -346,7 +346,7 @@ impl Client {
     }
 
     /// The token endpoint as an `http::Uri` (parsed once per set of endpoints).
-    pub(crate) fn token_uri(&self) -> Result<http::Uri, crate::Error> {
+    pub(crate) fn token_uri(&self) -> Result<http::Uri, crate::error::Error> {
         match &self.token_uri {
             Some(uri) => Ok(uri.clone()),
             None => parse_uri(self.endpoints.token_endpoint.as_str(), "token request"),
@@ -359,7 +359,7 @@ fn token_uri(endpoints: &Endpoints) -> Option<http::Uri> {
 }
 
 /// `url` as an `http::Uri`, or an input error naming `field`.
-pub(crate) fn parse_uri(url: &str, field: &'static str) -> Result<http::Uri, crate::Error> {
+pub(crate) fn parse_uri(url: &str, field: &'static str) -> Result<http::Uri, crate::error::Error> {
     http::Uri::try_from(url).map_err(|e| {
         crate::error::InputError::InvalidValue {
             field,

@@ -5,7 +5,6 @@ use std::str::FromStr;
 
 use url::Url;
 
-use crate::discovery::DiscoveryPolicy;
 use crate::error::InputError;
 use crate::types::{IssuerUrl, check_secure};
 
@@ -103,27 +102,6 @@ impl Environment {
             source: EndpointSource::Preset,
             issuer,
         }
-    }
-
-    /// The discovery policy for this environment: strict defaults, plus Class's API hosts
-    /// on the allow-list for the presets (UserInfo lives on the API host, not under the
-    /// issuer).
-    #[must_use]
-    pub fn discovery_policy(&self) -> DiscoveryPolicy {
-        let extra: &[&str] = match self {
-            Self::Production => &[
-                "https://api.class.com.au/",
-                "https://apigateway.class.com.au/",
-            ],
-            Self::Pie => &[
-                "https://api.class-pie.com.au/",
-                "https://apigateway.class-pie.com.au/",
-            ],
-            Self::Custom(_) => &[],
-        };
-        extra.iter().fold(DiscoveryPolicy::default(), |p, base| {
-            p.allow_endpoint_base(Url::parse(base).expect("preset URLs are valid"))
-        })
     }
 }
 

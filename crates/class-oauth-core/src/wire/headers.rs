@@ -71,7 +71,7 @@ impl WwwAuthenticate {
     /// Parses a header value. Never fails: unparseable params are skipped.
     #[must_use]
     pub fn parse(value: &str) -> Self {
-        let raw = crate::error::truncate(value, 1024).to_owned();
+        let raw = crate::text::truncate(value, 1024).to_owned();
         let s = raw.trim().to_owned();
         let s = s.as_str();
         let (scheme, mut rest) = match s.find(char::is_whitespace) {

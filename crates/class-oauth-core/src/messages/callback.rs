@@ -175,7 +175,7 @@ impl PendingAuthorization {
             if *base != expected.as_str() {
                 return Err(PolicyViolation::PendingAuthorizationMismatch(format!(
                     "it arrived at `{}`, not at the redirect URI",
-                    crate::error::truncate(base, 200)
+                    crate::text::truncate(base, 200)
                 ))
                 .into());
             }
@@ -215,7 +215,7 @@ impl PendingAuthorization {
             Some(iss) if iss != self.issuer.as_str() => {
                 return Err(PolicyViolation::IssuerMismatch {
                     expected: self.issuer.as_str().to_owned(),
-                    found: crate::error::truncate(iss, 200).to_owned(),
+                    found: crate::text::truncate(iss, 200).to_owned(),
                 }
                 .into());
             }

@@ -9,6 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::body;
+use crate::claims::{ClaimNames, presence};
 use crate::client::Client;
 use crate::error::{
     EndpointKind, Error, InputError, MalformedReason, OAuthError, PolicyViolation, ServerRefusal,
@@ -106,21 +107,6 @@ pub struct UserInfo {
     pub extra: Map<String, Value>,
 }
 
-/// `Some("[redacted]")` for a present value: a `Debug` field that says a personal claim
-/// is there without printing it.
-pub(crate) fn presence<T>(value: Option<&T>) -> Option<&'static str> {
-    value.map(|_| "[redacted]")
-}
-
-/// The names of extra claims, without their values.
-pub(crate) struct ClaimNames<'a>(pub(crate) &'a Map<String, Value>);
-
-impl std::fmt::Debug for ClaimNames<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
-
 impl std::fmt::Debug for UserInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserInfo")
@@ -159,7 +145,7 @@ impl UserInfo {
         } else {
             Err(PolicyViolation::SubjectMismatch {
                 expected: id_token.sub.clone(),
-                found: crate::error::truncate(&self.sub, 200).to_owned(),
+                found: crate::text::truncate(&self.sub, 200).to_owned(),
             }
             .into())
         }
@@ -167,7 +153,7 @@ impl UserInfo {
 
     fn from_map(resp: &Response<Vec<u8>>, mut map: Map<String, Value>) -> Result<Self, Error> {
         let bad = |field: &'static str, detail: String| {
-            body::malformed(
+            crate::error::malformed(
                 EndpointKind::UserInfo,
                 resp,
                 MalformedReason::InvalidField { field, detail },
@@ -180,7 +166,7 @@ impl UserInfo {
         let sub = string("sub", &mut map)?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                body::malformed(
+                crate::error::malformed(
                     EndpointKind::UserInfo,
                     resp,
                     MalformedReason::MissingField("sub"),
@@ -305,7 +291,7 @@ pub fn parse_response(
         if info.sub != expected {
             return Err(PolicyViolation::SubjectMismatch {
                 expected: expected.to_owned(),
-                found: crate::error::truncate(&info.sub, 200).to_owned(),
+                found: crate::text::truncate(&info.sub, 200).to_owned(),
             }
             .into());
         }

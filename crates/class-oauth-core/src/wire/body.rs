@@ -4,8 +4,13 @@
 use http::{Response, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::error::{EndpointKind, Error, MalformedReason, MalformedResponse};
 use crate::headers::RetryAfter;
+use crate::types::EndpointKind;
+use crate::wire::refusal::{MalformedReason, MalformedResponse};
+
+/// What the body helpers raise: a response that does not follow the protocol (boxed, as
+/// [`Error::MalformedResponse`](crate::error::Error::MalformedResponse) holds it).
+pub(crate) type Malformed = Box<MalformedResponse>;
 
 /// Default cap on response bodies: 1 MiB, as golang/oauth2 does. Transports enforce
 /// it while reading; the core checks again so that any driver gets the same answer.
@@ -81,22 +86,22 @@ pub(crate) fn malformed(
     endpoint: EndpointKind,
     resp: &Response<Vec<u8>>,
     reason: MalformedReason,
-) -> Error {
-    Error::MalformedResponse(Box::new(MalformedResponse {
+) -> Malformed {
+    Box::new(MalformedResponse {
         endpoint,
         status: resp.status(),
         reason,
-        content_type: content_type(resp).map(|c| crate::error::truncate(c, 100).to_owned()),
+        content_type: content_type(resp).map(|c| crate::text::truncate(c, 100).to_owned()),
         excerpt: redacted_excerpt(resp.body()),
         retry_after: RetryAfter::from_headers(resp.headers()),
-    }))
+    })
 }
 
 /// A 3xx is an error of its own: redirects are never followed.
 pub(crate) fn reject_redirect(
     endpoint: EndpointKind,
     resp: &Response<Vec<u8>>,
-) -> Result<(), Error> {
+) -> Result<(), Malformed> {
     if !resp.status().is_redirection() {
         return Ok(());
     }
@@ -104,7 +109,7 @@ pub(crate) fn reject_redirect(
         .headers()
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok())
-        .map(|l| crate::error::truncate(l.split(['?', '#']).next().unwrap_or(""), 200).to_owned());
+        .map(|l| crate::text::truncate(l.split(['?', '#']).next().unwrap_or(""), 200).to_owned());
     Err(malformed(
         endpoint,
         resp,
@@ -118,7 +123,7 @@ pub(crate) fn object(
     endpoint: EndpointKind,
     resp: &Response<Vec<u8>>,
     max_body: usize,
-) -> Result<Map<String, Value>, Error> {
+) -> Result<Map<String, Value>, Malformed> {
     reject_redirect(endpoint, resp)?;
     if resp.body().len() > max_body {
         return Err(malformed(
@@ -206,7 +211,7 @@ pub fn redacted_excerpt(body: &[u8]) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let collapsed = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
-    crate::error::truncate(&collapsed, EXCERPT_CHARS).to_owned()
+    crate::text::truncate(&collapsed, EXCERPT_CHARS).to_owned()
 }
 
 fn redact(text: &str) -> String {

@@ -50,8 +50,7 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Largest leeway accepted (FAPI rejects tokens expired more than 5 minutes ago).
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
-mod error;
-pub use error::IdTokenError;
+pub use crate::jose::error::IdTokenError;
 
 /// The claims of a validated ID token. Only [`IdTokenValidator::validate`] makes them
 /// from a token (deserialising is for stores that kept validated claims).
@@ -95,7 +94,7 @@ pub struct IdTokenClaims {
 
 impl std::fmt::Debug for IdTokenClaims {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::userinfo::{ClaimNames, presence};
+        use crate::claims::{ClaimNames, presence};
         f.debug_struct("IdTokenClaims")
             .field("iss", &self.iss)
             .field("sub", &self.sub)
@@ -434,7 +433,7 @@ impl IdTokenValidator {
             .filter(|a| self.algorithms.contains(a))
             .ok_or_else(|| {
                 IdTokenError::AlgorithmNotAllowed(
-                    crate::error::truncate(&jws.header.alg, 20).to_owned(),
+                    crate::text::truncate(&jws.header.alg, 20).to_owned(),
                 )
             })?;
         if alg.is_hmac() && self.hmac_secret.is_none() {
@@ -478,7 +477,7 @@ impl IdTokenValidator {
         if c.iss != self.issuer.as_str() {
             return Err(IdTokenError::IssuerMismatch {
                 expected: self.issuer.as_str().to_owned(),
-                found: crate::error::truncate(&c.iss, 200).to_owned(),
+                found: crate::text::truncate(&c.iss, 200).to_owned(),
             });
         }
         let client = self.client_id.as_str();
@@ -545,7 +544,7 @@ impl IdTokenValidator {
             if c.sub != orig.sub {
                 return Err(IdTokenError::RefreshSubjectChanged {
                     expected: orig.sub.clone(),
-                    found: crate::error::truncate(&c.sub, 200).to_owned(),
+                    found: crate::text::truncate(&c.sub, 200).to_owned(),
                 });
             }
             if c.nonce.is_some() && c.nonce != orig.nonce {

@@ -1,8 +1,10 @@
 //! Key sets (JWKS, RFC 7517) and a sans-IO key-set cache.
 //!
-//! Parsing keeps RSA keys and EC P-256/P-384 keys; keys whose `use` is not `sig`,
-//! symmetric keys, and keys that do not decode are skipped (and counted). Selection is
-//! by `kid`; without a `kid`, only when exactly one key fits the algorithm.
+//! The key types ([`JwkSet`], [`Jwk`], [`PublicKey`], [`Curve`]) are parsed by the JOSE
+//! layer and re-exported here. Parsing keeps RSA keys and EC P-256/P-384 keys; keys whose
+//! `use` is not `sig`, symmetric keys, and keys that do not decode are skipped (and
+//! counted). Selection is by `kid`; without a `kid`, only when exactly one key fits the
+//! algorithm.
 //!
 //! [`KeySetCache`] tells its driver when to fetch: when it holds no keys, when they are
 //! older than their lifetime, and after an unknown `kid`, but never more than once per
@@ -31,192 +33,8 @@ use url::Url;
 
 use crate::body;
 use crate::error::{EndpointKind, Error, MalformedReason};
-use crate::id_token::IdTokenError;
-use crate::jose::{Algorithm, b64};
-
-/// An elliptic curve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Curve {
-    /// NIST P-256.
-    P256,
-    /// NIST P-384.
-    P384,
-}
-
-/// A verification key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PublicKey {
-    /// RSA modulus and exponent, big-endian.
-    Rsa {
-        /// Modulus.
-        n: Vec<u8>,
-        /// Public exponent.
-        e: Vec<u8>,
-    },
-    /// An EC point, uncompressed (`0x04 || x || y`).
-    Ec {
-        /// The curve.
-        curve: Curve,
-        /// The point.
-        point: Vec<u8>,
-    },
-}
-
-/// One usable key of a key set.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Jwk {
-    /// `kid`.
-    pub kid: Option<String>,
-    /// `alg`, when the key names one.
-    pub alg: Option<String>,
-    /// The key material.
-    pub key: PublicKey,
-}
-
-impl Jwk {
-    fn fits(&self, alg: Algorithm) -> bool {
-        let kind_fits = match (&self.key, alg) {
-            (PublicKey::Rsa { .. }, a) => {
-                matches!(
-                    a,
-                    Algorithm::RS256
-                        | Algorithm::RS384
-                        | Algorithm::RS512
-                        | Algorithm::PS256
-                        | Algorithm::PS384
-                        | Algorithm::PS512
-                )
-            }
-            (
-                PublicKey::Ec {
-                    curve: Curve::P256, ..
-                },
-                Algorithm::ES256,
-            ) => true,
-            (
-                PublicKey::Ec {
-                    curve: Curve::P384, ..
-                },
-                Algorithm::ES384,
-            ) => true,
-            _ => false,
-        };
-        kind_fits && self.alg.as_deref().is_none_or(|a| a == alg.as_str())
-    }
-
-    fn parse(v: &Value) -> Option<Self> {
-        let o = v.as_object()?;
-        let s = |k: &str| o.get(k).and_then(Value::as_str);
-        if s("use").is_some_and(|u| u != "sig") {
-            return None;
-        }
-        if let Some(Value::Array(ops)) = o.get("key_ops") {
-            if !ops.iter().any(|x| x.as_str() == Some("verify")) {
-                return None;
-            }
-        }
-        let key = match s("kty")? {
-            "RSA" => {
-                let n = b64(s("n")?, "modulus").ok()?;
-                let e = b64(s("e")?, "exponent").ok()?;
-                if n.is_empty() || e.is_empty() {
-                    return None;
-                }
-                PublicKey::Rsa { n, e }
-            }
-            "EC" => {
-                let (curve, len) = match s("crv")? {
-                    "P-256" => (Curve::P256, 32),
-                    "P-384" => (Curve::P384, 48),
-                    _ => return None,
-                };
-                let x = b64(s("x")?, "x").ok()?;
-                let y = b64(s("y")?, "y").ok()?;
-                if x.len() != len || y.len() != len {
-                    return None;
-                }
-                let mut point = Vec::with_capacity(1 + 2 * len);
-                point.push(0x04);
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
-                PublicKey::Ec { curve, point }
-            }
-            _ => return None,
-        };
-        Some(Self {
-            kid: s("kid").map(str::to_owned),
-            alg: s("alg").map(str::to_owned),
-            key,
-        })
-    }
-}
-
-/// A parsed key set.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct JwkSet {
-    /// The usable signing keys.
-    pub keys: Vec<Jwk>,
-    /// How many entries were skipped (not `sig`, symmetric, unsupported, undecodable).
-    pub skipped: usize,
-}
-
-impl JwkSet {
-    /// Parses a JWKS document: a JSON object with a `keys` array.
-    pub fn parse(bytes: &[u8]) -> Result<Self, IdTokenError> {
-        let doc = crate::jose::json_object(bytes, "key set")?;
-        let Some(Value::Array(items)) = doc.get("keys") else {
-            return Err(IdTokenError::Malformed(
-                "the key set has no keys array".into(),
-            ));
-        };
-        let mut set = Self::default();
-        for item in items.iter().take(1000) {
-            match Jwk::parse(item) {
-                Some(k) => set.keys.push(k),
-                None => set.skipped += 1,
-            }
-        }
-        Ok(set)
-    }
-
-    /// Selects the key for a token: by `kid` when the header has one; otherwise the only
-    /// key that fits the algorithm.
-    pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&Jwk, IdTokenError> {
-        match kid {
-            Some(kid) => {
-                let mut with_kid = self
-                    .keys
-                    .iter()
-                    .filter(|k| k.kid.as_deref() == Some(kid))
-                    .peekable();
-                if with_kid.peek().is_none() {
-                    return Err(IdTokenError::UnknownKid(kid.to_owned()));
-                }
-                with_kid
-                    .find(|k| k.fits(alg))
-                    .ok_or_else(|| IdTokenError::NoMatchingKey {
-                        alg: alg.as_str(),
-                        kid: Some(kid.to_owned()),
-                    })
-            }
-            None => {
-                let mut fitting = self.keys.iter().filter(|k| k.fits(alg));
-                match (fitting.next(), fitting.next()) {
-                    (Some(k), None) => Ok(k),
-                    (None, _) => Err(IdTokenError::NoMatchingKey {
-                        alg: alg.as_str(),
-                        kid: None,
-                    }),
-                    (Some(_), Some(_)) => Err(IdTokenError::AmbiguousKey),
-                }
-            }
-        }
-    }
-}
+use crate::jose::error::IdTokenError;
+pub use crate::jose::jwk::{Curve, Jwk, JwkSet, PublicKey};
 
 /// Why the cache wants a fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -376,7 +194,7 @@ impl KeySetCache {
     ) -> Result<&JwkSet, Error> {
         self.last_attempt = Some(now);
         if !resp.status().is_success() {
-            return Err(body::malformed(
+            return Err(crate::error::malformed(
                 EndpointKind::Jwks,
                 resp,
                 MalformedReason::UnexpectedStatus,
@@ -385,7 +203,7 @@ impl KeySetCache {
         let map = body::object(EndpointKind::Jwks, resp, self.max_body)?;
         let raw = Value::Object(map).to_string();
         let set = JwkSet::parse(raw.as_bytes()).map_err(|e| {
-            body::malformed(
+            crate::error::malformed(
                 EndpointKind::Jwks,
                 resp,
                 MalformedReason::InvalidJson {
@@ -453,6 +271,7 @@ impl KeySetCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::Algorithm;
 
     const RSA_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
 

@@ -211,7 +211,7 @@ impl DiscoveryPolicy {
         if self.validate_issuer && metadata.issuer != issuer.as_str() {
             return Err(PolicyViolation::DiscoveryIssuerMismatch {
                 expected: issuer.as_str().to_owned(),
-                found: crate::error::truncate(&metadata.issuer, 200).to_owned(),
+                found: crate::text::truncate(&metadata.issuer, 200).to_owned(),
             }
             .into());
         }
@@ -251,13 +251,38 @@ impl DiscoveryPolicy {
     }
 }
 
+// The environment's discovery policy lives beside the policy, so that the environment
+// module need not know discovery.
+impl Environment {
+    /// The discovery policy for this environment: strict defaults, plus Class's API hosts
+    /// on the allow-list for the presets (UserInfo lives on the API host, not under the
+    /// issuer).
+    #[must_use]
+    pub fn discovery_policy(&self) -> DiscoveryPolicy {
+        let extra: &[&str] = match self {
+            Self::Production => &[
+                "https://api.class.com.au/",
+                "https://apigateway.class.com.au/",
+            ],
+            Self::Pie => &[
+                "https://api.class-pie.com.au/",
+                "https://apigateway.class-pie.com.au/",
+            ],
+            Self::Custom(_) => &[],
+        };
+        extra.iter().fold(DiscoveryPolicy::default(), |p, base| {
+            p.allow_endpoint_base(Url::parse(base).expect("preset URLs are valid"))
+        })
+    }
+}
+
 /// Parses a discovery response body (status 200 expected) into metadata.
 pub fn parse_metadata(
     resp: &Response<Vec<u8>>,
     max_body: usize,
 ) -> Result<ProviderMetadata, Error> {
     if !resp.status().is_success() {
-        return Err(body::malformed(
+        return Err(crate::error::malformed(
             EndpointKind::Discovery,
             resp,
             MalformedReason::UnexpectedStatus,
@@ -270,10 +295,10 @@ pub fn parse_metadata(
             MalformedReason::MissingField("issuer")
         } else {
             MalformedReason::InvalidJson {
-                detail: crate::error::truncate(&detail, 200).to_owned(),
+                detail: crate::text::truncate(&detail, 200).to_owned(),
             }
         };
-        body::malformed(EndpointKind::Discovery, resp, reason)
+        crate::error::malformed(EndpointKind::Discovery, resp, reason)
     })
 }
 

@@ -291,7 +291,7 @@ impl TokenRequest {
             && self.requested_scope.contains(&crate::scope::Scope::OpenId)
             && set.id_token.is_none()
         {
-            return Err(body::malformed(
+            return Err(crate::error::malformed(
                 EndpointKind::Token,
                 resp,
                 MalformedReason::MissingField("id_token"),
@@ -330,12 +330,12 @@ pub(crate) fn parse_oauth_body(
                     return Err(refusal(endpoint, resp, OAuthError::new(code), Some(w)));
                 }
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
     if let Some(err) = map.get("error") {
         let Some(code) = err.as_str() else {
-            return Err(body::malformed(
+            return Err(crate::error::malformed(
                 endpoint,
                 resp,
                 MalformedReason::InvalidField {
@@ -347,7 +347,7 @@ pub(crate) fn parse_oauth_body(
         let text = |k: &str| {
             map.get(k)
                 .and_then(Value::as_str)
-                .map(|s| crate::error::truncate(s, 1000).to_owned())
+                .map(|s| crate::text::truncate(s, 1000).to_owned())
         };
         let error = OAuthError {
             code: code.into(),
@@ -357,7 +357,7 @@ pub(crate) fn parse_oauth_body(
         return Err(refusal(endpoint, resp, error, www));
     }
     if !body::is_success(status) {
-        return Err(body::malformed(
+        return Err(crate::error::malformed(
             endpoint,
             resp,
             MalformedReason::UnexpectedStatus,
@@ -426,7 +426,7 @@ impl Fields {
     fn from_map(resp: &Response<Vec<u8>>, mut map: Map<String, Value>) -> Result<Self, Error> {
         let take_string = |field: &'static str, map: &mut Map<String, Value>| {
             crate::claims::take_string(map, field, crate::claims::Null::Absent).map_err(|e| {
-                body::malformed(
+                crate::error::malformed(
                     EndpointKind::Token,
                     resp,
                     MalformedReason::InvalidField {
@@ -440,7 +440,7 @@ impl Fields {
         let access_token = take_string("access_token", &mut map)?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                body::malformed(
+                crate::error::malformed(
                     EndpointKind::Token,
                     resp,
                     MalformedReason::MissingField("access_token"),
@@ -570,7 +570,7 @@ impl TokenSet {
         now: SystemTime,
     ) -> Result<Self, Error> {
         let bad = |field: &'static str, detail: String| {
-            body::malformed(
+            crate::error::malformed(
                 EndpointKind::Token,
                 resp,
                 MalformedReason::InvalidField { field, detail },
@@ -586,7 +586,7 @@ impl TokenSet {
             extra,
         } = fields;
         let access_token = access_token.filter(|s| !s.is_empty()).ok_or_else(|| {
-            body::malformed(
+            crate::error::malformed(
                 EndpointKind::Token,
                 resp,
                 MalformedReason::MissingField("access_token"),
@@ -594,7 +594,7 @@ impl TokenSet {
         })?;
         let token_type = token_type.unwrap_or_else(|| "bearer".to_owned());
         if !token_type.eq_ignore_ascii_case("bearer") {
-            return Err(body::malformed(
+            return Err(crate::error::malformed(
                 EndpointKind::Token,
                 resp,
                 MalformedReason::UnsupportedTokenType(token_type),
@@ -680,7 +680,7 @@ fn parse_expires_in(v: &Value) -> Result<u64, String> {
                     Ok(f) => clamp(f),
                     Err(_) => Err(format!(
                         "`{}` is not a number of seconds",
-                        crate::error::truncate(t, 40)
+                        crate::text::truncate(t, 40)
                     )),
                 },
             }

@@ -1,6 +1,7 @@
 //! Typed extraction of JSON members, written once for the token response, UserInfo and
 //! ID-token claims. A member of the wrong type is an error, never "absent"; each caller
 //! turns [`WrongType`] into its own error (a malformed response, an invalid claim).
+//! Also the `Debug` helpers that show a personal claim's presence, not its value.
 
 use serde_json::{Map, Value};
 
@@ -81,6 +82,21 @@ pub(crate) fn take_object(
         None => Ok(None),
         Some(v @ Value::Object(_)) => Ok(Some(v)),
         Some(other) => Err(wrong("an object", &other)),
+    }
+}
+
+/// `Some("[redacted]")` for a present value: a `Debug` field that says a personal claim
+/// is there without printing it.
+pub(crate) fn presence<T>(value: Option<&T>) -> Option<&'static str> {
+    value.map(|_| "[redacted]")
+}
+
+/// The names of extra claims, without their values.
+pub(crate) struct ClaimNames<'a>(pub(crate) &'a Map<String, Value>);
+
+impl std::fmt::Debug for ClaimNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
     }
 }
 

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{KeyCache, SharedKeySet};
 use crate::client::{Client, Credentials, IdTokenTrust, NonceMode, PkceMode};
 use crate::environment::Endpoints;
-use crate::flow::{KeyCache, SharedKeySet};
 use crate::id_token::{DEFAULT_LEEWAY, IdTokenValidator};
 use crate::jose::Algorithm;
 use crate::secret::ClientSecret;
@@ -135,7 +135,7 @@ impl ClientConfig {
         username: crate::types::Username,
         password: crate::secret::Password,
         scopes: crate::scope::Scopes,
-    ) -> Result<crate::flow::TokenFlow, crate::Error> {
+    ) -> Result<crate::flow::TokenFlow, crate::error::Error> {
         let request = crate::token::TokenRequest::password(username, password, scopes)?;
         Ok(
             crate::flow::TokenFlow::new(&self.client(endpoints), request).with_id_token_validation(
@@ -155,7 +155,7 @@ impl ClientConfig {
         options: AuthorizeOptions,
         entropy: &mut dyn crate::client::EntropySource,
         now: std::time::SystemTime,
-    ) -> Result<(url::Url, crate::authorize::PendingAuthorization), crate::Error> {
+    ) -> Result<(url::Url, crate::authorize::PendingAuthorization), crate::error::Error> {
         let client = self.client(endpoints);
         let mut req = crate::authorize::AuthorizationRequest::new(&client, redirect_uri, scopes);
         if let Some(p) = options.prompt {
@@ -182,7 +182,7 @@ impl ClientConfig {
         pending: crate::authorize::PendingAuthorization,
         callback: Callback<'_>,
         now: std::time::SystemTime,
-    ) -> Result<crate::flow::TokenFlow, crate::Error> {
+    ) -> Result<crate::flow::TokenFlow, crate::error::Error> {
         let verified = match callback {
             Callback::Url(url) => pending.verify_callback_url(url, now)?,
             Callback::FormPost(body) => pending
@@ -203,7 +203,7 @@ impl ClientConfig {
         keys: Option<&Arc<dyn KeyCache>>,
         tokens: &crate::token::TokenSet,
         original: Option<&crate::id_token::IdTokenClaims>,
-    ) -> Result<crate::flow::TokenFlow, crate::Error> {
+    ) -> Result<crate::flow::TokenFlow, crate::error::Error> {
         let request = crate::token::TokenRequest::refresh(tokens)?;
         Ok(
             crate::flow::TokenFlow::new(&self.client(endpoints), request).with_id_token_validation(
@@ -272,7 +272,7 @@ impl ClientConfig {
         endpoints: &Endpoints,
         access_token: &crate::secret::AccessToken,
         path: &str,
-    ) -> Result<crate::flow::ApiFlow, crate::Error> {
+    ) -> Result<crate::flow::ApiFlow, crate::error::Error> {
         let base = endpoints
             .api_base
             .as_ref()
