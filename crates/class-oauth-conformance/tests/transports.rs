@@ -1,7 +1,7 @@
 //! The two transports behave alike where they meet the network's set-up: the proxy the
 //! environment names (and loopback going direct), the platform's certificate store as
 //! an option (a private CA in `SSL_CERT_FILE` trusted only with `RootCerts::Platform`),
-//! and the `User-Agent`.
+//! the `User-Agent`, and a closed port (a `Connect` error).
 //!
 //! Proxy and certificate settings come from the process environment, which a test must
 //! not change for its siblings; so each case runs this test binary again as a child
@@ -388,4 +388,18 @@ fn a_callers_client_that_followed_a_redirect_is_refused() {
             .unwrap();
         assert_eq!(ok.body(), b"elsewhere");
     });
+}
+
+#[test]
+fn a_closed_port_is_a_connect_error_on_both_transports() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let [blocking, asynchronous] = through_both(
+        TransportConfig::default(),
+        &format!("http://127.0.0.1:{port}/"),
+    );
+    assert_eq!(blocking, Err(TransportErrorKind::Connect));
+    assert_eq!(asynchronous, Err(TransportErrorKind::Connect));
 }
