@@ -58,6 +58,20 @@ impl Rig {
         feed(&mut self.cmd(args), input)
     }
 
+    /// `password` as the demo user, the password on stdin: `global` options before the
+    /// command, `extra` after it.
+    fn password(&self, global: &[&str], extra: &[&str]) -> Output {
+        let mut args = global.to_vec();
+        args.extend([
+            "password",
+            "--username",
+            "sam@example.com",
+            "--password-stdin",
+        ]);
+        args.extend(extra);
+        self.run_stdin(&args, "demo-password\n")
+    }
+
     /// `auth start` for the demo redirect URI; its JSON.
     fn auth_start(&self) -> Value {
         json(
@@ -84,19 +98,7 @@ impl Rig {
 
     /// The demo user's password grant, stored as the default profile.
     fn password_login(&self) -> Value {
-        json(
-            &self.run_stdin(
-                &[
-                    "--json",
-                    "password",
-                    "--username",
-                    "sam@example.com",
-                    "--password-stdin",
-                ],
-                "demo-password\n",
-            ),
-            0,
-        )
+        json(&self.password(&["--json"], &[]), 0)
     }
 
     fn login_via_auth_start_finish(&self) -> Value {
@@ -142,6 +144,11 @@ fn within(child: std::process::Child, what: &[&str]) -> Output {
             panic!("class-oauth {what:?} ran past 120 s (a hang is a failure)")
         }
     }
+}
+
+/// The error message of a `--json` failure.
+fn message(err: &Value) -> &str {
+    err["error"]["message"].as_str().unwrap()
 }
 
 fn json(out: &Output, code: i32) -> Value {
@@ -245,15 +252,9 @@ fn the_whole_command_set() {
     );
 
     // A second profile by the password grant (password on stdin).
-    let pw = rig.run_stdin(
+    let pw = rig.password(
+        &["--json", "--profile", "ropc"],
         &[
-            "--json",
-            "--profile",
-            "ropc",
-            "password",
-            "--username",
-            "sam@example.com",
-            "--password-stdin",
             "--scope",
             "target:b/SECOND_BIZ",
             "--scope",
@@ -261,7 +262,6 @@ fn the_whole_command_set() {
             "--scope",
             "fund.read",
         ],
-        "demo-password\n",
     );
     assert_eq!(json(&pw, 0)["business_code"], "SECOND_BIZ");
     assert_eq!(
@@ -419,33 +419,9 @@ fn exit_codes_for_every_failure() {
         "transport"
     );
     rig.emulator.inject("/connect/token", Fault::Status(503), 1);
-    json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ],
-            "demo-password\n",
-        ),
-        5,
-    );
+    json(&rig.password(&["--json"], &[]), 5);
     rig.emulator.inject("/connect/token", Fault::Html502, 1);
-    json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ],
-            "demo-password\n",
-        ),
-        5,
-    );
+    json(&rig.password(&["--json"], &[]), 5);
 
     // 6: no stored grant.
     assert_eq!(
@@ -825,21 +801,9 @@ fn refused_code_exchange_is_3_and_no_refresh_token_is_6() {
 
     // A password grant without offline_access has no refresh token.
     json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "--profile",
-                "no-rt",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-                "--scope",
-                "target:b",
-                "--scope",
-                "business.fund.list",
-            ],
-            "demo-password\n",
+        &rig.password(
+            &["--json", "--profile", "no-rt"],
+            &["--scope", "target:b", "--scope", "business.fund.list"],
         ),
         0,
     );
@@ -895,45 +859,19 @@ fn output_goes_where_tools_look() {
 #[test]
 fn scopes_help_and_tracing() {
     let rig = Rig::new(EmulatorConfig::demo());
-    let out = rig.run_stdin(
-        &[
-            "--json",
-            "password",
-            "--username",
-            "sam@example.com",
-            "--password-stdin",
-            "--scope",
-            "target:b",
-            "--scope",
-            "fund.raed",
-        ],
-        "demo-password\n",
+    let out = rig.password(
+        &["--json"],
+        &["--scope", "target:b", "--scope", "fund.raed"],
     );
     let err = json(&out, 2);
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("fund.raed")
-    );
+    assert!(message(&err).contains("fund.raed"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `fund.read`"));
     assert_eq!(
         rig.emulator.count("/connect/token"),
         0,
         "refused before any request"
     );
-    let out = rig.run_stdin(
-        &[
-            "--json",
-            "password",
-            "--username",
-            "sam@example.com",
-            "--password-stdin",
-            "--scope",
-            "bogus.scope",
-        ],
-        "demo-password\n",
-    );
+    let out = rig.password(&["--json"], &["--scope", "bogus.scope"]);
     assert_eq!(json(&out, 2)["error"]["kind"], "usage");
 
     let help = rig.run(&["--help"]);
@@ -1002,25 +940,9 @@ fn the_store_is_private_and_an_explicit_path_is_taken_as_given() {
     assert_eq!(mode(&dir.join("grants.sqlite3")), 0o600);
 
     let missing = rig.dir.path().join("no-such-dir/grants.sqlite3");
-    let out = rig.run_stdin(
-        &[
-            "--json",
-            "--store",
-            missing.to_str().unwrap(),
-            "password",
-            "--username",
-            "sam@example.com",
-            "--password-stdin",
-        ],
-        "demo-password\n",
-    );
+    let out = rig.password(&["--json", "--store", missing.to_str().unwrap()], &[]);
     let err = json(&out, 2);
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("does not exist")
-    );
+    assert!(message(&err).contains("does not exist"));
     assert!(!missing.parent().unwrap().exists(), "not created silently");
     assert_eq!(
         rig.emulator.count("/connect/token"),
@@ -1042,21 +964,7 @@ fn password_from_a_pipe_without_the_flag() {
         0,
     );
     assert_eq!(granted["business_code"], "OAUTH_TEST");
-    json(
-        &rig.run_stdin(
-            &[
-                "--json",
-                "--profile",
-                "p2",
-                "password",
-                "--username",
-                "sam@example.com",
-                "--password-stdin",
-            ],
-            "demo-password\n",
-        ),
-        0,
-    );
+    json(&rig.password(&["--json", "--profile", "p2"], &[]), 0);
 }
 
 /// `key rotate` re-encrypts every grant with a new key and retires the old one: the
