@@ -26,8 +26,14 @@ impl Rig {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_class-oauth"));
-        c.args(args)
-            .env("CLASS_OAUTH_ENV", self.emulator.issuer())
+        self.environment(c.args(args));
+        c
+    }
+
+    /// The variables every command of this rig runs with: the emulator, the demo client,
+    /// a store and a home of the rig's own.
+    fn environment<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        c.env("CLASS_OAUTH_ENV", self.emulator.issuer())
             .env("CLASS_CLIENT_ID", "demo-client")
             .env("CLASS_CLIENT_SECRET", "demo-secret")
             .env("CLASS_OAUTH_STORE", self.dir.path().join("grants.sqlite3"))
@@ -39,8 +45,7 @@ impl Rig {
             .env("HOME", self.dir.path())
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            .env_remove("CLASS_OAUTH_PROFILE");
-        c
+            .env_remove("CLASS_OAUTH_PROFILE")
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -1096,21 +1101,16 @@ fn the_emulator_runs_standalone() {
 fn password_prompt_on_a_terminal_does_not_echo() {
     let rig = Rig::new(EmulatorConfig::demo());
     let bin = env!("CARGO_BIN_EXE_class-oauth");
-    let mut script = Command::new("script")
-        .args([
-            "-q",
-            "-e",
-            "-c",
-            &format!("{bin} --json password --username sam@example.com"),
-            "/dev/null",
-        ])
-        .env("CLASS_OAUTH_ENV", rig.emulator.issuer())
-        .env("CLASS_CLIENT_ID", "demo-client")
-        .env("CLASS_CLIENT_SECRET", "demo-secret")
-        .env("CLASS_OAUTH_STORE", rig.dir.path().join("grants.sqlite3"))
-        .env("CLASS_OAUTH_STORE_KEY", KEY)
-        .env("CLASS_OAUTH_KEYRING", "off")
-        .env("HOME", rig.dir.path())
+    let mut script = Command::new("script");
+    script.args([
+        "-q",
+        "-e",
+        "-c",
+        &format!("{bin} --json password --username sam@example.com"),
+        "/dev/null",
+    ]);
+    let mut script = rig
+        .environment(&mut script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,6 +6,31 @@ use url::Url;
 
 use crate::scope::ScopeError;
 
+/// `Display` as the exact text, and the `String` conversions serde uses, for a URL
+/// newtype that keeps its caller's spelling (`text`) and has a checking `new`.
+macro_rules! url_text_conversions {
+    ($name:ident) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.text)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InputError;
+            fn try_from(s: String) -> Result<Self, InputError> {
+                Self::new(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.text
+            }
+        }
+    };
+}
+
 /// The OAuth client identifier Class issues (a GUID in practice; treated as opaque).
 #[derive(
     Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -157,24 +182,7 @@ impl IssuerUrl {
     }
 }
 
-impl fmt::Display for IssuerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl TryFrom<String> for IssuerUrl {
-    type Error = InputError;
-    fn try_from(s: String) -> Result<Self, InputError> {
-        Self::new(&s)
-    }
-}
-
-impl From<IssuerUrl> for String {
-    fn from(i: IssuerUrl) -> Self {
-        i.text
-    }
-}
+url_text_conversions!(IssuerUrl);
 
 /// A redirect URI registered with Class. Compared exactly; its own query is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -232,24 +240,7 @@ impl RedirectUrl {
     }
 }
 
-impl fmt::Display for RedirectUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl TryFrom<String> for RedirectUrl {
-    type Error = InputError;
-    fn try_from(s: String) -> Result<Self, InputError> {
-        Self::new(&s)
-    }
-}
-
-impl From<RedirectUrl> for String {
-    fn from(r: RedirectUrl) -> Self {
-        r.text
-    }
-}
+url_text_conversions!(RedirectUrl);
 
 /// The username for the password grant.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
