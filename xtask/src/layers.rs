@@ -20,6 +20,7 @@ const LAYERS: &[&str] = &[
     "wire",
     "jose",
     "error",
+    "step",
     "provider",
     "messages",
     "flow",

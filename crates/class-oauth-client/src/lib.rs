@@ -49,7 +49,7 @@ use std::time::{Duration, SystemTime};
 
 use class_oauth_core::api::{ApiRequest, ApiResponse};
 use class_oauth_core::authorize::PendingAuthorization;
-use class_oauth_core::discovery::{DiscoveryCache, DiscoveryInput};
+use class_oauth_core::discovery::DiscoveryCache;
 use class_oauth_core::flow::ClientConfig;
 use class_oauth_core::flow::{Flow, KeyCache, OnFailure, Step, ValidatedTokens};
 use class_oauth_core::id_token::IdTokenClaims;
@@ -503,20 +503,9 @@ impl<H: AsyncHttpClient> ClassClient<H> {
     ///
     /// Shared, not copied: a cache hit is a reference-count increment.
     pub async fn endpoints(&self) -> Result<Arc<Endpoints>, DriveError> {
+        // The cache is a flow; driven under its lock, one lookup is one drive.
         let mut cache = self.discovery.lock().await;
-        let now = SystemTime::now();
-        if let Some(e) = cache.fresh(now) {
-            return Ok(Arc::clone(e));
-        }
-        let Some(req) = cache.request() else {
-            return Ok(cache.handle(now, DiscoveryInput::NotFetched)?);
-        };
-        match self.http.send(req).await {
-            Ok(resp) => Ok(cache.handle(SystemTime::now(), DiscoveryInput::Response(&resp))?),
-            Err(e) => cache
-                .handle_transport_failure()
-                .ok_or(DriveError::Transport(e)),
-        }
+        self.drive(&mut *cache).await
     }
 
     /// The legacy password grant (Class customers' private clients accessing their own

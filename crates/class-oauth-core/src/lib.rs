@@ -71,7 +71,7 @@
 //! ```
 //!
 //! ## What is where
-//! The modules stand in seven layers, lowest first; each imports only from its own
+//! The modules stand in eight layers, lowest first; each imports only from its own
 //! layer and those below (a tidy test checks it):
 //! 1. primitives: [`secret`], [`time`], [`scope`] (the Class scope grammar, its rules
 //!    and the consent-text catalogue), [`types`] (URLs and identifiers).
@@ -80,21 +80,23 @@
 //! 3. JOSE: [`jose`], strict JWS parsing and signatures verified by `ring`.
 //! 4. [`error`]: one error enum; server refusals, malformed responses and policy
 //!    violations kept apart, with `requires_reauthorization()` and `is_transient()`.
-//! 5. provider: [`environment`] (Production and PIE presets, any issuer,
+//! 5. the flow vocabulary: [`Flow`](flow::Flow), [`Step`](flow::Step) and
+//!    [`OnFailure`](flow::OnFailure), spoken by every multi-step operation and cache.
+//! 6. provider: [`environment`] (Production and PIE presets, any issuer,
 //!    [`Endpoints`]), [`discovery`] (lenient metadata, a Duende-style
 //!    [`DiscoveryPolicy`](discovery::DiscoveryPolicy), and [`discovery::resolve`], which
 //!    falls back to the preset when Class publishes no document), [`jwks`] (key sets and
 //!    a sans-IO key-set cache that refetches on an unknown `kid` at most once per
 //!    cooldown), [`client`] (credentials, HTTP Basic (RFC 6749 2.3.1), PKCE, the entropy
 //!    seam).
-//! 6. messages: [`authorize`] and [`callback`] (the authorization URL, the pending
+//! 7. messages: [`authorize`] and [`callback`] (the authorization URL, the pending
 //!    record, and the callback checks: constant-time state, RFC 9207 `iss`, `error=`
 //!    redirects), [`token`] (code, refresh and password grants; the lenient response
 //!    parser), [`id_token`] (validation, OIDC Core 3.1.3.7, 12.2), [`userinfo`] (with the
 //!    `sub` check), [`revocation`] (RFC 7009), [`api`] (Class API calls: vendor `Accept`,
 //!    `Errors` envelope, 429 waits), [`refresh`] (refresh-ahead decisions with a
 //!    lifetime-clamped margin).
-//! 7. [`flow`]: the multi-step operations, their drivers' vocabulary, and
+//! 8. [`flow`]: the multi-step operations, their drivers' vocabulary, and
 //!    [`ClientConfig`](flow::ClientConfig), which builds every flow a high-level client
 //!    needs.
 //!
@@ -147,10 +149,12 @@ pub mod jose;
 // 4.
 pub mod error;
 // 5.
-mod provider;
+mod step;
 // 6.
-mod messages;
+mod provider;
 // 7.
+mod messages;
+// 8.
 pub mod flow;
 
 pub use messages::{api, authorize, callback, id_token, refresh, revocation, token, userinfo};

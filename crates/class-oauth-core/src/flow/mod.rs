@@ -34,6 +34,7 @@ mod config;
 mod token;
 mod transport;
 
+pub use crate::step::{Flow, OnFailure, Step};
 pub use api::ApiFlow;
 pub use config::{AuthorizeOptions, Callback, ClientConfig};
 pub use token::{KeyCache, SharedKeySet, TokenFlow, ValidatedTokens};
@@ -41,57 +42,6 @@ pub use transport::{
     DriveError, ProxyMode, ProxySettings, RootCerts, TransportConfig, TransportError,
     TransportErrorKind, loggable_uri,
 };
-
-/// What the driver should do next.
-#[derive(Debug)]
-#[must_use]
-#[non_exhaustive]
-pub enum Step<T> {
-    /// Send this request and report the outcome.
-    Send(Request<Vec<u8>>),
-    /// Wait this long, then poll again.
-    Wait(Duration),
-    /// The flow is over.
-    Done(Result<T, Error>),
-}
-
-/// What a flow does after a transport failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OnFailure {
-    /// Stop; the driver returns the transport error.
-    Abort,
-    /// Carry on (e.g. a failed key-set refetch: the last good keys are used).
-    Continue,
-}
-
-/// A multi-step operation.
-pub trait Flow {
-    /// The result.
-    type Output;
-
-    /// The next step at `now`.
-    fn poll(&mut self, now: SystemTime) -> Step<Self::Output>;
-
-    /// The response to the last [`Step::Send`].
-    fn handle_response(&mut self, now: SystemTime, response: Response<Vec<u8>>);
-
-    /// The last [`Step::Send`] failed in transport (connect, timeout, reset).
-    fn handle_transport_failure(&mut self, now: SystemTime) -> OnFailure;
-}
-
-impl<F: Flow + ?Sized> Flow for Box<F> {
-    type Output = F::Output;
-    fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
-        (**self).poll(now)
-    }
-    fn handle_response(&mut self, now: SystemTime, response: Response<Vec<u8>>) {
-        (**self).handle_response(now, response);
-    }
-    fn handle_transport_failure(&mut self, now: SystemTime) -> OnFailure {
-        (**self).handle_transport_failure(now)
-    }
-}
 
 /// Drives a flow with closures: the blocking driver (and the in-memory replay).
 pub fn drive_blocking<F: Flow>(

@@ -323,7 +323,7 @@ impl TokenFlow {
             keys.with(|cache| match response {
                 // A failed fetch keeps the last good set; validation then decides.
                 Some(r) => drop(cache.handle_response(now, r)),
-                None => cache.handle_failure(now),
+                None => cache.handle_transport_failure(now),
             });
         }
         self.phase = Phase::Validate {

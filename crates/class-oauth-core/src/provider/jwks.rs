@@ -61,10 +61,12 @@ pub struct KeySetSnapshot {
     pub fetched_at: SystemTime,
 }
 
-/// The key-set cache policy as a state machine. It does no I/O: the driver asks
-/// [`KeySetCache::needs_fetch`], sends [`KeySetCache::request`], and feeds the outcome
-/// back with [`KeySetCache::handle_response`] or [`KeySetCache::handle_failure`]. See the
-/// module docs for how long a set is trusted.
+/// The key-set cache policy as a state machine. It does no I/O and speaks the
+/// [`Flow`](crate::flow::Flow) verbs: its driver (the token flow, which decides when a
+/// token needs fresh keys) asks [`KeySetCache::needs_fetch`], sends
+/// [`KeySetCache::request`], and reports back with [`KeySetCache::handle_response`] or
+/// [`KeySetCache::handle_transport_failure`]. See the module docs for how long a set is
+/// trusted.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct KeySetCache {
@@ -220,7 +222,7 @@ impl KeySetCache {
     }
 
     /// Records a failed fetch (transport error). The last good set stays.
-    pub fn handle_failure(&mut self, now: SystemTime) {
+    pub fn handle_transport_failure(&mut self, now: SystemTime) {
         self.last_attempt = Some(now);
     }
 
