@@ -10,7 +10,7 @@ use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
 use class_oauth_store::{
     Encryption, EncryptionKey, KeyRing, MemoryStore, PostgresStore, TenantKey, TokenStore,
 };
-use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
+use class_oauth_test::seed::{self, ClassEmulator, token_set};
 
 pub(crate) struct CachedResults {
     pub(crate) single_ns: f64,
@@ -137,15 +137,18 @@ async fn storm_with<S: TokenStore + Clone>(
     tenants: usize,
     callers: usize,
 ) -> StormResult {
-    let ots = OneTimeTokenServer::new();
-    let server = ots.serve().await;
-    let env = Environment::Custom(IssuerUrl::new(&server.uri()).expect("issuer"));
     let client_id = ClientId::new(format!(
         "storm-{}",
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     ));
+    let emulator = ClassEmulator::start(seed::emulator_config(
+        Duration::ZERO,
+        &[(client_id.as_str(), "s")],
+    ))
+    .await;
+    let env = Environment::Custom(IssuerUrl::new(&emulator.issuer()).expect("issuer"));
     let keys: Vec<TenantKey> = (0..tenants)
         .map(|i| TenantKey::new(&client_id, format!("t{i}")))
         .collect();
@@ -154,7 +157,12 @@ async fn storm_with<S: TokenStore + Clone>(
         stores[0]
             .save(
                 k,
-                &token_set("at-old", &ots.issue(), 899, expired),
+                &token_set(
+                    "at-old",
+                    &seed::grant(&emulator, client_id.as_str()),
+                    899,
+                    expired,
+                ),
                 None,
                 None,
             )
@@ -187,7 +195,7 @@ async fn storm_with<S: TokenStore + Clone>(
         ok += usize::from(h.await.unwrap_or(false));
     }
     let seconds = start.elapsed().as_secs_f64();
-    let counts = ots.counts();
+    let counts = emulator.refresh_counts();
     if ok != tenants * callers {
         eprintln!(
             "storm {label}: {} of {} callers failed",

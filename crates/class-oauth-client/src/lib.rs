@@ -243,7 +243,6 @@ where
                     continue;
                 }
                 Step::Send(req) => req,
-                _ => return Err(DriveError::Protocol(unknown_step())),
             };
             match http.send(request).await {
                 Ok(resp) => flow.handle_response(now(), resp),
@@ -255,14 +254,6 @@ where
             }
         }
     }
-}
-
-fn unknown_step() -> class_oauth_core::Error {
-    class_oauth_core::error::InputError::InvalidValue {
-        field: "flow",
-        detail: "unknown step".into(),
-    }
-    .into()
 }
 
 /// Fills `buf` from the operating system's CSPRNG (states, nonces, PKCE verifiers).

@@ -11,10 +11,15 @@ use http::{Request, Response};
 
 use crate::error::Error;
 
-/// What the driver should do next.
+/// What the driver should do next. Exhaustive on purpose: a driver must do every step,
+/// so a new kind of step is a breaking change, and no driver carries an arm for steps it
+/// cannot know.
 #[derive(Debug)]
 #[must_use]
-#[non_exhaustive]
+#[allow(
+    clippy::exhaustive_enums,
+    reason = "every driver matches every step; a new step must break them"
+)]
 pub enum Step<T> {
     /// Send this request and report the outcome.
     Send(Request<Vec<u8>>),
@@ -49,29 +54,23 @@ pub trait Flow {
     fn handle_transport_failure(&mut self, now: SystemTime) -> OnFailure;
 }
 
-impl<F: Flow + ?Sized> Flow for Box<F> {
-    type Output = F::Output;
-    fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
-        (**self).poll(now)
-    }
-    fn handle_response(&mut self, now: SystemTime, response: Response<Vec<u8>>) {
-        (**self).handle_response(now, response);
-    }
-    fn handle_transport_failure(&mut self, now: SystemTime) -> OnFailure {
-        (**self).handle_transport_failure(now)
-    }
+/// A flow behind a pointer is the flow: `Box<dyn Flow>` for flows chosen at run time,
+/// and `&mut F` for a cache the driver keeps behind its lock and drives in place.
+macro_rules! forward_flow {
+    ($($pointer:ty),*) => {$(
+        impl<F: Flow + ?Sized> Flow for $pointer {
+            type Output = F::Output;
+            fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
+                (**self).poll(now)
+            }
+            fn handle_response(&mut self, now: SystemTime, response: Response<Vec<u8>>) {
+                (**self).handle_response(now, response);
+            }
+            fn handle_transport_failure(&mut self, now: SystemTime) -> OnFailure {
+                (**self).handle_transport_failure(now)
+            }
+        }
+    )*};
 }
 
-/// A flow borrowed: a cache the driver keeps behind its lock is driven in place.
-impl<F: Flow + ?Sized> Flow for &mut F {
-    type Output = F::Output;
-    fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
-        (**self).poll(now)
-    }
-    fn handle_response(&mut self, now: SystemTime, response: Response<Vec<u8>>) {
-        (**self).handle_response(now, response);
-    }
-    fn handle_transport_failure(&mut self, now: SystemTime) -> OnFailure {
-        (**self).handle_transport_failure(now)
-    }
-}
+forward_flow!(Box<F>, &mut F);

@@ -669,7 +669,8 @@ impl RefreshMachine {
                 Ok(r)
             }
             Step::Done(Err(e)) => Err(e.into()),
-            _ => Err(ManagerError::Config(
+            // A token flow always starts with its request.
+            Step::Wait(_) | Step::Done(Ok(_)) => Err(ManagerError::Config(
                 "the refresh flow did not start with a request".into(),
             )),
         }
@@ -1137,18 +1138,6 @@ impl RefreshMachine {
                     return self.release(Then::Done(Box::new(Finished::err(error))));
                 }
                 let claims = current.id_claims.clone();
-                self.persist(
-                    withheld(received),
-                    claims,
-                    GrantStatus::Unverified { reason },
-                    true,
-                    PersistFor::Withheld { error },
-                );
-            }
-            _ => {
-                let error = ManagerError::Config("the refresh flow stopped unexpectedly".into());
-                let claims = current.id_claims.clone();
-                let reason = format!("the refreshed tokens were withheld: {error}");
                 self.persist(
                     withheld(received),
                     claims,

@@ -28,7 +28,8 @@ use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
 use class_oauth_manager::blocking::TokenManager;
 use class_oauth_manager::{GrantStatus, ManagerError, TenantKey, TokenEvent};
 use class_oauth_store::{SqliteStore, TokenStore};
-use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
+use class_oauth_test::seed::{self, token_set};
+use class_oauth_testkit::ClassEmulator;
 use common::{bounded, keys};
 
 const KILLS: usize = 100;
@@ -85,12 +86,12 @@ fn kill_the_refreshing_process_100_times() {
 }
 
 /// Waits (at most 5 s) until the token server's refresh count stays the same for 200 ms.
-fn settle(ots: &OneTimeTokenServer) {
+fn settle(emulator: &ClassEmulator) {
     let started = std::time::Instant::now();
-    let (mut last, mut quiet) = (ots.counts().refreshes, 0);
+    let (mut last, mut quiet) = (emulator.refresh_counts().refreshes, 0);
     while quiet < 4 && started.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
-        let now = ots.counts().refreshes;
+        let now = emulator.refresh_counts().refreshes;
         quiet = if now == last { quiet + 1 } else { 0 };
         last = now;
     }
@@ -102,8 +103,10 @@ fn run() {
         .enable_all()
         .build()
         .unwrap();
-    let ots = OneTimeTokenServer::new().with_delay(Duration::from_millis(2));
-    let mock = rt.block_on(ots.serve());
+    let emulator = rt.block_on(ClassEmulator::start(seed::emulator_config(
+        Duration::from_millis(2),
+        &[],
+    )));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("grants.sqlite3");
     let store = SqliteStore::open(&file, keys()).unwrap();
@@ -111,7 +114,12 @@ fn run() {
     let seed = |store: &SqliteStore| {
         block_on(store.save(
             &k,
-            &token_set("at", &ots.issue(), 899, SystemTime::now()),
+            &token_set(
+                "at",
+                &seed::grant(&emulator, class_oauth_test::CLIENT_ID),
+                899,
+                SystemTime::now(),
+            ),
             None,
             None,
         ))
@@ -144,7 +152,7 @@ fn run() {
                 "--test-threads=1",
             ])
             .env("KILL_CHILD_STORE", &file)
-            .env("KILL_CHILD_ISSUER", mock.uri())
+            .env("KILL_CHILD_ISSUER", emulator.issuer())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -187,7 +195,7 @@ fn run() {
         // check below would call a token "never spent" that the server spends a moment
         // later (seen once under load: "refresh token reuse detected" for a grant the
         // test had classed as unsent).
-        settle(&ots);
+        settle(&emulator);
         let row = block_on(store.load(&k)).unwrap().unwrap();
         let rt_now = row
             .tokens
@@ -196,11 +204,11 @@ fn run() {
             .unwrap()
             .secret()
             .to_owned();
-        let current = ots.is_current(&rt_now);
+        let current = emulator.is_current_refresh_token(&rt_now);
         // The next process: the default rule, over the same file. The dead child's lease
         // is taken over at once (its holder is gone), never waited out.
         let next = TokenManager::builder(
-            client(&mock.uri()),
+            client(&emulator.issuer()),
             SqliteStore::open(&file, keys()).unwrap(),
         )
         .lease(Duration::from_secs(120), Duration::from_secs(30))

@@ -17,14 +17,13 @@ use class_oauth_store::{
     Encryption, EncryptionKey, KeyRing, Lease, LeaseOutcome, MemoryStore, SqliteStore, StoreError,
     TokenStore,
 };
-use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
+use class_oauth_test::seed::{self, token_set};
+use class_oauth_testkit::ClassEmulator;
 use common::{Face, Options, Rig, StoreKind, bounded, keys, unique};
-use wiremock::MockServer;
 
 struct Server {
     rt: tokio::runtime::Runtime,
-    mock: MockServer,
-    ots: OneTimeTokenServer,
+    emulator: ClassEmulator,
 }
 
 fn server(latency: Duration) -> Server {
@@ -33,14 +32,13 @@ fn server(latency: Duration) -> Server {
         .enable_all()
         .build()
         .unwrap();
-    let ots = OneTimeTokenServer::new().with_delay(latency);
-    let mock = rt.block_on(ots.serve());
-    Server { rt, mock, ots }
+    let emulator = rt.block_on(ClassEmulator::start(seed::emulator_config(latency, &[])));
+    Server { rt, emulator }
 }
 
 impl Server {
     fn env(&self) -> Environment {
-        Environment::Custom(IssuerUrl::new(&self.mock.uri()).unwrap())
+        Environment::Custom(IssuerUrl::new(&self.emulator.issuer()).unwrap())
     }
 
     fn blocking_client(&self) -> class_oauth_ureq::ClassClient {
@@ -65,10 +63,15 @@ impl Server {
         .unwrap()
     }
 
+    /// A new grant's first refresh token.
+    fn seed(&self) -> String {
+        seed::grant(&self.emulator, class_oauth_test::CLIENT_ID)
+    }
+
     fn expired(&self) -> TokenSet {
         token_set(
             "at-old",
-            &self.ots.issue(),
+            &self.seed(),
             899,
             SystemTime::now() - Duration::from_secs(2000),
         )
@@ -103,7 +106,7 @@ fn fifty_async_callers_one_request() {
             tokens.dedup();
             assert_eq!(tokens.len(), 1, "{tokens:?}");
         });
-        assert_eq!(s.ots.counts().refreshes, 1);
+        assert_eq!(s.emulator.refresh_counts().refreshes, 1);
     });
 }
 
@@ -142,8 +145,8 @@ fn two_sqlite_instances_sixteen_threads_one_refresh() {
             .collect();
         tokens.dedup();
         assert_eq!(tokens.len(), 1);
-        assert_eq!(s.ots.counts().refreshes, 1);
-        assert_eq!(s.ots.counts().invalid_grants, 0);
+        assert_eq!(s.emulator.refresh_counts().refreshes, 1);
+        assert_eq!(s.emulator.refresh_counts().invalid_grants, 0);
     });
 }
 
@@ -170,7 +173,7 @@ fn cached_reads_touch_neither_the_store_nor_the_server() {
             assert_eq!(m.access_token(&k).unwrap().secret(), "at-fresh");
         }
         assert_eq!(m.store().loads.load(Ordering::SeqCst), loads);
-        assert_eq!(s.ots.counts().refreshes, 0);
+        assert_eq!(s.emulator.refresh_counts().refreshes, 0);
         let none = m.access_token(&key()).unwrap_err();
         assert!(matches!(none, ManagerError::NoGrant { .. }) && none.requires_reauthorization());
     });
@@ -200,7 +203,7 @@ fn a_dead_instances_lease_expires() {
             started.elapsed()
         );
         assert_eq!(g.status, GrantStatus::Active);
-        assert_eq!(s.ots.counts().refreshes, 1);
+        assert_eq!(s.emulator.refresh_counts().refreshes, 1);
     });
 }
 
@@ -222,7 +225,7 @@ fn a_lease_held_too_long_is_contention_not_a_hang() {
             matches!(err, ManagerError::Contended { .. }) && err.is_transient(),
             "{err:?}"
         );
-        assert_eq!(s.ots.counts().refreshes, 0);
+        assert_eq!(s.emulator.refresh_counts().refreshes, 0);
     });
 }
 
@@ -296,7 +299,7 @@ fn a_forced_refresh_without_a_refresh_token_leaves_the_grant_alone() {
                 GrantStatus::Active
             );
             assert_eq!(m.access_token(&k).unwrap().secret(), "at-valid");
-            assert_eq!(s.ots.counts().refreshes, 0);
+            assert_eq!(s.emulator.refresh_counts().refreshes, 0);
         },
     );
 }
@@ -382,7 +385,7 @@ fn tokens_the_store_refused_survive_the_process_in_a_recovery_file() {
                 recovery.keep(key, h).unwrap();
             }
         } // the process exits
-        assert_eq!(s.ots.counts().refreshes, 1);
+        assert_eq!(s.emulator.refresh_counts().refreshes, 1);
         let stored = block_on(SqliteStore::open(&file, keys()).unwrap().load(&k))
             .unwrap()
             .unwrap();
@@ -410,11 +413,11 @@ fn tokens_the_store_refused_survive_the_process_in_a_recovery_file() {
             .secret()
             .to_owned();
         assert!(
-            s.ots.is_current(&rt),
+            s.emulator.is_current_refresh_token(&rt),
             "the recovered refresh token is the server's current one"
         );
         m.grant(&k).unwrap();
-        let counts = s.ots.counts();
+        let counts = s.emulator.refresh_counts();
         assert_eq!(
             counts.refreshes, 1,
             "no second refresh: the recovered tokens serve"
@@ -443,23 +446,21 @@ fn the_keeper_refreshes_idle_grants_and_stops_when_dropped() {
         // Blocking face: a thread of its own.
         let m = BlockingManager::new(s.blocking_client(), MemoryStore::new());
         let (idle, fresh) = (key(), key());
-        block_on(m.store().save(
-            &idle,
-            &token_set("at-1", &s.ots.issue(), 899, old),
-            None,
-            None,
-        ))
+        block_on(
+            m.store()
+                .save(&idle, &token_set("at-1", &s.seed(), 899, old), None, None),
+        )
         .unwrap();
         block_on(m.store().save(
             &fresh,
-            &token_set("at-2", &s.ots.issue(), 899, SystemTime::now()),
+            &token_set("at-2", &s.seed(), 899, SystemTime::now()),
             None,
             None,
         ))
         .unwrap();
         let keeper = m.start_keeper(fast.clone()).unwrap();
         wait_for("the idle grant is refreshed", &|| {
-            s.ots.counts().refreshes == 1
+            s.emulator.refresh_counts().refreshes == 1
         });
         let health = m.grants(&class_oauth_manager::GrantQuery::all()).unwrap();
         let idle_health = health.iter().find(|h| h.key == idle).unwrap();
@@ -471,16 +472,14 @@ fn the_keeper_refreshes_idle_grants_and_stops_when_dropped() {
         std::thread::sleep(Duration::from_millis(1500));
         // Stopped: a grant gone idle now is not touched.
         let later = key();
-        block_on(m.store().save(
-            &later,
-            &token_set("at-3", &s.ots.issue(), 899, old),
-            None,
-            None,
-        ))
+        block_on(
+            m.store()
+                .save(&later, &token_set("at-3", &s.seed(), 899, old), None, None),
+        )
         .unwrap();
         std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(
-            s.ots.counts().refreshes,
+            s.emulator.refresh_counts().refreshes,
             1,
             "the fresh grant and a stopped keeper"
         );
@@ -489,17 +488,17 @@ fn the_keeper_refreshes_idle_grants_and_stops_when_dropped() {
             let m = TokenManager::new(s.async_client(), MemoryStore::new());
             let k = key();
             m.store()
-                .save(&k, &token_set("at-4", &s.ots.issue(), 899, old), None, None)
+                .save(&k, &token_set("at-4", &s.seed(), 899, old), None, None)
                 .await
                 .unwrap();
             let _keeper = m.start_keeper(fast).unwrap();
             let until = Instant::now() + Duration::from_secs(20);
-            while s.ots.counts().refreshes < 2 {
+            while s.emulator.refresh_counts().refreshes < 2 {
                 assert!(Instant::now() < until, "the async keeper refreshed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        assert_eq!(s.ots.counts().invalid_grants, 0);
+        assert_eq!(s.emulator.refresh_counts().invalid_grants, 0);
     });
 }
 
@@ -521,7 +520,7 @@ fn lapse_notices_are_announced_once_across_instances() {
         let granted = SystemTime::now() - Duration::from_secs(59 * 12 * 3600);
         block_on(SqliteStore::open(&path, keys()).unwrap().save(
             &k,
-            &token_set("at", &s.ots.issue(), 899, granted),
+            &token_set("at", &s.seed(), 899, granted),
             None,
             None,
         ))
@@ -569,7 +568,7 @@ fn lapse_notices_are_announced_once_across_instances() {
             "one notice per lead across three instances and a restart"
         );
         assert_eq!(
-            s.ots.counts().refreshes,
+            s.emulator.refresh_counts().refreshes,
             0,
             "an absolute lifetime is not refreshed"
         );

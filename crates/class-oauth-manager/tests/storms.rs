@@ -13,7 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
 use class_oauth_manager::{TenantKey, TokenManager};
 use class_oauth_store::{MemoryStore, PostgresStore, SqliteStore, TokenStore};
-use class_oauth_test::onetime::{OneTimeTokenServer, token_set};
+use class_oauth_test::seed::{self, token_set};
+use class_oauth_testkit::ClassEmulator;
 use common::{bounded, keys, pg_url, unique};
 
 struct Storm {
@@ -38,10 +39,13 @@ fn storm<S: TokenStore + Clone>(
         .unwrap();
     let stores = stores(&rt);
     let elapsed = rt.block_on(async {
-        let ots = OneTimeTokenServer::new().with_delay(storm.latency);
-        let server = ots.serve().await;
-        let env = Environment::Custom(IssuerUrl::new(&server.uri()).unwrap());
         let client_id = ClientId::new(unique("storm"));
+        let emulator = ClassEmulator::start(seed::emulator_config(
+            storm.latency,
+            &[(client_id.as_str(), "s")],
+        ))
+        .await;
+        let env = Environment::Custom(IssuerUrl::new(&emulator.issuer()).unwrap());
         let keys: Vec<TenantKey> = (0..storm.tenants)
             .map(|i| TenantKey::new(&client_id, format!("t{i}")))
             .collect();
@@ -50,7 +54,12 @@ fn storm<S: TokenStore + Clone>(
             stores[0]
                 .save(
                     k,
-                    &token_set("at-old", &ots.issue(), 899, expired),
+                    &token_set(
+                        "at-old",
+                        &seed::grant(&emulator, client_id.as_str()),
+                        899,
+                        expired,
+                    ),
                     None,
                     None,
                 )
@@ -91,7 +100,7 @@ fn storm<S: TokenStore + Clone>(
             }
         }
         let elapsed = start.elapsed();
-        let counts = ots.counts();
+        let counts = emulator.refresh_counts();
         assert!(
             failures.is_empty(),
             "{label}: {} callers failed, first: {:?}",

@@ -11,7 +11,6 @@ use class_oauth_core::{
 use class_oauth_manager::TenantKey;
 use class_oauth_manager::blocking::TokenManager;
 use class_oauth_store::MemoryStore;
-use class_oauth_test::onetime::OneTimeTokenServer;
 use class_oauth_ureq::{AuthorizeOptions, Callback, ClassClient};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -61,8 +60,7 @@ fn every_flow_logged_at_trace() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(MockServer::start());
-    let ots = OneTimeTokenServer::new();
-    let first_rt = ots.issue();
+    let first_rt = "SECRET-RT-PASSWORD".to_owned();
     let token = |at: &str, rt: &str| json!({"access_token": at, "token_type": "bearer", "expires_in": 899, "refresh_token": rt, "scope": "target:b/OAUTH_TEST offline_access fund.read"});
     rt.block_on(async {
         Mock::given(method("POST"))
@@ -83,7 +81,13 @@ fn every_flow_logged_at_trace() {
             .await;
         Mock::given(method("POST"))
             .and(path("/connect/token"))
-            .respond_with(ots.clone())
+            .and(body_string_contains("grant_type=refresh_token"))
+            .and(body_string_contains(&first_rt))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(token("SECRET-AT-REFRESHED", "SECRET-RT-REFRESHED")),
+            )
+            .up_to_n_times(1)
             .mount(&server)
             .await;
         Mock::given(method("GET"))

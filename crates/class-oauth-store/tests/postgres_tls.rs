@@ -10,8 +10,8 @@ use class_oauth_core::ClientId;
 use class_oauth_store::postgres::{PostgresOptions, SslMode};
 use class_oauth_store::{Encryption, PostgresStore, StoreError, TenantKey, TokenStore};
 use class_oauth_test::bounded;
-use class_oauth_test::onetime::token_set;
 use class_oauth_test::pg_cluster::{CERT_ROLE, TlsCluster};
+use class_oauth_test::seed::token_set;
 use pollster::block_on;
 
 fn key(tenant: &str) -> TenantKey {

@@ -9,7 +9,7 @@ use class_oauth_store::{
     MemoryStore, PostgresStore, SqliteStore, StoreError, TenantKey, TokenStore,
 };
 use class_oauth_test::bounded;
-use class_oauth_test::onetime::token_set;
+use class_oauth_test::seed::token_set;
 use pollster::block_on;
 
 fn pg_url() -> String {

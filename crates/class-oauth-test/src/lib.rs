@@ -15,9 +15,9 @@
 pub use class_oauth_testkit::keys as jwt;
 mod bounded;
 mod fixture;
-pub mod onetime;
 pub mod pg_cluster;
 pub mod pg_server;
+pub mod seed;
 
 pub use bounded::bounded;
 /// The client's key-set cache, for tests that seed one.
@@ -199,7 +199,6 @@ impl<F: Flow, G: FnOnce(F::Output) -> Value> Flow for MapFlow<F, G> {
             Step::Done(Err(e)) => Step::Done(Err(e)),
             Step::Send(r) => Step::Send(r),
             Step::Wait(d) => Step::Wait(d),
-            _ => Step::Done(Ok(json!({"error": {"kind": "unknown_step"}}))),
         }
     }
     fn handle_response(&mut self, now: SystemTime, response: http::Response<Vec<u8>>) {

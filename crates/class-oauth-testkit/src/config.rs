@@ -91,6 +91,12 @@ pub struct EmulatorConfig {
     /// Show a consent page (Allow / Deny, and a business to pick for `target:b`) instead
     /// of consenting at once (default false: tests need no browser).
     pub consent_page: bool,
+    /// Every answer waits this long (default none): a network with latency, or a
+    /// response that arrives after the client gave up.
+    pub latency: Duration,
+    /// Keep a record of every request ([`ClassEmulator::requests`](crate::ClassEmulator::requests);
+    /// default true). Storm tests that send thousands turn it off.
+    pub record_requests: bool,
 }
 
 impl Business {
@@ -226,6 +232,8 @@ impl EmulatorConfig {
             id_token_on_refresh: true,
             refresh_token_mode: RefreshTokenMode::OneTime,
             consent_page: false,
+            latency: Duration::ZERO,
+            record_requests: true,
         }
     }
 
@@ -276,6 +284,20 @@ impl EmulatorConfig {
     #[must_use]
     pub fn rate_limit(mut self, per_minute: u32) -> Self {
         self.rate_limit = per_minute;
+        self
+    }
+
+    /// Every answer waits `latency` ([`EmulatorConfig::latency`]).
+    #[must_use]
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Keeps no record of requests ([`EmulatorConfig::record_requests`]).
+    #[must_use]
+    pub fn without_request_log(mut self) -> Self {
+        self.record_requests = false;
         self
     }
 
@@ -338,16 +360,8 @@ impl EmulatorConfig {
                     "https://partner.example/class-callback".into(),
                 ],
             }],
-            discovery: true,
-            access_token_lifetime: 899,
-            refresh_token_lifetime: 30 * 24 * 3600,
-            expires_in_as_string: false,
-            rate_limit: 500,
             session_user: Some("sam@example.com".into()),
-            id_token_lifetime: 300,
-            id_token_on_refresh: true,
-            refresh_token_mode: RefreshTokenMode::OneTime,
-            consent_page: false,
+            ..Self::new()
         }
     }
 }

@@ -276,15 +276,16 @@ impl State {
                 json_response(200, &body)
             }
             Some("refresh_token") => {
+                self.refresh_counts.refreshes += 1;
                 let rt = form.get("refresh_token").cloned().unwrap_or_default();
                 let Some(&(gi, current, expires)) = self.refresh.get(&rt) else {
-                    return oauth_error(400, "invalid_grant", "Invalid Grant");
+                    return self.invalid_grant();
                 };
                 if self.grants[gi].revoked
                     || expires < self.now()
                     || self.grants[gi].client_id != client.client_id
                 {
-                    return oauth_error(400, "invalid_grant", "Invalid Grant");
+                    return self.invalid_grant();
                 }
                 if !current {
                     let within_grace = match self.cfg.refresh_token_mode {
@@ -297,7 +298,8 @@ impl State {
                     if !within_grace {
                         // Reuse of a spent refresh token: revoke the grant.
                         self.grants[gi].revoked = true;
-                        return oauth_error(400, "invalid_grant", "Invalid Grant");
+                        self.refresh_counts.reuse_detected += 1;
+                        return self.invalid_grant();
                     }
                 }
                 if let Some(narrow) = form.get("scope") {
@@ -324,6 +326,12 @@ impl State {
             }
             _ => oauth_error(400, "unsupported_grant_type", "unsupported grant_type"),
         }
+    }
+
+    /// A refresh refused with `invalid_grant`, counted.
+    fn invalid_grant(&mut self) -> Reply {
+        self.refresh_counts.invalid_grants += 1;
+        oauth_error(400, "invalid_grant", "Invalid Grant")
     }
 
     pub(crate) fn bearer(&self, req: &Request) -> Option<usize> {

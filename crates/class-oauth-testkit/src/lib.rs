@@ -63,6 +63,18 @@ use crate::keys::TestKey;
 use crate::recording::Router;
 use crate::state::State;
 
+/// What the token endpoint did with refresh grants ([`ClassEmulator::refresh_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefreshCounts {
+    /// `refresh_token` grant requests.
+    pub refreshes: usize,
+    /// `invalid_grant` answers to them.
+    pub invalid_grants: usize,
+    /// Spent refresh tokens presented again (each revoked its grant).
+    pub reuse_detected: usize,
+}
+
 /// A running emulator. Drop it to stop it.
 pub struct ClassEmulator {
     server: Option<MockServer>,
@@ -130,6 +142,7 @@ impl ClassEmulator {
             clock_offset: 0,
             spent_at: HashMap::new(),
             consents: HashMap::new(),
+            refresh_counts: RefreshCounts::default(),
         }));
         Mock::given(any())
             .respond_with(Router(state.clone()))
@@ -231,6 +244,50 @@ impl ClassEmulator {
     /// when Class ends sessions early: the next API call with one gets a 401.
     pub fn expire_access_tokens(&self) {
         self.state().access.clear();
+    }
+
+    /// Issues a grant without a sign-in, as if `client_id` had been granted `scope`
+    /// (space-separated; `offline_access` for a refresh token) for `business_code` by
+    /// its first user, and returns its refresh token. For tests that start from stored
+    /// tokens (the token manager's): the refresh token is one-time like any other.
+    pub fn seed_grant(&self, client_id: &str, business_code: &str, scope: &str) -> String {
+        let mut s = self.state();
+        let user = s
+            .cfg
+            .users
+            .iter()
+            .find(|u| u.businesses.iter().any(|b| b == business_code))
+            .map_or_else(String::new, |u| u.username.clone());
+        let now = s.now();
+        s.grants.push(state::Grant {
+            client_id: client_id.to_owned(),
+            user,
+            business: business_code.to_owned(),
+            scopes: scope.split(' ').map(str::to_owned).collect(),
+            revoked: false,
+            auth_time: now,
+        });
+        let grant = s.grants.len() - 1;
+        let refresh_token = state::random();
+        let expires = now + s.cfg.refresh_token_lifetime;
+        s.refresh
+            .insert(refresh_token.clone(), (grant, true, expires));
+        refresh_token
+    }
+
+    /// What the token endpoint did with refresh grants so far.
+    #[must_use]
+    pub fn refresh_counts(&self) -> RefreshCounts {
+        self.state().refresh_counts
+    }
+
+    /// Whether `refresh_token` is the unspent refresh token of a live grant.
+    #[must_use]
+    pub fn is_current_refresh_token(&self, refresh_token: &str) -> bool {
+        let s = self.state();
+        s.refresh
+            .get(refresh_token)
+            .is_some_and(|&(grant, current, _)| current && !s.grants[grant].revoked)
     }
 
     /// Every request so far.

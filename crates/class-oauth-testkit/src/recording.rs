@@ -82,7 +82,15 @@ impl Respond for Router {
                 .body(format!("{{\"padding\":\"{}\"}}", "x".repeat(n))),
             None => state.route(req),
         };
+        let reply = if state.cfg.latency.is_zero() {
+            reply
+        } else {
+            reply.delay(state.cfg.latency)
+        };
         let status = reply.status;
+        if !state.cfg.record_requests {
+            return reply.into_template();
+        }
         state.requests.push(RecordedRequest {
             method: req.method.as_str().to_owned(),
             path,

@@ -55,6 +55,8 @@ pub(crate) struct State {
     pub(crate) spent_at: HashMap<String, u64>,
     /// Consent pages shown and not yet answered: ticket -> the authorization request.
     pub(crate) consents: HashMap<String, HashMap<String, String>>,
+    /// What the token endpoint did with refresh grants.
+    pub(crate) refresh_counts: crate::RefreshCounts,
 }
 
 pub(crate) fn now() -> u64 {

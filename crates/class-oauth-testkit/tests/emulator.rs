@@ -379,3 +379,57 @@ fn refresh_token_modes() {
             .requires_reauthorization()
     );
 }
+
+/// A seeded grant refreshes like a signed-in one: its refresh token is one-time, a reuse
+/// revokes the grant, and the counts say so. The log can be switched off.
+#[test]
+fn seeded_grants_and_refresh_counts() {
+    use class_oauth_core::flow::TokenFlow;
+    use class_oauth_core::token::TokenRequest;
+    use class_oauth_core::{Client, RefreshToken};
+
+    let emulator = ClassEmulator::start_blocking(EmulatorConfig::demo().without_request_log());
+    let c = client(&emulator);
+    let core = Client::new(
+        ClientId::new("demo-client"),
+        (*c.endpoints().unwrap()).clone(),
+    )
+    .with_secret(ClientSecret::new("demo-secret"));
+    let refresh = |refresh_token: &str| {
+        c.drive(TokenFlow::new(
+            &core,
+            TokenRequest::refresh_token(RefreshToken::new(refresh_token), Scopes::default()),
+        ))
+    };
+    let seeded = emulator.seed_grant("demo-client", "OAUTH_TEST", "target:b offline_access");
+    assert!(emulator.is_current_refresh_token(&seeded));
+    let refreshed = refresh(&seeded).unwrap().tokens;
+    assert_eq!(refreshed.business_code().unwrap().as_str(), "OAUTH_TEST");
+    assert!(!emulator.is_current_refresh_token(&seeded), "spent");
+    let next = refreshed
+        .refresh_token
+        .as_ref()
+        .unwrap()
+        .secret()
+        .to_owned();
+    assert!(emulator.is_current_refresh_token(&next));
+    let reused = refresh(&seeded).unwrap_err();
+    assert!(
+        matches!(&reused, class_oauth_ureq::DriveError::Protocol(e) if e.requires_reauthorization()),
+        "{reused:?}"
+    );
+    assert!(
+        !emulator.is_current_refresh_token(&next),
+        "the reuse revoked the grant"
+    );
+    let counts = emulator.refresh_counts();
+    assert_eq!(
+        (
+            counts.refreshes,
+            counts.invalid_grants,
+            counts.reuse_detected
+        ),
+        (2, 1, 1)
+    );
+    assert!(emulator.requests().is_empty(), "no request log");
+}

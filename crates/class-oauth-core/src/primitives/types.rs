@@ -6,10 +6,25 @@ use url::Url;
 
 use crate::scope::ScopeError;
 
-/// `Display` as the exact text, and the `String` conversions serde uses, for a URL
-/// newtype that keeps its caller's spelling (`text`) and has a checking `new`.
+/// The accessors, `Display` as the exact text, and the `String` conversions serde uses,
+/// for a URL newtype that keeps its caller's spelling (`text`) beside the parsed `url`
+/// and has a checking `new`.
 macro_rules! url_text_conversions {
     ($name:ident) => {
+        impl $name {
+            /// The text exactly as configured: what is compared and sent.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.text
+            }
+
+            /// The parsed URL.
+            #[must_use]
+            pub fn url(&self) -> &Url {
+                &self.url
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.text)
@@ -156,18 +171,6 @@ impl IssuerUrl {
         Ok(Self { text, url })
     }
 
-    /// The issuer string used for comparisons.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The parsed URL.
-    #[must_use]
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
     /// Joins a path below the issuer: `join("connect/token")` on
     /// `https://host/base` gives `https://host/base/connect/token`.
     #[must_use]
@@ -225,18 +228,6 @@ impl RedirectUrl {
             text: uri.to_owned(),
             url,
         })
-    }
-
-    /// The URI exactly as configured.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The parsed URL.
-    #[must_use]
-    pub fn url(&self) -> &Url {
-        &self.url
     }
 }
 
