@@ -12,9 +12,9 @@ use std::time::Duration;
 #[allow(
     unreachable_pub,
     dead_code,
-    reason = "shared with class-oauth-test by path"
+    reason = "shared with class-oauth-fixtures by path"
 )]
-#[path = "../../crates/class-oauth-test/src/pg_server.rs"]
+#[path = "../../crates/class-oauth-fixtures/src/pg_server.rs"]
 mod pg_server;
 
 pub(crate) use pg_server::is_root;

@@ -18,7 +18,7 @@ use class_oauth_core::id_token::{Expectations, IdTokenValidator};
 use class_oauth_core::jose::Jws;
 use class_oauth_core::jwks::JwkSet;
 use class_oauth_core::{ClientId, IdToken, IssuerUrl, Nonce};
-use class_oauth_test::jwt::{TestKey, jwks};
+use class_oauth_fixtures::jwt::{TestKey, jwks};
 use harness::{Case, fmt_ns, run_interleaved};
 use serde_json::json;
 

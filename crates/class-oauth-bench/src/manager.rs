@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use class_oauth_core::flow::ValidatedTokens;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
+use class_oauth_fixtures::seed::{self, ClassEmulator, token_set};
 use class_oauth_store::{
     Encryption, EncryptionKey, KeyRing, MemoryStore, PostgresStore, TenantKey, TokenStore,
 };
-use class_oauth_test::seed::{self, ClassEmulator, token_set};
 
 pub(crate) struct CachedResults {
     pub(crate) single_ns: f64,

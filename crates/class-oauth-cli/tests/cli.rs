@@ -1344,7 +1344,7 @@ fn rotated_tokens_the_store_refuses_are_kept_for_the_next_run() {
 /// with what to check, and no grant is used.
 #[test]
 fn a_managed_postgres_is_reached_over_verified_tls() {
-    let cluster = class_oauth_test::pg_cluster::TlsCluster::start()
+    let cluster = class_oauth_fixtures::pg_cluster::TlsCluster::start()
         .unwrap_or_else(|e| panic!("the throwaway cluster: {e}"));
     let rig = Rig::new(EmulatorConfig::demo());
     let store = |ca: &std::path::Path| {

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use class_oauth_test::{
+use class_oauth_fixtures::{
     Fixture, check_outcome, check_request, drive_error_outcome, expected_request_count, load_all,
     prepare, replay_core,
 };
@@ -97,7 +97,7 @@ fn reset_server() -> String {
     format!("http://{addr}")
 }
 
-fn template(c: &class_oauth_test::CannedResponse, issuer: &str) -> ResponseTemplate {
+fn template(c: &class_oauth_fixtures::CannedResponse, issuer: &str) -> ResponseTemplate {
     let mut t = ResponseTemplate::new(c.status).set_body_bytes(c.body_bytes(issuer));
     for (k, v) in &c.headers {
         t = t.insert_header(k.as_str(), v.replace("{issuer}", issuer).as_str());
@@ -226,7 +226,7 @@ pub fn run_all() -> Vec<Row> {
                 match class_oauth_reqwest::drive_with_clock(
                     &async_http,
                     flow,
-                    class_oauth_test::now,
+                    class_oauth_fixtures::now,
                 )
                 .await
                 {
@@ -246,7 +246,7 @@ pub fn run_all() -> Vec<Row> {
             Ok(flow) => match class_oauth_ureq::drive_with_clock(
                 &blocking_http,
                 flow,
-                class_oauth_test::now,
+                class_oauth_fixtures::now,
             ) {
                 Ok(v) => v,
                 Err(e) => drive_error_outcome(&e),

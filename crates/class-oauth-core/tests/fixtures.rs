@@ -3,7 +3,7 @@
 //! produce the expected outcome. Transport-only cases (timeouts, resets) are skipped
 //! here and run by the transports.
 
-use class_oauth_test::{load_all, replay_core};
+use class_oauth_fixtures::{load_all, replay_core};
 
 #[test]
 fn every_fixture_replays_through_the_core() {
@@ -45,7 +45,7 @@ fn error_outcomes_never_contain_secrets() {
             let display = outcome["display"].as_str().unwrap_or_default();
             for secret in [
                 "SECRET-PARTIAL-TOKEN",
-                class_oauth_test::CLIENT_SECRET,
+                class_oauth_fixtures::CLIENT_SECRET,
                 "Samplepwd",
                 "rt-spent",
             ] {

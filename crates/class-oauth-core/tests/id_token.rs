@@ -11,7 +11,7 @@ use class_oauth_core::jose::{Algorithm, Jws};
 use class_oauth_core::jwks::{JwkSet, KeySetCache};
 use class_oauth_core::userinfo::UserInfo;
 use class_oauth_core::{AccessToken, ClientId, ClientSecret, IdToken, IssuerUrl, Nonce};
-use class_oauth_test::jwt::{TestKey, jwks, sign_hs256, unsigned};
+use class_oauth_fixtures::jwt::{TestKey, jwks, sign_hs256, unsigned};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -668,7 +668,7 @@ fn refresh_without_id_token_keeps_the_original_and_a_new_one_is_checked() {
         .body(jwks(&[&a]).to_string().into_bytes())
         .unwrap();
     cache.handle_response(now(), &jwks_response).unwrap();
-    let keys = std::sync::Arc::new(class_oauth_test::KeySets::new(config.max_body));
+    let keys = std::sync::Arc::new(class_oauth_fixtures::KeySets::new(config.max_body));
     keys.set(cache);
     let keys: std::sync::Arc<dyn class_oauth_core::flow::KeyCache> = keys;
     let original_token = a.sign("RS256", &claims(), &json!({}));

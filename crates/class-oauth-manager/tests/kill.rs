@@ -25,25 +25,25 @@ use std::time::{Duration, SystemTime};
 
 use class_oauth_client::blocking::block_on;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
+use class_oauth_fixtures::seed::{self, token_set};
 use class_oauth_manager::blocking::TokenManager;
 use class_oauth_manager::{GrantStatus, ManagerError, TenantKey, TokenEvent};
 use class_oauth_store::{SqliteStore, TokenStore};
-use class_oauth_test::seed::{self, token_set};
 use class_oauth_testkit::ClassEmulator;
 use common::{bounded, keys};
 
 const KILLS: usize = 100;
 
 fn tenant() -> TenantKey {
-    TenantKey::new(&ClientId::new(class_oauth_test::CLIENT_ID), "kill-test")
+    TenantKey::new(&ClientId::new(class_oauth_fixtures::CLIENT_ID), "kill-test")
 }
 
 fn client(issuer: &str) -> class_oauth_ureq::ClassClient {
     class_oauth_ureq::ClassClient::builder(
         Environment::Custom(IssuerUrl::new(issuer).unwrap()),
-        ClientId::new(class_oauth_test::CLIENT_ID),
+        ClientId::new(class_oauth_fixtures::CLIENT_ID),
     )
-    .secret(ClientSecret::new(class_oauth_test::CLIENT_SECRET))
+    .secret(ClientSecret::new(class_oauth_fixtures::CLIENT_SECRET))
     .without_discovery()
     .build()
     .unwrap()
@@ -116,7 +116,7 @@ fn run() {
             &k,
             &token_set(
                 "at",
-                &seed::grant(&emulator, class_oauth_test::CLIENT_ID),
+                &seed::grant(&emulator, class_oauth_fixtures::CLIENT_ID),
                 899,
                 SystemTime::now(),
             ),

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant, SystemTime};
 use class_oauth_client::blocking::block_on;
 use class_oauth_core::token::TokenSet;
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
+use class_oauth_fixtures::seed::{self, token_set};
 use class_oauth_manager::blocking::TokenManager as BlockingManager;
 use class_oauth_manager::{GrantStatus, ManagerError, TenantKey, TokenManager};
 use class_oauth_store::{
     Encryption, EncryptionKey, KeyRing, Lease, LeaseOutcome, MemoryStore, SqliteStore, StoreError,
     TokenStore,
 };
-use class_oauth_test::seed::{self, token_set};
 use class_oauth_testkit::ClassEmulator;
 use common::{Face, Options, Rig, StoreKind, bounded, keys, unique};
 
@@ -44,9 +44,9 @@ impl Server {
     fn blocking_client(&self) -> class_oauth_ureq::ClassClient {
         class_oauth_ureq::ClassClient::builder(
             self.env(),
-            ClientId::new(class_oauth_test::CLIENT_ID),
+            ClientId::new(class_oauth_fixtures::CLIENT_ID),
         )
-        .secret(ClientSecret::new(class_oauth_test::CLIENT_SECRET))
+        .secret(ClientSecret::new(class_oauth_fixtures::CLIENT_SECRET))
         .without_discovery()
         .build()
         .unwrap()
@@ -55,9 +55,9 @@ impl Server {
     fn async_client(&self) -> class_oauth_reqwest::ClassClient {
         class_oauth_reqwest::ClassClient::builder(
             self.env(),
-            ClientId::new(class_oauth_test::CLIENT_ID),
+            ClientId::new(class_oauth_fixtures::CLIENT_ID),
         )
-        .secret(ClientSecret::new(class_oauth_test::CLIENT_SECRET))
+        .secret(ClientSecret::new(class_oauth_fixtures::CLIENT_SECRET))
         .without_discovery()
         .build()
         .unwrap()
@@ -65,7 +65,7 @@ impl Server {
 
     /// A new grant's first refresh token.
     fn seed(&self) -> String {
-        seed::grant(&self.emulator, class_oauth_test::CLIENT_ID)
+        seed::grant(&self.emulator, class_oauth_fixtures::CLIENT_ID)
     }
 
     fn expired(&self) -> TokenSet {
@@ -79,7 +79,7 @@ impl Server {
 }
 
 fn key() -> TenantKey {
-    TenantKey::new(&ClientId::new(class_oauth_test::CLIENT_ID), unique("t"))
+    TenantKey::new(&ClientId::new(class_oauth_fixtures::CLIENT_ID), unique("t"))
 }
 
 #[test]

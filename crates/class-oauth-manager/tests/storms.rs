@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use class_oauth_core::{ClientId, ClientSecret, Environment, IssuerUrl};
+use class_oauth_fixtures::seed::{self, token_set};
 use class_oauth_manager::{TenantKey, TokenManager};
 use class_oauth_store::{MemoryStore, PostgresStore, SqliteStore, TokenStore};
-use class_oauth_test::seed::{self, token_set};
 use class_oauth_testkit::ClassEmulator;
 use common::{bounded, keys, pg_url, unique};
 

@@ -31,7 +31,7 @@ impl Write for Buffer {
 
 #[test]
 fn no_secret_reaches_a_trace_log() {
-    class_oauth_test::bounded(
+    class_oauth_fixtures::bounded(
         "every flow logged at TRACE",
         std::time::Duration::from_secs(120),
         every_flow_logged_at_trace,

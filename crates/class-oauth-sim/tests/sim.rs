@@ -9,7 +9,7 @@ use class_oauth_manager::InDoubtRule;
 use class_oauth_manager::machine::Mutation;
 use class_oauth_sim::{Behaviour, Config, run};
 
-use class_oauth_test::bounded;
+use class_oauth_fixtures::bounded;
 
 /// 100 seeds x 60 days under each behaviour (about 15 s each in a debug build).
 const SEEDS: u64 = 100;

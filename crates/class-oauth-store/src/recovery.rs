@@ -230,7 +230,7 @@ mod tests {
     use class_oauth_core::ClientId;
 
     fn tokens(rt: &str) -> TokenSet {
-        class_oauth_test::seed::token_set("at", rt, 899, std::time::SystemTime::now())
+        class_oauth_fixtures::seed::token_set("at", rt, 899, std::time::SystemTime::now())
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The PostgreSQL store against a throwaway cluster that, like a managed service,
-//! accepts TLS connections only (`class_oauth_test::pg_cluster`): each `sslmode` with
+//! accepts TLS connections only (`class_oauth_fixtures::pg_cluster`): each `sslmode` with
 //! libpq's meaning, the private CA trusted or not, the certificate's name checked or
 //! not, a client certificate, and the schema and migration options. One cluster per
 //! test binary run; the whole test runs under a watchdog.
@@ -7,11 +7,11 @@
 use std::time::{Duration, SystemTime};
 
 use class_oauth_core::ClientId;
+use class_oauth_fixtures::bounded;
+use class_oauth_fixtures::pg_cluster::{CERT_ROLE, TlsCluster};
+use class_oauth_fixtures::seed::token_set;
 use class_oauth_store::postgres::{PostgresOptions, SslMode};
 use class_oauth_store::{Encryption, PostgresStore, StoreError, TenantKey, TokenStore};
-use class_oauth_test::bounded;
-use class_oauth_test::pg_cluster::{CERT_ROLE, TlsCluster};
-use class_oauth_test::seed::token_set;
 use pollster::block_on;
 
 fn key(tenant: &str) -> TenantKey {

@@ -4,12 +4,12 @@
 use std::time::{Duration, SystemTime};
 
 use class_oauth_core::ClientId;
+use class_oauth_fixtures::bounded;
+use class_oauth_fixtures::seed::token_set;
 use class_oauth_store::{
     Encryption, EncryptionKey, GrantQuery, GrantStatus, GrantUpdate, KeyRing, Lease, LeaseOutcome,
     MemoryStore, PostgresStore, SqliteStore, StoreError, TenantKey, TokenStore,
 };
-use class_oauth_test::bounded;
-use class_oauth_test::seed::token_set;
 use pollster::block_on;
 
 fn pg_url() -> String {

@@ -51,7 +51,7 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-pub use class_oauth_test::bounded;
+pub use class_oauth_fixtures::bounded;
 
 /// A store wrapper that fails on demand (writes of tokens, `update` with tokens, fail
 /// while `fail_token_writes` is above zero) and counts the reads (`loads`).

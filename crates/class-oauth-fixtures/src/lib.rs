@@ -1,6 +1,9 @@
-//! Test support for class-oauth (not published): the conformance fixtures under
-//! `fixtures/` and a runner that plays one fixture through the core with any `send`
-//! function.
+//! The fixture loader (not published): the conformance fixtures under `fixtures/` and
+//! a runner that plays one fixture through the core with any `send` function; with it,
+//! the test support the workspace's tests share (`bounded`, the seeded grants of
+//! [`seed`], throwaway PostgreSQL servers). Named for what it loads, beside the
+//! emulator (`class-oauth-testkit`) and the conformance matrix that replays these
+//! fixtures through both transports (`class-oauth-conformance`).
 //!
 //! A fixture is one JSON file describing an operation (`password`, `authorization_code`,
 //! `refresh`, `discovery`, `userinfo`, `revoke`, `api`), the request the library must
