@@ -268,6 +268,31 @@ pub enum Mutation {
     PersistAfterValidation,
 }
 
+/// For each mutation, the question the procedure asks: "is this build broken that way?"
+/// Always no without the `mutations` feature.
+macro_rules! mutation_switches {
+    ($($name:ident => $variant:ident),* $(,)?) => {
+        impl RefreshMachine {$(
+            #[cfg(feature = "mutations")]
+            fn $name(&self) -> bool {
+                self.mutation == Mutation::$variant
+            }
+
+            #[cfg(not(feature = "mutations"))]
+            #[allow(clippy::unused_self, reason = "true only in a mutated test build")]
+            fn $name(&self) -> bool {
+                false
+            }
+        )*}
+    };
+}
+
+mutation_switches!(
+    no_in_doubt_mark => NoInDoubtMark,
+    persist_after_validation => PersistAfterValidation,
+    release_before_persist => ReleaseBeforePersist,
+);
+
 /// The refresh procedure for one tenant (see the module docs).
 #[derive(Debug)]
 pub struct RefreshMachine {
@@ -674,17 +699,6 @@ impl RefreshMachine {
                 "the refresh flow did not start with a request".into(),
             )),
         }
-    }
-
-    #[cfg(feature = "mutations")]
-    fn no_in_doubt_mark(&self) -> bool {
-        self.mutation == Mutation::NoInDoubtMark
-    }
-
-    #[cfg(not(feature = "mutations"))]
-    #[allow(clippy::unused_self, reason = "true only in a mutated test build")]
-    fn no_in_doubt_mark(&self) -> bool {
-        false
     }
 
     /// The answer to the last [`Action::Send`].
@@ -1147,28 +1161,6 @@ impl RefreshMachine {
                 );
             }
         }
-    }
-
-    #[cfg(feature = "mutations")]
-    fn persist_after_validation(&self) -> bool {
-        self.mutation == Mutation::PersistAfterValidation
-    }
-
-    #[cfg(not(feature = "mutations"))]
-    #[allow(clippy::unused_self, reason = "true only in a mutated test build")]
-    fn persist_after_validation(&self) -> bool {
-        false
-    }
-
-    #[cfg(feature = "mutations")]
-    fn release_before_persist(&self) -> bool {
-        self.mutation == Mutation::ReleaseBeforePersist
-    }
-
-    #[cfg(not(feature = "mutations"))]
-    #[allow(clippy::unused_self, reason = "true only in a mutated test build")]
-    fn release_before_persist(&self) -> bool {
-        false
     }
 
     /// Writes rotated tokens: compare-and-swap on the version we hold, retried with
