@@ -910,15 +910,26 @@ impl RefreshMachine {
         self.store(Stage::Dead(reason), status_op(g.version, status, None));
     }
 
-    fn loaded(&mut self, now: SystemTime, r: Result<Option<StoredGrant>, StoreError>) {
-        let loaded = match r {
-            Ok(Some(g)) => g,
+    /// The row the store loaded, or the procedure ends: no grant, or the store's error.
+    fn row_or_done(&mut self, r: Result<Option<StoredGrant>, StoreError>) -> Option<StoredGrant> {
+        match r {
+            Ok(Some(g)) => Some(g),
             Ok(None) => {
-                return self.done(Finished::err(ManagerError::NoGrant {
+                self.done(Finished::err(ManagerError::NoGrant {
                     key: self.key.clone(),
                 }));
+                None
             }
-            Err(e) => return self.done(Finished::err(ManagerError::Store(e))),
+            Err(e) => {
+                self.done(Finished::err(ManagerError::Store(e)));
+                None
+            }
+        }
+    }
+
+    fn loaded(&mut self, now: SystemTime, r: Result<Option<StoredGrant>, StoreError>) {
+        let Some(loaded) = self.row_or_done(r) else {
+            return;
         };
         match self.decide(&loaded, now, false) {
             Decision::Use => self.done(Finished::ok(loaded)),
@@ -1345,14 +1356,8 @@ impl RefreshMachine {
         r: Result<Option<StoredGrant>, StoreError>,
         error: Error,
     ) {
-        let row = match r {
-            Ok(Some(g)) => g,
-            Ok(None) => {
-                return self.done(Finished::err(ManagerError::NoGrant {
-                    key: self.key.clone(),
-                }));
-            }
-            Err(e) => return self.done(Finished::err(ManagerError::Store(e))),
+        let Some(row) = self.row_or_done(r) else {
+            return;
         };
         if row.tokens.refresh_token.as_ref() != self.sent.as_ref()
             && matches!(
