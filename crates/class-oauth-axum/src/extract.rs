@@ -86,18 +86,6 @@ impl TenantApi {
         })
     }
 
-    /// The business.
-    #[must_use]
-    pub fn business(&self) -> &BusinessCode {
-        &self.business
-    }
-
-    /// Where its grant is stored.
-    #[must_use]
-    pub fn tenant(&self) -> &TenantKey {
-        &self.tenant
-    }
-
     /// A request to `path` below the business (`fund/list` is
     /// `<api base>/b/<CODE>/fund/list`), tagged with the tenant; send it with
     /// [`TenantApi::send`] (or `.send()`, to see the middleware's errors yourself).
@@ -193,18 +181,40 @@ impl TenantApi {
     }
 }
 
-impl<S> FromRequestParts<S> for TenantApi
-where
-    ClassConnect: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = Rejection;
+/// Both extractors come out of a request the same way (the business the route names,
+/// then `Self::new`) and say which business and tenant they serve.
+macro_rules! tenant_extractors {
+    ($($extractor:ty),*) => {$(
+        impl $extractor {
+            /// The business.
+            #[must_use]
+            pub fn business(&self) -> &BusinessCode {
+                &self.business
+            }
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
-        let (class, business) = class_and_business(parts, state).await?;
-        Self::new(&class, business).await
-    }
+            /// Where its grant is stored.
+            #[must_use]
+            pub fn tenant(&self) -> &TenantKey {
+                &self.tenant
+            }
+        }
+
+        impl<S> FromRequestParts<S> for $extractor
+        where
+            ClassConnect: FromRef<S>,
+            S: Send + Sync,
+        {
+            type Rejection = Rejection;
+
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
+                let (class, business) = class_and_business(parts, state).await?;
+                Self::new(&class, business).await
+            }
+        }
+    )*};
 }
+
+tenant_extractors!(TenantApi, TenantToken);
 
 /// The valid access token of the business the route names (refreshed first when due),
 /// for API calls made with a client of your own. A business with no usable grant is a
@@ -237,18 +247,6 @@ impl TenantToken {
         })
     }
 
-    /// The business.
-    #[must_use]
-    pub fn business(&self) -> &BusinessCode {
-        &self.business
-    }
-
-    /// Where its grant is stored.
-    #[must_use]
-    pub fn tenant(&self) -> &TenantKey {
-        &self.tenant
-    }
-
     /// The token (and, through [`SharedAccessToken::grant`], its grant).
     #[must_use]
     pub fn token(&self) -> &SharedAccessToken {
@@ -260,18 +258,5 @@ impl std::ops::Deref for TenantToken {
     type Target = SharedAccessToken;
     fn deref(&self) -> &SharedAccessToken {
         &self.token
-    }
-}
-
-impl<S> FromRequestParts<S> for TenantToken
-where
-    ClassConnect: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = Rejection;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
-        let (class, business) = class_and_business(parts, state).await?;
-        Self::new(&class, business).await
     }
 }

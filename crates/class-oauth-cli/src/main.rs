@@ -141,25 +141,7 @@ pub(crate) enum Command {
     /// Call the Class API as the profile's grant, the way `gh api` does: the stored token
     /// (refreshed when due, once more on a 401), Class's Accept type, a 429 waited out
     /// (bounded); the response's data on stdout.
-    Api {
-        /// The path below the API base, e.g. b/OAUTH_TEST/fund/list.
-        path: String,
-        /// The HTTP method.
-        #[arg(short = 'X', long = "method", default_value = "GET")]
-        method: String,
-        /// A JSON body: the text itself, @FILE, or @- for stdin.
-        #[arg(short = 'd', long)]
-        data: Option<String>,
-        /// A query parameter NAME=VALUE (repeatable; encoded for you).
-        #[arg(short = 'q', long = "query")]
-        query: Vec<String>,
-        /// Print the status and the rate-limit headers before the data.
-        #[arg(short = 'i', long)]
-        include: bool,
-        /// The action version of the Accept type (application/vnd.superip.action.vN+json).
-        #[arg(long, default_value_t = 1)]
-        action_version: u32,
-    },
+    Api(commands::ApiArgs),
     /// The whole tour against the built-in Class emulator: no credentials needed.
     Demo,
     /// Run the Class emulator as a standalone server (demo client, user and businesses)

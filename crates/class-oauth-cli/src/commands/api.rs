@@ -2,13 +2,26 @@
 
 use super::*;
 
-pub(super) struct ApiArgs {
-    pub(super) path: String,
-    pub(super) method: String,
-    pub(super) data: Option<String>,
-    pub(super) query: Vec<String>,
-    pub(super) include: bool,
-    pub(super) action_version: u32,
+/// The arguments of `class-oauth api`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApiArgs {
+    /// The path below the API base, e.g. b/OAUTH_TEST/fund/list.
+    pub(crate) path: String,
+    /// The HTTP method.
+    #[arg(short = 'X', long = "method", default_value = "GET")]
+    pub(crate) method: String,
+    /// A JSON body: the text itself, @FILE, or @- for stdin.
+    #[arg(short = 'd', long)]
+    pub(crate) data: Option<String>,
+    /// A query parameter NAME=VALUE (repeatable; encoded for you).
+    #[arg(short = 'q', long = "query")]
+    pub(crate) query: Vec<String>,
+    /// Print the status and the rate-limit headers before the data.
+    #[arg(short = 'i', long)]
+    pub(crate) include: bool,
+    /// The action version of the Accept type (application/vnd.superip.action.vN+json).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) action_version: u32,
 }
 
 /// `class-oauth api PATH`: a Class API call as the profile's grant, through the manager

@@ -37,6 +37,7 @@ mod login;
 mod setup;
 mod tokens;
 
+pub(crate) use api::ApiArgs;
 use api::*;
 #[cfg(feature = "demo")]
 use demo::*;
@@ -479,24 +480,7 @@ fn dispatch(ctx: &mut Ctx) -> Result<(), CliError> {
         Command::Revoke => revoke(ctx),
         Command::Profiles => profiles(ctx),
         Command::Grants { status } => grants(ctx, status.as_deref()),
-        Command::Api {
-            path,
-            method,
-            data,
-            query,
-            include,
-            action_version,
-        } => api(
-            ctx,
-            &ApiArgs {
-                path,
-                method,
-                data,
-                query,
-                include,
-                action_version,
-            },
-        ),
+        Command::Api(args) => api(ctx, &args),
         #[cfg(feature = "demo")]
         Command::Demo => demo(ctx),
         #[cfg(feature = "demo")]
