@@ -67,46 +67,25 @@ fn targets(code: &str, prefix: &str) -> Vec<String> {
             continue;
         }
         if let Some(group) = rest.strip_prefix('{') {
-            let mut depth = 0;
-            let end = group
-                .char_indices()
-                .find_map(|(i, c)| match c {
-                    '{' => {
-                        depth += 1;
-                        None
-                    }
-                    '}' if depth == 0 => Some(i),
-                    '}' => {
-                        depth -= 1;
-                        None
-                    }
-                    _ => None,
-                })
-                .unwrap_or(group.len());
-            let mut depth = 0;
-            let mut segment_start = true;
-            let mut word = String::new();
-            for c in group[..end].chars() {
+            // The first word of each top-level item, up to the group's closing brace.
+            let (mut depth, mut first, mut word) = (0usize, true, String::new());
+            for c in group.chars() {
                 match c {
                     '{' => depth += 1,
+                    '}' if depth == 0 => break,
                     '}' => depth -= 1,
-                    ',' if depth == 0 => {
-                        if !word.is_empty() {
-                            out.push(std::mem::take(&mut word));
-                        }
-                        segment_start = true;
-                    }
-                    c if c.is_alphanumeric() || c == '_' => {
-                        if segment_start {
-                            word.push(c);
-                        }
-                    }
-                    _ => {
-                        if !word.is_empty() {
-                            out.push(std::mem::take(&mut word));
-                            segment_start = false;
-                        }
-                    }
+                    c if (c.is_alphanumeric() || c == '_') && first => word.push(c),
+                    _ => {}
+                }
+                // Any other character ends the item's first word; a top-level comma
+                // starts the next item.
+                let in_word = c.is_alphanumeric() || c == '_';
+                if !in_word && !word.is_empty() {
+                    out.push(std::mem::take(&mut word));
+                    first = false;
+                }
+                if c == ',' && depth == 0 {
+                    first = true;
                 }
             }
             if !word.is_empty() {
@@ -160,43 +139,35 @@ fn read_lib(lib: &str) -> (Vec<String>, BTreeMap<String, String>) {
 /// `src/`); `super::x` from `layer/unit.rs` is recorded as `crate::x` of the same layer.
 fn imports(src: &Path) -> Vec<Import> {
     let mut all = Vec::new();
-    let mut dirs = vec![src.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
+    for path in crate::tidy::rust_files_in(src) {
+        let rel = path
+            .strip_prefix(src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel == "lib.rs" || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).expect("source");
+        for (line, code) in code_lines(&source) {
+            for target in targets(&code, "crate::") {
+                all.push(Import {
+                    from: rel.clone(),
+                    line,
+                    target,
+                    sibling: false,
+                });
             }
-            let rel = path
-                .strip_prefix(src)
-                .expect("under src")
-                .to_string_lossy()
-                .replace('\\', "/");
-            if rel == "lib.rs" || !rel.ends_with(".rs") || rel.ends_with("tests.rs") {
-                continue;
-            }
-            let source = std::fs::read_to_string(&path).expect("source");
-            for (line, code) in code_lines(&source) {
-                for target in targets(&code, "crate::") {
+            // `super::x` inside `layer/unit.rs` names the sibling unit `x`.
+            let depth = rel.matches('/').count();
+            if depth == 1 && !rel.ends_with("/mod.rs") {
+                for target in targets(&code, "super::") {
                     all.push(Import {
                         from: rel.clone(),
                         line,
                         target,
-                        sibling: false,
+                        sibling: true,
                     });
-                }
-                // `super::x` inside `layer/unit.rs` names the sibling unit `x`.
-                let depth = rel.matches('/').count();
-                if depth == 1 && !rel.ends_with("/mod.rs") {
-                    for target in targets(&code, "super::") {
-                        all.push(Import {
-                            from: rel.clone(),
-                            line,
-                            target,
-                            sibling: true,
-                        });
-                    }
                 }
             }
         }

@@ -603,7 +603,12 @@ fn no_source_file_over_700_lines_without_a_reason() {
 }
 
 fn rust_files(rel: &str) -> Vec<std::path::PathBuf> {
-    let mut dirs = vec![project_root().join(rel)];
+    rust_files_in(&project_root().join(rel))
+}
+
+/// Every `.rs` file under `dir`, at any depth.
+pub(crate) fn rust_files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![dir.to_path_buf()];
     let mut files = Vec::new();
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).expect("dir") {

@@ -146,14 +146,6 @@ mod tests {
     use crate::environment::EndpointSource;
     use crate::types::IssuerUrl;
 
-    fn doc(v: serde_json::Value) -> Response<Vec<u8>> {
-        Response::builder()
-            .status(200)
-            .header("content-type", "application/json")
-            .body(v.to_string().into_bytes())
-            .unwrap()
-    }
-
     #[test]
     fn cache_serves_last_good_and_does_not_cache_failures() {
         use crate::flow::{DriveError, TransportError, TransportErrorKind, drive_blocking};
@@ -189,8 +181,9 @@ mod tests {
             lookup(&mut c, t0, Err(())),
             Err(DriveError::Transport(_))
         ));
-        let good = doc(
-            serde_json::json!({"issuer": "https://idp.example", "token_endpoint": "https://idp.example/t"}),
+        let good = crate::body::json_response(
+            200,
+            r#"{"issuer": "https://idp.example", "token_endpoint": "https://idp.example/t"}"#,
         );
         let first = lookup(&mut c, t0, Ok(good)).unwrap();
         assert_eq!(first.token_endpoint.path(), "/t");
